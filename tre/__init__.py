@@ -1,0 +1,1 @@
+"""tre: a trusted research environment for Norwegian health-register data (KPR)."""

@@ -1,0 +1,1 @@
+"""`tre synth`: synthetic national register deliveries (filled in by the synth module)."""

@@ -1,0 +1,243 @@
+"""Settings: one frozen object from `tre.toml` + environment, with defaults that run on one machine.
+
+The dataclass fields of `Settings` *are* the settings table: each carries its environment
+variable, its help text and how its default is derived. `tre config show` and
+`docs/settings.md` (checked by a test) are both generated from it.
+
+Precedence: environment > settings file > default. The settings file is `$TRE_CONFIG`, else
+`tre.toml` in `$TRE_HOME` when present. In the file, a table `[hub]` with key `port` sets the
+setting `hub_port`. Relative paths in the file are relative to the file; in the environment,
+to the working directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tre.errors import ConfigError
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+_CHECKOUT = PACKAGE_DIR.parent
+
+
+def repo_root() -> Path | None:
+    """The source checkout `tre` runs from, or None when installed as a plain package."""
+    pyproject = _CHECKOUT / "pyproject.toml"
+    if pyproject.is_file() and 'name = "tre"' in pyproject.read_text(encoding="utf-8"):
+        return _CHECKOUT
+    return None
+
+
+def _default_home(values: dict) -> Path:
+    root = repo_root()
+    return root / "var" if root else Path.home() / ".local" / "share" / "tre"
+
+
+def _beside_repo(name: str):
+    def default(values: dict) -> Path:
+        root = repo_root()
+        return root / name if root else values["home"] / name
+
+    return default
+
+
+def _under_home(*parts: str):
+    return lambda values: values["home"].joinpath(*parts)
+
+
+def setting(*, env: str, help: str, default=None, shown: str | None = None):
+    """A settings-table row.
+
+    `default` is a value or a function of the settings resolved so far; a computed default
+    says in `shown` what it is, for the docs.
+    """
+    if callable(default) and shown is None:
+        raise TypeError(f"setting {env}: a computed default needs `shown`")
+    return field(metadata={"env": env, "help": help, "default": default, "shown": shown})
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Order matters: a default may use any setting above it.
+    home: Path = setting(
+        env="TRE_HOME",
+        default=_default_home,
+        shown="`var/` in the source checkout, else `~/.local/share/tre`",
+        help="State directory of this TRE installation: metadata store, central zone, keys, logs. Created mode 0700.",
+    )
+    db_url: str = setting(
+        env="TRE_DB_URL",
+        default=lambda v: f"sqlite:///{v['home'] / 'tre.sqlite'}",
+        shown="`sqlite:///$TRE_HOME/tre.sqlite`",
+        help="SQLAlchemy URL of the metadata store (users, projects, approvals, requests, audit). "
+        "SQLite by default; a postgresql:// URL for a server.",
+    )
+    central_dir: Path = setting(
+        env="TRE_CENTRAL_DIR",
+        default=_under_home("central"),
+        shown="`$TRE_HOME/central`",
+        help="The central zone: identity vault, register store, rejects, key tables. Controller "
+        "only; created mode 0700.",
+    )
+    deliveries_dir: Path = setting(
+        env="TRE_DELIVERIES_DIR",
+        default=_under_home("deliveries"),
+        shown="`$TRE_HOME/deliveries`",
+        help="Where register deliveries arrive (and where `tre demo` writes synthetic ones).",
+    )
+    projects_dir: Path = setting(
+        env="TRE_PROJECTS_DIR",
+        default=_beside_repo("projects"),
+        shown="`projects/` in the source checkout, else `$TRE_HOME/projects`",
+        help="Project workspaces, one folder per project (data/, work/, requests/, released/).",
+    )
+    approvals_dir: Path = setting(
+        env="TRE_APPROVALS_DIR",
+        default=_beside_repo("approvals"),
+        shown="`approvals/` in the source checkout, else `$TRE_HOME/approvals`",
+        help="Approval records, one TOML file per approval, reviewed like code.",
+    )
+    user: str = setting(
+        env="TRE_USER",
+        default="",
+        help="The TRE user the CLI acts as when `--as` is not given.",
+    )
+
+    # Where each value came from ("default", "file", "env"); not itself a setting.
+    sources: dict = field(default_factory=dict, compare=False, repr=False, metadata={"internal": True})
+
+    @property
+    def metadata_store_path(self) -> Path | None:
+        """The SQLite file of the metadata store, or None for a server URL."""
+        prefix = "sqlite:///"
+        return Path(self.db_url[len(prefix) :]) if self.db_url.startswith(prefix) else None
+
+
+def setting_fields() -> list[dataclasses.Field]:
+    """The settings table: every public field of `Settings`, in order."""
+    return [f for f in dataclasses.fields(Settings) if not f.metadata.get("internal")]
+
+
+def load_settings(environ: dict | None = None) -> Settings:
+    """Settings from the environment and the settings file, defaults for the rest."""
+    environ = os.environ if environ is None else environ
+    fields = setting_fields()
+    by_env = {f.metadata["env"]: f for f in fields}
+
+    from_env = {by_env[k].name: v for k, v in environ.items() if k in by_env and v != ""}
+    config_path = _config_path(environ, from_env)
+    from_file = _read_settings_file(config_path, {f.name for f in fields}) if config_path else {}
+
+    values, sources = {}, {}
+    for f in fields:
+        if f.name in from_env:
+            raw, source, base = from_env[f.name], "env", Path.cwd()
+        elif f.name in from_file:
+            raw, source, base = from_file[f.name], "file", config_path.parent
+        else:
+            default = f.metadata["default"]
+            raw, source, base = (default(values) if callable(default) else default), "default", Path.cwd()
+        values[f.name] = _convert(f, raw, base, source)
+        sources[f.name] = source
+    return Settings(**values, sources=sources)
+
+
+def _config_path(environ, from_env) -> Path | None:
+    if environ.get("TRE_CONFIG"):
+        path = Path(environ["TRE_CONFIG"]).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"TRE_CONFIG names {path}, which is not a file: create it or unset TRE_CONFIG")
+        return path.resolve()
+    home = Path(from_env["home"]).expanduser() if "home" in from_env else _default_home({})
+    candidate = home / "tre.toml"
+    return candidate.resolve() if candidate.is_file() else None
+
+
+def _read_settings_file(path: Path, known: set[str]) -> dict:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read settings file {path}: {e.__class__.__name__}; check the file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"settings file {path} is not valid TOML ({e}); fix it") from None
+    flat = {}
+
+    def walk(table, prefix):
+        for key, value in table.items():
+            name = f"{prefix}{key}"
+            if isinstance(value, dict):
+                walk(value, f"{name}_")
+            else:
+                flat[name] = value
+
+    walk(data, "")
+    unknown = sorted(set(flat) - known)
+    if unknown:
+        raise ConfigError(
+            f"settings file {path}: unknown setting(s) {', '.join(unknown)}; see `tre config show` for the known ones"
+        )
+    return flat
+
+
+_TYPES = {"Path": Path, "str": str, "int": int, "bool": bool, "float": float}
+
+
+def _convert(f: dataclasses.Field, raw, base: Path, source: str):
+    kind = _TYPES[f.type]
+    where = f"{f.metadata['env']}" if source == "env" else f"setting {f.name}"
+    try:
+        if kind is Path:
+            path = Path(raw).expanduser()
+            return path if path.is_absolute() else (base / path).resolve()
+        if kind is bool:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
+                raise ValueError(raw)
+            return text in {"1", "true", "yes", "on"}
+        if kind is int and isinstance(raw, bool):
+            raise ValueError(raw)
+        return kind(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where} must be {kind.__name__.lower()}, got {raw!r}") from None
+
+
+def ensure_private_dir(path: Path, what: str) -> Path:
+    """Create `path` (and parents) with mode 0700, or fail with a one-line error."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        path.chmod(0o700)
+    except OSError as e:
+        raise ConfigError(
+            f"cannot create {what} at {path} ({e.strerror}): set it to a directory you can write"
+        ) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"{what} at {path} is not writable: set it to a directory you can write")
+    return path
+
+
+def ensure_dirs(settings: Settings) -> None:
+    """The directories every command may write to, created with the right modes."""
+    ensure_private_dir(settings.home, "TRE_HOME")
+    ensure_private_dir(settings.central_dir, "the central zone (TRE_CENTRAL_DIR)")
+
+
+def settings_table_markdown() -> str:
+    """The settings table as Markdown, for docs/settings.md."""
+    rows = ["| setting | environment | default | what it is |", "|---|---|---|---|"]
+    for f in setting_fields():
+        shown = _describe_default(f)
+        rows.append(f"| `{f.name}` | `{f.metadata['env']}` | {shown} | {f.metadata['help']} |")
+    return "\n".join(rows) + "\n"
+
+
+def _describe_default(f: dataclasses.Field) -> str:
+    if f.metadata["shown"]:
+        return f.metadata["shown"]
+    default = f.metadata["default"]
+    return f"`{default!r}`" if default not in ("", None) else "(none)"

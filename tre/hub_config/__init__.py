@@ -1,0 +1,1 @@
+"""JupyterHub glue: configuration, spawner, authenticator and hub services."""

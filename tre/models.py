@@ -1,0 +1,417 @@
+"""The metadata store's tables (SQLAlchemy 2 ORM).
+
+Portable SQL only: the same models run on SQLite (the default) and PostgreSQL. Times are
+stored as UTC; enums as their stable string values; free-form documents as JSON.
+Register data never lives here: health rows and identities are in the central zone.
+Person keys (`pid`) appear only where a person-linked event needs them (reservations, the
+subject of an audit event), which is why this store is controller-only (mode 0600 file).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy import Enum as SAEnum
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from tre.enums import (
+    ApprovalKind,
+    ApprovalStatus,
+    DeliveryStatus,
+    ExtractStatus,
+    MemberRole,
+    ProjectStatus,
+    ReleaseKind,
+    RequestStatus,
+    ReservationKind,
+    ReviewStatus,
+    Role,
+    VoteDecision,
+)
+
+
+class UTCDateTime(TypeDecorator):
+    """A timezone-aware UTC datetime on every backend (SQLite keeps no zone of its own)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the metadata store; use UTC-aware times")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def enum_column(enum: type[StrEnum]):
+    """A VARCHAR holding the enum's stable value, with a CHECK on the allowed values."""
+    return SAEnum(
+        enum,
+        native_enum=False,
+        create_constraint=True,
+        length=32,
+        values_callable=lambda members: [m.value for m in members],
+        name=enum.__name__.lower(),
+    )
+
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dt.datetime: UTCDateTime, dict: JSON, list: JSON}
+
+
+# --- people -------------------------------------------------------------------------------
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime]
+
+    roles: Mapped[list[UserRole]] = relationship(back_populates="user", cascade="all, delete-orphan")
+
+    def has_role(self, role: Role) -> bool:
+        return any(r.role == role for r in self.roles)
+
+
+class UserRole(Base):
+    __tablename__ = "user_roles"
+    __table_args__ = (UniqueConstraint("user_id", "role"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    role: Mapped[Role] = mapped_column(enum_column(Role))
+    granted_at: Mapped[dt.datetime]
+    granted_by: Mapped[str | None] = mapped_column(String(64))
+
+    user: Mapped[User] = relationship(back_populates="roles")
+
+
+# --- projects and approvals ---------------------------------------------------------------
+
+
+class Project(Base):
+    __tablename__ = "projects"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    title: Mapped[str] = mapped_column(String(400))
+    status: Mapped[ProjectStatus] = mapped_column(enum_column(ProjectStatus), default=ProjectStatus.ACTIVE)
+    created_at: Mapped[dt.datetime]
+    locked_at: Mapped[dt.datetime | None]
+    lock_reason: Mapped[str | None] = mapped_column(String(400))
+    os_group: Mapped[str | None] = mapped_column(String(32))
+    provisioned_at: Mapped[dt.datetime | None]
+
+    members: Mapped[list[ProjectMember]] = relationship(back_populates="project")
+
+
+class ProjectMember(Base):
+    __tablename__ = "project_members"
+    __table_args__ = (UniqueConstraint("project_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    role: Mapped[MemberRole] = mapped_column(enum_column(MemberRole))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    os_account: Mapped[str | None] = mapped_column(String(32))
+    added_at: Mapped[dt.datetime]
+
+    project: Mapped[Project] = relationship(back_populates="members")
+    user: Mapped[User] = relationship()
+
+
+class Approval(Base):
+    """The current version of one approval record from approvals/."""
+
+    __tablename__ = "approvals"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"))
+    kind: Mapped[ApprovalKind] = mapped_column(enum_column(ApprovalKind))
+    status: Mapped[ApprovalStatus] = mapped_column(enum_column(ApprovalStatus), default=ApprovalStatus.ACTIVE)
+    reference: Mapped[str] = mapped_column(String(100))
+    legal_basis: Mapped[str] = mapped_column(String(400))
+    purpose: Mapped[str] = mapped_column(String(64))
+    linkage_needed: Mapped[bool] = mapped_column(Boolean, default=False)
+    application_complete: Mapped[dt.date | None] = mapped_column(Date)
+    valid_from: Mapped[dt.date] = mapped_column(Date)
+    valid_until: Mapped[dt.date] = mapped_column(Date)
+    retention_years: Mapped[int] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    sha256: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(String(400))
+    document: Mapped[dict]
+    synced_at: Mapped[dt.datetime]
+    revoked_at: Mapped[dt.datetime | None]
+
+    project: Mapped[Project] = relationship()
+
+
+class ApprovalVersion(Base):
+    """Every version of an approval record that was ever synced."""
+
+    __tablename__ = "approval_versions"
+    __table_args__ = (UniqueConstraint("approval_id", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    approval_id: Mapped[str] = mapped_column(ForeignKey("approvals.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    document: Mapped[dict]
+    synced_at: Mapped[dt.datetime]
+
+
+class ApplicationReply(Base):
+    """A reply to an application: the preliminary reply § 4-8 requires when a deadline slips."""
+
+    __tablename__ = "application_replies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    approval_id: Mapped[str] = mapped_column(ForeignKey("approvals.id"))
+    preliminary: Mapped[bool] = mapped_column(Boolean, default=True)
+    reason: Mapped[str] = mapped_column(Text)
+    expected_date: Mapped[dt.date | None] = mapped_column(Date)
+    sent_at: Mapped[dt.datetime]
+    recorded_by: Mapped[str] = mapped_column(String(64))
+
+
+class FeeEntry(Base):
+    """Handling time, cost and invoices per application (§ 4-9: at most the actual cost)."""
+
+    __tablename__ = "fee_entries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    approval_id: Mapped[str] = mapped_column(ForeignKey("approvals.id"))
+    kind: Mapped[str] = mapped_column(String(16))  # "time", "cost" or "invoice"
+    hours: Mapped[float | None] = mapped_column(Numeric(10, 2))
+    amount_nok: Mapped[float] = mapped_column(Numeric(12, 2))
+    note: Mapped[str | None] = mapped_column(Text)
+    recorded_at: Mapped[dt.datetime]
+    recorded_by: Mapped[str] = mapped_column(String(64))
+
+
+# --- central zone bookkeeping -------------------------------------------------------------
+
+
+class Delivery(Base):
+    """One register delivery that was ingested (or failed), identified by its sha256."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    source: Mapped[str] = mapped_column(String(32))
+    period: Mapped[str | None] = mapped_column(String(32))
+    filename: Mapped[str] = mapped_column(String(400))
+    rows: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[DeliveryStatus] = mapped_column(enum_column(DeliveryStatus))
+    report: Mapped[dict]
+    ingested_at: Mapped[dt.datetime]
+    ingested_by: Mapped[str] = mapped_column(String(64))
+
+
+class Reservation(Base):
+    """One processed reservation message (§ 2-2); the current status is the latest per pid and kind."""
+
+    __tablename__ = "reservations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pid: Mapped[str] = mapped_column(String(40), index=True)
+    kind: Mapped[ReservationKind] = mapped_column(enum_column(ReservationKind))
+    active: Mapped[bool] = mapped_column(Boolean)
+    effective_at: Mapped[dt.datetime]
+    message_id: Mapped[str] = mapped_column(String(64))
+    delivery_id: Mapped[int | None] = mapped_column(ForeignKey("deliveries.id"))
+    recorded_at: Mapped[dt.datetime]
+
+
+class Extract(Base):
+    """A project-pseudonymized extract built from the central zone into a project's data/."""
+
+    __tablename__ = "extracts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"))
+    approval_id: Mapped[str] = mapped_column(ForeignKey("approvals.id"))
+    approval_version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[ExtractStatus] = mapped_column(enum_column(ExtractStatus))
+    path: Mapped[str | None] = mapped_column(String(400))
+    persons: Mapped[int | None] = mapped_column(Integer)
+    manifest: Mapped[dict | None]
+    manifest_sha256: Mapped[str | None] = mapped_column(String(64))
+    built_at: Mapped[dt.datetime]
+    built_by: Mapped[str] = mapped_column(String(64))
+    purge_after: Mapped[dt.date | None] = mapped_column(Date)
+    purged_at: Mapped[dt.datetime | None]
+
+
+class ReleaseRecord(Base):
+    """The record of releases (§ 4-10): who received health data, on what basis, when.
+
+    Which persons an extract release covered is kept centrally beside the key tables
+    (the central zone), referenced by this entry's id. Entries are kept at least 5 years.
+    """
+
+    __tablename__ = "release_records"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[ReleaseKind] = mapped_column(enum_column(ReleaseKind))
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"))
+    approval_id: Mapped[str | None] = mapped_column(ForeignKey("approvals.id"))
+    approval_version: Mapped[int | None] = mapped_column(Integer)
+    recipient: Mapped[str] = mapped_column(String(400))
+    legal_basis: Mapped[str] = mapped_column(String(400))
+    persons: Mapped[int | None] = mapped_column(Integer)
+    reference: Mapped[str] = mapped_column(String(100))  # extract id or output request id
+    released_at: Mapped[dt.datetime]
+    keep_until: Mapped[dt.date] = mapped_column(Date)
+
+
+# --- output requests, reviews, releases ---------------------------------------------------
+
+
+class OutputRequest(Base):
+    __tablename__ = "output_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"))
+    author_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    title: Mapped[str] = mapped_column(String(400), default="")
+    status: Mapped[RequestStatus] = mapped_column(enum_column(RequestStatus), default=RequestStatus.PENDING)
+    created_at: Mapped[dt.datetime]
+    submitted_at: Mapped[dt.datetime | None]
+    decided_at: Mapped[dt.datetime | None]
+
+    files: Mapped[list[RequestFile]] = relationship(back_populates="request", order_by="RequestFile.id")
+    reviews: Mapped[list[Review]] = relationship(back_populates="request", order_by="Review.id")
+    author: Mapped[User] = relationship()
+
+    @property
+    def label(self) -> str:
+        return f"REQ-{self.id}"
+
+
+class RequestFile(Base):
+    __tablename__ = "request_files"
+    __table_args__ = (UniqueConstraint("request_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("output_requests.id"))
+    name: Mapped[str] = mapped_column(String(400))
+    kind: Mapped[str] = mapped_column(String(32))  # table, magnitude, regression, figure, notebook
+    sha256: Mapped[str] = mapped_column(String(64))
+    check_status: Mapped[str] = mapped_column(String(16))  # pass, fail, review
+    report: Mapped[dict]
+    context: Mapped[dict]  # the author's context: population, what it shows, relation to earlier outputs
+    added_at: Mapped[dt.datetime]
+
+    request: Mapped[OutputRequest] = relationship(back_populates="files")
+
+
+class Review(Base):
+    __tablename__ = "reviews"
+    __table_args__ = (UniqueConstraint("request_id", "reviewer_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("output_requests.id"))
+    reviewer_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    status: Mapped[ReviewStatus] = mapped_column(enum_column(ReviewStatus), default=ReviewStatus.IN_PROGRESS)
+    created_at: Mapped[dt.datetime]
+    submitted_at: Mapped[dt.datetime | None]
+
+    request: Mapped[OutputRequest] = relationship(back_populates="reviews")
+    reviewer: Mapped[User] = relationship()
+    votes: Mapped[list[Vote]] = relationship(back_populates="review", order_by="Vote.id")
+
+
+class Vote(Base):
+    __tablename__ = "votes"
+    __table_args__ = (UniqueConstraint("review_id", "file_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    review_id: Mapped[int] = mapped_column(ForeignKey("reviews.id"))
+    file_id: Mapped[int] = mapped_column(ForeignKey("request_files.id"))
+    decision: Mapped[VoteDecision] = mapped_column(enum_column(VoteDecision))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    override: Mapped[str | None] = mapped_column(Text)  # justification for approving a failed check
+    voted_at: Mapped[dt.datetime]
+
+    review: Mapped[Review] = relationship(back_populates="votes")
+    file: Mapped[RequestFile] = relationship()
+
+
+class Release(Base):
+    __tablename__ = "releases"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("output_requests.id"), unique=True)
+    released_at: Mapped[dt.datetime]
+    released_by: Mapped[str] = mapped_column(String(64))
+    bundle_path: Mapped[str] = mapped_column(String(400))
+    bundle_sha256: Mapped[str] = mapped_column(String(64))
+    manifest: Mapped[dict]
+
+
+# --- audit chain --------------------------------------------------------------------------
+
+
+class AuditEvent(Base):
+    """One event of the append-only, hash-chained audit log (see tre.audit)."""
+
+    __tablename__ = "audit_events"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[str] = mapped_column(String(32))  # ISO 8601 UTC with microseconds, as hashed
+    actor: Mapped[str] = mapped_column(String(64), index=True)
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    object: Mapped[str] = mapped_column(String(200), default="")
+    # The person (pid) a person-linked event concerns: what a data subject's access report reads.
+    subject: Mapped[str | None] = mapped_column(String(40), index=True)
+    details: Mapped[str] = mapped_column(Text)  # canonical JSON, as hashed
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """The chain's head: the last sequence number and hash. One row, updated with each event,
+    so that a deleted tail is noticed and concurrent writers serialise on it."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))

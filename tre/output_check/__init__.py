@@ -1,0 +1,1 @@
+"""Output checking: disclosure-control rules, check reports, requests, reviews and releases."""

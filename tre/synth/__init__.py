@@ -1,0 +1,1 @@
+"""Synthetic national register data: DSF, KUHR, IPLOS, NPR, SES, opt-outs and more."""

@@ -1,0 +1,107 @@
+"""TRE users and their roles, and the checks that an acting user holds a role."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
+
+from tre import audit
+from tre.enums import Role
+from tre.errors import NotFound, PermissionDenied, UserError
+from tre.models import User, UserRole
+
+# Lowercase login names that are also valid POSIX account-name parts (the hub derives OS
+# accounts from them).
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,30}$")
+
+
+def check_name(name: str) -> None:
+    if not NAME_PATTERN.fullmatch(name):
+        raise UserError(
+            f"invalid user name {name!r}: use 1-31 lowercase letters, digits, '-' or '_', starting with a letter"
+        )
+
+
+def find_user(session: Session, name: str) -> User | None:
+    return session.execute(select(User).where(User.name == name).options(selectinload(User.roles))).scalar_one_or_none()
+
+
+def get_user(session: Session, name: str) -> User:
+    user = find_user(session, name)
+    if user is None:
+        raise NotFound(f"unknown user {name!r}: an admin adds users with `tre user add NAME --role ROLE`")
+    return user
+
+
+def count_users(session: Session) -> int:
+    return session.execute(select(func.count()).select_from(User)).scalar_one()
+
+
+def add_user(session: Session, name: str, role: Role, *, actor: str, now: dt.datetime) -> tuple[User, bool]:
+    """Add a user with a role, or grant the role to an existing user.
+
+    Returns (user, changed); granting a role the user already holds changes nothing.
+    """
+    check_name(name)
+    user = find_user(session, name)
+    created = user is None
+    if created:
+        user = User(name=name, active=True, created_at=now)
+        session.add(user)
+        session.flush()
+    if user.has_role(role):
+        return user, False
+    user.roles.append(UserRole(role=role, granted_at=now, granted_by=actor))
+    audit.record(
+        session,
+        at=now,
+        actor=actor,
+        action="user.add" if created else "user.grant",
+        object=f"user:{name}",
+        details={"role": role.value},
+    )
+    return user, True
+
+
+def revoke_role(session: Session, name: str, role: Role, *, actor: str, now: dt.datetime) -> None:
+    user = get_user(session, name)
+    match = [r for r in user.roles if r.role == role]
+    if not match:
+        raise UserError(f"user {name!r} does not hold the {role} role")
+    if role == Role.ADMIN and count_role(session, Role.ADMIN) == 1:
+        raise UserError(f"cannot revoke the admin role from {name!r}: they are the last admin")
+    user.roles.remove(match[0])
+    audit.record(
+        session, at=now, actor=actor, action="user.revoke", object=f"user:{name}", details={"role": role.value}
+    )
+
+
+def count_role(session: Session, role: Role) -> int:
+    return session.execute(select(func.count()).select_from(UserRole).where(UserRole.role == role)).scalar_one()
+
+
+def list_users(session: Session) -> list[User]:
+    return list(session.execute(select(User).options(selectinload(User.roles)).order_by(User.name)).scalars())
+
+
+def check_active(user: User, action: str) -> None:
+    """Raise PermissionDenied unless `user` is active and holds some role."""
+    if not user.active:
+        raise PermissionDenied(f"{action} refused: user {user.name!r} is deactivated")
+    if not user.roles:
+        raise PermissionDenied(f"{action} refused: user {user.name!r} holds no role")
+
+
+def check_role(user: User, roles: Iterable[str], action: str) -> None:
+    """Raise PermissionDenied unless `user` is active and holds one of `roles`."""
+    roles = tuple(roles)
+    check_active(user, action)
+    if any(user.has_role(Role(r)) for r in roles):
+        return
+    needed = " or ".join(roles)
+    held = ", ".join(sorted(r.role.value for r in user.roles)) or "no role"
+    raise PermissionDenied(f"{action} needs the {needed} role; {user.name} has {held}")
