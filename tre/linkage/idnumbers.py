@@ -1,0 +1,268 @@
+"""Norwegian national ID numbers: validation, classification, birth date and sex, synthetic ones.
+
+An ID number is 11 digits DDMMYY III K1 K2: birth date, individual number, two mod-11 check
+digits. Kinds, by how the date part is shifted:
+
+- FNR (fødselsnummer): DD 01-31, MM 01-12.
+- D-number (foreigners without an FNR): DD + 40.
+- H-number (health service help number): MM + 40.
+- FH-number (health service common help number): first digit 8 or 9, no date.
+- Synthetic (the national test-data service's convention): MM + 80, so no synthetic number can
+  ever be a real person's. Synthetic FNRs and D-numbers exist.
+
+Check digits. Current rule: both weighted sums are 0 mod 11. The 2032 rule (numbers issued
+from 1 January 2032): the first sum, with K1, may leave a remainder of 0, 1, 2 or 3, so K1 can
+take four values; K2 is unchanged. A number valid only under the 2032 rule carries neither
+century nor sex: its birth date and sex must come from the population register.
+
+Century from the individual number (current rule): 000-499 → 1900s; 500-749 with YY ≥ 54 →
+1854-1899; 500-999 with YY ≤ 39 → 2000-2039; 900-999 with YY ≥ 40 → 1940-1999.
+The individual number's last digit is odd for men and even for women (current rule only).
+
+Everything here works on numpy arrays of strings as well as on one string, so that ingest
+validates millions of distinct numbers without a Python loop per number.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+
+W1 = np.array([3, 7, 6, 1, 8, 9, 4, 5, 2, 1], dtype=np.int64)  # with K1 at weight 1
+W2 = np.array([5, 4, 3, 2, 7, 6, 5, 4, 3, 2, 1], dtype=np.int64)  # with K2 at weight 1
+SYNTHETIC_MONTH_OFFSET = 80
+
+
+class IdKind(StrEnum):
+    FNR = "fnr"
+    D_NUMBER = "d"
+    H_NUMBER = "h"
+    FH_NUMBER = "fh"
+
+
+class CheckRule(StrEnum):
+    CURRENT = "current"
+    RULE_2032 = "2032"
+
+
+@dataclass(frozen=True)
+class IdInfo:
+    """What one valid ID number tells. `birth_date` and `sex` are None where it does not say."""
+
+    kind: IdKind
+    synthetic: bool
+    rule: CheckRule
+    birth_date: dt.date | None
+    sex: str | None  # "M" or "K" (kvinne)
+
+
+# --- vectorised core ----------------------------------------------------------------------
+
+
+def _digits(numbers) -> tuple[np.ndarray, np.ndarray]:
+    """(n × 11 digit matrix, mask of well-formed entries: exactly 11 ASCII digits)."""
+    # U12 keeps one character more than an ID number, so that longer strings stay invalid;
+    # None and NaN become "None"/"nan" and fail the digit test.
+    text = np.asarray(numbers).astype("U12").ravel()
+    lengths = np.char.str_len(text)
+    codes = np.ascontiguousarray(text).view(np.uint32).reshape(-1, 12)[:, :11]
+    digits = codes.astype(np.int64) - ord("0")
+    well_formed = (lengths == 11) & np.all((digits >= 0) & (digits <= 9), axis=1)
+    return np.where(well_formed[:, None], digits, 0), well_formed
+
+
+def _remainders(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return (d[:, :10] @ W1) % 11, (d @ W2) % 11
+
+
+def _date_parts(d: np.ndarray):
+    day = d[:, 0] * 10 + d[:, 1]
+    month = d[:, 2] * 10 + d[:, 3]
+    yy = d[:, 4] * 10 + d[:, 5]
+    individual = d[:, 6] * 100 + d[:, 7] * 10 + d[:, 8]
+    return day, month, yy, individual
+
+
+def _kind_codes(d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(kind code 0=FNR 1=D 2=H 3=FH -1=none, synthetic?, real day, real month)."""
+    day, month, _, _ = _date_parts(d)
+    synthetic = month > SYNTHETIC_MONTH_OFFSET
+    m = np.where(synthetic, month - SYNTHETIC_MONTH_OFFSET, month)
+    is_h = (m > 40) & (m <= 52) & ~synthetic
+    real_month = np.where(is_h, m - 40, m)
+    is_fh = d[:, 0] >= 8
+    is_d = (day > 40) & (day <= 71) & ~is_fh
+    real_day = np.where(is_d, day - 40, day)
+    plain = (real_day >= 1) & (real_day <= 31) & (real_month >= 1) & (real_month <= 12)
+    kind = np.full(len(d), -1)
+    kind = np.where(plain & ~is_d & ~is_h, 0, kind)
+    kind = np.where(plain & is_d & ~is_h, 1, kind)
+    kind = np.where(plain & is_h & ~is_d, 2, kind)
+    kind = np.where(is_fh, 3, kind)
+    return kind, synthetic & (kind >= 0) & (kind <= 1), real_day, real_month
+
+
+def _years(yy: np.ndarray, individual: np.ndarray) -> np.ndarray:
+    """Birth year by the current rule's century table; -1 where the table has no century."""
+    year = np.full(len(yy), -1)
+    year = np.where(individual <= 499, 1900 + yy, year)
+    year = np.where((individual >= 500) & (individual <= 749) & (yy >= 54), 1800 + yy, year)
+    year = np.where((individual >= 500) & (yy <= 39), 2000 + yy, year)
+    year = np.where((individual >= 900) & (yy >= 40), 1900 + yy, year)
+    return year
+
+
+_DAYS_IN_MONTH = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+
+
+def _real_dates(year, month, day) -> np.ndarray:
+    """Which (year, month, day) triples are calendar dates."""
+    ok = (year > 0) & (month >= 1) & (month <= 12) & (day >= 1)
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    last = _DAYS_IN_MONTH[np.clip(month, 1, 12) - 1] + ((month == 2) & leap)
+    return ok & (day <= last)
+
+
+def validate_array(numbers, *, allow_2032: bool = True) -> dict[str, np.ndarray]:
+    """Validate many ID numbers at once.
+
+    Returns arrays aligned with `numbers`: `valid` (bool), `reason` (why not: "" when valid),
+    `kind` (IdKind value or ""), `synthetic` (bool), `rule` (CheckRule value or ""),
+    `birth_date` (datetime64[D], NaT where unknown), `sex` ("M", "K" or "").
+    """
+    d, well_formed = _digits(numbers)
+    n = len(d)
+    r1, r2 = _remainders(d)
+    current = well_formed & (r1 == 0) & (r2 == 0)
+    rule_2032 = well_formed & (r1 <= 3) & (r2 == 0) & ~current & allow_2032
+    kind_code, synthetic, real_day, real_month = _kind_codes(d)
+    _, _, yy, individual = _date_parts(d)
+    year = _years(yy, individual)
+
+    has_date = (kind_code >= 0) & (kind_code <= 2)
+    date_ok = _real_dates(year, real_month, real_day)
+    # Under the current rule the date must be a real date in the century the number encodes;
+    # a 2032-rule number only needs a plausible day and month (its century is not encoded).
+    plausible = has_date & (real_day >= 1) & (real_day <= 31) & (real_month >= 1) & (real_month <= 12)
+    shape_ok = np.where(current, (has_date & date_ok) | (kind_code == 3), plausible | (kind_code == 3))
+    valid = (current | rule_2032) & shape_ok
+
+    reason = np.full(n, "", dtype="U13")
+    reason = np.where(~valid & well_formed & ~(current | rule_2032), "check digits", reason)
+    reason = np.where(~valid & (current | rule_2032) & ~shape_ok, "birth date", reason)
+    reason = np.where(~well_formed, "not 11 digits", reason)
+
+    kinds = np.array([k.value for k in IdKind] + [""])
+    kind = np.where(valid, kinds[np.where(kind_code >= 0, kind_code, 4)], "")
+
+    dated = valid & current & has_date & date_ok
+    months_since_epoch = (np.where(dated, year, 1970) - 1970) * 12 + np.where(dated, real_month, 1) - 1
+    first_of_month = months_since_epoch.astype("datetime64[M]").astype("datetime64[D]")
+    birth_date = np.where(dated, first_of_month + (np.where(dated, real_day, 1) - 1), np.datetime64("NaT", "D"))
+    sex = np.where(valid & current & (kind_code != 3), np.where(d[:, 8] % 2 == 1, "M", "K"), "")
+    rule = np.where(current, CheckRule.CURRENT.value, np.where(rule_2032, CheckRule.RULE_2032.value, ""))
+    return {
+        "valid": valid,
+        "reason": reason,
+        "kind": kind,
+        "synthetic": valid & synthetic,
+        "rule": np.where(valid, rule, ""),
+        "birth_date": birth_date,
+        "sex": sex,
+    }
+
+
+# --- one number ---------------------------------------------------------------------------
+
+
+def is_valid(number: str, *, allow_2032: bool = True) -> bool:
+    return bool(validate_array([number], allow_2032=allow_2032)["valid"][0])
+
+
+def parse(number: str, *, allow_2032: bool = True) -> IdInfo | None:
+    """What a valid number tells, or None when it is not a valid ID number."""
+    r = validate_array([number], allow_2032=allow_2032)
+    if not r["valid"][0]:
+        return None
+    birth = r["birth_date"][0]
+    return IdInfo(
+        kind=IdKind(r["kind"][0]),
+        synthetic=bool(r["synthetic"][0]),
+        rule=CheckRule(r["rule"][0]),
+        birth_date=None if np.isnat(birth) else birth.astype(dt.date),
+        sex=str(r["sex"][0]) or None,
+    )
+
+
+def check_digits(first_nine: str) -> str | None:
+    """The two current-rule check digits for nine digits, or None when no valid pair exists."""
+    d = np.array([int(c) for c in first_nine], dtype=np.int64)
+    k1 = (11 - (d @ W1[:9]) % 11) % 11
+    if k1 == 10:
+        return None
+    k2 = (11 - (np.append(d, k1) @ W2[:10]) % 11) % 11
+    return None if k2 == 10 else f"{k1}{k2}"
+
+
+# --- synthetic numbers --------------------------------------------------------------------
+
+
+def _individual_ranges(years: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The individual-number range [low, high] the current rule gives each birth year."""
+    low = np.select([years < 1900, years < 2000, years < 2040], [500, 0, 500], default=-1)
+    high = np.select([years < 1900, years < 2000, years < 2040], [749, 499, 999], default=-1)
+    if np.any(low < 0) or np.any(years < 1854):
+        raise ValueError("synthetic ID numbers exist for birth years 1854-2039 only")
+    return low, high
+
+
+def generate_synthetic(
+    rng: np.random.Generator, birth_dates: np.ndarray, sexes: np.ndarray, *, d_number: bool = False
+) -> np.ndarray:
+    """Unique synthetic ID numbers (month + 80; D-numbers also day + 40) for the given people.
+
+    `birth_dates` is datetime64[D], `sexes` holds "M"/"K". Vectorised: the only loop redraws
+    the few numbers whose check digit would be 10 or that collide.
+    """
+    birth_dates = np.asarray(birth_dates, dtype="datetime64[D]")
+    sexes = np.asarray(sexes)
+    n = len(birth_dates)
+    years = birth_dates.astype("datetime64[Y]").astype(int) + 1970
+    months = birth_dates.astype("datetime64[M]").astype(int) % 12 + 1
+    days = (birth_dates - birth_dates.astype("datetime64[M]").astype("datetime64[D]")).astype(int) + 1
+    low, high = _individual_ranges(years)
+    dd = days + (40 if d_number else 0)
+    mm = months + SYNTHETIC_MONTH_OFFSET
+    yy = years % 100
+    base = np.stack([dd // 10, dd % 10, mm // 10, mm % 10, yy // 10, yy % 10], axis=1)
+    male = sexes == "M"
+
+    keys = np.zeros(n, dtype=np.int64)  # the numbers as integers: fast to sort and compare
+    taken = np.empty(0, dtype=np.int64)  # sorted
+    todo = np.arange(n)
+    powers = 10 ** np.arange(10, -1, -1, dtype=np.int64)
+    while len(todo):
+        parity = male[todo].astype(int)  # odd individual numbers for men, even for women
+        first = low[todo] + (parity - low[todo]) % 2
+        count = (high[todo] - first) // 2 + 1
+        pick = first + 2 * rng.integers(0, count)
+        digits = np.concatenate([base[todo], np.stack([pick // 100, pick // 10 % 10, pick % 10], axis=1)], axis=1)
+        k1 = (11 - (digits @ W1[:9]) % 11) % 11
+        k2 = (11 - (np.concatenate([digits, k1[:, None]], axis=1) @ W2[:10]) % 11) % 11
+        key = np.concatenate([digits, k1[:, None], k2[:, None]], axis=1) @ powers
+        # Keep numbers with valid check digits that nobody has yet (the first of equal ones
+        # drawn in this round); redraw the rest.
+        candidates = np.flatnonzero((k1 != 10) & (k2 != 10))
+        order = candidates[np.argsort(key[candidates], kind="stable")]
+        ordered = key[order]
+        repeated = np.r_[False, ordered[1:] == ordered[:-1]]
+        pos = np.minimum(np.searchsorted(taken, ordered), max(len(taken) - 1, 0))
+        clash = (taken[pos] == ordered) if len(taken) else np.zeros(len(ordered), dtype=bool)
+        kept = order[~repeated & ~clash]
+        keys[todo[kept]] = key[kept]
+        taken = np.sort(np.concatenate([taken, key[kept]]))
+        todo = np.delete(todo, kept)
+    return np.char.zfill(keys.astype(str), 11)
