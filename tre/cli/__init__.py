@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "tre.cli.users",
     "tre.cli.audit_log",
     "tre.cli.synth",
+    "tre.cli.central",
 )
 
 INTERNAL_ERROR = 70  # EX_SOFTWARE
@@ -80,7 +81,8 @@ def _run(ctx: Context, args) -> None:
             _authorise(ctx, getattr(args, "acting_user", None) or ctx.settings.user)
         command.func(ctx, args)
     except PermissionDenied as refusal:
-        _audit_refusal(ctx, getattr(args, "acting_user", None) or ctx.settings.user, refusal)
+        if not getattr(refusal, "audited", False):  # some refusals are audited where they happen
+            _audit_refusal(ctx, getattr(args, "acting_user", None) or ctx.settings.user, refusal)
         raise
 
 
