@@ -48,7 +48,7 @@ from tre.linkage.vault import (
     load_data_keys,
     new_pids,
 )
-from tre.linkage.zone import CentralZone, DeliveryMarker, record_delivery
+from tre.linkage.zone import CentralZone, DeliveryMarker, audit_hash, record_delivery, redact
 from tre.models import Delivery
 from tre.registers import (
     CODE_LISTS,
@@ -96,7 +96,6 @@ ORDER = {"dsf": 0, "dsf_idhistory": 1, "reservasjon": 2, "iplos_historisk_nokkel
 DEDUPE_KEYS = {"dsf": ("fnr",), "ses": ("fnr", "year"), "dsf_idhistory": ("old_id", "new_id")}
 ENCODINGS = {"utf-8": "utf-8", "utf8": "utf-8", "latin-1": "latin-1", "latin1": "latin-1", "iso-8859-1": "latin-1"}
 BOM = b"\xef\xbb\xbf"
-_ID_SHAPE = re.compile(r"(?<!\d)\d{11}(?!\d)")
 
 
 @dataclass(frozen=True)
@@ -136,13 +135,10 @@ class Outcome:
         }
 
 
-def redact(text: str) -> str:
-    """A message safe to show: no ID-number-shaped digits."""
-    return _ID_SHAPE.sub("<11 digits>", text)
-
-
-def _fail(where: str, message: str) -> DeliveryError:
-    return DeliveryError(redact(f"{where}: {message}"))
+def _fail(where: str, message: str, *, line: int | None = None, column: str | None = None) -> DeliveryError:
+    """A hard failure, located: `kuhr-2023.csv line 57 column refund_nok: what is wrong`."""
+    location = where + (f" line {line}" if line else "") + (f" column {column}" if column else "")
+    return DeliveryError(redact(f"{location}: {message}"))
 
 
 # --- finding deliveries and checking manifests ---------------------------------------------
@@ -191,7 +187,7 @@ def read_delivery(manifest_file: Path, *, source: str | None = None) -> Delivery
     try:
         manifest = Manifest.read(manifest_file)
     except json.JSONDecodeError as e:
-        raise _fail(where, f"line {e.lineno}: not valid JSON") from None
+        raise _fail(where, "not valid JSON", line=e.lineno) from None
     except (ValueError, TypeError, UnicodeDecodeError) as e:
         raise _fail(where, f"not a delivery manifest ({e})") from None
     problems = []
@@ -352,8 +348,8 @@ def _record_failure(zone, metadata: Store, outcome: Outcome, *, actor: str, sha2
             at=now,
             actor=actor,
             action="delivery.failed",
-            object=f"file:{outcome.file}",
-            details={"error": outcome.message, "sha256": sha256},
+            object=redact(f"file:{outcome.file}"),
+            details={"error": outcome.message, "sha256": audit_hash(sha256)},
         )
 
 
@@ -445,13 +441,13 @@ class _Run:
         with open(self.item.data, "rb") as f:
             first = f.readline(MAX_LINE_BYTES)
         if not first:
-            raise _fail(self.item.name, "line 1: the file is empty; a delivery starts with a header line")
+            raise _fail(self.item.name, "the file is empty; a delivery starts with a header line", line=1)
         first = first.removeprefix(BOM).rstrip(b"\r\n")
         try:
             text = first.decode(self.encoding)
         except UnicodeDecodeError:
             raise _fail(
-                self.item.name, f"line 1: not valid {self.encoding}; declare the file's encoding in the manifest"
+                self.item.name, f"not valid {self.encoding}; declare the file's encoding in the manifest", line=1
             ) from None
         return [name.strip() for name in next(csv.reader([text]))]
 
@@ -460,7 +456,6 @@ class _Run:
         return ENCODINGS[self.manifest.encoding.lower()]
 
     def _check_columns(self, header: list[str], *, line: int) -> None:
-        where = f"{self.item.name} line {line}" if line else self.item.name
         known = self.source.column_names
         repeated = sorted({h for h in header if header.count(h) > 1})
         unknown = [h for h in header if h not in known]
@@ -478,7 +473,9 @@ class _Run:
         other = [s.name for s in SOURCES.values() if s.name != self.source.name and set(header) <= set(s.column_names)]
         if other:
             problems.append(f"these are the columns of {other[0]}: is this a {other[0]} delivery?")
-        raise _fail(where, f"{'; '.join(problems)} (a {self.source.name} delivery has: {', '.join(known)})")
+        raise _fail(
+            self.item.name, f"{'; '.join(problems)} (a {self.source.name} delivery has: {', '.join(known)})", line=line
+        )
 
     def _load_csv(self, header: list[str]) -> None:
         columns = {name: "VARCHAR" for name in header}
@@ -504,8 +501,8 @@ class _Run:
                 "UNQUOTED VALUE": "a quote inside an unquoted field",
                 "LINE SIZE OVER MAXIMUM": f"longer than {MAX_LINE_BYTES} bytes",
             }.get(kind, "not well-formed CSV")
-            column_text = f" column {column}" if column and kind != "TOO MANY COLUMNS" else ""
-            raise _fail(self.item.name, f"line {line}{column_text}: {what}")
+            column = column if kind != "TOO MANY COLUMNS" else None
+            raise _fail(self.item.name, what, line=line, column=column)
 
     def _load_parquet(self) -> list[str]:
         try:
@@ -589,7 +586,9 @@ class _Run:
         if broken is not None:
             raise _fail(
                 self.item.name,
-                f"line {broken[0]} column {broken[1]}: a field spans several lines; a delivery has one record per line",
+                "a field spans several lines; a delivery has one record per line",
+                line=broken[0],
+                column=broken[1],
             )
 
     def _mark_bad(self) -> None:

@@ -28,6 +28,7 @@ import datetime as dt
 import fcntl
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,6 +46,7 @@ from tre.linkage import vault as vault_schema
 from tre.models import Delivery
 
 SYSTEM_ACTOR = "tre"
+_ID_SHAPE = re.compile(r"(?<!\d)\d{11}(?!\d)")
 
 
 @dataclass
@@ -244,8 +246,8 @@ def record_delivery(session, marker: DeliveryMarker, *, recovered: bool = False)
         "delivery": marker.id,
         "source": marker.source,
         "period": marker.period,
-        "file": marker.filename,
-        "sha256": marker.sha256,
+        "file": redact(marker.filename),
+        "sha256": audit_hash(marker.sha256),
         "rows": marker.rows,
         "stored": marker.report.get("rows_stored"),
         "rejected": marker.report.get("rows_rejected"),
@@ -260,6 +262,17 @@ def record_delivery(session, marker: DeliveryMarker, *, recovered: bool = False)
         object=f"delivery:{marker.id}",
         details=details,
     )
+
+
+def redact(text: str) -> str:
+    """Text safe to show or audit: no ID-number-shaped digits."""
+    return _ID_SHAPE.sub("<11 digits>", text)
+
+
+def audit_hash(sha256: str | None) -> str | None:
+    """A sha256 as audit details may hold it: in groups of 8, since the audit log refuses runs of
+    11 digits (ID-number shaped) and a hex digest sometimes has one."""
+    return None if sha256 is None else "-".join(sha256[i : i + 8] for i in range(0, len(sha256), 8))
 
 
 def _has_schema(con: duckdb.DuckDBPyConnection, alias: str) -> bool:
