@@ -14,7 +14,7 @@ Two numbers of one person (a D-number and the FNR that replaced it) have one pid
 were seen before the history said so, the register store links one pid to the other.
 
 Every decryption and every look-up writes a person-linked audit event (`subject` = the pid) in
-the metadata store, in the same transaction that authorises it; so does a refused attempt.
+the metadata store before any number is shown; so does a refused attempt.
 """
 
 from __future__ import annotations
@@ -214,9 +214,9 @@ def load_data_keys(
 def _master_for(rows, settings, environ) -> vault_keys.MasterKey:
     wanted = {row[2] for row in rows}
     master = vault_keys.load_master_key(settings, environ)
-    if master.key_id in wanted:
-        return master
     source = vault_keys.key_source(settings, environ)
+    if master.key_id in wanted or source.kind == "kms":
+        return master  # a key service unwraps what its earlier key versions wrapped
     if source.kind == "file":
         # A rotation that stopped after the vault changed and before the key file was replaced.
         pending = vault_keys.pending_key_file(source.path)
@@ -324,23 +324,32 @@ def _check_reason(reason: str) -> str:
     return reason
 
 
-def _authorise(session, actor: str, roles: Iterable[Role], action: str, *, subject: str | None, details: dict, at):
-    """Check the role; a refusal is audited here, person-linked, before it is raised."""
-    user = get_user(session, actor)
-    try:
-        check_role(user, roles, action)
-    except PermissionDenied as refusal:
-        audit.record(
-            session,
-            at=at,
-            actor=actor,
-            action="vault.refused",
-            object=action,
-            subject=subject,
-            details={**details, "refusal": str(refusal)},
-        )
-        refusal.audited = True
-        raise
+def _guard(metadata: Store, *, actor: str, roles: Iterable[Role], action: str, subject, details: dict, at) -> None:
+    """Check the acting user's role; a refusal is audited (person-linked when the person is
+    known), marked as audited, and raised."""
+    refusal = None
+    with metadata.transaction() as session:
+        try:
+            check_role(get_user(session, actor), roles, action)
+        except PermissionDenied as e:
+            audit.record(
+                session,
+                at=at,
+                actor=actor,
+                action="vault.refused",
+                object=action,
+                subject=subject,
+                details={**details, "refusal": str(e)},
+            )
+            e.audited = True
+            refusal = e
+    if refusal is not None:
+        raise refusal
+
+
+def _log_access(metadata: Store, *, actor: str, action: str, object: str, subject, details: dict, at) -> None:
+    with metadata.transaction() as session:
+        audit.record(session, at=at, actor=actor, action=action, object=object, subject=subject, details=details)
 
 
 def lookup(zone: CentralZone, metadata: Store, *, actor: str, fnr: str, reason: str) -> str | None:
@@ -350,63 +359,48 @@ def lookup(zone: CentralZone, metadata: Store, *, actor: str, fnr: str, reason: 
         raise UserError("--fnr is not a valid ID number (11 digits with valid check digits)")
     now = zone.clock()
     with zone.reading(metadata, vault=True) as con:
-        crypto = _crypto(zone, con)
-        pid = _find_pid(con, crypto, fnr.strip())
-    refusal = None
-    with metadata.transaction() as session:
-        try:
-            _authorise(
-                session, actor, [Role.CUSTODIAN], "tre vault lookup", subject=pid, details={"reason": reason}, at=now
-            )
-        except PermissionDenied as e:
-            refusal = e
-        else:
-            audit.record(
-                session,
-                at=now,
-                actor=actor,
-                action="vault.lookup",
-                object="vault",
-                subject=pid,
-                details={"reason": reason, "found": pid is not None},
-            )
-    if refusal is not None:
-        raise refusal
+        pid = _find_pid(con, _crypto(zone, con), fnr.strip())
+    details = {"reason": reason}
+    _guard(
+        metadata, actor=actor, roles=[Role.CUSTODIAN], action="tre vault lookup", subject=pid, details=details, at=now
+    )
+    _log_access(
+        metadata,
+        actor=actor,
+        action="vault.lookup",
+        object="vault",
+        subject=pid,
+        details={**details, "found": pid is not None},
+        at=now,
+    )
     return pid
 
 
 def reveal(zone: CentralZone, metadata: Store, *, actor: str, pid: str, reason: str) -> list[Number]:
-    """Decrypt every ID number of the person `pid` (custodian only); audited either way."""
+    """Decrypt every ID number of the person `pid` (custodian only); audited before it happens."""
     reason = _check_reason(reason)
     now = zone.clock()
     with zone.reading(metadata, vault=True) as con:
         canonical = _known_pid(con, pid.strip())
-        refusal = None
-        with metadata.transaction() as session:
-            try:
-                _authorise(
-                    session,
-                    actor,
-                    [Role.CUSTODIAN],
-                    "tre vault reveal",
-                    subject=canonical,
-                    details={"reason": reason},
-                    at=now,
-                )
-            except PermissionDenied as e:
-                refusal = e
-            else:
-                audit.record(
-                    session,
-                    at=now,
-                    actor=actor,
-                    action="vault.reveal",
-                    object="vault",
-                    subject=canonical,
-                    details={"reason": reason, "found": canonical is not None},
-                )
-        if refusal is not None:
-            raise refusal
+        details = {"reason": reason}
+        _guard(
+            metadata,
+            actor=actor,
+            roles=[Role.CUSTODIAN],
+            action="tre vault reveal",
+            subject=canonical,
+            details=details,
+            at=now,
+        )
+        _log_access(
+            metadata,
+            actor=actor,
+            action="vault.reveal",
+            object="vault",
+            subject=canonical,
+            details={**details, "found": canonical is not None},
+            at=now,
+        )
         if canonical is None:
             raise NotFound("no person with that pid in the vault")
         return _numbers_by_person(con, _crypto(zone, con), [canonical])[canonical]
@@ -442,16 +436,15 @@ def decrypt_for_release(
     pids = list(dict.fromkeys(pids))
     now = zone.clock()
     with zone.reading(metadata, vault=True) as con:
-        with metadata.transaction() as session:
-            _authorise(
-                session,
-                actor,
-                [Role.ADMIN],
-                "decrypt for release",
-                subject=None,
-                details={"reference": reference, "persons": len(pids)},
-                at=now,
-            )
+        _guard(
+            metadata,
+            actor=actor,
+            roles=[Role.ADMIN],
+            action="decrypt for release",
+            subject=None,
+            details={"reference": reference, "persons": len(pids)},
+            at=now,
+        )
         canonical = resolve_pids(con, pids)
         numbers = _numbers_by_person(con, _crypto(zone, con), sorted(set(canonical.values())))
         result: dict[str, str | None] = {}
