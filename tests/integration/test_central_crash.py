@@ -104,7 +104,11 @@ def crash_round(installation, name: str, kill) -> dict:
     env = {**env, "TRE_HOME": str(home)}
     before = state(home)
     process = subprocess.Popen(
-        [TRE, "ingest", str(base / "kuhr"), "--as", "ada"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        [TRE, "ingest", str(base / "kuhr"), "--as", "ada"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         kill(process)
