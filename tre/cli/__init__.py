@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "tre.cli.audit_log",
     "tre.cli.synth",
     "tre.cli.approvals",
+    "tre.cli.demo",
 )
 
 INTERNAL_ERROR = 70  # EX_SOFTWARE

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 from sqlalchemy import select
 
 from tre import approvals, deadlines, fees
-from tre.cli.framework import arg, command, group, table
+from tre.cli.framework import arg, command, group, iso_date, table
 from tre.enums import Role
 from tre.errors import Problems, UsageError
 from tre.models import Approval
@@ -16,13 +14,6 @@ group("approvals", "check and sync approval records; deadlines (§ 4-8)")
 group("fees", "handling time, costs and invoices per application (§ 4-9)")
 
 ADMIN = [Role.ADMIN]
-
-
-def _date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise UsageError(f"not a date: {text!r}; use YYYY-MM-DD") from None
 
 
 @command("approvals check", help="validate every approval file and report all problems at once", roles=ADMIN)
@@ -136,7 +127,7 @@ def approvals_deadlines(ctx, args):
             help="a preliminary reply (the only kind recorded here)",
         ),
         arg("--reason", required=True, help="why the deadline cannot be met"),
-        arg("--expected", required=True, type=_date, help="expected delivery date, YYYY-MM-DD"),
+        arg("--expected", required=True, type=iso_date, help="expected delivery date, YYYY-MM-DD"),
     ],
     roles=ADMIN,
 )
