@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tables import parse_table
 
 from tre.linkage.idnumbers import check_digits, generate_synthetic, is_valid, parse, validate_array
 
@@ -39,9 +40,7 @@ number       | valid | kind | synthetic | rule    | birth date | sex | reason
 
 
 def spec_rows():
-    lines = [line for line in SPEC.strip().splitlines()]
-    header = [h.strip() for h in lines[0].split("|")]
-    return [dict(zip(header, (c.strip() for c in line.split("|")), strict=True)) for line in lines[1:]]
+    return parse_table(SPEC)
 
 
 @pytest.mark.parametrize("row", spec_rows(), ids=lambda r: f"case-{spec_rows().index(r)}")

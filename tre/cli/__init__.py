@@ -25,6 +25,8 @@ COMMAND_MODULES = (
     "tre.cli.users",
     "tre.cli.audit_log",
     "tre.cli.synth",
+    "tre.cli.approvals",
+    "tre.cli.demo",
     "tre.cli.central",
 )
 

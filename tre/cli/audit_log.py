@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 from tre import audit
-from tre.cli.framework import arg, command, group, table
+from tre.cli.framework import arg, command, group, moment, table
 from tre.enums import Role
-from tre.errors import IntegrityError, UsageError
+from tre.errors import IntegrityError
 
 group("audit", "verify the audit chain and read the audit log")
 
@@ -24,14 +22,6 @@ def audit_verify(ctx, args):
     ctx.emit({"ok": True, "events": count}, f"audit chain intact: {count} events")
 
 
-def _moment(text: str) -> dt.datetime:
-    try:
-        moment = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise UsageError(f"not a date or time: {text!r}; use ISO 8601, e.g. 2026-11-26 or 2026-11-26T14:00") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
-
-
 @command(
     "audit log",
     help="list audit events, filtered",
@@ -40,8 +30,8 @@ def _moment(text: str) -> dt.datetime:
         arg("--action", help="only this action; `vault.*` matches a prefix"),
         arg("--object", help="only this object; `project:*` matches a prefix"),
         arg("--subject", help="only events about this person key (pid)"),
-        arg("--since", type=_moment, help="from this time (ISO 8601, UTC unless given)"),
-        arg("--until", type=_moment, help="before this time"),
+        arg("--since", type=moment, help="from this time (ISO 8601, UTC unless given)"),
+        arg("--until", type=moment, help="before this time"),
         arg("--limit", type=int, help="only the newest N events"),
     ],
     roles=AUDITORS,

@@ -27,6 +27,36 @@ from tre.errors import UsageError
 ANY_ROLE = "any"  # a known, active user of any role
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number above 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number above 0")
+    return value
+
+
+def iso_date(text: str) -> dt.date:
+    """An argparse type: YYYY-MM-DD."""
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date; use YYYY-MM-DD") from None
+
+
+def moment(text: str) -> dt.datetime:
+    """An argparse type: an ISO 8601 date or time, UTC unless a zone is given."""
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a date or time; use ISO 8601, e.g. 2026-11-26 or 2026-11-26T14:00"
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
 @dataclass(frozen=True)
 class Arg:
     names: tuple[str, ...]

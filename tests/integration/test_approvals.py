@@ -1,0 +1,198 @@
+"""Approval records: check, sync, expiry and locks, deadlines and fees, through the CLI."""
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
+DEMO_USERS = {"rita": "researcher", "reidar": "researcher", "sara": "researcher", "mona": "researcher"}
+
+
+def clock(moment=NOW):
+    return lambda: moment
+
+
+@pytest.fixture
+def tre(initialised, tre_env):
+    """A TRE with the demo researchers and the repository's three example approvals."""
+    for name, role in DEMO_USERS.items():
+        initialised.ok("user", "add", name, "--role", role, as_user="ada")
+    approvals = Path(tre_env["TRE_APPROVALS_DIR"])
+    shutil.copytree(REPO / "approvals", approvals)
+    initialised.approvals = approvals
+    return initialised
+
+
+def test_example_approvals_are_valid(tre):
+    result = tre.ok("approvals", "check", "--json", as_user="ada", clock=clock())
+    assert result.json()["problems"] == []
+    assert sorted(result.json()["records"]) == ["anon43-2026-031", "hrl20-2026-017", "rek-2026-118"]
+
+
+BROKEN = """
+id = "broken-1"
+kind = "direct45"
+reference = "x"
+basis = "hrl20"
+legal_basis = "none"
+purpose = "insurance"
+purpose_description = "premiums"
+applicant = "An insurer"
+linkage = false
+application_complete = 2026-01-01
+valid_from = 2026-01-01
+valid_until = 2026-06-30
+retention_years = 12
+date_precision = "week"
+colour = "blue"
+
+[project]
+id = "ins"
+title = "Insurance"
+
+[[members]]
+user = "nobody"
+role = "pi"
+
+[period]
+from = 2024-01-01
+to = 2023-01-01
+
+[sources]
+kuhr = ["icpc2", "shoe_size"]
+vault = ["fnr"]
+reservasjon = ["kind"]
+"""
+
+
+def test_check_reports_every_problem_at_once(tre):
+    (tre.approvals / "broken.toml").write_text(BROKEN)
+    result = tre("approvals", "check", "--json", as_user="ada", clock=clock())
+    assert result.code != 0
+    problems = {(p["file"], p["field"]): p["message"] for p in result.json()["problems"]}
+    expected_fields = {
+        "purpose": "never allowed (§ 4-1), not even with the data subjects' consent",
+        "basis": "needs REK approval, an hrl § 7 permit or a law",
+        "retention_years": "at most 10 years",
+        "date_precision": "'week' is not one of",
+        "colour": "unknown field",
+        "members[0].user": "unknown user 'nobody'",
+        "period": "from is after to",
+        "sources.kuhr": "unknown variable 'shoe_size'",
+        "sources.vault": "unknown source",
+        "sources.reservasjon": "central-only",
+        "valid_until": "validity ended on 2026-06-30",
+    }
+    for field, text in expected_fields.items():
+        assert text in problems[("broken.toml", field)], field
+    assert "approvals in" in result.err and "problem(s)" in result.err
+
+
+def test_sync_versions_revokes_and_locks(tre):
+    first = tre.ok("approvals", "sync", "--json", as_user="ada", clock=clock()).json()
+    assert sorted(first["added"]) == ["anon43-2026-031", "hrl20-2026-017", "rek-2026-118"]
+    assert first["locked_projects"] == []
+    again = tre.ok("approvals", "sync", "--json", as_user="ada", clock=clock()).json()
+    assert again["added"] == [] and len(again["unchanged"]) == 3
+
+    path = tre.approvals / "hrl20-diabetes-followup.toml"
+    path.write_text(path.read_text().replace("retention_years = 5", "retention_years = 7"))
+    changed = tre.ok("approvals", "sync", "--json", as_user="ada", clock=clock()).json()
+    assert changed["changed"] == ["hrl20-2026-017"]
+    listed = {a["id"]: a for a in tre.ok("approvals", "list", "--json", as_user="ada").json()}
+    assert listed["hrl20-2026-017"]["version"] == 2
+
+    (tre.approvals / "anon43-bergen-care.toml").unlink()
+    removed = tre.ok("approvals", "sync", "--json", as_user="ada", clock=clock()).json()
+    assert removed["revoked"] == ["anon43-2026-031"] and removed["locked_projects"] == ["bergen-care"]
+
+    later = clock(dt.datetime(2028, 7, 1, tzinfo=dt.UTC))  # the REK approval ended 2028-06-30
+    expired = tre.ok("approvals", "sync", "--json", as_user="ada", clock=later).json()
+    assert expired["expired"] == ["rek-2026-118"] and expired["locked_projects"] == ["heartcohort"]
+
+    log = tre.ok("audit", "log", "--json", as_user="ada").json()
+    actions = [e["action"] for e in log]
+    for action in ("approval.add", "approval.change", "approval.revoke", "approval.expire", "project.lock"):
+        assert action in actions
+    assert tre.ok("audit", "verify", as_user="ada").code == 0
+
+
+def test_a_broken_edit_keeps_the_last_good_version(tre):
+    tre.ok("approvals", "sync", as_user="ada", clock=clock())
+    path = tre.approvals / "rek-heart-cohort.toml"
+    path.write_text(path.read_text().replace('purpose = "research"', 'purpose = "prosecution"'))
+    result = tre("approvals", "sync", "--json", as_user="ada", clock=clock())
+    assert result.code != 0
+    assert result.json()["revoked"] == [] and "rek-2026-118" not in result.json()["changed"]
+    listed = {a["id"]: a for a in tre.ok("approvals", "list", "--json", as_user="ada").json()}
+    assert listed["rek-2026-118"]["status"] == "active" and listed["rek-2026-118"]["version"] == 1
+
+
+def test_only_admins_sync(tre):
+    refused = tre("approvals", "sync", as_user="rita")
+    assert refused.code == 5 and "needs the admin role" in refused.err
+
+
+def test_deadlines_and_preliminary_reply(tre):
+    tre.ok("approvals", "sync", as_user="ada", clock=clock())
+    rows = {
+        r["approval_id"]: r for r in tre.ok("approvals", "deadlines", "--json", as_user="ada", clock=clock()).json()
+    }
+    assert rows["hrl20-2026-017"]["due"] == "2027-01-14" and rows["hrl20-2026-017"]["status"] == "on time"
+    assert rows["rek-2026-118"]["due"] == "2026-11-16" and rows["rek-2026-118"]["status"] == "overdue"
+    assert rows["anon43-2026-031"]["due"] == "2026-12-14" and rows["anon43-2026-031"]["status"] == "on time"
+    soon = clock(dt.datetime(2026, 12, 8, 9, tzinfo=dt.UTC))
+    rows = {r["approval_id"]: r for r in tre.ok("approvals", "deadlines", "--json", as_user="ada", clock=soon).json()}
+    assert rows["anon43-2026-031"]["status"] == "due soon"
+
+    tre.ok(
+        "approvals",
+        "reply",
+        "rek-2026-118",
+        "--preliminary",
+        "--reason",
+        "linkage with NPR delayed",
+        "--expected",
+        "2026-12-18",
+        as_user="ada",
+        clock=clock(),
+    )
+    rows = {
+        r["approval_id"]: r for r in tre.ok("approvals", "deadlines", "--json", as_user="ada", clock=clock()).json()
+    }
+    assert (
+        rows["rek-2026-118"]["preliminary_reply"] == "2026-11-26" and rows["rek-2026-118"]["expected"] == "2026-12-18"
+    )
+    past = tre(
+        "approvals",
+        "reply",
+        "rek-2026-118",
+        "--preliminary",
+        "--reason",
+        "x",
+        "--expected",
+        "2026-01-01",
+        as_user="ada",
+        clock=clock(),
+    )
+    assert past.code != 0 and "must be after today" in past.err
+
+
+def test_invoices_never_exceed_the_actual_cost(tre):
+    tre.ok("approvals", "sync", as_user="ada", clock=clock())
+    tre.ok(
+        "fees", "record", "hrl20-2026-017", "--hours", "10", "--rate", "950", "--note", "case handling", as_user="ada"
+    )
+    tre.ok("fees", "record", "hrl20-2026-017", "--cost", "2500", "--note", "extraction compute", as_user="ada")
+    over = tre("fees", "invoice", "hrl20-2026-017", "--amount", "12000.01", as_user="ada")
+    assert over.code != 0 and "§ 4-9 allows at most the actual cost" in over.err
+    tre.ok("fees", "invoice", "hrl20-2026-017", "--amount", "10000", as_user="ada")
+    second = tre("fees", "invoice", "hrl20-2026-017", "--amount", "2000.01", as_user="ada")
+    assert second.code != 0
+    account = tre.ok("fees", "invoice", "hrl20-2026-017", "--amount", "2000", "--json", as_user="ada").json()
+    assert account["actual_cost_nok"] == 12000 and account["invoiced_nok"] == 12000
+    bad = tre("fees", "record", "hrl20-2026-017", "--hours", "2", as_user="ada")
+    assert bad.code == 2 and "--hours with --rate" in bad.err

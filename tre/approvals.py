@@ -1,0 +1,669 @@
+"""Approval records: one TOML file per approval in approvals/, validated and synced.
+
+`read_records` parses every file and collects every problem (file, field, message) at once;
+`sync` loads valid records into the metadata store: it records each file's sha256, versions
+changed files, revokes approvals whose file was removed, marks expired ones and locks their
+projects. The schema is documented in approvals/README.md.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tre import audit
+from tre.enums import ApprovalKind, ApprovalStatus, MemberRole, ProjectStatus
+from tre.models import Approval, ApprovalVersion, Project, ProjectMember, User
+from tre.registers import CODE_LISTS, SOURCES, municipality_numbers
+
+# § 1-1: what KPR data may be processed for.
+PURPOSES = {
+    "planning": "planning of municipal health and care services",
+    "management": "management (styring) of the services",
+    "financing": "financing of the services",
+    "evaluation": "evaluation of the services",
+    "quality_improvement": "quality improvement",
+    "prevention": "prevention (forebygging)",
+    "preparedness": "preparedness (beredskap)",
+    "analysis": "analyses",
+    "research": "research",
+    "summary_care_record": "the national summary care record (kjernejournal)",
+}
+# § 4-1 (hrl § 19 b): never, not even with the data subject's consent.
+FORBIDDEN_PURPOSES = {
+    "prosecution": "criminal investigation or prosecution",
+    "insurance": "insurance",
+    "employment": "employers' purposes",
+}
+# What a legal basis may be; direct-identifiable releases (§ 4-5) need one of DIRECT_BASES.
+BASES = {"rek", "hrl7", "law", "hrl20", "anonymous", "consent"}
+DIRECT_BASES = {"rek", "hrl7", "law"}
+DATE_PRECISIONS = ("day", "month", "tertial", "year")
+MAX_RETENTION_YEARS = 10  # § 4-11
+MIN_THRESHOLD = 3  # the lowest cell minimum in common practice
+ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,47}$")
+PROJECT_ID_PATTERN = re.compile(r"^[a-z][a-z0-9-]{1,23}$")  # short: OS group names derive from it
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.field}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """Who is in the extract: persons with an event in `source` within the period whose coded
+    columns start with one of the listed codes, filtered by age, sex and municipality."""
+
+    source: str
+    codes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    age_min: int | None = None  # age on the first day of the period
+    age_max: int | None = None
+    sex: tuple[str, ...] = ()
+    municipalities: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Member:
+    user: str
+    role: MemberRole
+
+
+@dataclass(frozen=True)
+class ApprovalRecord:
+    id: str
+    kind: ApprovalKind
+    reference: str
+    basis: str
+    legal_basis: str
+    purpose: str
+    purpose_description: str
+    applicant: str
+    project_id: str
+    project_title: str
+    members: tuple[Member, ...]
+    sources: dict[str, tuple[str, ...]]
+    cohort: Cohort
+    period_from: dt.date
+    period_to: dt.date
+    date_precision: str
+    linkage: bool
+    application_complete: dt.date
+    valid_from: dt.date
+    valid_until: dt.date
+    retention_years: int
+    conditions: tuple[str, ...]
+    fee_estimate_nok: float
+    threshold: int | None
+    path: str
+    sha256: str
+    document: dict
+
+    def is_valid_on(self, day: dt.date) -> bool:
+        return self.valid_from <= day <= self.valid_until
+
+
+# --- reading and validating ---------------------------------------------------------------
+
+TOP_LEVEL = {
+    "id",
+    "kind",
+    "reference",
+    "basis",
+    "legal_basis",
+    "purpose",
+    "purpose_description",
+    "applicant",
+    "project",
+    "members",
+    "sources",
+    "cohort",
+    "period",
+    "date_precision",
+    "linkage",
+    "application_complete",
+    "valid_from",
+    "valid_until",
+    "retention_years",
+    "conditions",
+    "fee_estimate_nok",
+    "threshold",
+}
+
+
+class _Reader:
+    """Reads one parsed TOML document, noting every problem instead of stopping at the first."""
+
+    def __init__(self, name: str, doc: dict, *, stored: bool = False):
+        # A stored document (JSON in the metadata store) carries dates as ISO strings.
+        self.name, self.doc, self.problems, self.stored = name, doc, [], stored
+
+    def problem(self, where: str, message: str) -> None:
+        self.problems.append(Problem(self.name, where, message))
+
+    def get(self, table: dict, key: str, kind, where: str, required: bool = True, default=None):
+        if key not in table:
+            if required:
+                self.problem(where, "missing")
+            return default
+        value = table[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if self.stored and dt.date in kinds and isinstance(value, str):
+            try:
+                return dt.date.fromisoformat(value)
+            except ValueError:
+                pass
+        # TOML dates are datetime.date; a datetime is not a date here.
+        if (
+            isinstance(value, bool)
+            and bool not in kinds
+            or not isinstance(value, kinds)
+            or (dt.date in kinds and isinstance(value, dt.datetime))
+        ):
+            self.problem(where, f"must be {' or '.join(k.__name__ for k in kinds)}, got {type(value).__name__}")
+            return default
+        return value
+
+    def choice(self, table: dict, key: str, allowed, where: str, required: bool = True):
+        value = self.get(table, key, str, where, required)
+        if value is not None and value not in allowed:
+            self.problem(where, f"{value!r} is not one of {', '.join(sorted(allowed))}")
+            return None
+        return value
+
+    def strings(self, table: dict, key: str, where: str, required: bool = True) -> tuple[str, ...]:
+        value = self.get(table, key, list, where, required, default=[])
+        if not all(isinstance(v, str) for v in value):
+            self.problem(where, "must be a list of strings")
+            return ()
+        return tuple(value)
+
+
+def read_record(path: Path, *, known_users: set[str] | None = None, today: dt.date | None = None):
+    """Parse and validate one approval file: (record or None, [Problem, ...]).
+
+    A record comes back only when there are no problems that stop it from being loaded;
+    `today` adds the "validity ended" problem (reported by `check`, not a reason not to sync).
+    """
+    name = path.name
+    data = path.read_bytes()
+    try:
+        doc = tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        return None, [Problem(name, "(file)", "is not UTF-8 text")]
+    except tomllib.TOMLDecodeError as e:
+        return None, [Problem(name, "(file)", f"is not valid TOML: {e}")]
+    return parse_document(
+        doc, name=name, path=str(path), sha256=hashlib.sha256(data).hexdigest(), known_users=known_users, today=today
+    )
+
+
+def record_from_store(approval: Approval) -> ApprovalRecord:
+    """The approval as it was synced: extracts are built from the store, not from the file."""
+    record, problems = parse_document(
+        approval.document, name=Path(approval.path).name, path=approval.path, sha256=approval.sha256, stored=True
+    )
+    if record is None:
+        raise ValueError(f"approval {approval.id}: its stored document does not validate: {problems[0]}")
+    return record
+
+
+def parse_document(
+    doc: dict,
+    *,
+    name: str,
+    path: str,
+    sha256: str,
+    known_users: set[str] | None = None,
+    today: dt.date | None = None,
+    stored: bool = False,
+):
+    """Validate one approval document: (record or None, [Problem, ...])."""
+    r = _Reader(name, doc, stored=stored)
+    for key in sorted(set(doc) - TOP_LEVEL):
+        r.problem(key, "unknown field")
+
+    approval_id = r.get(doc, "id", str, "id")
+    if approval_id is not None and not ID_PATTERN.fullmatch(approval_id):
+        r.problem("id", "use 2-48 lowercase letters, digits and '-'")
+    kind = r.choice(doc, "kind", {k.value for k in ApprovalKind}, "kind")
+    reference = r.get(doc, "reference", str, "reference")
+    basis = r.choice(doc, "basis", BASES, "basis")
+    legal_basis = r.get(doc, "legal_basis", str, "legal_basis")
+    purpose = r.get(doc, "purpose", str, "purpose")
+    if purpose in FORBIDDEN_PURPOSES:
+        r.problem(
+            "purpose",
+            f"{purpose} ({FORBIDDEN_PURPOSES[purpose]}) is never allowed (§ 4-1), not even with the data subjects' consent",
+        )
+    elif purpose is not None and purpose not in PURPOSES:
+        r.problem("purpose", f"{purpose!r} is not a § 1-1 purpose; one of {', '.join(PURPOSES)}")
+    purpose_description = r.get(doc, "purpose_description", str, "purpose_description")
+    applicant = r.get(doc, "applicant", str, "applicant")
+    if kind == ApprovalKind.DIRECT45 and basis is not None and basis not in DIRECT_BASES:
+        r.problem(
+            "basis", "a direct45 (§ 4-5) release needs REK approval, an hrl § 7 permit or a law: rek, hrl7 or law"
+        )
+    if kind == ApprovalKind.REK and basis not in (None, "rek"):
+        r.problem("basis", "a rek approval has basis rek")
+
+    project = r.get(doc, "project", dict, "project", default={})
+    project_id = r.get(project, "id", str, "project.id")
+    if project_id is not None and not PROJECT_ID_PATTERN.fullmatch(project_id):
+        r.problem("project.id", "use 2-24 lowercase letters, digits and '-', starting with a letter")
+    project_title = r.get(project, "title", str, "project.title")
+
+    members = _read_members(r, doc, known_users)
+    sources = _read_sources(r, doc)
+    period = r.get(doc, "period", dict, "period", default={})
+    period_from = r.get(period, "from", dt.date, "period.from")
+    period_to = r.get(period, "to", dt.date, "period.to")
+    if period_from and period_to and period_from > period_to:
+        r.problem("period", "from is after to")
+    cohort = _read_cohort(r, doc, sources)
+    precision = r.choice(doc, "date_precision", set(DATE_PRECISIONS), "date_precision")
+    linkage = r.get(doc, "linkage", bool, "linkage")
+    complete = r.get(doc, "application_complete", dt.date, "application_complete")
+    valid_from = r.get(doc, "valid_from", dt.date, "valid_from")
+    valid_until = r.get(doc, "valid_until", dt.date, "valid_until")
+    if valid_from and valid_until and valid_from > valid_until:
+        r.problem("valid_until", "is before valid_from")
+    retention = r.get(doc, "retention_years", int, "retention_years")
+    if retention is not None and not 1 <= retention <= MAX_RETENTION_YEARS:
+        r.problem(
+            "retention_years",
+            f"{retention} is outside 1-{MAX_RETENTION_YEARS}: a linked set is kept at most 10 years (§ 4-11)",
+        )
+    conditions = r.strings(doc, "conditions", "conditions", required=False)
+    fee = r.get(doc, "fee_estimate_nok", (int, float), "fee_estimate_nok", required=False, default=0)
+    if fee is not None and fee < 0:
+        r.problem("fee_estimate_nok", "must not be negative")
+    threshold = r.get(doc, "threshold", int, "threshold", required=False)
+    if threshold is not None and threshold < MIN_THRESHOLD:
+        r.problem("threshold", f"{threshold} is below the smallest cell minimum allowed ({MIN_THRESHOLD})")
+
+    blocking = list(r.problems)
+    if today is not None and valid_until is not None and valid_until < today:
+        r.problem("valid_until", f"validity ended on {valid_until.isoformat()}")
+    if blocking:
+        return None, r.problems
+    record = ApprovalRecord(
+        id=approval_id,
+        kind=ApprovalKind(kind),
+        reference=reference,
+        basis=basis,
+        legal_basis=legal_basis,
+        purpose=purpose,
+        purpose_description=purpose_description,
+        applicant=applicant,
+        project_id=project_id,
+        project_title=project_title,
+        members=members,
+        sources=sources,
+        cohort=cohort,
+        period_from=period_from,
+        period_to=period_to,
+        date_precision=precision,
+        linkage=linkage,
+        application_complete=complete,
+        valid_from=valid_from,
+        valid_until=valid_until,
+        retention_years=retention,
+        conditions=conditions,
+        fee_estimate_nok=float(fee),
+        threshold=threshold,
+        path=path,
+        sha256=sha256,
+        document=_jsonable(doc),
+    )
+    return record, r.problems
+
+
+def _read_members(r: _Reader, doc: dict, known_users: set[str] | None) -> tuple[Member, ...]:
+    raw = r.get(doc, "members", list, "members", default=[])
+    members = []
+    for i, entry in enumerate(raw):
+        where = f"members[{i}]"
+        if not isinstance(entry, dict):
+            r.problem(where, "must be a table with user and role")
+            continue
+        user = r.get(entry, "user", str, f"{where}.user")
+        role = r.choice(entry, "role", {m.value for m in MemberRole}, f"{where}.role")
+        for key in sorted(set(entry) - {"user", "role"}):
+            r.problem(f"{where}.{key}", "unknown field")
+        if user is not None and known_users is not None and user not in known_users:
+            r.problem(f"{where}.user", f"unknown user {user!r}: add them with `tre user add {user} --role researcher`")
+        if user is not None and role is not None:
+            members.append(Member(user, MemberRole(role)))
+    if raw and not any(m.role == MemberRole.PI for m in members):
+        r.problem("members", "needs a member with role pi")
+    names = [m.user for m in members]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        r.problem("members", f"user {name!r} is listed twice")
+    return tuple(members)
+
+
+def _read_sources(r: _Reader, doc: dict) -> dict[str, tuple[str, ...]]:
+    raw = r.get(doc, "sources", dict, "sources", default={})
+    sources = {}
+    for name in raw:
+        where = f"sources.{name}"
+        source = SOURCES.get(name)
+        if source is None:
+            r.problem(where, f"unknown source; known: {', '.join(s for s in SOURCES if not SOURCES[s].central_only)}")
+            continue
+        if source.central_only:
+            r.problem(where, "is central-only and cannot be released to a project")
+            continue
+        chosen = r.strings(raw, name, where)
+        for variable in chosen:
+            if variable not in source.variables:
+                r.problem(where, f"unknown variable {variable!r}")
+        sources[name] = tuple(chosen)
+    if not raw:
+        r.problem("sources", "no sources approved")
+    return sources
+
+
+def _read_cohort(r: _Reader, doc: dict, sources: dict) -> Cohort | None:
+    raw = r.get(doc, "cohort", dict, "cohort", default=None)
+    if raw is None:
+        return None
+    for key in sorted(set(raw) - {"source", "codes", "age", "sex", "municipalities"}):
+        r.problem(f"cohort.{key}", "unknown field")
+    source_name = r.get(raw, "source", str, "cohort.source")
+    source = SOURCES.get(source_name) if source_name else None
+    if source_name and source is None:
+        r.problem("cohort.source", f"unknown source {source_name!r}")
+    elif source_name and source_name not in sources:
+        r.problem("cohort.source", f"{source_name} is not among the approved sources")
+    codes = {}
+    for column, values in r.get(raw, "codes", dict, "cohort.codes", required=False, default={}).items():
+        where = f"cohort.codes.{column}"
+        if source is not None and column not in source.column_names:
+            r.problem(where, f"{source_name} has no column {column!r}")
+        elif source is not None and source.column(column).codes is None:
+            r.problem(where, "is not a coded column")
+        if not isinstance(values, list) or not values or not all(isinstance(v, str) and v for v in values):
+            r.problem(where, "must be a non-empty list of codes (a code matches itself and the codes under it)")
+            continue
+        codes[column] = tuple(values)
+    age = r.get(raw, "age", dict, "cohort.age", required=False, default={})
+    age_min = r.get(age, "min", int, "cohort.age.min", required=False)
+    age_max = r.get(age, "max", int, "cohort.age.max", required=False)
+    if age_min is not None and age_max is not None and age_min > age_max:
+        r.problem("cohort.age", "min is above max")
+    sex = r.strings(raw, "sex", "cohort.sex", required=False)
+    for s in sex:
+        if s not in CODE_LISTS["sex"]:
+            r.problem("cohort.sex", f"{s!r} is not M or K")
+    municipalities = r.strings(raw, "municipalities", "cohort.municipalities", required=False)
+    unknown = sorted(set(municipalities) - municipality_numbers())
+    if unknown:
+        r.problem("cohort.municipalities", f"unknown municipality number(s): {', '.join(unknown[:5])}")
+    if source_name is None:
+        return None
+    return Cohort(source_name, codes, age_min, age_max, sex, municipalities)
+
+
+def _jsonable(value):
+    """The TOML document as JSON-storable data (dates as ISO strings)."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    return value
+
+
+def read_records(directory: Path, *, known_users: set[str] | None = None, today: dt.date | None = None):
+    """Every approval file in `directory`: ([records], [problems]) — all problems at once."""
+    records, problems = [], []
+    if not directory.is_dir():
+        return [], [Problem(str(directory), "(directory)", "does not exist: set TRE_APPROVALS_DIR")]
+    for path in sorted(directory.glob("*.toml")):
+        record, found = read_record(path, known_users=known_users, today=today)
+        problems.extend(found)
+        if record is not None:
+            records.append(record)
+    seen: dict[str, str] = {}
+    for record in records:
+        name = Path(record.path).name
+        if record.id in seen:
+            problems.append(Problem(name, "id", f"{record.id!r} is also the id in {seen[record.id]}"))
+        seen.setdefault(record.id, name)
+    duplicated = {p.file for p in problems if p.field == "id" and "also the id" in p.message}
+    return [r for r in records if Path(r.path).name not in duplicated], problems
+
+
+def known_user_names(session: Session) -> set[str]:
+    return set(session.execute(select(User.name)).scalars())
+
+
+# --- sync ---------------------------------------------------------------------------------
+
+
+@dataclass
+class SyncResult:
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    revoked: list[str] = field(default_factory=list)
+    expired: list[str] = field(default_factory=list)
+    locked_projects: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        data = {k: v for k, v in self.__dict__.items() if k != "problems"}
+        data["problems"] = [p.__dict__ for p in self.problems]
+        return data
+
+
+def sync(session: Session, directory: Path, *, actor: str, now: dt.datetime) -> SyncResult:
+    """Load approvals/ into the store. Files with problems are skipped (their earlier version
+    stays in force) and reported; everything else is applied and audited."""
+    today = now.date()
+    records, problems = read_records(directory, known_users=known_user_names(session))
+    result = SyncResult(problems=problems)
+    skipped = {p.file for p in problems}
+    existing = {a.id: a for a in session.execute(select(Approval)).scalars()}
+
+    for record in records:
+        approval = existing.get(record.id)
+        if approval is None:
+            approval = _add(session, record, now)
+            result.added.append(record.id)
+            action, details = "approval.add", {"version": 1, "sha256": record.sha256}
+        elif approval.sha256 != record.sha256 or approval.status == ApprovalStatus.REVOKED:
+            _update(session, approval, record, now)
+            result.changed.append(record.id)
+            action, details = "approval.change", {"version": approval.version, "sha256": record.sha256}
+        else:
+            result.unchanged.append(record.id)
+            action = None
+        if action:
+            audit.record(session, at=now, actor=actor, action=action, object=f"approval:{record.id}", details=details)
+        _sync_members(session, approval.project_id, record, actor=actor, now=now)
+
+    present = {r.id for r in records}
+    for approval_id, approval in existing.items():
+        if approval_id in present or approval.status == ApprovalStatus.REVOKED:
+            continue
+        if Path(approval.path).name in skipped and Path(approval.path).exists():
+            continue  # its file is there but has problems: the last good version stays
+        approval.status = ApprovalStatus.REVOKED
+        approval.revoked_at = now
+        result.revoked.append(approval_id)
+        audit.record(
+            session, at=now, actor=actor, action="approval.revoke", object=f"approval:{approval_id}", details={}
+        )
+
+    for approval in session.execute(select(Approval).where(Approval.status == ApprovalStatus.ACTIVE)).scalars():
+        if approval.valid_until < today:
+            approval.status = ApprovalStatus.EXPIRED
+            result.expired.append(approval.id)
+            audit.record(
+                session,
+                at=now,
+                actor=actor,
+                action="approval.expire",
+                object=f"approval:{approval.id}",
+                details={"valid_until": approval.valid_until.isoformat()},
+            )
+    session.flush()
+    for project in session.execute(select(Project).where(Project.status == ProjectStatus.ACTIVE)).scalars():
+        if not has_active_approval(session, project.id, today):
+            lock_project(session, project, reason="no active approval", actor=actor, now=now)
+            result.locked_projects.append(project.id)
+    return result
+
+
+def _columns(record: ApprovalRecord) -> dict:
+    return {
+        "project_id": record.project_id,
+        "kind": record.kind,
+        "reference": record.reference,
+        "legal_basis": record.legal_basis,
+        "purpose": record.purpose,
+        "linkage_needed": record.linkage,
+        "application_complete": record.application_complete,
+        "valid_from": record.valid_from,
+        "valid_until": record.valid_until,
+        "retention_years": record.retention_years,
+        "sha256": record.sha256,
+        "path": record.path,
+        "document": record.document,
+    }
+
+
+def _ensure_project(session: Session, record: ApprovalRecord, now: dt.datetime) -> None:
+    project = session.get(Project, record.project_id)
+    if project is None:
+        session.add(
+            Project(id=record.project_id, title=record.project_title, status=ProjectStatus.ACTIVE, created_at=now)
+        )
+    else:
+        project.title = record.project_title
+    session.flush()
+
+
+def _add(session: Session, record: ApprovalRecord, now: dt.datetime) -> Approval:
+    _ensure_project(session, record, now)
+    approval = Approval(id=record.id, status=ApprovalStatus.ACTIVE, version=1, synced_at=now, **_columns(record))
+    session.add(approval)
+    session.add(
+        ApprovalVersion(approval_id=record.id, version=1, sha256=record.sha256, document=record.document, synced_at=now)
+    )
+    session.flush()
+    return approval
+
+
+def _update(session: Session, approval: Approval, record: ApprovalRecord, now: dt.datetime) -> None:
+    _ensure_project(session, record, now)
+    for key, value in _columns(record).items():
+        setattr(approval, key, value)
+    approval.version += 1
+    approval.status = ApprovalStatus.ACTIVE
+    approval.revoked_at = None
+    approval.synced_at = now
+    session.add(
+        ApprovalVersion(
+            approval_id=record.id,
+            version=approval.version,
+            sha256=record.sha256,
+            document=record.document,
+            synced_at=now,
+        )
+    )
+    session.flush()
+
+
+def _sync_members(session: Session, project_id: str, record: ApprovalRecord, *, actor: str, now: dt.datetime) -> None:
+    users = {u.name: u for u in session.execute(select(User)).scalars()}
+    current = {
+        m.user_id: m
+        for m in session.execute(select(ProjectMember).where(ProjectMember.project_id == project_id)).scalars()
+    }
+    wanted = {users[m.user].id: m for m in record.members}
+    for user_id, member in wanted.items():
+        row = current.get(user_id)
+        if row is None:
+            session.add(
+                ProjectMember(project_id=project_id, user_id=user_id, role=member.role, active=True, added_at=now)
+            )
+        elif row.active and row.role == member.role:
+            continue
+        else:
+            row.active, row.role = True, member.role
+        audit.record(
+            session,
+            at=now,
+            actor=actor,
+            action="project.member.add",
+            object=f"project:{project_id}",
+            details={"user": member.user, "role": member.role.value},
+        )
+    for user_id, row in current.items():
+        if user_id not in wanted and row.active:
+            row.active = False
+            name = next(n for n, u in users.items() if u.id == user_id)
+            audit.record(
+                session,
+                at=now,
+                actor=actor,
+                action="project.member.remove",
+                object=f"project:{project_id}",
+                details={"user": name},
+            )
+
+
+def has_active_approval(session: Session, project_id: str, today: dt.date) -> bool:
+    return (
+        session.execute(
+            select(Approval.id).where(
+                Approval.project_id == project_id,
+                Approval.status == ApprovalStatus.ACTIVE,
+                Approval.valid_from <= today,
+                Approval.valid_until >= today,
+            )
+        ).first()
+        is not None
+    )
+
+
+def lock_project(session: Session, project: Project, *, reason: str, actor: str, now: dt.datetime) -> None:
+    """Mark a project locked (its servers are stopped and its extract cannot be rebuilt)."""
+    if project.status == ProjectStatus.LOCKED:
+        return
+    project.status = ProjectStatus.LOCKED
+    project.locked_at = now
+    project.lock_reason = reason
+    audit.record(
+        session, at=now, actor=actor, action="project.lock", object=f"project:{project.id}", details={"reason": reason}
+    )
+
+
+def active_approval(session: Session, project_id: str, today: dt.date) -> Approval | None:
+    return session.execute(
+        select(Approval)
+        .where(
+            Approval.project_id == project_id,
+            Approval.status == ApprovalStatus.ACTIVE,
+            Approval.valid_from <= today,
+            Approval.valid_until >= today,
+        )
+        .order_by(Approval.valid_until.desc())
+    ).scalar_one_or_none()

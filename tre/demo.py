@@ -1,0 +1,84 @@
+"""`tre demo`: the whole path on synthetic data, one step after the other.
+
+Each step is a function of the demo context that does its part idempotently and prints what
+a person watching should see. Later steps build on earlier ones; running the demo again
+reuses what is already there.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tre.config import Settings, ensure_dirs
+from tre.db import Store
+from tre.enums import Role
+from tre.users import add_user
+
+# The demo's people: researchers in the example projects, two officers, a key custodian, an
+# admin. The approvals in approvals/ name the researchers as project members.
+DEMO_USERS: dict[str, tuple[Role, ...]] = {
+    "ada": (Role.ADMIN,),
+    "kari": (Role.CUSTODIAN,),
+    "olav": (Role.OFFICER,),
+    "oda": (Role.OFFICER,),
+    "rita": (Role.RESEARCHER,),
+    "reidar": (Role.RESEARCHER,),
+    "sara": (Role.RESEARCHER,),
+    "mona": (Role.RESEARCHER,),
+}
+ADMIN = "ada"
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    persons: int = 20_000
+    years: int = 2
+    last_year: int = 2024
+    seed: int = 2024
+
+
+@dataclass
+class Demo:
+    settings: Settings
+    store: Store
+    options: DemoOptions
+    say: Callable[[str], None]
+    console: object  # a rich console for tables
+    results: dict = field(default_factory=dict)
+
+    def now(self) -> dt.datetime:
+        return self.store.clock()
+
+    @property
+    def deliveries(self) -> Path:
+        o = self.options
+        return self.settings.deliveries_dir / f"demo-{o.persons}-{o.years}y-{o.last_year}-seed{o.seed}"
+
+
+def step_store(demo: Demo) -> None:
+    ensure_dirs(demo.settings)
+    before, after = demo.store.migrate()
+    demo.say(f"metadata store {demo.store.shown_url}: schema {after}" + (" (created)" if before is None else ""))
+
+
+def step_users(demo: Demo) -> None:
+    added = []
+    with demo.store.transaction() as session:
+        for name, roles in DEMO_USERS.items():
+            for role in roles:
+                _, changed = add_user(session, name, role, actor=ADMIN if name != ADMIN else "demo", now=demo.now())
+                if changed:
+                    added.append(name)
+    who = ", ".join(f"{n} ({'/'.join(r.value for r in roles)})" for n, roles in DEMO_USERS.items())
+    demo.say(f"demo users: {who}" + ("" if added else " — already there"))
+
+
+STEPS: list[Callable[[Demo], None]] = [step_store, step_users]
+
+
+def run(demo: Demo, steps: list[Callable[[Demo], None]] | None = None) -> None:
+    for step in steps or STEPS:
+        step(demo)
