@@ -2,10 +2,11 @@
 
 One DuckDB file in the central zone (`vault.duckdb`):
 
-- `identities`: one row per ID number ever seen: `blind` = HMAC-SHA256(K_index, number) for
-  equality look-ups; `pid`, the person key (random, not derived from the number); `kind` (fnr,
-  d, h, fh); `sealed` = nonce || AES-GCM(K_fnr, number, associated data = the row's pid), so a
-  ciphertext moved to another row does not decrypt; `delivery` that first brought the number.
+- `identities`: one row per ID number ever seen: the blind index HMAC-SHA256(K_index, number),
+  its first 128 bits as two 64-bit integers (`blind_hi`, `blind_lo`: equality look-ups by fast
+  integer joins); `pid`, the person key (a random UUID, not derived from the number); `kind`
+  (fnr, d, h, fh); `sealed` = nonce || AES-GCM(K_fnr, number, associated data = the row's pid),
+  so a ciphertext moved to another row does not decrypt; `delivery` that first brought it.
 - `id_changes`: the ID history from the population register as blind indexes (a D-number
   replaced by an FNR, a changed FNR): which number is current.
 - `__tre_keys`: the data keys K_fnr and K_index, wrapped by the master key (`tre.linkage.keys`).
@@ -47,8 +48,8 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 1
 NUMBER_BYTES = 11  # every valid ID number is 11 ASCII digits
-PID_BYTES = 32  # 128 random bits as lowercase hex
-BLIND_BYTES = 32
+PID_BYTES = 36  # a random UUID as text: 128 random bits, lowercase hex with dashes
+BLIND_BYTES = 16  # HMAC-SHA256 truncated to 128 bits
 NONCE_BYTES = 12
 SEALED_BYTES = NONCE_BYTES + NUMBER_BYTES + 16  # nonce, ciphertext, GCM tag
 DELIVERY_TAGGED = ("identities", "id_changes")  # the tables recovery cleans by delivery
@@ -63,11 +64,11 @@ def schema_statements(schema: str) -> list[str]:
             name VARCHAR PRIMARY KEY, wrapped BLOB NOT NULL, master_key_id VARCHAR NOT NULL,
             created_at TIMESTAMPTZ NOT NULL, wrapped_at TIMESTAMPTZ NOT NULL)""",
         f"""CREATE TABLE IF NOT EXISTS {s}.identities (
-            blind BLOB NOT NULL, pid VARCHAR NOT NULL, kind VARCHAR NOT NULL, sealed BLOB NOT NULL,
-            delivery INTEGER NOT NULL)""",
+            blind_hi UBIGINT NOT NULL, blind_lo UBIGINT NOT NULL, pid UUID NOT NULL, kind VARCHAR NOT NULL,
+            sealed BLOB NOT NULL, delivery INTEGER NOT NULL)""",
         f"""CREATE TABLE IF NOT EXISTS {s}.id_changes (
-            old_blind BLOB NOT NULL, new_blind BLOB NOT NULL, change_date DATE, reason VARCHAR,
-            delivery INTEGER NOT NULL)""",
+            old_hi UBIGINT NOT NULL, old_lo UBIGINT NOT NULL, new_hi UBIGINT NOT NULL, new_lo UBIGINT NOT NULL,
+            change_date DATE, reason VARCHAR, delivery INTEGER NOT NULL)""",
         f"INSERT INTO {s}.__tre_meta VALUES ('schema_version', '{SCHEMA_VERSION}') ON CONFLICT DO NOTHING",
     ]
 
@@ -86,7 +87,7 @@ def _blind_chunk(key: bytes, numbers: bytes) -> bytes:
     for i in range(len(numbers) // NUMBER_BYTES):
         h = base.copy()
         h.update(view[i * NUMBER_BYTES : (i + 1) * NUMBER_BYTES])
-        out[i * BLIND_BYTES : (i + 1) * BLIND_BYTES] = h.finalize()
+        out[i * BLIND_BYTES : (i + 1) * BLIND_BYTES] = h.finalize()[:BLIND_BYTES]
     return bytes(out)
 
 
@@ -106,7 +107,7 @@ def _seal_chunk(key: bytes, numbers: bytes, pids: bytes, nonces: bytes) -> bytes
 class Crypto:
     """The data keys at work: blind indexes and sealing, in bulk on several processes.
 
-    Bulk inputs are fixed-width byte strings (n × 11 digits, n × 32 hex pid), so that a chunk
+    Bulk inputs are fixed-width byte strings (n × 11 digits, n × 36-character pid), so that a chunk
     travels to a worker as one buffer and comes back as one. The per-number loop runs inside
     the worker; nothing loops per register row.
     """
@@ -146,11 +147,11 @@ class Crypto:
         return _blind_chunk(self._keys.index, number.encode("ascii"))
 
     def blind_many(self, numbers: bytes) -> bytes:
-        """n × 11-digit numbers → n × 32-byte blind indexes."""
+        """n × 11-digit numbers → n × 16-byte blind indexes."""
         return self._map(_blind_chunk, BLIND_BYTES, self._keys.index, (numbers, NUMBER_BYTES))
 
     def seal_many(self, numbers: bytes, pids: bytes) -> bytes:
-        """n × 11-digit numbers and their n × 32-byte pids → n × sealed (nonce || ciphertext)."""
+        """n × 11-digit numbers and their n × 36-byte pids → n × sealed (nonce || ciphertext)."""
         nonces = os.urandom(len(numbers) // NUMBER_BYTES * NONCE_BYTES)
         return self._map(
             _seal_chunk, SEALED_BYTES, self._keys.fnr, (numbers, NUMBER_BYTES), (pids, PID_BYTES), (nonces, NONCE_BYTES)
@@ -170,14 +171,27 @@ class Crypto:
 
 
 def new_pids(n: int) -> bytes:
-    """n random person keys, 32 lowercase hex characters each, as one buffer."""
+    """n random person keys as one buffer: UUID text, 36 characters each (lowercase, dashed)."""
     import numpy as np
 
     raw = np.frombuffer(os.urandom(n * 16), dtype=np.uint8)
     hexdigits = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-    out = np.empty(n * 32, dtype=np.uint8)
-    out[0::2], out[1::2] = hexdigits[raw >> 4], hexdigits[raw & 15]
+    digits = np.empty(n * 32, dtype=np.uint8)
+    digits[0::2], digits[1::2] = hexdigits[raw >> 4], hexdigits[raw & 15]
+    out = np.full((n, 36), ord("-"), dtype=np.uint8)
+    out[:, _UUID_DIGITS] = digits.reshape(n, 32)
     return out.tobytes()
+
+
+_UUID_DIGITS = [i for i in range(36) if i not in (8, 13, 18, 23)]
+
+
+def blind_parts(blinds: bytes):
+    """16-byte blind indexes → (hi, lo) arrays of unsigned 64-bit integers."""
+    import numpy as np
+
+    parts = np.frombuffer(blinds, dtype="<u8").reshape(-1, 2)
+    return parts[:, 0].copy(), parts[:, 1].copy()
 
 
 # --- data keys ----------------------------------------------------------------------------
@@ -300,17 +314,22 @@ def _crypto(zone: CentralZone, con) -> Crypto:
 
 
 def _find_pid(con, crypto: Crypto, fnr: str) -> str | None:
-    row = first(con.execute("SELECT pid FROM vault.identities WHERE blind = $1", [crypto.blind(fnr)]))
+    hi, lo = blind_parts(crypto.blind(fnr))
+    row = first(
+        con.execute(
+            "SELECT pid::VARCHAR FROM vault.identities WHERE blind_hi = $1 AND blind_lo = $2", [int(hi[0]), int(lo[0])]
+        )
+    )
     return None if row is None else resolve_pids(con, [row[0]])[row[0]]
 
 
 def _known_pid(con, pid: str) -> str | None:
     """The canonical pid of `pid` when the vault knows it, else None."""
     canonical = resolve_pids(con, [pid])[pid]
+    if canonical is None:
+        return None
     found = first(
-        con.execute(
-            "SELECT 1 FROM vault.identities WHERE pid = ANY($1::VARCHAR[]) LIMIT 1", [person_pids(con, canonical)]
-        )
+        con.execute("SELECT 1 FROM vault.identities WHERE pid = ANY($1::UUID[]) LIMIT 1", [person_pids(con, canonical)])
     )
     return canonical if found else None
 
@@ -410,10 +429,11 @@ def _numbers_by_person(con, crypto: Crypto, persons: list[str]) -> dict[str, lis
     """Every ID number of each person (canonical pids), decrypted, the current one first."""
     preference = ", ".join(f"'{k}'" for k in KIND_PREFERENCE)
     rows = con.execute(
-        f"""SELECT coalesce(m.canonical_pid, i.pid) AS person, i.pid, i.kind, i.sealed,
-                   NOT EXISTS (SELECT 1 FROM vault.id_changes c WHERE c.old_blind = i.blind) AS current
+        f"""SELECT coalesce(m.canonical_pid, i.pid)::VARCHAR AS person, i.pid::VARCHAR, i.kind, i.sealed,
+                   NOT EXISTS (SELECT 1 FROM vault.id_changes c WHERE c.old_hi = i.blind_hi AND c.old_lo = i.blind_lo)
+                       AS current
             FROM vault.identities i LEFT JOIN __tre_person_map m ON m.pid = i.pid
-            WHERE coalesce(m.canonical_pid, i.pid) = ANY($1::VARCHAR[])
+            WHERE coalesce(m.canonical_pid, i.pid) = ANY($1::UUID[])
             ORDER BY person, current DESC, list_position([{preference}], i.kind), i.delivery DESC""",
         [persons],
     ).fetchall()
@@ -446,11 +466,11 @@ def decrypt_for_release(
             at=now,
         )
         canonical = resolve_pids(con, pids)
-        numbers = _numbers_by_person(con, _crypto(zone, con), sorted(set(canonical.values())))
+        numbers = _numbers_by_person(con, _crypto(zone, con), sorted({c for c in canonical.values() if c}))
         result: dict[str, str | None] = {}
         with metadata.transaction() as session:
             for pid in pids:
-                found = numbers[canonical[pid]]
+                found = numbers.get(canonical[pid], [])
                 result[pid] = found[0].number if found else None
                 audit.record(
                     session,
