@@ -75,6 +75,9 @@ def ingest(
     outcomes: list[Outcome] = []
     with zone.writing(metadata) as con:
         create_code_tables(con)
+        # The blind index of every number seen in this run: a number in several deliveries
+        # (the population register, then KUHR, NPR ...) is indexed once.
+        con.execute("CREATE OR REPLACE TEMP TABLE __tre_blinds (id VARCHAR, bh UBIGINT, bl UBIGINT)")
         crypto: Crypto | None = None
         try:
             for item in found:
@@ -300,25 +303,33 @@ class _Run:
         self.say(f"read {rows} rows")
 
     def _load_csv(self, header: list[str]) -> None:
+        options = """header = true, auto_detect = false, delim = ',', quote = '"', escape = '"',
+                     strict_mode = true, encoding = $3, max_line_size = $4"""
+        parameters = [str(self.item.data), {name: "VARCHAR" for name in header}, self.item.encoding, MAX_LINE_BYTES]
+        try:
+            self.sql(f"CREATE TABLE __tre_raw AS SELECT * FROM read_csv($1, columns = $2, {options})", parameters)
+            return
+        except duckdb.Error:
+            pass  # DuckDB's message quotes the line: never shown. Read again to locate the error.
         try:
             self.sql(
-                """CREATE TABLE __tre_raw AS SELECT * FROM read_csv($1, columns = $2, header = true,
-                   auto_detect = false, delim = ',', quote = '"', escape = '"', strict_mode = true,
-                   encoding = $3, max_line_size = $4, store_rejects = true,
-                   rejects_table = '__tre_csv_errors', rejects_scan = '__tre_csv_scans')""",
-                [str(self.item.data), {name: "VARCHAR" for name in header}, self.item.encoding, MAX_LINE_BYTES],
+                f"""CREATE OR REPLACE TEMP TABLE __tre_csv_probe AS SELECT * FROM read_csv($1, columns = $2, {options},
+                    store_rejects = true, rejects_table = '__tre_csv_errors', rejects_scan = '__tre_csv_scans')""",
+                parameters,
             )
-        except duckdb.Error as e:
-            raise located(self.item.name, f"cannot be read as CSV ({e.__class__.__name__})") from None
-        error = first(
-            self.sql("SELECT line, column_name, error_type::VARCHAR FROM __tre_csv_errors ORDER BY line LIMIT 1")
+            self.sql("DROP TABLE temp.__tre_csv_probe")
+            error = first(
+                self.sql("SELECT line, column_name, error_type::VARCHAR FROM __tre_csv_errors ORDER BY line LIMIT 1")
+            )
+        except duckdb.Error:
+            error = None
+        if error is None:
+            raise located(self.item.name, "cannot be read as CSV")
+        line, column, kind = error
+        what = CSV_ERRORS.get(kind, "not well-formed CSV").format(
+            n=len(header), encoding=self.item.encoding, max=MAX_LINE_BYTES
         )
-        if error is not None:
-            line, column, kind = error
-            what = CSV_ERRORS.get(kind, "not well-formed CSV").format(
-                n=len(header), encoding=self.item.encoding, max=MAX_LINE_BYTES
-            )
-            raise located(self.item.name, what, line=line, column=column if kind != "TOO MANY COLUMNS" else None)
+        raise located(self.item.name, what, line=line, column=column if kind != "TOO MANY COLUMNS" else None)
 
     def _load_parquet(self) -> list[str]:
         try:
@@ -369,14 +380,18 @@ class _Run:
         union = " UNION ".join(f"SELECT {quote(c)} AS id FROM __tre_raw" for c in self.identity_columns)
         self.sql(f"CREATE TABLE __tre_idset AS SELECT DISTINCT id FROM ({union}) WHERE id IS NOT NULL AND id <> ''")
         shaped = "length(id) = 11 AND regexp_full_match(id, '[0-9]{11}')"
-        ids = self.con.sql(f"SELECT id FROM __tre_idset WHERE {shaped}").to_arrow_table().column(0)
-        blinds = self.crypto.blind_many(fixed_width_bytes(ids, NUMBER_BYTES))
-        high, low = blind_parts(blinds)
+        ids = (
+            self.con.sql(f"SELECT id FROM __tre_idset s ANTI JOIN temp.__tre_blinds c USING (id) WHERE {shaped}")
+            .to_arrow_table()
+            .column(0)
+        )
+        high, low = blind_parts(self.crypto.blind_many(fixed_width_bytes(ids, NUMBER_BYTES)))
         self.con.register("__tre_blind_view", pa.table({"id": ids, "bh": high, "bl": low}))
+        self.sql("INSERT INTO temp.__tre_blinds SELECT id, bh, bl FROM __tre_blind_view")
         self.sql(
             """CREATE TABLE __tre_known AS
                SELECT b.id, b.bh, b.bl, coalesce(m.canonical_pid, i.pid) AS pid, i.kind
-               FROM __tre_blind_view b
+               FROM (SELECT id, bh, bl FROM temp.__tre_blinds SEMI JOIN __tre_idset s USING (id)) b
                LEFT JOIN vault.identities i ON i.blind_hi = b.bh AND i.blind_lo = b.bl
                LEFT JOIN __tre_pmap m ON m.pid = i.pid"""
         )
@@ -466,9 +481,9 @@ class _Run:
             return
         column = quote(self.identity_columns[0])
         new = self.con.sql(
-            f"""SELECT DISTINCT i.id, i.bh, i.bl, i.kind FROM {self.good_rows}
-                JOIN (SELECT id, bh, bl, kind FROM __tre_idinfo WHERE pid IS NULL AND rule IS NULL) i ON i.id = r.{column}
-                WHERE {self._linked()}"""
+            f"""SELECT i.id, i.bh, i.bl, i.kind FROM __tre_idinfo i
+                SEMI JOIN (SELECT r.{column} AS id FROM {self.good_rows} WHERE {self._linked()}) r USING (id)
+                WHERE i.pid IS NULL AND i.rule IS NULL"""
         ).to_arrow_table()
         self._seal_new(new)
         self.sql(
@@ -481,13 +496,9 @@ class _Run:
         n = new.num_rows
         pids = new_pids(n) if pids is None else pids
         sealed = self.crypto.seal_many(fixed_width_bytes(new.column("id"), NUMBER_BYTES), pids) if n else b""
-        table = new.append_column("pid", fixed_strings(pids, PID_BYTES)).append_column(
-            "sealed", fixed_binary(sealed, SEALED_BYTES)
-        )
+        table = new.append_column("pid", uuid_array(pids)).append_column("sealed", fixed_binary(sealed, SEALED_BYTES))
         self.con.register("__tre_new_view", table)
-        self.sql(
-            "CREATE TABLE __tre_new AS SELECT id, bh, bl, kind, CAST(pid AS UUID) AS pid, sealed FROM __tre_new_view"
-        )
+        self.sql("CREATE TABLE __tre_new AS SELECT id, bh, bl, kind, pid, sealed FROM __tre_new_view")
         self.report["new_identities"] = n
         if n:
             self.say(f"{n} new identities sealed")
@@ -535,24 +546,24 @@ class _Run:
                FROM __tre_nodes n JOIN __tre_label_view l USING (node) GROUP BY l.label"""
         )
         fresh = self.sql("SELECT label FROM __tre_person WHERE pid IS NULL ORDER BY label").fetchnumpy()["label"]
-        self.con.register(
-            "__tre_fresh_view", pa.table({"label": fresh, "pid": fixed_strings(new_pids(len(fresh)), PID_BYTES)})
-        )
+        self.con.register("__tre_fresh_view", pa.table({"label": fresh, "pid": uuid_array(new_pids(len(fresh)))}))
         self.sql(
             """CREATE TABLE __tre_canon AS
-               SELECT n.node, n.what, n.name, n.bh, n.bl, n.idkind, coalesce(p.pid, f.pid) AS canonical
+               SELECT n.node, n.what, n.name, n.bh, n.bl, n.idkind, coalesce(p.pid::UUID, f.pid) AS canonical
                FROM __tre_nodes n JOIN __tre_label_view l USING (node) JOIN __tre_person p ON p.label = l.label
                LEFT JOIN __tre_fresh_view f ON f.label = l.label"""
         )
         new_ids = self.con.sql(
-            """SELECT c.name AS id, c.bh, c.bl, c.idkind AS kind, c.canonical FROM __tre_canon c
+            """SELECT c.name AS id, c.bh, c.bl, c.idkind AS kind,
+                      unhex(replace(c.canonical::VARCHAR, '-', '')) AS canonical FROM __tre_canon c
                JOIN __tre_idinfo i ON i.id = c.name WHERE c.what = 'id' AND i.pid IS NULL"""
         ).to_arrow_table()
         self._seal_new(
             new_ids.select(["id", "bh", "bl", "kind"]), fixed_width_bytes(new_ids.column("canonical"), PID_BYTES)
         )
         self.sql(
-            "CREATE TABLE __tre_links AS SELECT name AS pid, canonical FROM __tre_canon WHERE what = 'pid' AND name <> canonical"
+            "CREATE TABLE __tre_links AS SELECT name::UUID AS pid, canonical FROM __tre_canon "
+            "WHERE what = 'pid' AND name::UUID <> canonical"
         )
         self.report["person_links"] = self.scalar("SELECT count(*) FROM __tre_links")
 
@@ -580,14 +591,18 @@ class _Run:
         self.sql("CREATE TABLE __tre_found (line BIGINT, pid UUID, rule VARCHAR)")
         if self.source.name != "dsf":
             return
-        for rule, wrong in (
-            ("birth_date_mismatch", "i.id_birth IS NOT NULL AND TRY_CAST(r.birth_date AS DATE) <> i.id_birth"),
-            ("sex_mismatch", "i.id_sex IS NOT NULL AND r.sex <> i.id_sex"),
-        ):
+        self.sql(
+            f"""CREATE TABLE __tre_contradict AS
+                SELECT r.rowid + 2 AS line, i.id AS id,
+                       coalesce(TRY_CAST(r.birth_date AS DATE) <> i.id_birth, false) AS birth,
+                       coalesce(r.sex <> i.id_sex, false) AS sex
+                FROM {self.good_rows} JOIN __tre_idinfo i ON i.id = r.fnr
+                WHERE TRY_CAST(r.birth_date AS DATE) <> i.id_birth OR r.sex <> i.id_sex"""
+        )
+        for rule, column in (("birth_date_mismatch", "birth"), ("sex_mismatch", "sex")):
             self.sql(
-                f"""INSERT INTO __tre_found
-                    SELECT r.rowid + 2, p.pid, {literal(rule)} FROM {self.good_rows}
-                    JOIN __tre_idinfo i ON i.id = r.fnr JOIN __tre_pidmap p ON p.id = r.fnr WHERE {wrong}"""
+                f"""INSERT INTO __tre_found SELECT c.line, p.pid, {literal(rule)}
+                    FROM __tre_contradict c JOIN __tre_pidmap p USING (id) WHERE c.{column}"""
             )
 
     # -- writing --
@@ -619,7 +634,7 @@ class _Run:
     def _rows_sql(self, names: list[str]) -> str:
         """The SELECT of the stored rows, in the store table's column order."""
         if self.source.name == "dsf_idhistory":
-            values = {"pid": "c.canonical::UUID", "change_date": "h.change_date", "reason": "h.reason", LINE: "h.line"}
+            values = {"pid": "c.canonical", "change_date": "h.change_date", "reason": "h.reason", LINE: "h.line"}
             values[DELIVERY] = str(self.delivery)
             return (
                 f"SELECT {', '.join(values[n] for n in names)} FROM __tre_hist h "
@@ -690,9 +705,7 @@ class _Run:
         ).fetchall()[0]
         self.report.update({"rows_stored": stored, "not_linked": unlinked})
         if self.source.name == "dsf_idhistory":
-            self.sql(
-                f"INSERT INTO registers.__tre_person_links SELECT pid::UUID, canonical::UUID, {d} FROM __tre_links"
-            )
+            self.sql(f"INSERT INTO registers.__tre_person_links SELECT pid, canonical, {d} FROM __tre_links")
         self.sql(f"INSERT INTO registers.__tre_findings SELECT {d}, line, rule, pid FROM __tre_found")
         self.sql(
             "INSERT INTO registers.__tre_deliveries VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
@@ -718,10 +731,10 @@ class _Run:
 
 
 def fixed_width_bytes(column: pa.ChunkedArray | pa.Array, width: int) -> bytes:
-    """The strings of an Arrow column, each exactly `width` bytes, as one buffer."""
+    """The values of a text or binary Arrow column, each exactly `width` bytes, as one buffer."""
     array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    if array.type != pa.string():
-        array = array.cast(pa.string())
+    if array.type != pa.binary():
+        array = array.cast(pa.binary())
     if len(array) == 0:
         return b""
     if array.null_count:
@@ -730,6 +743,11 @@ def fixed_width_bytes(column: pa.ChunkedArray | pa.Array, width: int) -> bytes:
     if not np.all(np.diff(offsets) == width):
         raise ValueError(f"fixed_width_bytes: not every value is {width} bytes")
     return array.buffers()[2].to_pybytes()[offsets[0] : offsets[-1]]
+
+
+def uuid_array(buffer: bytes) -> pa.Array:
+    """n × 16 bytes as an Arrow UUID column (DuckDB reads it as UUID, without parsing text)."""
+    return pa.ExtensionArray.from_storage(pa.uuid(), fixed_binary(buffer, PID_BYTES))
 
 
 def fixed_binary(buffer: bytes, width: int) -> pa.Array:

@@ -5,7 +5,8 @@ One DuckDB file in the central zone (`vault.duckdb`):
 - `identities`: one row per ID number ever seen: the blind index HMAC-SHA256(K_index, number),
   its first 128 bits as two 64-bit integers (`blind_hi`, `blind_lo`: equality look-ups by fast
   integer joins); `pid`, the person key (a random UUID, not derived from the number); `kind`
-  (fnr, d, h, fh); `sealed` = nonce || AES-GCM(K_fnr, number, associated data = the row's pid),
+  (fnr, d, h, fh); `sealed` = nonce || AES-GCM(K_fnr, number, associated data = the row's pid's
+  16 bytes),
   so a ciphertext moved to another row does not decrypt; `delivery` that first brought it.
 - `id_changes`: the ID history from the population register as blind indexes (a D-number
   replaced by an FNR, a changed FNR): which number is current.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import multiprocessing
 import os
+import uuid
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -48,7 +50,7 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 1
 NUMBER_BYTES = 11  # every valid ID number is 11 ASCII digits
-PID_BYTES = 36  # a random UUID as text: 128 random bits, lowercase hex with dashes
+PID_BYTES = 16  # a random UUID: 128 random bits
 BLIND_BYTES = 16  # HMAC-SHA256 truncated to 128 bits
 NONCE_BYTES = 12
 SEALED_BYTES = NONCE_BYTES + NUMBER_BYTES + 16  # nonce, ciphertext, GCM tag
@@ -107,7 +109,7 @@ def _seal_chunk(key: bytes, numbers: bytes, pids: bytes, nonces: bytes) -> bytes
 class Crypto:
     """The data keys at work: blind indexes and sealing, in bulk on several processes.
 
-    Bulk inputs are fixed-width byte strings (n × 11 digits, n × 36-character pid), so that a chunk
+    Bulk inputs are fixed-width byte strings (n × 11 digits, n × 16-byte pid), so that a chunk
     travels to a worker as one buffer and comes back as one. The per-number loop runs inside
     the worker; nothing loops per register row.
     """
@@ -151,7 +153,7 @@ class Crypto:
         return self._map(_blind_chunk, BLIND_BYTES, self._keys.index, (numbers, NUMBER_BYTES))
 
     def seal_many(self, numbers: bytes, pids: bytes) -> bytes:
-        """n × 11-digit numbers and their n × 36-byte pids → n × sealed (nonce || ciphertext)."""
+        """n × 11-digit numbers and their n × 16-byte pids → n × sealed (nonce || ciphertext)."""
         nonces = os.urandom(len(numbers) // NUMBER_BYTES * NONCE_BYTES)
         return self._map(
             _seal_chunk, SEALED_BYTES, self._keys.fnr, (numbers, NUMBER_BYTES), (pids, PID_BYTES), (nonces, NONCE_BYTES)
@@ -160,7 +162,7 @@ class Crypto:
     def unseal(self, sealed: bytes, pid: str) -> str:
         try:
             plain = AESGCM(self._keys.fnr).decrypt(
-                sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], _aad(pid.encode("ascii"))
+                sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], _aad(uuid.UUID(pid).bytes)
             )
         except InvalidTag:
             raise IntegrityError(
@@ -171,19 +173,8 @@ class Crypto:
 
 
 def new_pids(n: int) -> bytes:
-    """n random person keys as one buffer: UUID text, 36 characters each (lowercase, dashed)."""
-    import numpy as np
-
-    raw = np.frombuffer(os.urandom(n * 16), dtype=np.uint8)
-    hexdigits = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-    digits = np.empty(n * 32, dtype=np.uint8)
-    digits[0::2], digits[1::2] = hexdigits[raw >> 4], hexdigits[raw & 15]
-    out = np.full((n, 36), ord("-"), dtype=np.uint8)
-    out[:, _UUID_DIGITS] = digits.reshape(n, 32)
-    return out.tobytes()
-
-
-_UUID_DIGITS = [i for i in range(36) if i not in (8, 13, 18, 23)]
+    """n random person keys (UUIDs) as one buffer of n × 16 bytes, from the OS's CSPRNG."""
+    return os.urandom(n * PID_BYTES)
 
 
 def blind_parts(blinds: bytes):
