@@ -187,7 +187,8 @@ def scan_file(path: Path, *, text: bool) -> FileScan:
             if text:
                 control += len(chunk) - len(chunk.translate(None, CONTROL_BYTES))
                 newlines += chunk.count(b"\n")
-                returns += chunk.count(b"\r")
+                if b"\r" in chunk:  # a fast search; most deliveries have no carriage return at all
+                    returns += chunk.count(b"\r")
             last = chunk[-1:]
     return FileScan(digest.hexdigest(), control, newlines, returns, last == b"\n")
 

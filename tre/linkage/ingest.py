@@ -380,48 +380,48 @@ class _Run:
         union = " UNION ".join(f"SELECT {quote(c)} AS id FROM __tre_raw" for c in self.identity_columns)
         self.sql(f"CREATE TABLE __tre_idset AS SELECT DISTINCT id FROM ({union}) WHERE id IS NOT NULL AND id <> ''")
         shaped = "length(id) = 11 AND regexp_full_match(id, '[0-9]{11}')"
-        ids = (
-            self.con.sql(f"SELECT id FROM __tre_idset s ANTI JOIN temp.__tre_blinds c USING (id) WHERE {shaped}")
-            .to_arrow_table()
-            .column(0)
+        self.sql(
+            f"""CREATE TABLE __tre_idb AS SELECT s.id, c.bh, c.bl, {shaped} AS shaped
+                FROM __tre_idset s LEFT JOIN temp.__tre_blinds c USING (id)"""
         )
+        ids = self.con.sql("SELECT id FROM __tre_idb WHERE shaped AND bh IS NULL").to_arrow_table().column(0)
         high, low = blind_parts(self.crypto.blind_many(fixed_width_bytes(ids, NUMBER_BYTES)))
         self.con.register("__tre_blind_view", pa.table({"id": ids, "bh": high, "bl": low}))
         self.sql("INSERT INTO temp.__tre_blinds SELECT id, bh, bl FROM __tre_blind_view")
         self.sql(
             """CREATE TABLE __tre_known AS
                SELECT b.id, b.bh, b.bl, coalesce(m.canonical_pid, i.pid) AS pid, i.kind
-               FROM (SELECT id, bh, bl FROM temp.__tre_blinds SEMI JOIN __tre_idset s USING (id)) b
+               FROM (SELECT id, bh, bl FROM __tre_idb WHERE shaped AND bh IS NOT NULL
+                     UNION ALL SELECT id, bh, bl FROM __tre_blind_view) b
                LEFT JOIN vault.identities i ON i.blind_hi = b.bh AND i.blind_lo = b.bl
                LEFT JOIN __tre_pmap m ON m.pid = i.pid"""
         )
         # Known numbers were valid when first stored; only new ones need the rules (the
         # population register's are always checked, for the birth date and sex findings).
         every = self.source.name == "dsf"
-        unknown = self.con.sql(f"SELECT id FROM __tre_known {'' if every else 'WHERE pid IS NULL'}").to_arrow_table()
-        result = idnumbers.validate_ascii(fixed_width_bytes(unknown.column(0), NUMBER_BYTES))
-        self.con.register(
-            "__tre_valid_view",
-            pa.table(
-                {
-                    "id": unknown.column(0),
-                    "reason": result["reason"],
-                    "kind": result["kind"],
-                    "id_birth": pa.array(result["birth_date"]),
-                    "id_sex": result["sex"],
-                }
-            ),
-        )
-        reasons = " ".join(f"WHEN {literal(k)} THEN {literal(v)}" for k, v in ID_RULES.items())
+        checked = self.con.sql(
+            f"SELECT id, bh, bl, pid, kind FROM __tre_known {'' if every else 'WHERE pid IS NULL'}"
+        ).to_arrow_table()
+        result = idnumbers.validate_ascii(fixed_width_bytes(checked.column("id"), NUMBER_BYTES))
+        for name, values in (
+            ("reason", result["reason"]),
+            ("idkind", result["kind"]),
+            ("id_birth", result["birth_date"]),
+            ("id_sex", result["sex"]),
+        ):
+            checked = checked.append_column(name, pa.array(values))
+        self.con.register("__tre_checked_view", checked)
+        rules = " ".join(f"WHEN {literal(k)} THEN {literal(v)}" for k, v in ID_RULES.items())
+        # Aligned rows, no join: the checked numbers, the known ones not checked, the misshapen.
         self.sql(
             f"""CREATE TABLE __tre_idinfo AS
-                SELECT k.id, CASE WHEN k.pid IS NULL THEN CASE v.reason {reasons} ELSE NULL END END AS rule,
-                       k.bh, k.bl, k.pid, coalesce(k.kind, NULLIF(v.kind, '')) AS kind, v.id_birth,
-                       NULLIF(v.id_sex, '') AS id_sex
-                FROM __tre_known k LEFT JOIN __tre_valid_view v ON v.id = k.id
+                SELECT id, CASE WHEN pid IS NULL THEN CASE reason {rules} ELSE NULL END END AS rule,
+                       bh, bl, pid, coalesce(kind, NULLIF(idkind, '')) AS kind, id_birth, NULLIF(id_sex, '') AS id_sex
+                FROM __tre_checked_view
                 UNION ALL
-                SELECT id, 'id_not_11_digits', NULL::UBIGINT, NULL::UBIGINT, NULL::UUID, NULL, NULL, NULL
-                FROM __tre_idset WHERE NOT ({shaped})"""
+                SELECT id, NULL, bh, bl, pid, kind, NULL, NULL FROM __tre_known WHERE {"false" if every else "pid IS NOT NULL"}
+                UNION ALL
+                SELECT id, 'id_not_11_digits', NULL, NULL, NULL, NULL, NULL, NULL FROM __tre_idb WHERE NOT shaped"""
         )
         for column in self.identity_columns:
             self.sql(

@@ -54,6 +54,21 @@ def create_code_tables(con: duckdb.DuckDBPyConnection) -> None:
         )
 
 
+def typed_name(c: Column) -> str:
+    """The staged value of a typed column cast once (see `validation_sql`)."""
+    return quote("__typed_" + c.name)
+
+
+def _cast_type(c: Column) -> str | None:
+    return {
+        "DATE": "DATE",
+        "TIMESTAMP": "TIMESTAMP",
+        "DOUBLE": "DOUBLE",
+        "INTEGER": "DOUBLE",
+        "BOOLEAN": "BOOLEAN",
+    }.get(c.type)
+
+
 def column_rule_sql(source: Source, c: Column, *, today: str, control: bool) -> str:
     """A CASE naming the first rule column `c` breaks (`rule:column`), or NULL.
 
@@ -62,6 +77,7 @@ def column_rule_sql(source: Source, c: Column, *, today: str, control: bool) -> 
     """
     raw = quote(c.name)
     v = f"NULLIF({raw}, '')"
+    t = typed_name(c)
     cases: list[tuple[str, str | None]] = []
     if control:
         cases += [
@@ -73,7 +89,7 @@ def column_rule_sql(source: Source, c: Column, *, today: str, control: bool) -> 
         (f"{v} IS NULL", "missing" if c.required else None),
     ]
     if c.role != "identity":
-        cases += _type_cases(c, v) + _code_cases(c, v) + _range_cases(source, c, v, today)
+        cases += _type_cases(c, v, t) + _code_cases(c, v) + _range_cases(source, c, t, today)
         if c.type == "VARCHAR" and c.codes is None:
             cases.append((f"left({v}, 1) IN ('=', '+', '-', '@')", "formula"))
             # The cheap tests first: most fields are short or hold no run of 11 digits.
@@ -90,14 +106,14 @@ def column_rule_sql(source: Source, c: Column, *, today: str, control: bool) -> 
     return f"CASE {whens} END"
 
 
-def _type_cases(c: Column, v: str) -> list[tuple[str, str]]:
+def _type_cases(c: Column, v: str, t: str) -> list[tuple[str, str]]:
     if c.type == "INTEGER":
         # TRY_CAST would round 12.5 to 13: a whole number must be written as one.
         return [(f"NOT regexp_full_match({v}, '[+-]?[0-9]{{1,9}}')", "bad_type")]
     if c.type == "DOUBLE":
-        return [(f"NOT coalesce(isfinite(TRY_CAST({v} AS DOUBLE)), false)", "bad_type")]
+        return [(f"NOT coalesce(isfinite({t}), false)", "bad_type")]
     if c.type != "VARCHAR":
-        return [(f"TRY_CAST({v} AS {c.type}) IS NULL", "bad_type")]
+        return [(f"{t} IS NULL", "bad_type")]
     return []
 
 
@@ -111,16 +127,15 @@ def _code_cases(c: Column, v: str) -> list[tuple[str, str]]:
     return [(f"{v} NOT IN (SELECT code FROM {quote('__tre_code_' + c.codes)})", rule)]
 
 
-def _range_cases(source: Source, c: Column, v: str, today: str) -> list[tuple[str, str]]:
+def _range_cases(source: Source, c: Column, t: str, today: str) -> list[tuple[str, str]]:
     cases = []
     if c.type in ("INTEGER", "DOUBLE"):
-        number = f"TRY_CAST({v} AS DOUBLE)"
         if c.minimum is not None:
-            cases.append((f"{number} < {c.minimum!r}", "out_of_range"))
+            cases.append((f"{t} < {c.minimum!r}", "out_of_range"))
         if c.maximum is not None:
-            cases.append((f"{number} > {c.maximum!r}", "out_of_range"))
+            cases.append((f"{t} > {c.maximum!r}", "out_of_range"))
     if c.type in ("DATE", "TIMESTAMP"):
-        day = f"TRY_CAST({v} AS {c.type})::DATE"
+        day = f"{t}::DATE"
         cases.append((f"{day} < DATE {literal(EARLIEST_DATE)}", "out_of_range"))
         if (source.name, c.name) not in FUTURE_ALLOWED:
             cases.append((f"{day} > DATE {literal(today)}", "future_date"))
@@ -130,8 +145,15 @@ def _range_cases(source: Source, c: Column, v: str, today: str) -> list[tuple[st
 def validation_sql(source: Source, *, today: str, control: bool) -> str:
     """SQL creating `__tre_fail (line, rule, col)` from `__tre_raw`: one row per broken rule."""
     checks = ", ".join(column_rule_sql(source, c, today=today, control=control) for c in source.columns)
+    # Each typed column is cast once, in an inner projection the rules read.
+    typed = "".join(
+        f", TRY_CAST(NULLIF({quote(c.name)}, '') AS {_cast_type(c)}) AS {typed_name(c)}"
+        for c in source.columns
+        if c.role != "identity" and _cast_type(c)
+    )
     return f"""CREATE OR REPLACE TABLE __tre_fail AS
         SELECT line, split_part(f, ':', 1) AS rule, split_part(f, ':', 2) AS col
         FROM (SELECT line, unnest(string_split(fs, ',')) AS f
-              FROM (SELECT rowid + 2 AS line, concat_ws(',', {checks}) AS fs FROM __tre_raw)
+              FROM (SELECT line, concat_ws(',', {checks}) AS fs
+                    FROM (SELECT rowid + 2 AS line, *{typed} FROM __tre_raw))
               WHERE fs <> '')"""
