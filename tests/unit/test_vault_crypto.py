@@ -12,8 +12,8 @@ from delivery_factory import people
 
 from tre.errors import ConfigError, IntegrityError
 from tre.linkage import keys as vault_keys
+from tre.linkage.crypto import BLIND_BYTES, PID_BYTES, SEALED_BYTES, Crypto, new_pids
 from tre.linkage.ingest import fixed_binary, fixed_strings, fixed_width_bytes, uuid_array
-from tre.linkage.vault import BLIND_BYTES, PID_BYTES, SEALED_BYTES, Crypto, new_pids
 
 NUMBERS = [p.fnr for p in people(50, seed=41)]
 

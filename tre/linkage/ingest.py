@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
@@ -34,6 +35,7 @@ from tre.db import Store
 from tre.enums import DeliveryStatus
 from tre.errors import DeliveryError
 from tre.linkage import idnumbers
+from tre.linkage.crypto import NUMBER_BYTES, PID_BYTES, SEALED_BYTES, Crypto, blind_parts, new_pids
 from tre.linkage.deliveries import (
     MAX_LINE_BYTES,
     DeliveryFile,
@@ -46,11 +48,12 @@ from tre.linkage.deliveries import (
 )
 from tre.linkage.rules import EMBEDDED_NEWLINE, ID_RULES, create_code_tables, validation_sql
 from tre.linkage.store import DELIVERY, LINE, first, literal, quote, stored_columns
-from tre.linkage.vault import NUMBER_BYTES, PID_BYTES, SEALED_BYTES, Crypto, blind_parts, load_data_keys, new_pids
+from tre.linkage.vault import load_data_keys
 from tre.linkage.zone import CentralZone, DeliveryMarker, audit_hash, record_delivery, redact
 from tre.models import Delivery
 
 Progress = Callable[[str], None]
+BIG_DELIVERY_BYTES = 16 << 20  # from here on, the crypto workers pay for their start
 DEDUPE_KEYS = {"dsf": ("fnr",), "ses": ("fnr", "year"), "dsf_idhistory": ("old_id", "new_id")}
 CSV_ERRORS = {
     "MISSING COLUMNS": "fewer fields than the header's {n}: a truncated or broken line",
@@ -88,6 +91,8 @@ def ingest(
                 if crypto is None:
                     keys = load_data_keys(con, zone.settings, zone.environ, create=True, now=zone.clock())
                     crypto = Crypto(keys, workers=zone.settings.ingest_workers)
+                if item.data.stat().st_size > BIG_DELIVERY_BYTES:
+                    crypto.start()  # the workers start while the file is read
                 outcomes.append(_ingest_one(con, zone, metadata, item, crypto, actor=actor, progress=progress))
         finally:
             if crypto is not None:
@@ -132,31 +137,42 @@ def summary(name: str, report: dict) -> str:
 def _ingest_one(con, zone, metadata, item: DeliveryFile, crypto: Crypto, *, actor, progress) -> Outcome:
     manifest = item.manifest
     outcome = Outcome(file=item.name, status="failed", source=manifest.source, period=manifest.period)
-    scan = scan_file(item.data, text=manifest.format == "csv")
-    if scan.sha256 != manifest.sha256:
-        outcome.message = redact(
-            f"{item.name}: its sha256 does not match the manifest's: the file is incomplete or was changed after "
-            "the manifest was written; ask the reporter to deliver it again"
-        )
-        _record_failure(zone, metadata, outcome, actor=actor, sha256=scan.sha256)
-        return outcome
-    done = first(
-        con.execute("SELECT id, committed_at FROM registers.__tre_deliveries WHERE sha256 = $1", [scan.sha256])
-    )
-    if done is not None:
-        outcome.status, outcome.delivery = "already_ingested", done[0]
-        outcome.message = (
-            f"{item.name}: already ingested as delivery {done[0]} on {done[1]:%Y-%m-%d %H:%M}: nothing to do"
-        )
-        return outcome
     delivery_id = con.execute("SELECT coalesce(max(id), 0) + 1 FROM registers.__tre_deliveries").fetchall()[0][0]
-    run = _Run(con, zone, item, crypto, delivery_id, scan, actor=actor, progress=progress)
+    run = _Run(con, zone, item, crypto, delivery_id, actor=actor, progress=progress)
     try:
+        # The bytes are hashed and scanned while DuckDB reads the file (it releases the GIL);
+        # the hash decides first, so a changed file is reported as changed, whatever else.
+        with ThreadPoolExecutor(1) as background:
+            scanning = background.submit(scan_file, item.data, text=manifest.format == "csv")
+            try:
+                run.load()
+                unreadable = None
+            except DeliveryError as e:
+                unreadable = e
+            run.scan = scan = scanning.result()
+        if scan.sha256 != manifest.sha256:
+            raise DeliveryError(
+                redact(
+                    f"{item.name}: its sha256 does not match the manifest's: the file is incomplete or was changed "
+                    "after the manifest was written; ask the reporter to deliver it again"
+                )
+            )
+        done = first(
+            con.execute("SELECT id, committed_at FROM registers.__tre_deliveries WHERE sha256 = $1", [scan.sha256])
+        )
+        if done is not None:
+            outcome.status, outcome.delivery = "already_ingested", done[0]
+            outcome.message = (
+                f"{item.name}: already ingested as delivery {done[0]} on {done[1]:%Y-%m-%d %H:%M}: nothing to do"
+            )
+            return outcome
+        if unreadable is not None:
+            raise unreadable
         report = run.execute()
     except DeliveryError as e:
         run.undo()
         outcome.message = str(e)
-        _record_failure(zone, metadata, outcome, actor=actor, sha256=scan.sha256)
+        _record_failure(zone, metadata, outcome, actor=actor, sha256=run.scan.sha256 if run.scan else None)
         return outcome
     except BaseException:
         run.undo()
@@ -165,7 +181,7 @@ def _ingest_one(con, zone, metadata, item: DeliveryFile, crypto: Crypto, *, acto
         run.drop_staging()
     marker = DeliveryMarker(
         id=delivery_id,
-        sha256=scan.sha256,
+        sha256=run.scan.sha256,
         source=manifest.source,
         period=manifest.period,
         filename=item.name,
@@ -211,10 +227,9 @@ class _Run:
     `__tre_raw` holds the delivery as text; a row's line is `rowid + 2` (the header is line 1).
     """
 
-    def __init__(
-        self, con, zone: CentralZone, item: DeliveryFile, crypto: Crypto, delivery: int, scan, *, actor, progress
-    ):
-        self.con, self.zone, self.item, self.crypto, self.scan = con, zone, item, crypto, scan
+    def __init__(self, con, zone: CentralZone, item: DeliveryFile, crypto: Crypto, delivery: int, *, actor, progress):
+        self.con, self.zone, self.item, self.crypto = con, zone, item, crypto
+        self.scan = None  # the file's FileScan, once read
         self.source, self.manifest = item.source, item.manifest
         self.delivery, self.actor, self.progress = delivery, actor, progress
         self.now = zone.clock()
@@ -269,7 +284,7 @@ class _Run:
     # -- the steps --
 
     def execute(self) -> dict:
-        self.load()
+        """Every step after `load`."""
         self.sql("CREATE OR REPLACE TABLE __tre_pmap AS SELECT pid, canonical_pid FROM registers.__tre_person_map")
         self.validate()
         self.identify()
