@@ -209,6 +209,11 @@ CASES = [
         },
     ),
     Case(
+        "11 digits that are no ID number",
+        simple(kuhr_rows(provider_id=f"ab{broken_check_digit(PERSONS[5].fnr)}cd")),
+        stored=3,
+    ),
+    Case(
         "an ID number in a free-text field",
         simple(kuhr_rows(claim_id=PERSONS[5].fnr)),
         rejects={"id_in_field": {"claim_id": 1}},

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -53,7 +54,8 @@ from tre.linkage.zone import CentralZone, DeliveryMarker, audit_hash, record_del
 from tre.models import Delivery
 
 Progress = Callable[[str], None]
-BIG_DELIVERY_BYTES = 16 << 20  # from here on, the crypto workers pay for their start
+BIG_DELIVERY_BYTES = 16 << 20
+ELEVEN_DIGITS = re.compile(r"(?<!\d)\d{11}(?!\d)")  # from here on, the crypto workers pay for their start
 DEDUPE_KEYS = {"dsf": ("fnr",), "ses": ("fnr", "year"), "dsf_idhistory": ("old_id", "new_id")}
 CSV_ERRORS = {
     "MISSING COLUMNS": "fewer fields than the header's {n}: a truncated or broken line",
@@ -360,6 +362,23 @@ class _Run:
             raise located(self.item.name, "not a readable Parquet file (a column cannot be read as text)") from None
         return header
 
+    def _confirm_ids_in_fields(self) -> None:
+        """`id_in_field` marks fields with a run of 11 digits; keep the mark only where a run is a
+        valid ID number (an opaque code may hold 11 digits by chance). Only marked rows are read."""
+        for (column,) in self.sql("SELECT DISTINCT col FROM __tre_fail WHERE rule = 'id_in_field'").fetchall():
+            marked = self.sql(
+                f"""SELECT f.line, r.{quote(column)} FROM __tre_fail f JOIN __tre_raw r ON r.rowid + 2 = f.line
+                    WHERE f.rule = 'id_in_field' AND f.col = $1""",
+                [column],
+            ).fetchall()
+            runs = [(line, run) for line, value in marked for run in ELEVEN_DIGITS.findall(value)]
+            valid = idnumbers.validate_array([run for _, run in runs])["valid"] if runs else []
+            confirmed = sorted({line for (line, _), ok in zip(runs, valid, strict=True) if ok})
+            self.sql(
+                "DELETE FROM __tre_fail WHERE rule = 'id_in_field' AND col = $1 AND NOT list_contains($2, line)",
+                [column, confirmed],
+            )
+
     def validate(self) -> None:
         # A CSV file whose bytes hold no control character and whose line ends are exactly
         # the rows' needs no per-field search for them.
@@ -369,6 +388,7 @@ class _Run:
             and self.scan.has_one_record_per_line(self.manifest.rows)
         )
         self.sql(validation_sql(self.source, today=self.now.date().isoformat(), control=not clean))
+        self._confirm_ids_in_fields()
         broken = first(
             self.sql(f"SELECT line, col FROM __tre_fail WHERE rule = '{EMBEDDED_NEWLINE}' ORDER BY line LIMIT 1")
         )
