@@ -13,15 +13,7 @@ import numpy as np
 
 from tre.synth.frame import NULL_DAY, Days, Frame, Ids
 from tre.synth.population import NEVER, year_bounds
-from tre.synth.scenario import Scenario
-
-
-def periods(sc: Scenario) -> list[tuple[str, str]]:
-    return [(name, y) for y in sc.years for name in ("dsf", "dsf_idhistory")]
-
-
-def prepare(sc: Scenario, rng) -> None:
-    return None
+from tre.synth.scenario import Generator, Scenario
 
 
 def frames(sc: Scenario, state, people: slice, rng) -> Iterator[tuple[str, str, Frame]]:
@@ -69,3 +61,6 @@ def id_history(sc: Scenario, people: slice, year: int) -> Frame:
         },
         person,
     )
+
+
+GENERATOR = Generator("dsf", lambda sc: [(name, y) for y in sc.years for name in ("dsf", "dsf_idhistory")], frames)

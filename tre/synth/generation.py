@@ -19,6 +19,7 @@ from tre.errors import UsageError
 from tre.registers import SOURCES
 from tre.synth import (
     dsf,
+    helsestasjon,
     iplos,
     kuhr,
     kvalitetsregister,
@@ -28,7 +29,6 @@ from tre.synth import (
     svangerskap,
     tannhelse,
 )
-from tre.synth import helsestasjon as health_centre
 from tre.synth.dirt import DirtSupply, Ledger, add_dirt
 from tre.synth.frame import to_table
 from tre.synth.population import assign_care, build_population
@@ -36,7 +36,10 @@ from tre.synth.scenario import Scenario, stream
 from tre.synth.writer import FORMATS, GROUND_TRUTH, Deliveries, staged_directory
 
 # The generators, one module per source (or family of sources).
-GENERATORS = (dsf, kuhr, iplos, npr, ses, health_centre, svangerskap, tannhelse, reservasjon, kvalitetsregister)
+GENERATORS = tuple(
+    m.GENERATOR
+    for m in (dsf, kuhr, iplos, npr, ses, helsestasjon, svangerskap, tannhelse, reservasjon, kvalitetsregister)
+)
 CHUNK = 200_000  # persons per chunk: bounds memory; fixed, so the output does not depend on it
 MAX_PERSONS = 20_000_000
 MAX_YEARS = 30
@@ -148,13 +151,13 @@ def _write_all(scenario: Scenario, deliveries: Deliveries, chunks: int, seed: in
     for generator in GENERATORS:
         for source, period in generator.periods(scenario):
             deliveries.open(source, period)
-        states[generator] = generator.prepare(scenario, stream(seed, generator.__name__, "prepare"))
+        states[generator] = generator.prepare(scenario, stream(seed, generator.name, "prepare"))
     supply = DirtSupply(scenario.pop)
     ledger = Ledger(rate)
     for chunk in range(chunks):
         people = slice(chunk * CHUNK, min((chunk + 1) * CHUNK, scenario.pop.size))
         for generator in GENERATORS:
-            rng = stream(seed, generator.__name__, chunk)
+            rng = stream(seed, generator.name, chunk)
             for source_name, period, frame in generator.frames(scenario, states[generator], people, rng):
                 source = SOURCES[source_name]
                 dirt_rng = stream(seed, "dirt", source_name, period, chunk)

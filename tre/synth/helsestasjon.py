@@ -8,7 +8,6 @@ are weighed and measured at most consultations, schoolchildren sometimes.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -18,7 +17,7 @@ from tre.registers import CODE_LISTS
 from tre.synth import assumptions as a
 from tre.synth.frame import Codes, Days, Frame, Ids, Keys, draw, expand, office_days, uniform_days
 from tre.synth.population import band
-from tre.synth.scenario import Scenario, golden, practices, registered
+from tre.synth.scenario import Scenario, golden, practices, registered, yearly
 
 CONTACT_TYPES = CODE_LISTS["contact_type"]  # konsultasjon, telefon, hjemmebesok, gruppe
 CONSULTATION = CONTACT_TYPES.index("konsultasjon")
@@ -26,20 +25,7 @@ CONSULTATION = CONTACT_TYPES.index("konsultasjon")
 CONTACT_TYPE_WEIGHTS = np.array([[0.80, 0.05, 0.12, 0.03], [0.90, 0.05, 0.02, 0.03], [0.80, 0.10, 0.0, 0.10]])
 
 
-def periods(sc: Scenario) -> list[tuple[str, str]]:
-    return [("helsestasjon", y) for y in sc.years]
-
-
-def prepare(sc: Scenario, rng) -> None:
-    return None
-
-
-def frames(sc: Scenario, state, people: slice, rng) -> Iterator[tuple[str, str, Frame]]:
-    for year in sc.pop.years:
-        yield "helsestasjon", str(year), contacts(sc, people, year, rng)
-
-
-def contacts(sc: Scenario, people: slice, year: int, rng: np.random.Generator) -> Frame:
+def contacts(sc: Scenario, state, people: slice, year: int, rng: np.random.Generator) -> Frame:
     pop = sc.pop
     person, first, last, exposure = registered(sc, people, year)
     age = pop.age(person, (first + last) // 2)
@@ -106,3 +92,6 @@ def _reason_weights() -> np.ndarray:
 @functools.cache
 def _units():
     return practices("HS", 8000)
+
+
+GENERATOR = yearly("helsestasjon", contacts)

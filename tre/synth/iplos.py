@@ -21,7 +21,7 @@ from tre.registers import CODE_LISTS, SOURCES
 from tre.synth import assumptions as a
 from tre.synth.frame import NULL_DAY, Codes, Days, Frame, Ids, Keys, draw, expand
 from tre.synth.population import NEVER, day_number, year_bounds
-from tre.synth.scenario import Scenario
+from tre.synth.scenario import Generator, Scenario
 
 SERVICES = CODE_LISTS["iplos_service"]
 SCORE_COLUMNS = [c.name for c in SOURCES["iplos"].columns if c.name.startswith("f_")]
@@ -30,11 +30,11 @@ COGNITIVE = {"f_memory", "f_communication", "f_own_health"}
 HISTORIC = f"{a.HISTORIC_IPLOS_YEARS[0]}-{a.HISTORIC_IPLOS_YEARS[1]}"
 
 
-def periods(sc: Scenario) -> list[tuple[str, str]]:
+def _periods(sc: Scenario) -> list[tuple[str, str]]:
     return [("iplos", y) for y in sc.years] + [("iplos_historisk", HISTORIC), ("iplos_historisk_nokkel", HISTORIC)]
 
 
-def prepare(sc: Scenario, rng) -> int:
+def _pseudonym_offset(sc: Scenario, rng) -> int:
     """The secret offset of the historic pseudonyms (different for each seed)."""
     return int(rng.integers(0, 2**63))
 
@@ -188,3 +188,6 @@ def pseudonym_strings(person: np.ndarray, offset: int) -> pa.Array:
     text[:, 0::2] = _HEX[raw >> 4]
     text[:, 1::2] = _HEX[raw & 15]
     return pa.array(text.reshape(-1).view("S16"), pa.binary()).cast(pa.string())
+
+
+GENERATOR = Generator("iplos", _periods, frames, _pseudonym_offset)

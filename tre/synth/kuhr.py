@@ -9,7 +9,6 @@ diagnoses by age and sex, and tariff codes that follow the contact type and the 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,15 +18,11 @@ from tre.registers import CODE_LISTS
 from tre.synth import assumptions as a
 from tre.synth.frame import Codes, Frame, Ids, Keys, Seconds, draw, expand, office_days, uniform_days, weekday
 from tre.synth.population import band, year_bounds
-from tre.synth.scenario import Scenario, condition_factor, practices
+from tre.synth.scenario import Scenario, condition_factor, practices, yearly
 
 PROVIDERS = CODE_LISTS["provider_type"]
 CONTACT_TYPES = CODE_LISTS["kuhr_contact_type"]
 GP, LEGEVAKT = PROVIDERS.index("fastlege"), PROVIDERS.index("legevakt")
-
-
-def periods(sc: Scenario) -> list[tuple[str, str]]:
-    return [("kuhr", y) for y in sc.years]
 
 
 @dataclass
@@ -69,11 +64,6 @@ def _gp_rate(pop, person, age) -> np.ndarray:
         a.GP_RELATIVE_RATE["K"][band(age, a.GP_AGE_EDGES)],
     )
     return sex_rate * condition_factor(pop.conditions[person], lambda c: c.gp_factor)
-
-
-def frames(sc: Scenario, state: KuhrState, people: slice, rng) -> Iterator[tuple[str, str, Frame]]:
-    for year in sc.pop.years:
-        yield "kuhr", str(year), claims(sc, state, people, year, rng)
 
 
 def claims(sc: Scenario, state: KuhrState, people: slice, year: int, rng: np.random.Generator) -> Frame:
@@ -270,3 +260,6 @@ def _practices() -> tuple[pa.Array, np.ndarray, list]:
     offsets = np.r_[0, np.cumsum([len(x.labels) for x in each])[:-1]]
     labels = pa.concat_arrays([x.labels for x in each])
     return labels, offsets, each
+
+
+GENERATOR = yearly("kuhr", claims, prepare)

@@ -16,18 +16,10 @@ import pyarrow as pa
 from tre.synth import assumptions as a
 from tre.synth.frame import NULL_DAY, Codes, Days, Frame, Ids, Keys, expand, uniform_days
 from tre.synth.population import NEVER, year_bounds
-from tre.synth.scenario import Scenario, registered
+from tre.synth.scenario import Generator, Scenario, registered
 
 DIAGNOSES = ("E119", "E118", "E115", "E109", "E108", "E105")  # type 2 first, then type 1
 DIAGNOSIS_SHARES = (0.8, 0.1, 0.1)
-
-
-def periods(sc: Scenario) -> list[tuple[str, str]]:
-    return [("kvalitetsregister", y) for y in sc.years]
-
-
-def prepare(sc: Scenario, rng) -> None:
-    return None
 
 
 def frames(sc: Scenario, state, people: slice, rng) -> Iterator[tuple[str, str, Frame]]:
@@ -75,3 +67,6 @@ def frames(sc: Scenario, state, people: slice, rng) -> Iterator[tuple[str, str, 
 @functools.cache
 def _labels() -> pa.Array:
     return pa.array(DIAGNOSES, pa.string())
+
+
+GENERATOR = Generator("kvalitetsregister", lambda sc: [("kvalitetsregister", y) for y in sc.years], frames)

@@ -8,7 +8,6 @@ main or secondary diagnosis. Some deaths follow an inpatient stay that ends on t
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -17,27 +16,14 @@ from tre.registers import CODE_LISTS
 from tre.synth import assumptions as a
 from tre.synth.frame import Codes, Days, Frame, Ids, Keys, draw, expand, uniform_days
 from tre.synth.population import band, year_bounds
-from tre.synth.scenario import Scenario, condition_count, county_of_municipality
+from tre.synth.scenario import Scenario, condition_count, county_of_municipality, yearly
 
 SPECIALTIES = CODE_LISTS["npr_specialty"]
 CARE_LEVELS = CODE_LISTS["npr_care_level"]  # dognopphold, dagbehandling, poliklinikk
 INPATIENT = CARE_LEVELS.index("dognopphold")
 
 
-def periods(sc: Scenario) -> list[tuple[str, str]]:
-    return [("npr", y) for y in sc.years]
-
-
-def prepare(sc: Scenario, rng) -> None:
-    return None
-
-
-def frames(sc: Scenario, state, people: slice, rng) -> Iterator[tuple[str, str, Frame]]:
-    for year in sc.pop.years:
-        yield "npr", str(year), episodes(sc, people, year, rng)
-
-
-def episodes(sc: Scenario, people: slice, year: int, rng: np.random.Generator) -> Frame:
+def episodes(sc: Scenario, state, people: slice, year: int, rng: np.random.Generator) -> Frame:
     pop = sc.pop
     first, last = pop.window(people, year)
     local = np.flatnonzero(first <= last)
@@ -177,3 +163,6 @@ def _hospital(rng, municipality: np.ndarray) -> np.ndarray:
     local = table[municipality, np.floor(rng.random(len(municipality)) * count[municipality]).astype(np.int64)]
     regional = _hospital_labels().to_pylist().index(a.REGIONAL_HOSPITAL)
     return np.where(rng.random(len(municipality)) < a.REGIONAL_SHARE, regional, local)
+
+
+GENERATOR = yearly("npr", episodes)

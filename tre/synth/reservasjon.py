@@ -15,21 +15,13 @@ from tre.registers import CODE_LISTS
 from tre.synth import assumptions as a
 from tre.synth.frame import Frame, Ids, Keys, Seconds, uniform_days
 from tre.synth.population import year_bounds
-from tre.synth.scenario import Scenario
+from tre.synth.scenario import Generator, Scenario
 
 KINDS = CODE_LISTS["reservation_kind"]  # registration, release_with_fnr
 ACTIVATE, DEACTIVATE = (
     CODE_LISTS["reservation_action"].index("activate"),
     CODE_LISTS["reservation_action"].index("deactivate"),
 )
-
-
-def periods(sc: Scenario) -> list[tuple[str, str]]:
-    return [("reservasjon", y) for y in sc.years]
-
-
-def prepare(sc: Scenario, rng) -> None:
-    return None
 
 
 def frames(sc: Scenario, state, people: slice, rng) -> Iterator[tuple[str, str, Frame]]:
@@ -73,3 +65,6 @@ def frames(sc: Scenario, state, people: slice, rng) -> Iterator[tuple[str, str, 
             who[rows],
         )
         yield "reservasjon", str(year), frame
+
+
+GENERATOR = Generator("reservasjon", lambda sc: [("reservasjon", y) for y in sc.years], frames)

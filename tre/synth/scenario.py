@@ -1,14 +1,15 @@
 """What every source's generator shares: the population, record-id counters, label lists.
 
-A source module has `periods(scenario)` (the deliveries it writes), `prepare(scenario, rng)`
-(population-wide state, computed once) and `frames(scenario, state, people, rng)` (the rows
-of a slice of persons, as `(source, period, Frame)`).
+Each source module offers a `Generator`: the deliveries it writes (`periods`), population-wide
+state computed once (`prepare`), and the rows of a slice of persons (`frames`, yielding
+`(source, period, Frame)`). Most sources are delivered once a year: `yearly` builds those.
 """
 
 from __future__ import annotations
 
 import functools
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,7 +18,7 @@ import pyarrow as pa
 from tre.registers import CODE_LISTS, municipalities
 from tre.synth import assumptions as a
 from tre.synth.dirt import unknown_municipalities
-from tre.synth.frame import Codes
+from tre.synth.frame import Codes, Frame
 from tre.synth.population import Population, year_bounds
 
 
@@ -116,3 +117,27 @@ def registered(sc: Scenario, people: slice, year: int):
     start, end = year_bounds(year)
     first, last = first[local], last[local]
     return people.start + local, first, last, (last - first + 1) / (end - start + 1)
+
+
+def _no_state(sc: Scenario, rng) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Generator:
+    """How one source (or family of sources) is generated; `name` names its random streams."""
+
+    name: str
+    periods: Callable[[Scenario], list[tuple[str, str]]]
+    frames: Callable[..., Iterator[tuple[str, str, Frame]]]  # (scenario, state, people, rng)
+    prepare: Callable[[Scenario, np.random.Generator], object] = _no_state
+
+
+def yearly(source: str, build: Callable[..., Frame], prepare=_no_state) -> Generator:
+    """A source delivered once a year: `build(scenario, state, people, year, rng)` makes a year's rows."""
+
+    def frames(sc: Scenario, state, people: slice, rng) -> Iterator[tuple[str, str, Frame]]:
+        for year in sc.pop.years:
+            yield source, str(year), build(sc, state, people, year, rng)
+
+    return Generator(source, lambda sc: [(source, y) for y in sc.years], frames, prepare)

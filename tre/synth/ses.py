@@ -7,7 +7,6 @@ from education, activity, age and a personal term, over everyone in that year's 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,15 +14,11 @@ import numpy as np
 from tre.synth import assumptions as a
 from tre.synth.frame import Frame, Ids
 from tre.synth.population import NEVER, band, year_bounds
-from tre.synth.scenario import Scenario
+from tre.synth.scenario import Scenario, yearly
 
 UNKNOWN_EDUCATION = a.EDUCATION_LEVELS.index("ukjent")
 EDUCATION_EFFECT = np.array([0.0, 0.4, 0.8, 1.2, 0.0])
 EMPLOYMENT_EFFECT = np.array([1.0, -0.8, -1.0, -0.2, -0.6, -0.7])
-
-
-def periods(sc: Scenario) -> list[tuple[str, str]]:
-    return [("ses", y) for y in sc.years]
 
 
 @dataclass
@@ -85,20 +80,21 @@ def _attributes(sc: Scenario, state: SesState, person: np.ndarray, year: int):
     return education, activity, score
 
 
-def frames(sc: Scenario, state: SesState, people: slice, rng) -> Iterator[tuple[str, str, Frame]]:
+def rows(sc: Scenario, state: SesState, people: slice, year: int, rng) -> Frame:
     pop = sc.pop
-    for year in pop.years:
-        person = _in_file(sc, np.arange(people.start, people.stop), year)
-        education, activity, score = _attributes(sc, state, person, year)
-        _, end = year_bounds(year)
-        frame = Frame(
-            {
-                "fnr": Ids(pop.id_index(person, np.minimum(pop.exit[person], end))),
-                "year": np.full(len(person), year),
-                "education": sc.codes("education", education),
-                "income_decile": 1 + np.searchsorted(state.thresholds[year], score, side="right"),
-                "employment": sc.codes("employment", activity),
-            },
-            person,
-        )
-        yield "ses", str(year), frame
+    person = _in_file(sc, np.arange(people.start, people.stop), year)
+    education, activity, score = _attributes(sc, state, person, year)
+    _, end = year_bounds(year)
+    return Frame(
+        {
+            "fnr": Ids(pop.id_index(person, np.minimum(pop.exit[person], end))),
+            "year": np.full(len(person), year),
+            "education": sc.codes("education", education),
+            "income_decile": 1 + np.searchsorted(state.thresholds[year], score, side="right"),
+            "employment": sc.codes("employment", activity),
+        },
+        person,
+    )
+
+
+GENERATOR = yearly("ses", rows, prepare)

@@ -8,7 +8,6 @@ pregnancy for the few with pre-eclampsia. A year's delivery has the contacts dat
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
 
 import numpy as np
 
@@ -16,27 +15,14 @@ from tre.registers import CODE_LISTS
 from tre.synth import assumptions as a
 from tre.synth.frame import Codes, Days, Frame, Ids, Keys, draw_n, expand
 from tre.synth.population import band, year_bounds
-from tre.synth.scenario import Scenario, practices, registered
+from tre.synth.scenario import Scenario, practices, registered, yearly
 
 CONSULTATION = CODE_LISTS["contact_type"].index("konsultasjon")
 CONTACT_TYPE_WEIGHTS = (0.90, 0.08, 0.02, 0.0)  # konsultasjon, telefon, hjemmebesok, gruppe
 PREGNANCY_DAYS = 280
 
 
-def periods(sc: Scenario) -> list[tuple[str, str]]:
-    return [("svangerskap", y) for y in sc.years]
-
-
-def prepare(sc: Scenario, rng) -> None:
-    return None
-
-
-def frames(sc: Scenario, state, people: slice, rng) -> Iterator[tuple[str, str, Frame]]:
-    for year in sc.pop.years:
-        yield "svangerskap", str(year), contacts(sc, people, year, rng)
-
-
-def contacts(sc: Scenario, people: slice, year: int, rng: np.random.Generator) -> Frame:
+def contacts(sc: Scenario, state, people: slice, year: int, rng: np.random.Generator) -> Frame:
     pop = sc.pop
     person, first, last, _ = registered(sc, people, year)
     start, end = year_bounds(year)
@@ -84,3 +70,6 @@ def contacts(sc: Scenario, people: slice, year: int, rng: np.random.Generator) -
 @functools.cache
 def _units():
     return practices("JM", 10000)
+
+
+GENERATOR = yearly("svangerskap", contacts)

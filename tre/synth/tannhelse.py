@@ -8,7 +8,6 @@ Decayed, missing and filled teeth rise with age.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
 
 import numpy as np
 
@@ -16,26 +15,13 @@ from tre.registers import CODE_LISTS
 from tre.synth import assumptions as a
 from tre.synth.frame import Codes, Days, Frame, Ids, Keys, draw_n, expand, office_days, uniform_days
 from tre.synth.population import band
-from tre.synth.scenario import Scenario, practices, registered
+from tre.synth.scenario import Scenario, practices, registered, yearly
 
 CONSULTATION = CODE_LISTS["contact_type"].index("konsultasjon")
 CONTACT_TYPE_WEIGHTS = (0.95, 0.03, 0.0, 0.02)  # konsultasjon, telefon, hjemmebesok, gruppe
 
 
-def periods(sc: Scenario) -> list[tuple[str, str]]:
-    return [("tannhelse", y) for y in sc.years]
-
-
-def prepare(sc: Scenario, rng) -> None:
-    return None
-
-
-def frames(sc: Scenario, state, people: slice, rng) -> Iterator[tuple[str, str, Frame]]:
-    for year in sc.pop.years:
-        yield "tannhelse", str(year), contacts(sc, people, year, rng)
-
-
-def contacts(sc: Scenario, people: slice, year: int, rng: np.random.Generator) -> Frame:
+def contacts(sc: Scenario, state, people: slice, year: int, rng: np.random.Generator) -> Frame:
     pop = sc.pop
     person, first, last, exposure = registered(sc, people, year)
     middle = (first + last) // 2
@@ -72,3 +58,6 @@ def contacts(sc: Scenario, people: slice, year: int, rng: np.random.Generator) -
 @functools.cache
 def _clinics():
     return practices("TK", 12000)
+
+
+GENERATOR = yearly("tannhelse", contacts)
