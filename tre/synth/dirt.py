@@ -75,21 +75,22 @@ class Ledger:
         kinds = self.rows.setdefault((source, period), {})
         kinds.setdefault(kind.value, []).extend(int(r) for r in rows)
 
-    def counts(self, file_names: dict) -> dict:
-        """{file name: {kind: count}} for every delivery, zero counts included."""
+    def counts(self, file_names: dict, sources: dict) -> dict:
+        """{file name: {kind: count}} for every delivery and every kind it can carry, zeros too."""
         return {
-            file_names[key]: {kind: len(rows) for kind, rows in sorted(self.rows.get(key, {}).items())}
+            file_names[key]: {
+                kind.value: len(self.rows.get(key, {}).get(kind.value, [])) for kind in dirt_kinds(sources[key[0]])
+            }
             for key in sorted(file_names)
         }
 
     def write(self, path: Path, file_names: dict, sources: dict) -> None:
         files = {}
         for key in sorted(file_names):
-            source = sources[key[0]]
             found = self.rows.get(key, {})
             files[file_names[key]] = {
                 kind.value: {"count": len(found.get(kind.value, [])), "rows": sorted(found.get(kind.value, []))}
-                for kind in dirt_kinds(source)
+                for kind in dirt_kinds(sources[key[0]])
             }
         totals = {}
         for kinds in files.values():

@@ -141,7 +141,7 @@ def generate(
         names = {key: deliveries.file_name(*key) for key in deliveries.files}
         ledger.write(stage / GROUND_TRUTH, names, SOURCES)
         summary.files = [DeliverySummary(m.file, m.source, m.period, m.rows, m.sha256) for m in manifests]
-        summary.dirt = ledger.counts(names)
+        summary.dirt = ledger.counts(names, SOURCES)
     summary.seconds = round(time.perf_counter() - began, 2)
     return summary
 
