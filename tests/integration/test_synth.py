@@ -6,12 +6,11 @@ import hashlib
 
 import duckdb
 import pytest
+from synth_reader import Universe, deliveries, dirt_ledger, problems, read
 
 from tre.registers import SOURCES, Manifest, manifest_path, municipalities
 from tre.synth import dirt_kinds, generate
 from tre.synth.writer import sha256_of
-
-from synth_reader import Universe, deliveries, dirt_ledger, problems, read
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +103,7 @@ def _sql(out, query):
 def test_population_is_norway_in_miniature(clean):
     out, summary = clean
     dsf = "'D/dsf-2024.parquet'"
-    (registered, deaths, emigrated, immigrated, born), = _sql(
+    ((registered, deaths, emigrated, immigrated, born),) = _sql(
         out,
         f"""select count(*), count(death_date), count(emigration_date),
                    count(*) filter (immigration_date >= '2024-01-01'), count(*) filter (birth_date >= '2024-01-01')
@@ -115,20 +114,27 @@ def test_population_is_norway_in_miniature(clean):
     assert 0.003 < emigrated / summary.persons < 0.009
     assert 0.008 < immigrated / summary.persons < 0.012
     assert 0.008 < born / summary.persons < 0.011
-    (old_share,), = _sql(out, f"select avg((date_diff('year', birth_date, death_date) >= 80)::int) from {dsf} where death_date is not null")
+    ((old_share,),) = _sql(
+        out,
+        f"select avg((date_diff('year', birth_date, death_date) >= 80)::int) from {dsf} where death_date is not null",
+    )
     assert old_share > 0.5  # most deaths are of the old
-    (municipality_count, oslo), = _sql(out, f"select count(distinct municipality), count(*) filter (municipality = '0301') from {dsf}")
+    ((municipality_count, oslo),) = _sql(
+        out, f"select count(distinct municipality), count(*) filter (municipality = '0301') from {dsf}"
+    )
     assert municipality_count == 357
     oslo_share = next(m.population for m in municipalities() if m.number == "0301") / 5_550_203
     assert abs(oslo / registered - oslo_share) < 0.01
-    (male_share, over_80), = _sql(out, f"select avg((sex = 'M')::int), avg((birth_date < '1944-01-01')::int) from {dsf}")
+    ((male_share, over_80),) = _sql(
+        out, f"select avg((sex = 'M')::int), avg((birth_date < '1944-01-01')::int) from {dsf}"
+    )
     assert 0.49 < male_share < 0.52 and 0.03 < over_80 < 0.07
 
 
 def test_kuhr_rates(clean):
     out, summary = clean
     kuhr, dsf = "'D/kuhr-2024.parquet'", "'D/dsf-2024.parquet'"
-    (gp_per_person, gp_share, legevakt_share), = _sql(
+    ((gp_per_person, gp_share, legevakt_share),) = _sql(
         out,
         f"""select count(*) filter (provider_type = 'fastlege') / (select count(*) from {dsf}),
                    count(distinct fnr) filter (provider_type = 'fastlege') / (select count(*) from {dsf}),
@@ -138,7 +144,12 @@ def test_kuhr_rates(clean):
     assert 2.8 < gp_per_person < 3.15  # about 3 GP contacts a person-year
     assert 0.69 < gp_share < 0.75  # 72 % see their GP in a year
     assert 0.145 < legevakt_share < 0.175  # 16 % use an emergency clinic
-    top = [code for code, in _sql(out, f"select icpc2 from {kuhr} where provider_type = 'fastlege' group by 1 order by count(*) desc limit 10")]
+    top = [
+        code
+        for (code,) in _sql(
+            out, f"select icpc2 from {kuhr} where provider_type = 'fastlege' group by 1 order by count(*) desc limit 10"
+        )
+    ]
     assert {"R74", "A04", "L03", "P76", "T90", "K86"} <= set(top)
     # Tariff codes follow contact type and time: evening codes only outside weekday office hours.
     mismatches = _sql(
@@ -173,7 +184,7 @@ def test_diabetes_raises_gp_contacts(clean):
 
 def test_iplos_recipients_are_about_seven_percent_and_mostly_old(clean):
     out, _ = clean
-    (share, old_share, decisions), = _sql(
+    ((share, old_share, decisions),) = _sql(
         out,
         """with r as (select distinct fnr from 'D/iplos-2024.parquet')
            select count(*) / (select count(*) from 'D/dsf-2024.parquet'),
@@ -189,23 +200,23 @@ def test_iplos_recipients_are_about_seven_percent_and_mostly_old(clean):
 def test_opt_outs_consent_and_services(clean):
     out, _ = clean
     for kind in ("registration", "release_with_fnr"):
-        (share,), = _sql(
+        ((share,),) = _sql(
             out,
             f"""select count(distinct fnr) / (select count(*) from 'D/dsf-2024.parquet')
                 from 'D/reservasjon-2024.parquet' where kind = '{kind}' and action = 'activate'""",
         )
         assert 0.01 <= share <= 0.02
-    (deactivations,), = _sql(out, "select count(*) from 'D/reservasjon-2024.parquet' where action = 'deactivate'")
+    ((deactivations,),) = _sql(out, "select count(*) from 'D/reservasjon-2024.parquet' where action = 'deactivate'")
     assert deactivations > 0
     consents = dict(_sql(out, "select consent, count(*) from 'D/kvalitetsregister-2024.parquet' group by 1"))
     assert consents[True] > 5 * consents[False] > 0
-    (mothers_too_old,), = _sql(
+    ((mothers_too_old,),) = _sql(
         out,
         """select count(*) from 'D/svangerskap-2024.parquet' s join 'D/dsf-2024.parquet' d using (fnr)
            where d.sex = 'M' or date_diff('year', d.birth_date, s.contact_date) not between 15 and 50""",
     )
     assert mothers_too_old == 0
-    (adults_at_health_centre,), = _sql(
+    ((adults_at_health_centre,),) = _sql(
         out,
         """select count(*) from 'D/helsestasjon-2024.parquet' h join 'D/dsf-2024.parquet' d using (fnr)
            where date_diff('year', d.birth_date, h.contact_date) > 25""",
@@ -222,25 +233,30 @@ def test_id_history_links_d_numbers_to_later_fnrs(clean):
         if reason == "d_to_fnr":
             assert int(old[0]) >= 4 and int(new[0]) <= 3 and int(old[:2]) - 40 == int(new[:2])
     # Claims made before the change carry the old number, which the snapshot no longer shows.
-    (before,), = _sql(
+    ((before,),) = _sql(
         out,
         """select count(*) from 'D/kuhr-2024.parquet' k join 'D/dsf_idhistory-2024.parquet' h on k.fnr = h.old_id
            where k.contact_time::date < h.change_date""",
     )
-    (in_snapshot,), = _sql(out, "select count(*) from 'D/dsf-2024.parquet' where fnr in (select old_id from 'D/dsf_idhistory-2024.parquet')")
+    ((in_snapshot,),) = _sql(
+        out,
+        "select count(*) from 'D/dsf-2024.parquet' where fnr in (select old_id from 'D/dsf_idhistory-2024.parquet')",
+    )
     assert before > 0 and in_snapshot == 0
 
 
 def test_historic_iplos_links_only_through_its_key_table(dirty):
     out, _ = dirty
-    pseudonyms = _sql(out, "select count(*), count(distinct old_pseudonym) from 'D/iplos_historisk_nokkel-2006-2016.csv'")
+    pseudonyms = _sql(
+        out, "select count(*), count(distinct old_pseudonym) from 'D/iplos_historisk_nokkel-2006-2016.csv'"
+    )
     assert pseudonyms[0][0] == pseudonyms[0][1] > 0
-    (orphans,), = _sql(
+    ((orphans,),) = _sql(
         out,
         """select count(*) from 'D/iplos_historisk-2006-2016.csv'
            where old_pseudonym not in (select old_pseudonym from 'D/iplos_historisk_nokkel-2006-2016.csv')""",
     )
     assert orphans == 0
-    (years,), = _sql(out, "select list(distinct year order by year) from 'D/iplos_historisk-2006-2016.csv'")
+    ((years,),) = _sql(out, "select list(distinct year order by year) from 'D/iplos_historisk-2006-2016.csv'")
     assert min(years) >= 2006 and max(years) == 2016
     assert "fnr" not in SOURCES["iplos_historisk"].column_names

@@ -59,8 +59,9 @@ def synth(ctx, args):
 
 
 def _progress(ctx, persons: int):
-    """A progress bar on stderr for runs of more than one chunk; a no-op callback otherwise."""
-    if not isinstance(persons, int) or persons <= PROGRESS_FROM:
+    """A progress bar on stderr (a terminal) for runs of more than one chunk; else no callback."""
+    terminal = getattr(ctx.stderr, "isatty", lambda: False)()
+    if not terminal or not isinstance(persons, int) or persons <= PROGRESS_FROM:
         return nullcontext(None)
     progress = Progress(
         TextColumn("synthetic registers"),

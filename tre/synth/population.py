@@ -394,15 +394,23 @@ def assign_care(rng: np.random.Generator, pop: Population) -> None:
 
 
 def calibrated(weight: np.ndarray, expected: float, cap: float = 0.95) -> np.ndarray:
-    """Chances proportional to `weight`, capped, that add up to `expected` (as far as the cap allows)."""
-    chance = np.zeros(len(weight))
+    """Chances proportional to `weight`, capped at `cap`, that add up to `expected`.
+
+    With the k largest weights at the cap, the rest scale by (expected - k*cap) / (their sum):
+    the right k is the one where that scale keeps the capped ones at or above the cap and the
+    others below it.
+    """
+    weight = np.asarray(weight, dtype=float)
     if not len(weight) or weight.sum() <= 0:
-        return chance
-    scale = expected / weight.sum()
-    for _ in range(30):  # the cap takes some away: raise the rest until the sum fits
-        chance = np.minimum(weight * scale, cap)
-        total = chance.sum()
-        if total <= 0 or abs(total - expected) < 1e-6 * max(expected, 1):
-            break
-        scale *= expected / total
-    return chance
+        return np.zeros(len(weight))
+    if expected >= cap * np.count_nonzero(weight):
+        return np.where(weight > 0, cap, 0.0)
+    ordered = np.sort(weight)[::-1]
+    capped = np.arange(len(ordered))  # k = how many are capped
+    rest = ordered.sum() - np.r_[0, np.cumsum(ordered)[:-1]]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = (expected - capped * cap) / rest
+    above = np.r_[True, ordered[:-1] * scale[1:] >= cap * (1 - 1e-12)]
+    below = ordered * scale <= cap * (1 + 1e-12)
+    k = int(np.flatnonzero(above & below & (scale > 0))[0])
+    return np.minimum(weight * scale[k], cap)
