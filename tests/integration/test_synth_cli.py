@@ -78,6 +78,12 @@ def test_unwritable_or_foreign_output_is_refused(cli, tmp_path):
     result = cli("synth", "--persons", "100", "--out", str(foreign))
     assert result.code == 2 and "not a `tre synth` output" in result.err
     assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
+    # An earlier output with someone's notes added is not replaced either.
+    earlier = tmp_path / "earlier"
+    cli.ok("synth", "--persons", "100", "--out", str(earlier))
+    (earlier / "notes.txt").write_text("keep me\n")
+    result = cli("synth", "--persons", "100", "--out", str(earlier))
+    assert result.code == 2 and (earlier / "notes.txt").is_file()
     assert _leftovers(tmp_path) == []
 
 

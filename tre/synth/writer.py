@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import queue
+import re
 import shutil
 import threading
 import uuid
@@ -52,10 +53,14 @@ class DeliveryFile:
     def write(self, table: pa.Table) -> None:
         self._writer.write_table(table)
 
-    def close(self, producer: str, extra: dict) -> Manifest:
+    def discard(self) -> None:
+        """Close the file without a manifest (the run failed)."""
         self._writer.close()
         if self._sink is not None:
             self._sink.close()
+
+    def close(self, producer: str, extra: dict) -> Manifest:
+        self.discard()
         manifest = Manifest(
             source=self.source.name,
             period=self.period,
@@ -120,12 +125,16 @@ class Deliveries:
         return manifests
 
     def abort(self) -> None:
-        """Stop the writer thread after a failure; the staging directory is removed by the caller."""
-        if self._thread.is_alive():
-            self._error = self._error or RuntimeError("aborted")
-            with suppress(queue.Full):
-                self._queue.put(None, timeout=5)
-            self._thread.join(timeout=30)
+        """Stop the writer thread after a failure and close the files; the caller removes them."""
+        if not self._thread.is_alive():
+            return
+        self._error = self._error or RuntimeError("aborted")
+        with suppress(queue.Full):
+            self._queue.put(None, timeout=5)
+        self._thread.join(timeout=30)
+        for delivery in self.files.values():
+            with suppress(Exception):  # already failing: closing is best effort
+                delivery.discard()
 
     def _submit(self, job: Callable | None) -> None:
         self._raise()
@@ -155,19 +164,27 @@ class Deliveries:
 # --- the output directory -------------------------------------------------------------------
 
 
-def check_output_dir(out_dir: Path) -> list[str]:
+def output_dir_problems(out_dir: Path) -> list[str]:
     """Problems with writing to `out_dir` (empty when fine); nothing is created."""
     out_dir = Path(out_dir)
     if out_dir.exists():
         if not out_dir.is_dir():
             return [f"--out {out_dir} is a file: name a directory"]
-        entries = list(out_dir.iterdir())
-        if entries and not (out_dir / GROUND_TRUTH).is_file():
+        entries = [p.name for p in out_dir.iterdir()]
+        if entries and not is_synth_output(entries):
             return [f"--out {out_dir} holds files that are not a `tre synth` output: choose a new or empty directory"]
     parent = _existing_ancestor(out_dir.parent)
     if not os.access(parent, os.W_OK | os.X_OK):
         return [f"--out {out_dir}: cannot write in {parent}: choose a directory you can write"]
     return []
+
+
+_OUTPUT_NAME = re.compile(r"^[a-z_]+-[0-9-]+\.(csv|parquet|manifest\.json)$")
+
+
+def is_synth_output(names: list[str]) -> bool:
+    """Whether a directory's entries are exactly what `tre synth` writes (so it may be replaced)."""
+    return GROUND_TRUTH in names and all(n == GROUND_TRUTH or _OUTPUT_NAME.match(n) for n in names)
 
 
 def _existing_ancestor(path: Path) -> Path:
@@ -185,7 +202,7 @@ def staged_directory(out_dir: Path) -> Iterator[Path]:
     is left behind and the old output is untouched.
     """
     out_dir = Path(out_dir).absolute()
-    problems = check_output_dir(out_dir)
+    problems = output_dir_problems(out_dir)
     if problems:
         raise UsageError("; ".join(problems))
     try:
