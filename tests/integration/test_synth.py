@@ -260,3 +260,14 @@ def test_historic_iplos_links_only_through_its_key_table(dirty):
     ((years,),) = _sql(out, "select list(distinct year order by year) from 'D/iplos_historisk-2006-2016.csv'")
     assert min(years) >= 2006 and max(years) == 2016
     assert "fnr" not in SOURCES["iplos_historisk"].column_names
+
+
+def test_care_share_holds_year_after_year(dirty):
+    out, _ = dirty
+    for year in ("2023", "2024"):
+        ((share,),) = _sql(
+            out,
+            f"""select count(distinct fnr) / (select count(*) from 'D/dsf-{year}.csv')
+                from 'D/iplos-{year}.csv'""",
+        )
+        assert 0.055 < share < 0.085, year

@@ -302,7 +302,7 @@ IPLOS_SHARE = 0.07
 IPLOS_AGE_EDGES = np.array([0, 18, 50, 67, 80, 90])
 IPLOS_RELATIVE = np.array([0.02, 0.03, 0.05, 0.15, 0.45, 0.85])
 IPLOS_DEMENTIA_FACTOR = 5.0
-IPLOS_YEARLY_ONSET = 0.20  # new recipients a year, relative to the prevalent ones
+IPLOS_YEARLY_ONSET = 0.20  # new recipients in the first year, relative to the prevalent ones
 # Decisions per recipient: 1 + Poisson(1.2) (771 000 decisions for 349 000 recipients in 2015).
 IPLOS_EXTRA_DECISIONS = 1.2
 # Services: weights for (under 67, 67+); hours per week (median; None = no hours) and how

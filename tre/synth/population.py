@@ -370,8 +370,8 @@ def care_need(pop: Population, person: np.ndarray, days: np.ndarray) -> np.ndarr
 def assign_care(rng: np.random.Generator, pop: Population) -> None:
     """When each person's municipal care began: prevalent recipients, then yearly onsets.
 
-    Calibrated so that about IPLOS_SHARE of the first residents receive care in the first year
-    (prevalent ones plus that year's new ones); every year has as many new recipients.
+    Calibrated so that about IPLOS_SHARE of the people registered in a year receive care in
+    it: prevalent recipients at the start, then each year enough new ones to keep the share.
     """
     start0, _ = year_bounds(pop.first_year)
     residents = np.arange(pop.first_residents)
@@ -385,9 +385,13 @@ def assign_care(rng: np.random.Generator, pop: Population) -> None:
     for year in pop.years:
         start, _ = year_bounds(year)
         first, last = pop.window(slice(None), year)
-        candidates = everyone[(first <= last) & (pop.care_onset == NEVER)]
+        registered = first <= last
+        # New recipients make up for those who died or left: the share stays about the same.
+        receiving = np.count_nonzero(registered & (pop.care_onset < start))
+        new = max(a.IPLOS_SHARE * np.count_nonzero(registered) - receiving, 0.0)
+        candidates = everyone[registered & (pop.care_onset == NEVER)]
         need = care_need(pop, candidates, np.full(len(candidates), start))
-        chance = calibrated(need, prevalent_count * a.IPLOS_YEARLY_ONSET)
+        chance = calibrated(need, new)
         onset = candidates[rng.random(len(candidates)) < chance]
         span = last[onset] - first[onset] + 1
         pop.care_onset[onset] = first[onset] + np.floor(rng.random(len(onset)) * span).astype(np.int64)
