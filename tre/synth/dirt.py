@@ -73,7 +73,7 @@ class Ledger:
 
     def add(self, source: str, period: str, kind: DirtKind, rows: np.ndarray) -> None:
         kinds = self.rows.setdefault((source, period), {})
-        kinds.setdefault(kind.value, []).extend(int(r) for r in rows)
+        kinds.setdefault(kind.value, []).extend(np.asarray(rows).tolist())
 
     def counts(self, file_names: dict, sources: dict) -> dict:
         """{file name: {kind: count}} for every delivery and every kind it can carry, zeros too."""

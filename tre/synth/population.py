@@ -148,9 +148,6 @@ class _Growing:
             blocks[:] = [np.concatenate(blocks)]
         return blocks[0]
 
-    def set(self, name: str, values: np.ndarray) -> None:
-        self.blocks[name] = [values]
-
 
 def build_population(
     rng: np.random.Generator, persons: int, first_year: int, last_year: int, ghosts: int
