@@ -8,13 +8,18 @@ reuses what is already there.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rich.table import Table
+
+from tre import synth
 from tre.config import Settings, ensure_dirs
 from tre.db import Store
 from tre.enums import Role
+from tre.registers import Manifest
 from tre.users import add_user
 
 # The demo's people: researchers in the example projects, two officers, a key custodian, an
@@ -76,7 +81,38 @@ def step_users(demo: Demo) -> None:
     demo.say(f"demo users: {who}" + ("" if added else " — already there"))
 
 
-STEPS: list[Callable[[Demo], None]] = [step_store, step_users]
+def step_synthetic_registers(demo: Demo) -> None:
+    """Synthetic national register deliveries, generated once per set of options."""
+    o = demo.options
+    if (demo.deliveries / synth.GROUND_TRUTH).exists():
+        demo.say(f"synthetic deliveries already in {demo.deliveries}")
+    else:
+        summary = synth.generate(demo.deliveries, persons=o.persons, years=o.years, seed=o.seed, last_year=o.last_year)
+        demo.say(
+            f"generated synthetic registers for {summary.persons:,} persons, {o.last_year - o.years + 1}-{o.last_year}: "
+            f"{summary.rows:,} rows in {len(summary.files)} deliveries ({summary.seconds:.1f} s)"
+        )
+    manifests = [Manifest.read(p) for p in sorted(demo.deliveries.glob("*.manifest.json"))]
+    periods = sorted({m.period for m in manifests})
+    rows: dict[str, dict[str, int]] = {}
+    for m in manifests:
+        rows.setdefault(m.source, {})[m.period] = m.rows
+    table = Table(title="register deliveries (rows)", title_justify="left", show_edge=False, header_style="bold")
+    for column in ("source", *periods):
+        table.add_column(column, justify="left" if column == "source" else "right")
+    for source, by_period in rows.items():
+        table.add_row(source, *(f"{by_period[p]:,}" if p in by_period else "" for p in periods))
+    demo.console.print(table)
+    dirt = json.loads((demo.deliveries / synth.GROUND_TRUTH).read_text(encoding="utf-8"))
+    demo.say(f"deliberate dirt for the ingest to catch: {_dirt_line(dirt['totals'])}")
+    demo.results["deliveries"] = demo.deliveries
+
+
+def _dirt_line(totals: dict) -> str:
+    return ", ".join(f"{count:,} {kind.replace('_', ' ')}" for kind, count in totals.items() if count) or "none"
+
+
+STEPS: list[Callable[[Demo], None]] = [step_store, step_users, step_synthetic_registers]
 
 
 def run(demo: Demo, steps: list[Callable[[Demo], None]] | None = None) -> None:
