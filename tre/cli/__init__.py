@@ -25,6 +25,9 @@ COMMAND_MODULES = (
     "tre.cli.users",
     "tre.cli.audit_log",
     "tre.cli.synth",
+    "tre.cli.projects",
+    "tre.cli.hub",
+    "tre.cli.logins",
 )
 
 INTERNAL_ERROR = 70  # EX_SOFTWARE
