@@ -8,12 +8,14 @@ random prefix are deleted, and the test fails if a namespace of the hub is left 
 from __future__ import annotations
 
 import datetime as dt
+import grp
 import os
 import random
 import shutil
 import socket
 import string
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +30,7 @@ from tre.db import Store
 from tre.enums import Role
 from tre.hub_config import network
 from tre.hub_config.launch import RunningHub, set_demo_logins, start_hub_background, stop_hub
+from tre.models import Project
 from tre.os_accounts import PosixAccounts
 from tre.workspace import Workspace, seal_data
 
@@ -116,6 +119,19 @@ def hub(tmp_path_factory) -> Hub:
     missing = _tools_missing()
     if missing:
         pytest.skip(missing)
+    with running_hub(tmp_path_factory, isolation="on") as hub:
+        yield hub
+
+
+@pytest.fixture(scope="module")
+def dev_hub(tmp_path_factory) -> Hub:
+    """A hub with isolation off: what a developer without root gets."""
+    with running_hub(tmp_path_factory, isolation="off", projects={"alpha": (["rita"], 365)}) as hub:
+        yield hub
+
+
+@contextmanager
+def running_hub(tmp_path_factory, *, isolation: str, projects: dict = PROJECTS):
     root = tmp_path_factory.mktemp("hub")
     root.chmod(0o755)  # pytest's temp dirs are 0700; the servers' accounts must reach projects/
     prefix = "t" + "".join(random.choices(string.ascii_lowercase, k=4))
@@ -129,6 +145,7 @@ def hub(tmp_path_factory) -> Hub:
         TRE_HUB_PROXY_API_PORT=str(_free_port()),
         TRE_HUB_API_PORT=str(_free_port()),
         TRE_HUB_ENFORCE_INTERVAL="2",
+        TRE_HUB_ISOLATION=isolation,
         TRE_HUB_NOTEBOOKS_DIR=str(root / "notebooks"),
         PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
     )
@@ -143,7 +160,7 @@ def hub(tmp_path_factory) -> Hub:
     today = dt.date.today()
     with store.transaction() as session:
         users = {name: make_user(session, name, Role.RESEARCHER) for name in ("rita", "olav", "nils")}
-        for project_id, (members, days) in PROJECTS.items():
+        for project_id, (members, days) in projects.items():
             project = make_project(session, project_id)
             for name in members:
                 make_member(session, project, users[name])
@@ -151,16 +168,16 @@ def hub(tmp_path_factory) -> Hub:
     hub = None
     running = None
     try:
-        for project_id in PROJECTS:
+        for project_id in projects:
             assert main(["project", "provision", project_id, "--as", "ada"], environ=env) == 0
         for project_id, rows in (("alpha", 42), ("beta", 7)):
+            if project_id not in projects:
+                continue
             ws = Workspace(settings.projects_dir / project_id)
             write_extract(ws, rows, project_id)
             with store.transaction() as session:
-                from tre.models import Project
-
-                gid = __import__("grp").getgrnam(session.get(Project, project_id).os_group).gr_gid
-            seal_data(ws, gid)
+                group = session.get(Project, project_id).os_group
+            seal_data(ws, grp.getgrnam(group).gr_gid if group else None)
         logins = {login.user: login for login in set_demo_logins(store, ["ada", "rita", "olav", "nils"], actor="ada")}
         running = start_hub_background(settings, env)
         hub = Hub(settings, env, store, running, logins, prefix)

@@ -45,7 +45,9 @@ def test_totp_enrolment_and_codes(initialised, store):
     with store.transaction() as session:
         from tre import credentials
 
-        credentials.set_password(session, "rita", "another long passphrase", actor="ada", now=__import__("tre.db").db.utc_now())
+        credentials.set_password(
+            session, "rita", "another long passphrase", actor="ada", now=__import__("tre.db").db.utc_now()
+        )
         password = "another long passphrase"
         assert check_login(session, "rita", password, current_totp(secret), two_factor=True).ok
         stale = current_totp(secret, at=time.time() - 300)

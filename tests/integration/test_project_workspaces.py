@@ -139,7 +139,9 @@ def test_who_may_open_a_project_server(store, user, project, refusal):
         make_user(session, "nils", Role.RESEARCHER)
         make_user(session, "gone", Role.RESEARCHER, active=False)
         for pid in ("open", "locked", "expired", "future", "revoked", "unprovisioned"):
-            project_row = make_project(session, pid, status=ProjectStatus.LOCKED if pid == "locked" else ProjectStatus.ACTIVE)
+            project_row = make_project(
+                session, pid, status=ProjectStatus.LOCKED if pid == "locked" else ProjectStatus.ACTIVE
+            )
             if pid == "locked":
                 project_row.lock_reason = "audit finding"
             rita_member = make_member(session, project_row, rita)

@@ -120,6 +120,13 @@ class TRESpawner(LocalProcessSpawner):
         )
         return env
 
+    def get_args(self):
+        args = super().get_args()
+        if not self.isolation and os.geteuid() == 0:
+            # Isolation off on a root-run hub (development): the server runs as root too.
+            args.append("--ServerApp.allow_root=True")
+        return args
+
     @default("notebook_dir")
     def _default_notebook_dir(self):
         return self.inside_project_dir
