@@ -421,6 +421,7 @@ def seed_notebooks(ws: Workspace, notebooks_dir: Path, owner: tuple[int, int] | 
                 os.chown(target, *owner)
             copied.append(source.name)
     marker.write_text("The example notebooks were copied here at the first server start.\n")
+    marker.chmod(0o660)
     if owner:
         os.chown(marker, *owner)
     return copied

@@ -11,6 +11,7 @@ import json
 import socket
 import textwrap
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -286,9 +287,19 @@ def test_login_form_in_chromium_opens_jupyterlab(hub, alpha):
             page.wait_for_selector("#jp-main-dock-panel", timeout=60_000)
             page.wait_for_selector("text=example.ipynb", timeout=30_000)
             page.screenshot(path=str(ARTIFACTS / "hub-jupyterlab.png"))
+            # A researcher changes their own password on the hub's page.
+            page.goto(f"{hub.url}/hub/change-password")
+            page.fill("input[name='old_password']", login.password)
+            page.fill("input[name='new_password']", "a brand new passphrase 7")
+            page.fill("input[name='new_password_confirmation']", "a brand new passphrase 7")
+            page.click("#signup_submit")
+            page.wait_for_selector("text=Your password has been changed successfully")
         finally:
             browser.close()
     assert (ARTIFACTS / "hub-jupyterlab.png").stat().st_size > 10_000
+    assert login_token(hub.url, "rita", login.password, hub.code_for("rita")).status == 403
+    assert login_token(hub.url, "rita", "a brand new passphrase 7", hub.code_for("rita")).status == 201
+    hub.logins["rita"] = replace(login, password="a brand new passphrase 7")
 
 
 def test_the_audit_chain_holds_every_hub_event(hub, alpha):

@@ -6,7 +6,6 @@ import signal
 import sys
 
 from tre.cli.framework import arg, command, group
-from tre.config import ensure_dirs
 from tre.errors import UserError
 
 group("hub", "run the JupyterHub (`tre hub` alone starts it) and render its Kubernetes values", default="start")
@@ -21,8 +20,6 @@ group("hub", "run the JupyterHub (`tre hub` alone starts it) and render its Kube
 def hub_start(ctx, args):
     from tre.hub_config.launch import run_hub
 
-    ensure_dirs(ctx.settings)
-    ctx.store.check_ready()
     code = run_hub(ctx.settings, ctx.environ, info=ctx.info)
     if code not in (0, -15, 143):
         raise UserError(f"JupyterHub exited with status {code}: see its output above")
@@ -54,7 +51,9 @@ def hub_enforce(ctx, args):
             isolation=isolation,
             log=lambda m: print(m, file=sys.stderr, flush=True),
         )
-    stopped = enforcer.enforce_once(ctx.store, client, today=ctx.now().date(), now=ctx.now(), isolation=isolation)
+    stopped = enforcer.enforce_once(
+        ctx.store, client, today=ctx.now().astimezone().date(), now=ctx.now(), isolation=isolation
+    )
     names = [f"{s.user}/{s.project}" for s in stopped]
     ctx.emit({"stopped": names}, f"stopped {len(names)} server(s)" + (": " + ", ".join(names) if names else ""))
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 from tre.cli.framework import arg, command, group, table
 from tre.enums import Role
 from tre.os_accounts import PosixAccounts
@@ -87,7 +85,7 @@ def project_unlock(ctx, args):
     roles=[Role.ADMIN, Role.OFFICER],
 )
 def project_status(ctx, args):
-    today = ctx.now().astimezone().date() if ctx.now().tzinfo else dt.date.today()
+    today = ctx.now().astimezone().date()  # approvals are dated in local time
     with ctx.store.transaction() as session:
         rows = project_statuses(session, ctx.settings.projects_dir, today, only=args.projects)
     ctx.emit(

@@ -10,6 +10,7 @@ Either way, only active TRE users get in, and hub admins are exactly the TRE's a
 
 from __future__ import annotations
 
+import bcrypt
 from nativeauthenticator import NativeAuthenticator
 from nativeauthenticator.handlers import ChangePasswordHandler
 from nativeauthenticator.handlers import LoginHandler as NativeLoginHandler
@@ -18,6 +19,7 @@ from sqlalchemy import select
 from traitlets import Bool, List, Unicode, default
 
 from tre import credentials
+from tre.db import utc_now
 from tre.enums import Role
 from tre.errors import UserError
 from tre.hub_config.store import hub_store
@@ -55,8 +57,6 @@ class _Credential:
             )
             if not cred or not cred.password_hash:
                 return False
-            import bcrypt
-
             return bcrypt.checkpw(password.encode("utf-8"), cred.password_hash.encode("ascii"))
 
         return self.authenticator.store.run(check)
@@ -159,7 +159,7 @@ class TREAuthenticator(NativeAuthenticator):
 
     def change_password(self, username, new_password):
         try:
-            self.store.run(lambda s: credentials.set_password(s, username, new_password, actor=username, now=_now()))
+            self.store.run(lambda s: credentials.set_password(s, username, new_password, actor=username, now=utc_now()))
         except UserError as e:
             self.log.info("password change for %s refused: %s", username, e)
             return None
@@ -168,12 +168,6 @@ class TREAuthenticator(NativeAuthenticator):
     def get_handlers(self, app):
         # No signup, no self-approval, no admin authorization area: accounts come from the TRE.
         return [(r"/login", TRELoginHandler), (r"/change-password", ChangePasswordHandler)]
-
-
-def _now():
-    from tre.db import utc_now
-
-    return utc_now()
 
 
 class TREOAuthenticator(GenericOAuthenticator):

@@ -166,5 +166,5 @@ def format_demo_accounts(url: str, logins: list[DemoLogin], roles: dict[str, str
     lines = [f"JupyterHub: {url}/hub/login", "", "Demo accounts (password, then the current 2FA code):"]
     for login in logins:
         lines.append(f"  {login.user:<12} {roles.get(login.user, ''):<22} password {login.password}")
-        lines.append(f"  {'':<12} 2FA: `echo {login.totp_secret} | tre totp-code`  or add to an authenticator app")
+        lines.append(f"  {'':<12} 2FA: `echo {login.totp_secret} | tre user totp-code`  or add to an authenticator app")
     return "\n".join(lines)

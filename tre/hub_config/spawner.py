@@ -86,10 +86,6 @@ class TRESpawner(LocalProcessSpawner):
         super().load_state(state)
         self.link = state.get("link", {})
 
-    def clear_state(self):
-        super().clear_state()
-        # The link itself is removed in stop(); forgetting it here would leak it.
-
     # --- environment ----------------------------------------------------------------------
 
     def make_preexec_fn(self, name):
