@@ -379,14 +379,6 @@ def check_server_access(
     return ServerGrant(user_name, project_id, member.os_account, project.os_group)
 
 
-def has_server_access(session: Session, user_name: str, project_id: str, today: dt.date, *, isolation: bool) -> bool:
-    try:
-        check_server_access(session, user_name, project_id, today, isolation=isolation)
-    except PermissionDenied:
-        return False
-    return True
-
-
 def user_projects(session: Session, user_name: str) -> list[Project]:
     """Projects `user_name` is an active member of (open or not), by id."""
     return list(

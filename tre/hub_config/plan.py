@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tre.config import PACKAGE_DIR, Settings, load_settings, setting_fields
-from tre.errors import ConfigError
+from tre.errors import ConfigError, PermissionDenied
 from tre.hub_config import enforcer, network
-from tre.workspace import has_server_access, isolation_enabled, user_projects
+from tre.workspace import check_server_access, isolation_enabled, user_projects
 
 TEMPLATES_DIR = PACKAGE_DIR / "hub_config" / "templates"
 CONFIG_FILE = PACKAGE_DIR / "hub_config" / "jupyterhub_config.py"
@@ -113,17 +113,20 @@ class HubPlan:
             if user is None:
                 return []
 
+            def why_not(session, project_id, today) -> str | None:
+                try:
+                    check_server_access(session, user.name, project_id, today, isolation=isolation)
+                except PermissionDenied as refusal:
+                    return str(refusal)
+                return None
+
             def rows(session):
                 today = store.today()
-                return [
-                    {
-                        "id": p.id,
-                        "title": p.title,
-                        "may_open": has_server_access(session, user.name, p.id, today, isolation=isolation),
-                        "status": p.status.value,
-                    }
-                    for p in user_projects(session, user.name)
-                ]
+                found = []
+                for p in user_projects(session, user.name):
+                    reason = why_not(session, p.id, today)
+                    found.append({"id": p.id, "title": p.title, "may_open": reason is None, "reason": reason})
+                return found
 
             found = store.run(rows)
             for row in found:
