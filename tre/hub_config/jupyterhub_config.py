@@ -48,7 +48,7 @@ c.TRESpawner.hub_dir = str(settings.hub_dir)
 c.TRESpawner.notebooks_dir = str(settings.hub_notebooks_dir)
 c.TRESpawner.isolation = plan.isolation
 c.TRESpawner.start_timeout = 120
-c.TRESpawner.http_timeout = 120
+c.TRESpawner.http_timeout = 60
 c.TRESpawner.interrupt_timeout = 5
 c.TRESpawner.term_timeout = 5
 c.TRESpawner.args = ["--ServerApp.terminals_enabled=False"]
