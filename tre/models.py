@@ -120,6 +120,26 @@ class UserRole(Base):
     user: Mapped[User] = relationship(back_populates="roles")
 
 
+class LoginCredential(Base):
+    """A user's hub login: a bcrypt password hash and the TOTP secret of their second factor.
+
+    Set by an admin with `tre user password` / `tre user totp`; read by the hub's authenticator.
+    The TOTP secret has to be readable to check a code, which is one more reason this store is
+    controller-only (mode 0600 file).
+    """
+
+    __tablename__ = "login_credentials"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), unique=True)
+    password_hash: Mapped[str | None] = mapped_column(String(100))
+    password_set_at: Mapped[dt.datetime | None]
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    totp_set_at: Mapped[dt.datetime | None]
+
+    user: Mapped[User] = relationship()
+
+
 # --- projects and approvals ---------------------------------------------------------------
 
 

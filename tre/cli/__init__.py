@@ -27,6 +27,9 @@ COMMAND_MODULES = (
     "tre.cli.synth",
     "tre.cli.approvals",
     "tre.cli.demo",
+    "tre.cli.projects",
+    "tre.cli.hub",
+    "tre.cli.logins",
 )
 
 INTERNAL_ERROR = 70  # EX_SOFTWARE
