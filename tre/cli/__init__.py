@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "tre.cli.users",
     "tre.cli.audit_log",
     "tre.cli.synth",
+    "tre.cli.check",
 )
 
 INTERNAL_ERROR = 70  # EX_SOFTWARE
