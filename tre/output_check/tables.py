@@ -125,11 +125,11 @@ def build_table(
     dimensions = tuple(dimensions)
     statistic = statistic or ("rate" if denominator else "sum" if value else "count")
     _check_columns(records, dimensions, count, value, statistic, denominator)
-    labels = {d: records[d].map(_label) for d in dimensions}
+    labels = {d: records[d].map(category_label) for d in dimensions}
     if categories is None:
         categories = tuple(tuple(pd.unique(labels[d])) for d in dimensions)
     else:
-        categories = tuple(tuple(_label(c) for c in cats) for cats in categories)
+        categories = tuple(tuple(category_label(c) for c in cats) for cats in categories)
     _check_labels(dimensions, categories)
     codes = []
     for d, cats in zip(dimensions, categories, strict=True):
@@ -233,7 +233,8 @@ def _largest(codes, values, inner_shape, m) -> np.ndarray:
     return top
 
 
-def _label(value) -> str:
+def category_label(value) -> str:
+    """A category as the text it is shown and matched by (1.0 -> '1', missing -> '(missing)')."""
     if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
         return "(missing)"
     if isinstance(value, float) and value.is_integer():
