@@ -125,5 +125,5 @@ def _restrict(dimensions: Sequence[str], key: tuple[str, ...]) -> frozenset:
 
 
 def _describe(key: dict[str, str]) -> str:
-    shown = ", ".join(f"{d}={v}" for d, v in key.items())
+    shown = ", ".join(f"{d}={v}" for d, v in key.items() if v != TOTAL)
     return f"({shown})" if shown else "(all)"
