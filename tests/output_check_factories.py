@@ -73,3 +73,49 @@ def records(n: int, seed: int = 0) -> pd.DataFrame:
             "cost": rng.gamma(2.0, 1000.0, n),
         }
     )
+
+
+def make_notebook(path: Path, cells: list[tuple[str, list[dict]]]) -> Path:
+    """A notebook with code cells and the outputs they showed (as a kernel would have left them).
+
+    Each output is a dict: {"stream": text}, {"html": markup}, {"png": True}, {"error": text},
+    {"text": plain}, or {"markdown": text} for a markdown cell.
+    """
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook()
+    tiny_png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+    for count, (source, outputs) in enumerate(cells, start=1):
+        if outputs and "markdown" in outputs[0]:
+            notebook.cells.append(nbformat.v4.new_markdown_cell(outputs[0]["markdown"]))
+            continue
+        made = []
+        for output in outputs:
+            if "stream" in output:
+                made.append(nbformat.v4.new_output("stream", name="stdout", text=output["stream"]))
+            elif "error" in output:
+                made.append(
+                    nbformat.v4.new_output(
+                        "error", ename="ValueError", evalue=output["error"], traceback=[output["error"]]
+                    )
+                )
+            else:
+                data = {"text/plain": output.get("text", "")}
+                if "html" in output:
+                    data["text/html"] = output["html"]
+                if output.get("png"):
+                    data["image/png"] = tiny_png
+                made.append(nbformat.v4.new_output("display_data", data=data))
+        notebook.cells.append(nbformat.v4.new_code_cell(source, outputs=made, execution_count=count))
+    nbformat.write(notebook, str(path))
+    return path
+
+
+def add_project(store, project_id: str) -> None:
+    """A project in the metadata store (the approvals workflow makes them for real)."""
+    import datetime as dt
+
+    from tre.models import Project
+
+    with store.transaction() as session:
+        session.add(Project(id=project_id, title=f"test project {project_id}", created_at=dt.datetime.now(dt.UTC)))

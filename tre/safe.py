@@ -32,7 +32,7 @@ from tre.db import utc_now
 from tre.errors import UserError
 from tre.output_check import OutputKind, build_table, build_table_report, load_parameters
 from tre.output_check.assessments import build_regression_report
-from tre.output_check.notebooks import build_file_report
+from tre.output_check.notebooks import build_file_report, table_fingerprint
 from tre.output_check.queue import list_queue, next_output_name, queue_dir, write_queued_output
 from tre.output_check.reports import Report
 from tre.output_check.sources import read_pseudonyms, read_released_tables, write_published_table
@@ -224,7 +224,7 @@ class Session:
             "table.csv": lambda p: frame.to_csv(p),
             "cells.csv": lambda p: write_published_table(data, "cells", value_column, p.parent),
         }
-        self._queue(name, report, files, call, arguments)
+        self._queue(name, report, files, call, arguments, shown=frame)
         frame.attrs["tre_output"] = name
         frame.attrs["tre_status"] = str(report.status)
         self._say(name, call, report)
@@ -340,7 +340,7 @@ class Session:
             "cells.csv": lambda p: write_published_table(data_, "cells", "count", p.parent),
         }
         arguments = {"column": column, "bins": [_fmt(e) for e in edges], "widened": widened}
-        queued = self._queue(name, report, files, "hist", arguments)
+        queued = self._queue(name, report, files, "hist", arguments, shown=frame)
         self._say(name, "hist", report)
         frame.attrs["tre_output"] = name
         frame.attrs["tre_status"] = str(report.status)
@@ -381,8 +381,9 @@ class Session:
 
     # --- plumbing -----------------------------------------------------------------------
 
-    def _queue(self, name, report: Report, files, call, arguments) -> Path:
+    def _queue(self, name, report: Report, files, call, arguments, shown: pd.DataFrame | None = None) -> Path:
         arguments = {**arguments, "code": _caller_code()}
+        extra = {"shown_fingerprint": table_fingerprint(shown)} if shown is not None else None
         return write_queued_output(
             self.queue,
             name,
@@ -394,6 +395,7 @@ class Session:
             project=self.project,
             now=self.clock(),
             title=f"{call} {name}",
+            extra=extra,
         )
 
     def _say(self, name: str, call: str, report: Report) -> None:

@@ -106,7 +106,7 @@ def check_notebook(ctx, args):
     pseudonyms = read_pseudonyms(extract_path(ctx.settings.projects_dir, args.project))
     report = build_notebook_report(args.file, params, pseudonyms, queue_dir=queue_dir(project_dir), now=ctx.now())
     if args.html:
-        args.html.write_text(render_notebook_report_html(report, args.file), encoding="utf-8")
+        args.html.write_text(render_notebook_report_html(report, args.file, pseudonyms), encoding="utf-8")
     _finish(ctx, report, None, f"Notebook {args.file.name}")
 
 

@@ -63,6 +63,26 @@ def count_pseudonyms(text: str, pseudonyms: frozenset[str]) -> int:
     return found
 
 
+def redact_text(text: str, pseudonyms: frozenset[str]) -> str:
+    """`text` with every pseudonym and every valid ID number replaced by a placeholder."""
+    text = _CANDIDATE.sub(
+        lambda m: "(redacted ID number)" if is_identity_number(m.group(1) + m.group(2)) else m.group(0), text
+    )
+    if not pseudonyms:
+        return text
+    out, i = [], 0
+    lengths = sorted({len(p) for p in pseudonyms}, reverse=True)
+    while i < len(text):
+        hit = next((n for n in lengths if text[i : i + n] in pseudonyms), None)
+        if hit:
+            out.append("(redacted pseudonym)")
+            i += hit
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
 def value_leaks(value, pseudonyms: frozenset[str]) -> tuple[bool, bool]:
     """(is a pseudonym or holds one, is or holds an ID number) for one table value or label."""
     if value is None:

@@ -10,6 +10,7 @@ it needs a person (`review`).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import html
 import json
 import re
@@ -23,7 +24,7 @@ from tre.errors import UserError
 from tre.output_check.assessments import build_frame_findings, combine_status
 from tre.output_check.checks import Finding
 from tre.output_check.kinds import Check, OutputKind, Status
-from tre.output_check.leaks import count_identity_numbers, count_pseudonyms
+from tre.output_check.leaks import count_identity_numbers, count_pseudonyms, redact_text
 from tre.output_check.parameters import Parameters
 from tre.output_check.reports import Report, input_record, render_html
 from tre.output_check.sources import read_csv
@@ -86,7 +87,7 @@ def build_notebook_report(
         parameters=params,
         findings=findings,
         inputs=[input_record(path)],
-        details={"outputs": outputs, "cells": len(notebook.cells)},
+        details={"outputs": outputs, "notebook_cells": len(notebook.cells)},
         checked_at=now,
     )
 
@@ -100,12 +101,14 @@ def render_notebook_html(path: Path) -> str:
     return re.sub(r"<script\b.*?</script>", "", body, flags=re.S | re.I)
 
 
-def render_notebook_report_html(report: Report, path: Path) -> str:
-    """The report page with the rendered notebook below it (in a sandboxed frame)."""
+def render_notebook_report_html(report: Report, path: Path, pseudonyms: frozenset[str]) -> str:
+    """The report page with the rendered notebook below it (in a sandboxed frame), every
+    pseudonym and ID number in it redacted."""
     page = render_html(report, f"Notebook {path.name}")
+    rendered = redact_text(render_notebook_html(path), pseudonyms)
     frame = (
         "<h2>The notebook as rendered</h2><iframe sandbox style='width:100%;height:60em;border:1px solid #bbb' "
-        f'srcdoc="{html.escape(render_notebook_html(path), quote=True)}"></iframe>'
+        f'srcdoc="{html.escape(rendered, quote=True)}"></iframe>'
     )
     return page.replace("</body></html>", frame + "</body></html>")
 
@@ -171,14 +174,12 @@ def _table_findings(frame, markup, params, pseudonyms, queue_dir, where) -> list
 
 def _queued_verdict(directory: Path, shown: pd.DataFrame, where: str) -> list[Finding] | None:
     """The verdict of the queued tre.safe output this table was shown from, if the numbers match."""
-    report_path, table_path = directory / "report.json", directory / "table.csv"
-    if not (report_path.is_file() and table_path.is_file()):
-        return None
     try:
-        report = json.loads(report_path.read_text(encoding="utf-8"))
+        meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
+        report = json.loads((directory / "report.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return None
-    if _numbers(shown) != _numbers(read_csv(table_path)):
+    if meta.get("shown_fingerprint") != table_fingerprint(shown):
         return None  # the table shown is not the table checked
     return [
         Finding(
@@ -189,10 +190,12 @@ def _queued_verdict(directory: Path, shown: pd.DataFrame, where: str) -> list[Fi
     ]
 
 
-def _numbers(frame: pd.DataFrame) -> list[float]:
+def table_fingerprint(frame: pd.DataFrame) -> str:
+    """The numbers a table shows (not its labels), rounded as a notebook displays them, hashed."""
     values = frame.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float).ravel()
     values = values[~np.isnan(values)]
-    return sorted(np.round(values, 4).tolist())
+    text = ",".join(f"{v:.4f}" for v in sorted(np.round(values, 4).tolist()))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _text_findings(text: str, pseudonyms: frozenset[str], where: str) -> list[Finding]:
@@ -292,7 +295,10 @@ def parse_html_tables(markup: str) -> list[pd.DataFrame]:
             body, header_rows = header_rows[1:], header_rows[:1]
         n_index = min((next((i for i, (_, h) in enumerate(r) if not h), len(r)) for r in body), default=0)
         width = max(len(r) for r in body) if body else 0
-        columns = [t for t, _ in header_rows[-1]][n_index:] if header_rows else []
+        columns = [
+            " / ".join(r[j][0] for r in header_rows if j < len(r) and r[j][0])
+            for j in range(n_index, max((len(r) for r in header_rows), default=0))
+        ]
         columns = (columns + [f"column {i}" for i in range(len(columns), width - n_index)])[: width - n_index]
         data = [[t for t, _ in r[n_index:]] + [""] * (width - len(r)) for r in body]
         index = [" / ".join(t for t, _ in r[:n_index]) for r in body]

@@ -71,8 +71,10 @@ def write_queued_output(
     project: str,
     now: dt.datetime,
     title: str | None = None,
+    extra: dict | None = None,
 ) -> Path:
-    """Write one queued output: each of `files` by its writer, the reports, and meta.json."""
+    """Write one queued output: each of `files` by its writer, the reports, and meta.json
+    (with `extra` fields, e.g. the fingerprint of the table as shown)."""
     if not _NAME.match(name):
         raise QueueError(f"output name {name!r}: use letters, digits, '.', '_' or '-' (at most 100)")
     target = queue / name
@@ -103,6 +105,7 @@ def write_queued_output(
             "parameters_version": report.parameters.version,
             "files": [{"name": f, "sha256": sha256_file(staging / f)} for f in listed],
             "report_sha256": sha256_file(staging / "report.json"),
+            **(extra or {}),
         }
         (staging / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
         os.rename(staging, target)
