@@ -67,7 +67,10 @@ def _cells(outcome: pd.DataFrame, table: dict) -> list[dict]:
         row_key = row_label if isinstance(row_label, tuple) else (row_label,)
         for col_label, verdict in row.items():
             col_key = col_label if isinstance(col_label, tuple) else (col_label,)
-            labels = [TOTAL if str(v) == MARGINS else str(v) for v in (*row_key, *col_key)]
+            # a margin of a multi-level axis is labelled (margin, "", ...): the whole axis is a total
+            rows = [TOTAL] * len(row_key) if MARGINS in map(str, row_key) else [str(v) for v in row_key]
+            cols = [TOTAL] * len(col_key) if MARGINS in map(str, col_key) else [str(v) for v in col_key]
+            labels = rows + cols
             key = dict(zip(table["index"] + table["columns"], labels, strict=True))
             checks = [c.strip() for c in str(verdict).split(";") if c.strip() and c.strip() != "ok"]
             cells.append({"key": key, "checks": checks})
