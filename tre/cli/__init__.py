@@ -31,6 +31,8 @@ COMMAND_MODULES = (
     "tre.cli.hub",
     "tre.cli.logins",
     "tre.cli.check",
+    "tre.cli.requests",
+    "tre.cli.review",
 )
 
 INTERNAL_ERROR = 70  # EX_SOFTWARE
