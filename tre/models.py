@@ -337,6 +337,8 @@ class OutputRequest(Base):
     created_at: Mapped[dt.datetime]
     submitted_at: Mapped[dt.datetime | None]
     decided_at: Mapped[dt.datetime | None]
+    # Why an officer returned an approved request (for its author).
+    returned_reason: Mapped[str | None] = mapped_column(Text)
 
     files: Mapped[list[RequestFile]] = relationship(back_populates="request", order_by="RequestFile.id")
     reviews: Mapped[list[Review]] = relationship(back_populates="request", order_by="Review.id")

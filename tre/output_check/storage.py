@@ -182,9 +182,11 @@ class SqlRequestStore:
             self.session.delete(row)
         self.session.flush()
 
-    def set_status(self, request_id: int, status: RequestStatus, now: dt.datetime) -> None:
+    def set_status(self, request_id: int, status: RequestStatus, now: dt.datetime, reason: str | None = None) -> None:
         row = self._row(request_id)
         row.status = status
+        if status == S.RETURNED:
+            row.returned_reason = reason
         if status == S.SUBMITTED:
             row.submitted_at, row.decided_at = now, None
         elif status in DECIDED or status == S.WITHDRAWN:
@@ -332,6 +334,7 @@ def _state(row: OutputRequest) -> RequestState:
         created_at=row.created_at,
         submitted_at=row.submitted_at,
         decided_at=row.decided_at,
+        returned_reason=row.returned_reason,
         files=files,
         reviews=reviews,
     )

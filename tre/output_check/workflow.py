@@ -184,6 +184,7 @@ class RequestState:
     created_at: dt.datetime
     submitted_at: dt.datetime | None = None
     decided_at: dt.datetime | None = None
+    returned_reason: str | None = None
     files: tuple[OutputFile, ...] = ()
     reviews: tuple[ReviewState, ...] = ()
 
