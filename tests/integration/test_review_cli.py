@@ -304,3 +304,48 @@ def test_released_tables_are_seen_by_the_differencing_check_of_later_outputs(wor
     assert f"{first}/all_persons" in report["released_compared"]
     flagged = [c for c in report["cells"] if "DifferencingCheck" in c["checks"]]
     assert flagged and all(c["published"] is None for c in flagged)
+
+
+def test_intake_rechecks_the_published_table_that_the_kernel_wrote(world, cli):
+    """A project's code writes its own queue: a table changed along with its meta.json, or a
+    report that passes a small count, is caught when the output joins a request."""
+    from tre.output_check.reports import sha256_file as digest
+
+    for name in ("edited_table", "edited_report"):
+        world.queue_table(name)
+        folder = world.project_dir / "requests" / "queue" / name
+        cells, report_path = folder / "cells.csv", folder / "report.json"
+        lines = cells.read_text().splitlines()
+        hidden = next(i for i, line in enumerate(lines) if line.endswith(","))
+        key = lines[hidden].split(",")[:-1]
+        lines[hidden] += "2"  # a suppressed cell, published after all
+        cells.write_text("\n".join(lines) + "\n")
+        meta = json.loads((folder / "meta.json").read_text())
+        if name == "edited_report":
+            report = json.loads(report_path.read_text())
+            for cell in report["cells"]:
+                if [cell["key"][d] for d in report["dimensions"]] == key:
+                    cell["published"], cell["status"] = 2, "ok"
+            report_path.write_text(json.dumps(report))
+            meta["report_sha256"] = digest(report_path)
+        for entry in meta["files"]:
+            entry["sha256"] = digest(folder / entry["name"])
+        (folder / "meta.json").write_text(json.dumps(meta))
+
+    label = cli.ok("request", "new", PROJECT, "--json", as_user="rita").json()["request"]
+    for name in ("edited_table", "edited_report"):
+        assert cli.ok("request", "add", label, name, "--json", as_user="rita").json()["check_status"] == "fail"
+    files = {f["name"]: f for f in cli.ok("request", "status", label, "--json", as_user="rita").json()["files"]}
+    messages = {n: " ".join(x["message"] for x in f["findings"]) for n, f in files.items()}
+    assert "cells.csv does not hold the table the check report describes" in messages["edited_table"]
+    assert "1 published count(s) under the threshold of 5, which the check report passed" in messages["edited_report"]
+
+
+def test_an_output_folder_with_a_link_is_refused(world, cli):
+    world.queue_table("linked")
+    folder = world.project_dir / "requests" / "queue" / "linked"
+    (folder / "extract.duckdb").symlink_to(world.project_dir / "data" / "extract.duckdb")
+    label = cli.ok("request", "new", PROJECT, "--json", as_user="rita").json()["request"]
+    refused = cli("request", "add", label, "linked", as_user="rita")
+    assert refused.code == 1 and "extract.duckdb is not a regular file (a link?)" in refused.err
+    assert folder.is_dir()  # still in the queue, nothing moved

@@ -105,7 +105,7 @@ def test_a_researcher_and_two_officers_through_the_page(setup):
     assert olav.get(f"/requests/{label}/outputs/by_sex/files/cells.csv").text.startswith("kommune,sex,count")
     assert olav.get(f"/requests/{label}/outputs/by_sex/files/../../../data/extract.duckdb").status == 404
     views = [e["details"] for e in _events(world, "request.view_file") if e["object"] == f"request:{label}"]
-    assert {"output": "by_sex", "file": "report.html", "project": PROJECT} in views
+    assert {"output": "by_sex", "file": "report.json", "project": PROJECT} in views
 
     released = olav.post(f"/requests/{label}/release")
     assert flash(released).startswith(f"{label} released: bundle {label}.zip")
@@ -128,3 +128,24 @@ def test_pages_of_others_are_refused_and_the_refusal_audited(setup):
     assert olav.get(f"/projects/{PROJECT}").status == 403
     denied = [e for e in _events(world, "access.denied") if e["actor"] == "olav"]
     assert any(e["object"] == f"review-page:/requests/{label}" for e in denied)
+
+
+def test_officers_see_the_checked_report_and_no_pseudonyms(setup):
+    from tre.output_check.sources import read_pseudonyms
+
+    world, _, _ = setup
+    pseudonym = sorted(read_pseudonyms(world.project_dir / "data" / "extract.duckdb"))[0]
+    world.queue_file("leaky", f"The first person in the cohort is {pseudonym}.\n")
+    folder = world.project_dir / "requests" / "queue" / "leaky"
+    (folder / "report.html").write_text("<h1>FORGED: nothing to see</h1>")  # the project can write its queue
+    cli = CLI(world.env)
+    label = cli.ok("request", "new", PROJECT, "--json", as_user="rita").json()["request"]
+    cli.ok("request", "add", label, "leaky", *[x for k, v in CONTEXT.items() for x in (f"--{k}", v)], as_user="rita")
+    cli.ok("request", "submit", label, as_user="rita")
+    olav = _client(setup, "olav")
+    page = olav.get(f"/requests/{label}")
+    assert "(redacted pseudonym)" in page.text and pseudonym not in page.text
+    report = olav.get(f"/requests/{label}/outputs/leaky/report").text
+    assert "FORGED" not in report and "PseudonymCheck" in report and pseudonym not in report
+    raw = olav.get(f"/requests/{label}/outputs/leaky/files/leaky.txt").text
+    assert pseudonym not in raw and "(redacted pseudonym)" in raw

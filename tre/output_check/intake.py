@@ -3,7 +3,8 @@
 `tre.safe` queues each output as `requests/queue/<name>/` in the project's workspace. Adding it
 to a request re-checks it (its files are the ones checked, nothing in them leaks, and it does
 not difference with anything released since) and moves the directory to
-`requests/REQ-<n>/<name>/`. The digest of every file in it (`build_contents`,
+`requests/REQ-<n>/<name>/`. As the project's kernel made the report, intake also re-checks the
+published table itself (`build_published_findings`). The digest of every file in it (`build_contents`,
 `contents_digest`) is fixed at submission and checked again at release.
 
 Output directories hold regular files only: a symlink could point anywhere (at the extract),
@@ -15,18 +16,30 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import math
 import os
 import stat
 from pathlib import Path
 
-from tre.output_check.kinds import Check
+from tre.errors import UserError
+from tre.output_check.assessments import combine_status
+from tre.output_check.checks import Finding
+from tre.output_check.kinds import Check, Status
 from tre.output_check.parameters import Parameters, load_parameters
 from tre.output_check.queue import QueueError, build_queued_output_report, list_queue, queue_dir
 from tre.output_check.reports import sha256_file
-from tre.output_check.sources import extract_path, read_pseudonyms, read_released_tables
+from tre.output_check.sources import (
+    SIDECAR_SUFFIX,
+    extract_path,
+    published_from_frame,
+    read_csv,
+    read_pseudonyms,
+    read_released_tables,
+)
 from tre.output_check.workflow import OutputFile
 from tre.workspace import workspace
 
+ROUNDING = ("round", "midpoint6")  # rounded tables publish multiples of a base, not raw counts
 META_KEPT = ("name", "kind", "call", "arguments", "created_at", "status", "summary", "parameters_version")
 
 
@@ -52,6 +65,57 @@ def contents_digest(contents: list[dict] | tuple[dict, ...]) -> str:
     """One sha256 for an output: of its files' sha256 and names, sorted by name."""
     lines = "".join(f"{c['sha256']}  {c['name']}\n" for c in sorted(contents, key=lambda c: c["name"]))
     return hashlib.sha256(lines.encode("utf-8")).hexdigest()
+
+
+def build_published_findings(directory: Path, report: dict, params: Parameters) -> list[Finding]:
+    """Re-check the published table itself, since the project's kernel made the report: the
+    released layout (cells.csv) holds the cells the report describes, and no count the report
+    publishes is under the threshold."""
+    cells = [c for c in report.get("cells") or [] if c.get("status") != "merged"]
+    findings = []
+    counts = report.get("statistic") == "count" and report.get("method") not in ROUNDING
+    if counts:
+        small = [c for c in cells if c.get("published") is not None and 0 < float(c["published"]) < params.threshold]
+        if small:
+            findings.append(
+                Finding(
+                    Check.MINIMUM_THRESHOLD,
+                    Status.FAIL,
+                    f"{len(small)} published count(s) under the threshold of {params.threshold}, which the "
+                    "check report passed",
+                )  # fmt: skip
+            )
+    table = directory / "cells.csv"
+    sidecar = table.with_name(table.name + SIDECAR_SUFFIX)
+    if cells and table.is_file() and sidecar.is_file():
+        try:
+            side = json.loads(sidecar.read_text(encoding="utf-8"))
+            dims = side["dimensions"]
+            published = published_from_frame(read_csv(table), "cells", dims, side["value_column"]).cells
+            expected = {tuple(str(c["key"][d]) for d in dims): c["published"] for c in cells}
+        except (OSError, ValueError, KeyError, TypeError, UserError):
+            published, expected = None, {}
+        if published is None or not _same_values(published, expected):
+            findings.append(
+                Finding(
+                    Check.UNCHECKED_CONTENT,
+                    Status.FAIL,
+                    "cells.csv does not hold the table the check report describes: queue it again",
+                )  # fmt: skip
+            )
+    return findings
+
+
+def _same_values(published: dict, expected: dict) -> bool:
+    if set(published) != set(expected):
+        return False
+    for key, value in published.items():
+        other = expected[key]
+        if (value is None) != (other is None):
+            return False
+        if value is not None and not math.isclose(value, float(other), rel_tol=1e-9, abs_tol=1e-9):
+            return False
+    return True
 
 
 def check_unchanged(directory: Path, meta: dict) -> None:
@@ -93,6 +157,11 @@ class WorkspaceOutputs:
     def output_dir(self, project_id: str, label: str, name: str) -> Path:
         return request_dir(self.project_dir(project_id), label) / name
 
+    def pseudonyms(self, project_id: str) -> frozenset[str]:
+        """The project's pseudonyms (for redacting what officers are shown); none without an extract."""
+        path = extract_path(self.projects_dir, project_id)
+        return read_pseudonyms(path) if path.is_file() else frozenset()
+
     def parameters(self, threshold: int | None) -> Parameters:
         return load_parameters(threshold=threshold)
 
@@ -112,9 +181,13 @@ class WorkspaceOutputs:
                 "make it again (the project's servers set TRE_OUTPUT_THRESHOLD)"
             )
         contents = build_contents(directory)
-        pseudonyms = read_pseudonyms(extract_path(self.projects_dir, project_id))
+        pseudonyms = read_pseudonyms(extract_path(self.projects_dir, project_id))  # no extract: refused
         released, _ = read_released_tables(self.project_dir(project_id) / "released")
         recheck = build_queued_output_report(directory, params, pseudonyms, released, now=now)
+        problems = build_published_findings(directory, queued, params)
+        if problems:
+            recheck.findings += problems
+            recheck.status = combine_status([recheck.status, *(f.status for f in problems)])
         return OutputFile(
             name=name,
             kind=meta["kind"],

@@ -1,18 +1,29 @@
-"""What a reviewer sees of an output's files: tables, figures, text, rendered notebooks.
+"""What a reviewer sees of an output's files: tables, figures, text, rendered notebooks, and
+the check report.
 
 `build_previews` reads an output's folder (regular files only) and returns one preview per file
 a person should look at; the check reports, meta.json and the tables' sidecars are listed with
 the output, not previewed. Notebooks are rendered with nbconvert, outputs included, so the
-reviewer sees exactly what would leave.
+reviewer sees what would leave. Officers are not members of the project: every pseudonym and
+ID number in what they are shown is redacted (the check has already failed such an output).
+The check report is rendered here from the report the request holds, never taken from the
+project's report.html (a file the project could write).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tre.errors import NotFound, UserError
+from tre.output_check.checks import Finding
+from tre.output_check.kinds import Check, OutputKind, Status
+from tre.output_check.leaks import redact_text
+from tre.output_check.notebooks import render_notebook_html
+from tre.output_check.parameters import Parameters
+from tre.output_check.reports import Report, render_html
 from tre.output_check.sources import SIDECAR_SUFFIX, read_csv
 
 NOT_PREVIEWED = frozenset({"report.json", "report.html", "meta.json"})
@@ -43,7 +54,7 @@ def is_previewed(name: str) -> bool:
     return name not in NOT_PREVIEWED and not name.endswith(".csv" + SIDECAR_SUFFIX)
 
 
-def build_previews(directory: Path, names: list[str]) -> list[Preview]:
+def build_previews(directory: Path, names: list[str], pseudonyms: frozenset[str] = frozenset()) -> list[Preview]:
     """A preview of each of `names` (files of the output folder `directory`) worth a look."""
     previews = []
     for name in names:
@@ -55,17 +66,18 @@ def build_previews(directory: Path, names: list[str]) -> list[Preview]:
             try:
                 frame = read_csv(path)
             except UserError:
-                previews.append(Preview(name, "text", text=_head(path)))
+                previews.append(Preview(name, "text", text=redact_text(_head(path), pseudonyms)))
                 continue
-            rows = frame.head(MAX_ROWS).fillna("").astype(str).values.tolist()
-            previews.append(Preview(name, "table", columns=[str(c) for c in frame.columns], rows=rows,
-                                    total_rows=len(frame)))  # fmt: skip
+            rows = [[redact_text(v, pseudonyms) for v in row] for row in
+                    frame.head(MAX_ROWS).fillna("").astype(str).values.tolist()]  # fmt: skip
+            columns = [redact_text(str(c), pseudonyms) for c in frame.columns]
+            previews.append(Preview(name, "table", columns=columns, rows=rows, total_rows=len(frame)))
         elif suffix in IMAGES:
             previews.append(Preview(name, "image", media_type=IMAGES[suffix]))
         elif suffix == ".ipynb":
             previews.append(Preview(name, "notebook"))
         elif suffix in TEXTS:
-            previews.append(Preview(name, "text", text=_head(path)))
+            previews.append(Preview(name, "text", text=redact_text(_head(path), pseudonyms)))
         else:
             previews.append(Preview(name, "binary", text=f"{path.stat().st_size} bytes"))
     return previews
@@ -84,15 +96,54 @@ def regular_file(directory: Path, name: str) -> Path:
     return path
 
 
-def render_notebook(path: Path) -> str:
-    """The notebook as one HTML page with its outputs (images embedded)."""
-    import nbformat
-    from nbconvert import HTMLExporter
+def render_notebook(path: Path, pseudonyms: frozenset[str] = frozenset()) -> str:
+    """The notebook as one HTML page with its outputs, scripts removed, pseudonyms redacted."""
+    body = redact_text(render_notebook_html(path), pseudonyms)
+    return (
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{path.name}</title>"
+        f"<style>{_NOTEBOOK_CSS}</style></head><body>{body}</body></html>"
+    )
 
-    notebook = nbformat.read(str(path), as_version=4)
-    exporter = HTMLExporter(template_name="lab", embed_images=True)
-    body, _ = exporter.from_notebook_node(notebook)
-    return body
+
+_NOTEBOOK_CSS = """
+body { font-family: system-ui, sans-serif; margin: 1em; color: #222; }
+.jp-InputArea, .input_area, .jp-InputArea-editor { background: #f5f6f8; }
+pre { white-space: pre-wrap; margin: .3em 0; } table { border-collapse: collapse; }
+td, th { border: 1px solid #ccc; padding: .15em .5em; } img { max-width: 100%; }
+.jp-InputPrompt, .jp-OutputPrompt { color: #888; font-size: .8em; }
+"""
+
+_CORE = {"format", "kind", "status", "summary", "parameters", "inputs", "findings", "checked_at", "checks", "cells"}
+
+
+def render_report(stored: dict, title: str) -> str:
+    """The check report page of a request's output, from the report the request holds: the
+    queued check with the findings of the re-check made when it was added."""
+    recheck = stored.get("recheck") or {}
+    findings = recheck.get("findings", stored.get("findings", []))
+    report = Report(
+        kind=OutputKind(stored["kind"]),
+        status=Status(recheck.get("status", stored["status"])),
+        parameters=Parameters(**stored["parameters"]),
+        findings=[Finding(_check(f["check"]), Status(f["status"]), f["message"]) for f in findings],
+        cells=stored.get("cells", []),
+        inputs=stored.get("inputs", []),
+        details={k: v for k, v in stored.items() if k not in _CORE and k != "recheck"},
+        checked_at=dt.datetime.fromisoformat(stored["checked_at"]) if stored.get("checked_at") else None,
+    )
+    return render_html(report, title)
+
+
+def _check(name: str) -> Check:
+    try:
+        return Check(name)
+    except ValueError:
+        return Check.UNCHECKED_CONTENT
+
+
+def read_text(path: Path, pseudonyms: frozenset[str]) -> str:
+    """A text file as a reviewer may see it (redacted)."""
+    return redact_text(path.read_text(encoding="utf-8", errors="replace"), pseudonyms)
 
 
 def _head(path: Path) -> str:

@@ -481,10 +481,10 @@ class Requests:
         return self.outputs.queued(project_id)
 
     def queued_report(self, project_id: str, viewer: str, name: str) -> Path:
-        """The HTML report of a queued output, for its project's members."""
+        """The check report (report.json) of a queued output, for its project's members."""
         person, project = self.store.person(viewer), self.store.project(project_id)
         policies.check_member(person, project, f"the output queue of project {project_id}")
-        return self.outputs.queued_dir(project_id, name) / "report.html"
+        return self.outputs.queued_dir(project_id, name) / "report.json"
 
     # --- plumbing ---------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import signal
@@ -20,7 +21,7 @@ from tre.enums import RequestStatus, Role
 from tre.errors import ConfigError, NotFound, PermissionDenied, UserError
 from tre.output_check import policies
 from tre.output_check.intake import WorkspaceOutputs
-from tre.output_check.previews import build_previews, regular_file, render_notebook
+from tre.output_check.previews import build_previews, read_text, regular_file, render_notebook, render_report
 from tre.output_check.requests import Requests, parse_label
 from tre.output_check.storage import SqlRequestStore
 from tre.output_check.web import SERVICE_NAME
@@ -38,8 +39,10 @@ PAGE_CSP = (
     "default-src 'self'; script-src 'none'; style-src 'self'; img-src 'self' data:; frame-src 'self'; "
     "form-action 'self'; frame-ancestors 'self'; base-uri 'none'; object-src 'none'"
 )
-# Reports and rendered notebooks: their own inline styles, nothing else, in a sandbox.
-DOCUMENT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; font-src data:; sandbox"
+# Reports and rendered notebooks: their own inline styles, nothing else, in a sandbox without
+# scripts, forms or navigation of the page. It keeps its origin (allow-same-origin is safe with
+# scripts off), so Chromium renders it in the page's process and clicks land where they aim.
+DOCUMENT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; font-src data:; sandbox allow-same-origin"
 FILE_CSP = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; sandbox"
 
 
@@ -266,9 +269,14 @@ class QueuedReport(Base):
     async def get(self, project_id: str, output: str):
         name = self.user_name
         path = await self.fetch(lambda wf, _: wf.queued_report(project_id, name, output))
+        try:
+            stored = json.loads(path.read_text(encoding="utf-8"))
+            page = render_report(stored, f"{output} (queued in {project_id})")
+        except (OSError, ValueError, KeyError, TypeError):
+            self.fail(400, f"output {output} has no readable check report: queue it again")
         self.set_header("Content-Security-Policy", DOCUMENT_CSP)
         self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.finish(path.read_bytes())
+        self.finish(page)
 
 
 class RequestPage(Base):
@@ -297,10 +305,11 @@ def request_page(wf: Requests, store: SqlRequestStore, label: str, name: str) ->
         may_release = False
     is_author = name == request.author
     editable = is_author and request.status == RequestStatus.PENDING
+    pseudonyms = wf.outputs.pseudonyms(project.id)
     for f in data["files"]:
         directory = wf.outputs.output_dir(project.id, request.label, f["name"])
         try:
-            f["previews"] = build_previews(directory, [c["name"] for c in f["files"]])
+            f["previews"] = build_previews(directory, [c["name"] for c in f["files"]], pseudonyms)
         except NotFound as missing:
             f["previews"], f["missing"] = [], str(missing)
         f["failed"] = f["check_status"] == "fail"
@@ -393,29 +402,36 @@ class OutputDocument(Base):
     @web.authenticated
     async def get(self, label: str, output: str, what: str, part: str | None = None):
         name, label = self.user_name, label.upper()
-        part = "report.html" if what == "report" else part
-        found = await self.fetch(lambda wf, _: wf.view_file(label, name, output, part))
-        directory = found[1]
+        part = "report.json" if what == "report" else part
+
+        def find(wf, store):
+            request = store.request(parse_label(label))
+            found, directory = wf.view_file(label, name, output, part)
+            return found, directory, wf.outputs.pseudonyms(request.project_id)
+
+        found, directory, pseudonyms = await self.fetch(find)
+        if what == "report":
+            self._document(render_report(found.report, f"{output} of {label}").encode("utf-8"))
+            return
         try:
             path = regular_file(directory, part)
         except NotFound as missing:
             self.fail(404, str(missing))
         if what == "notebook":
-            body = await asyncio.to_thread(render_notebook, path)
-            self._document(body.encode("utf-8"), "text/html; charset=utf-8")
-        elif what == "report":
-            self._document(path.read_bytes(), "text/html; charset=utf-8")
-        else:
-            self.set_header("Content-Security-Policy", FILE_CSP)
-            media = _media_type(path)
-            self.set_header("Content-Type", media)
-            if not media.startswith("image/"):
-                self.set_header("Content-Disposition", f'inline; filename="{path.name}"')
-            self.finish(path.read_bytes())
-
-    def _document(self, body: bytes, media: str) -> None:
-        self.set_header("Content-Security-Policy", DOCUMENT_CSP)
+            self._document((await asyncio.to_thread(render_notebook, path, pseudonyms)).encode("utf-8"))
+            return
+        self.set_header("Content-Security-Policy", FILE_CSP)
+        media = _media_type(path)
         self.set_header("Content-Type", media)
+        if media.startswith("image/"):
+            self.finish(path.read_bytes())
+        else:
+            self.set_header("Content-Disposition", f'inline; filename="{path.name}"')
+            self.finish(await asyncio.to_thread(read_text, path, pseudonyms))
+
+    def _document(self, body: bytes) -> None:
+        self.set_header("Content-Security-Policy", DOCUMENT_CSP)
+        self.set_header("Content-Type", "text/html; charset=utf-8")
         self.finish(body)
 
 
