@@ -305,7 +305,8 @@ def request_page(wf: Requests, store: SqlRequestStore, label: str, name: str) ->
         may_release = False
     is_author = name == request.author
     editable = is_author and request.status == RequestStatus.PENDING
-    pseudonyms = wf.outputs.pseudonyms(project.id)
+    # Read only when there is something to redact; an unreadable extract refuses the page (closed).
+    pseudonyms = wf.outputs.pseudonyms(project.id) if data["files"] else frozenset()
     for f in data["files"]:
         directory = wf.outputs.output_dir(project.id, request.label, f["name"])
         try:
