@@ -92,6 +92,7 @@ def test_a_request_from_the_queue_to_a_released_bundle(world, cli):
     bundle = world.settings.exports_dir / PROJECT / f"{label}.zip"
     assert done["bundle"] == str(bundle) and done["bundle_sha256"] == sha256_file(bundle)
     assert not bundle.is_relative_to(world.settings.projects_dir)
+    assert (bundle.stat().st_mode & 0o777, world.settings.exports_dir.stat().st_mode & 0o777) == (0o600, 0o700)
 
     with zipfile.ZipFile(bundle) as z:
         names = set(z.namelist())

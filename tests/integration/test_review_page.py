@@ -11,6 +11,7 @@ from conftest import CLI
 from review_page import Client, flash, review_page
 from review_world import PROJECT, build_world
 
+from tre.credentials import current_totp
 from tre.hub_config.launch import set_demo_logins
 
 pytestmark = pytest.mark.slow
@@ -55,6 +56,16 @@ def test_the_page_needs_a_login_with_password_and_code(setup):
     assert {("olav", "wrong second-factor code"), ("mallory", "unknown user")} <= reasons
     home = _client(setup, "olav")
     assert "Review queue" in home.get("/").text
+    # Five failures lock the name out for five minutes, even with the right password then.
+    CLI(world.env).ok("user", "add", "ruth", "--role", "researcher", as_user="ada")
+    (right,) = set_demo_logins(world.store, ["ruth"], actor="ada")
+    for _ in range(5):
+        client.post("/login", {"username": "ruth", "password": "wrong password!", "code": "000000"})
+    locked = client.post("/login", {"username": "ruth", "password": right.password,
+                                    "code": current_totp(right.totp_secret)})  # fmt: skip
+    assert locked.status == 403
+    failed = {(e["actor"], e["details"]["reason"]) for e in _events(world, "review.login_failed")}
+    assert ("ruth", "locked out") in failed
     assert any(e["actor"] == "olav" for e in _events(world, "review.login"))
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from tre.config import ensure_private_dir
 from tre.enums import RequestStatus, Role, VoteDecision
 from tre.errors import InvalidTransition, NotFound, PermissionDenied, UsageError
 from tre.output_check import policies
@@ -386,9 +387,8 @@ class Requests:
 
     def _write(self, request: RequestState, project: ProjectInfo, manifest: dict, now: dt.datetime) -> ReleasedFiles:
         bundle = bundle_path(self.exports_dir, project.id, request.label)
-        staging_root = self.exports_dir / ".staging"
-        staging_root.mkdir(parents=True, exist_ok=True)
-        staging_root.chmod(0o700)
+        ensure_private_dir(self.exports_dir, "the exports directory (TRE_EXPORTS_DIR)")
+        staging_root = ensure_private_dir(self.exports_dir / ".staging", "the exports directory (TRE_EXPORTS_DIR)")
         staging = Path(tempfile.mkdtemp(prefix=f"{project.id}-{request.label}-", dir=staging_root))
         try:
             stage_outputs(self.outputs, request, staging)
