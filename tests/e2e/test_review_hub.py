@@ -47,7 +47,7 @@ def test_the_review_page_behind_hub_oauth(dev_hub):
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         try:
             rita = _hub_login(browser, hub, "rita")
-            rita.goto(service)  # OAuth with the hub, no second login, no "authorize" step
+            rita.click("#tre-review")  # from the hub's home page; OAuth, no second login, no "authorize" step
             rita.wait_for_selector("#projects")
             assert rita.url.startswith(service)
             assert "alpha" in rita.inner_text("#projects") and rita.locator("#queue").count() == 0

@@ -71,7 +71,7 @@ def test_a_request_from_the_queue_to_a_released_bundle(world, cli):
     refused = cli("request", "submit", label, as_user="rita")
     assert refused.code == 9
     assert refused.err == (
-        f"tre: cannot submit {label}: output note has no what it shows, no how it relates to earlier outputs\n"
+        f"tre: cannot submit {label}: output note lacks its context: what it shows, how it relates to earlier outputs\n"
     )
     cli.ok("request", "describe", label, "note", "--shows", "a sentence about the table", "--relation",
            "describes by_kommune", as_user="rita")  # fmt: skip

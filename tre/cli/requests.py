@@ -179,7 +179,8 @@ def print_request(console, data: dict) -> None:
         for v in f["votes"]:
             extra = f" — override: {v['override']}" if v["override"] else ""
             final = "" if v["final"] else " (not submitted)"
-            console.print(f"  vote {v['reviewer']}: {v['decision']}{final}: {v['comment']}{extra}")
+            comment = f": {v['comment']}" if v["comment"] else ""
+            console.print(f"  vote {v['reviewer']}: {v['decision']}{final}{comment}{extra}")
     if data["release"]:
         console.print(f"\nreleased {data['release']['released_at']} by {data['release']['released_by']}: "
                       f"{data['release']['bundle']}")  # fmt: skip

@@ -111,7 +111,7 @@ def check_context(request: RequestState) -> None:
     for f in request.files:
         missing = f.missing_context()
         if missing:
-            problems.append(f"output {f.name} has no {', no '.join(CONTEXT_FIELDS[m] for m in missing)}")
+            problems.append(f"output {f.name} lacks its context: {', '.join(CONTEXT_FIELDS[m] for m in missing)}")
     if problems:
         raise InvalidTransition(f"cannot submit {request.label}: {'; '.join(problems)}")
 
@@ -228,5 +228,5 @@ def check_viewer(person: Person, request: RequestState, project: ProjectInfo) ->
 
 
 def _summary(output: OutputFile) -> str:
-    summary = str(output.report.get("recheck", {}).get("summary") or output.report.get("summary") or "")
+    summary = output.summary
     return summary[:160] + ("..." if len(summary) > 160 else "")

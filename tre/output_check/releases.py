@@ -87,7 +87,7 @@ def build_manifest(
                 "kind": f.kind,
                 "sha256": f.sha256,
                 "check_status": f.check_status,
-                "summary": f.report.get("recheck", {}).get("summary") or f.report.get("summary"),
+                "summary": f.summary,
                 "parameters_version": params.get("version"),
                 "report": f"reports/{f.name}.json",
                 "context": {k: f.context.get(k, "") for k in ("population", "shows", "relation")},

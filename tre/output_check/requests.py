@@ -580,7 +580,7 @@ def describe(request: RequestState, project: ProjectInfo, viewer: Person, releas
                 "name": f.name,
                 "kind": f.kind,
                 "check_status": f.check_status,
-                "summary": recheck.get("summary") or f.report.get("summary"),
+                "summary": f.summary,
                 "findings": recheck.get("findings", f.report.get("findings", [])),
                 "sha256": f.sha256,
                 "context": f.context,

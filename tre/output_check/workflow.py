@@ -169,6 +169,14 @@ class OutputFile:
     def failed_check(self) -> bool:
         return self.check_status == "fail"
 
+    @property
+    def summary(self) -> str:
+        """The check's one line: the queued check's, unless the re-check at intake changed the verdict."""
+        recheck = self.report.get("recheck") or {}
+        if recheck and recheck.get("status") != self.report.get("status"):
+            return str(recheck.get("summary", ""))
+        return str(self.report.get("summary") or recheck.get("summary", ""))
+
     def missing_context(self) -> list[str]:
         return [k for k in CONTEXT_FIELDS if len(str(self.context.get(k) or "").strip()) < MIN_CONTEXT]
 
