@@ -253,6 +253,8 @@ def test_a_file_changed_after_submission_is_not_released(world, cli):
     assert not (world.project_dir / "released" / label).exists()
     assert cli.ok("request", "status", label, "--json", as_user="rita").json()["status"] == "approved"
     cli.ok("review", "return", label, "--reason", "t1 changed after submission: queue it again", as_user="otto")
+    returned = cli.ok("request", "status", label, "--json", as_user="rita").json()
+    assert (returned["status"], returned["returned_reason"]) == ("returned", "t1 changed after submission: queue it again")
     cli.ok("request", "reopen", label, as_user="rita")
     cli.ok("request", "remove", label, "t1", as_user="rita")
     assert (world.project_dir / "requests" / "queue" / "t1").is_dir()
@@ -264,7 +266,7 @@ def test_a_file_changed_after_submission_is_not_released(world, cli):
     status = cli.ok("request", "status", label, "--json", as_user="rita").json()
     assert (status["status"], status["round"], status["reviews"]) == ("submitted", 2, {"started": 0, "submitted": 0})
     _approve_all(cli, label, ["t1b"], "olav", "oda")  # the same officers review the new round
-    assert cli.ok("release", label, "--json", as_user="otto").json()["request"] == label
+    assert cli.ok("release", label, "--json", as_user="ada").json()["request"] == label  # an admin, as the system
 
 
 def test_released_tables_are_seen_by_the_differencing_check_of_later_outputs(world, cli):
@@ -340,6 +342,13 @@ def test_intake_rechecks_the_published_table_that_the_kernel_wrote(world, cli):
     messages = {n: " ".join(x["message"] for x in f["findings"]) for n, f in files.items()}
     assert "cells.csv does not hold the table the check report describes" in messages["edited_table"]
     assert "1 published count(s) under the threshold of 5, which the check report passed" in messages["edited_report"]
+
+
+def test_an_output_named_like_an_id_number_is_refused(world, cli):
+    world.queue_table("t12345678901")
+    label = cli.ok("request", "new", PROJECT, "--json", as_user="rita").json()["request"]
+    refused = cli("request", "add", label, "t12345678901", as_user="rita")
+    assert refused.code == 1 and "11 digits in a row" in refused.err and "12345678901" not in refused.err
 
 
 def test_an_output_folder_with_a_link_is_refused(world, cli):

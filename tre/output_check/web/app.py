@@ -521,6 +521,8 @@ def serve(settings: Settings, *, hub: bool = False, ip: str | None = None, port:
         prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{SERVICE_NAME}/")
     else:
         ip, port, prefix = ip or settings.review_ip, port or settings.review_port, "/"
+        if ip not in ("127.0.0.1", "::1", "localhost"):
+            info(f"WARNING: the review page on {ip} speaks plain HTTP: put a TLS-terminating proxy in front of it")
     store = Store(settings.db_url)
     store.check_ready()
     app = make_app(settings, prefix=prefix, hub=hub, store=store)
