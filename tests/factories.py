@@ -135,8 +135,15 @@ def make_request_file(
         (folder / "cells.csv").write_bytes(body)
     contents = [{"name": "cells.csv", "sha256": hashlib.sha256(body).hexdigest(), "size": len(body)}]
     summary = "fail: 1 cell(s) under the threshold" if check_status == "fail" else f"{check_status}: no check failed"
-    report = {"format": "tre-output-check/1", "kind": "frequency", "status": check_status, "summary": summary,
-              "parameters": {"version": "2026.1", "threshold": 5}, "findings": [], "cells": []}  # fmt: skip
+    report = {
+        "format": "tre-output-check/1",
+        "kind": "frequency",
+        "status": check_status,
+        "summary": summary,
+        "parameters": {"version": "2026.1", "threshold": 5},
+        "findings": [],
+        "cells": [],
+    }
     row = RequestFile(
         request_id=request.id,
         name=name,
@@ -178,8 +185,9 @@ def make_request(
     With `projects_dir`, the outputs' files are written where intake would have moved them.
     """
     now = utc_now()
-    request = OutputRequest(project_id=project.id, author_id=author.id, title=title, status=status, round=1,
-                            created_at=now)  # fmt: skip
+    request = OutputRequest(
+        project_id=project.id, author_id=author.id, title=title, status=status, round=1, created_at=now
+    )
     session.add(request)
     session.flush()
     rows = [
@@ -194,22 +202,47 @@ def make_request(
     votes = decisions or REVIEWED_STATES.get(status, (VoteDecision.APPROVE,))
     for i, reviewer in enumerate(reviewers[:needed]):
         submitted = status != RequestStatus.IN_REVIEW
-        review = Review(request_id=request.id, reviewer_id=reviewer.id, round=1, created_at=now,
-                        status=ReviewStatus.SUBMITTED if submitted else ReviewStatus.IN_PROGRESS,
-                        submitted_at=now if submitted else None)  # fmt: skip
+        review = Review(
+            request_id=request.id,
+            reviewer_id=reviewer.id,
+            round=1,
+            created_at=now,
+            status=ReviewStatus.SUBMITTED if submitted else ReviewStatus.IN_PROGRESS,
+            submitted_at=now if submitted else None,
+        )
         session.add(review)
         session.flush()
         for row in rows:
             override = "checked by hand: the flagged cell is a margin" if check_status == "fail" else None
             decision = votes[i]
-            session.add(Vote(review_id=review.id, file_id=row.id, decision=decision, comment=f"{decision} by factory",
-                             override=override if decision == VoteDecision.APPROVE else None, voted_at=now))  # fmt: skip
-    if status in {RequestStatus.APPROVED, RequestStatus.RETURNED, RequestStatus.REJECTED, RequestStatus.RELEASED,
-                  RequestStatus.WITHDRAWN}:  # fmt: skip
+            session.add(
+                Vote(
+                    review_id=review.id,
+                    file_id=row.id,
+                    decision=decision,
+                    comment=f"{decision} by factory",
+                    override=override if decision == VoteDecision.APPROVE else None,
+                    voted_at=now,
+                )
+            )
+    if status in {
+        RequestStatus.APPROVED,
+        RequestStatus.RETURNED,
+        RequestStatus.REJECTED,
+        RequestStatus.RELEASED,
+        RequestStatus.WITHDRAWN,
+    }:
         request.decided_at = now
     if status == RequestStatus.RELEASED:
-        session.add(Release(request_id=request.id, released_at=now, released_by=reviewers[0].name,
-                            bundle_path=f"/nonexistent/{project.id}/REQ-{request.id}.zip", bundle_sha256="0" * 64,
-                            manifest={}))  # fmt: skip
+        session.add(
+            Release(
+                request_id=request.id,
+                released_at=now,
+                released_by=reviewers[0].name,
+                bundle_path=f"/nonexistent/{project.id}/REQ-{request.id}.zip",
+                bundle_sha256="0" * 64,
+                manifest={},
+            )
+        )
     session.flush()
     return request

@@ -34,8 +34,9 @@ def review_page(env: dict, log: Path):
     """`tre review serve` on a free port; stopped (by its pid) at the end."""
     port = free_port()
     with open(log, "wb") as out:
-        proc = subprocess.Popen([TRE, "review", "serve", "--port", str(port)], env=env, stdout=out,
-                                stderr=subprocess.STDOUT)  # fmt: skip
+        proc = subprocess.Popen(
+            [TRE, "review", "serve", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30

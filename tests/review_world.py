@@ -43,8 +43,12 @@ class World:
             return step(self.workflow(session))
 
     def workflow(self, session) -> Requests:
-        return Requests(SqlRequestStore(session), WorkspaceOutputs(self.settings.projects_dir),
-                        self.settings.exports_dir, self.clock)  # fmt: skip
+        return Requests(
+            SqlRequestStore(session),
+            WorkspaceOutputs(self.settings.projects_dir),
+            self.settings.exports_dir,
+            self.clock,
+        )
 
     def queue_table(self, name: str, n: int = 400, seed: int = 0, **options):
         """A protected count table queued by the researchers' API, as a notebook would."""

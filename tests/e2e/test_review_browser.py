@@ -25,14 +25,24 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 CONTEXT = {
-    "by_kommune": ("adults with type 2 diabetes discharged in 2023", "persons by municipality and sex",
-                   "the first output of the project"),
+    "by_kommune": (
+        "adults with type 2 diabetes discharged in 2023",
+        "persons by municipality and sex",
+        "the first output of the project",
+    ),
     "age_histogram": ("the same cohort", "the age distribution at discharge", "same persons as by_kommune"),
     "analysis": ("the same cohort", "the notebook that made both outputs", "shows how by_kommune was made"),
-}  # fmt: skip
+}
 
 
 def _queue_outputs(world) -> None:
@@ -44,9 +54,14 @@ def _queue_outputs(world) -> None:
     session.hist(data, "age", bins=8, name="age_histogram", title="Age at discharge")
     notebook = make_notebook(
         world.project_dir / "work" / "analysis.ipynb",
-        [("import tre.safe as safe", []), ("safe.crosstab(data.kommune, data.sex)",
-          [{"html": "<table><tr><th>kommune</th><th>F</th></tr><tr><td>0301</td><td>104</td></tr></table>"}])],
-    )  # fmt: skip
+        [
+            ("import tre.safe as safe", []),
+            (
+                "safe.crosstab(data.kommune, data.sex)",
+                [{"html": "<table><tr><th>kommune</th><th>F</th></tr><tr><td>0301</td><td>104</td></tr></table>"}],
+            ),
+        ],
+    )
     session.custom_output(notebook, "the analysis", name="analysis")
 
 

@@ -18,8 +18,14 @@ from tre.output_check.reports import sha256_file
 from tre.output_check.storage import SqlRequestStore
 from tre.output_check.workflow import RequestState
 
-CONTEXT = ["--population", "adults in the cohort, 2023", "--shows", "persons by municipality and sex",
-           "--relation", "the first output of the project"]  # fmt: skip
+CONTEXT = [
+    "--population",
+    "adults in the cohort, 2023",
+    "--shows",
+    "persons by municipality and sex",
+    "--relation",
+    "the first output of the project",
+]
 
 
 @pytest.fixture
@@ -73,8 +79,17 @@ def test_a_request_from_the_queue_to_a_released_bundle(world, cli):
     assert refused.err == (
         f"tre: cannot submit {label}: output note lacks its context: what it shows, how it relates to earlier outputs\n"
     )
-    cli.ok("request", "describe", label, "note", "--shows", "a sentence about the table", "--relation",
-           "describes by_kommune", as_user="rita")  # fmt: skip
+    cli.ok(
+        "request",
+        "describe",
+        label,
+        "note",
+        "--shows",
+        "a sentence about the table",
+        "--relation",
+        "describes by_kommune",
+        as_user="rita",
+    )
     cli.ok("request", "submit", label, as_user="rita")
 
     queue = cli.ok("review", "queue", "--json", as_user="olav").json()
@@ -101,8 +116,12 @@ def test_a_request_from_the_queue_to_a_released_bundle(world, cli):
             for f in output["files"]:
                 assert sha256_file_bytes(z.read(f"{label}/{f['path']}")) == f["sha256"]
         report = json.loads(z.read(f"{label}/reports/by_kommune.json"))
-    assert {f"{label}/outputs/by_kommune/cells.csv", f"{label}/outputs/by_kommune/report.json",
-            f"{label}/outputs/note/note.txt", f"{label}/reports/note.json"} <= names  # fmt: skip
+    assert {
+        f"{label}/outputs/by_kommune/cells.csv",
+        f"{label}/outputs/by_kommune/report.json",
+        f"{label}/outputs/note/note.txt",
+        f"{label}/reports/note.json",
+    } <= names
     assert not any(n.endswith("meta.json") for n in names)  # it names the OS account
     assert report["format"] == "tre-output-check/1" and report["recheck"]["status"] == "pass"
     assert manifest["approval"]["reference"] == "REF-2026-0001"
@@ -119,16 +138,27 @@ def test_a_request_from_the_queue_to_a_released_bundle(world, cli):
     released = world.project_dir / "released" / label / "by_kommune"
     sidecar = json.loads((released / "cells.csv.json").read_text())
     assert sidecar["name"] == f"{label}/by_kommune" and sidecar["release"] == label
-    assert (released / "cells.csv").read_bytes() == (world.project_dir / "requests" / label / "by_kommune" /
-                                                      "cells.csv").read_bytes()  # fmt: skip
+    assert (released / "cells.csv").read_bytes() == (
+        world.project_dir / "requests" / label / "by_kommune" / "cells.csv"
+    ).read_bytes()
     with world.store.transaction() as session:
         record = session.query(ReleaseRecord).one()
         assert (record.kind.value, record.reference, record.persons) == ("output", label, None)
         assert record.keep_until.year == record.released_at.year + 5
     assert cli.ok("request", "status", label, "--json", as_user="rita").json()["status"] == "released"
     actions = [e["action"] for e in _events(cli, "*") if e["object"] == f"request:{label}"]
-    for expected in ("request.create", "request.add", "request.context", "request.submit", "review.start",
-                     "review.vote", "review.submit", "request.reviewed", "request.decide", "release.release"):  # fmt: skip
+    for expected in (
+        "request.create",
+        "request.add",
+        "request.context",
+        "request.submit",
+        "review.start",
+        "review.vote",
+        "review.submit",
+        "request.reviewed",
+        "request.decide",
+        "release.release",
+    ):
         assert expected in actions, expected
     assert cli.ok("audit", "verify", "--json", as_user="ada").json()["ok"] is True
 
@@ -160,8 +190,13 @@ def test_votes_are_hidden_until_both_reviews_are_submitted(world, cli):
     cli.ok("review", "vote", label, "t1", "changes", "--comment", "merge the small municipalities", as_user="olav")
 
     def seen(name):
-        return cli.ok("request" if name == "rita" else "review", "status" if name == "rita" else "show", label,
-                      "--json", as_user=name).json()  # fmt: skip
+        return cli.ok(
+            "request" if name == "rita" else "review",
+            "status" if name == "rita" else "show",
+            label,
+            "--json",
+            as_user=name,
+        ).json()
 
     def seen_by(name):
         return seen(name)["files"][0]
@@ -186,8 +221,11 @@ def test_votes_are_hidden_until_both_reviews_are_submitted(world, cli):
     assert seen("rita")["status"] == "returned"
     status = seen_by("rita")
     assert status["decision"] == "changes"
-    assert [v["comment"] for v in status["votes"]] == ["merge the small municipalities", "fine as it is",
-                                                       "agree with olav"]  # fmt: skip
+    assert [v["comment"] for v in status["votes"]] == [
+        "merge the small municipalities",
+        "fine as it is",
+        "agree with olav",
+    ]
 
 
 def test_one_approval_is_not_enough(world, cli):
@@ -201,9 +239,15 @@ def test_one_approval_is_not_enough(world, cli):
         users = {u.name: u for u in session.query(User).all()}
         from tre.enums import VoteDecision
 
-        row = make_request(session, session.get(Project, PROJECT), users["rita"], RequestStatus.APPROVED,
-                           files=("table2.csv",), reviewers=(users["olav"], users["oda"]),
-                           decisions=(VoteDecision.APPROVE, VoteDecision.CHANGES))  # fmt: skip
+        row = make_request(
+            session,
+            session.get(Project, PROJECT),
+            users["rita"],
+            RequestStatus.APPROVED,
+            files=("table2.csv",),
+            reviewers=(users["olav"], users["oda"]),
+            decisions=(VoteDecision.APPROVE, VoteDecision.CHANGES),
+        )
         state: RequestState = SqlRequestStore(session).request(row.id)
     with pytest.raises(InvalidTransition) as refused:
         policies.check_releasable(state)
@@ -254,7 +298,10 @@ def test_a_file_changed_after_submission_is_not_released(world, cli):
     assert cli.ok("request", "status", label, "--json", as_user="rita").json()["status"] == "approved"
     cli.ok("review", "return", label, "--reason", "t1 changed after submission: queue it again", as_user="otto")
     returned = cli.ok("request", "status", label, "--json", as_user="rita").json()
-    assert (returned["status"], returned["returned_reason"]) == ("returned", "t1 changed after submission: queue it again")
+    assert (returned["status"], returned["returned_reason"]) == (
+        "returned",
+        "t1 changed after submission: queue it again",
+    )
     cli.ok("request", "reopen", label, as_user="rita")
     cli.ok("request", "remove", label, "t1", as_user="rita")
     assert (world.project_dir / "requests" / "queue" / "t1").is_dir()

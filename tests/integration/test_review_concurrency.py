@@ -22,8 +22,10 @@ def world(tmp_path):
 
 def _at_once(env, *commands: list[str]) -> list[subprocess.CompletedProcess]:
     """Start every command before waiting for any: real processes racing for the store."""
-    procs = [subprocess.Popen([TRE, *c], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for c in commands]  # fmt: skip
+    procs = [
+        subprocess.Popen([TRE, *c], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for c in commands
+    ]
     results = []
     for p, c in zip(procs, commands, strict=True):
         out, err = p.communicate(timeout=120)
@@ -35,8 +37,19 @@ def test_officers_voting_and_submitting_at_once(world):
     cli = CLI(world.env)
     world.queue_table("t1")
     label = cli.ok("request", "new", PROJECT, "--json", as_user="rita").json()["request"]
-    cli.ok("request", "add", label, "t1", "--population", "all adults", "--shows", "counts", "--relation", "first",
-           as_user="rita")  # fmt: skip
+    cli.ok(
+        "request",
+        "add",
+        label,
+        "t1",
+        "--population",
+        "all adults",
+        "--shows",
+        "counts",
+        "--relation",
+        "first",
+        as_user="rita",
+    )
     cli.ok("request", "submit", label, as_user="rita")
 
     votes = _at_once(

@@ -19,8 +19,9 @@ def test_the_demo_releases_the_queued_outputs_and_returns_the_bundle(tmp_path):
     world.queue_table("by_kommune", seed=1)
     world.queue_table("by_kommune_2024", seed=2)
     said = io.StringIO()
-    bundle = review_and_release(world.store, world.settings, PROJECT, author="rita",
-                                say=lambda line: said.write(line + "\n"))  # fmt: skip
+    bundle = review_and_release(
+        world.store, world.settings, PROJECT, author="rita", say=lambda line: said.write(line + "\n")
+    )
     assert bundle == world.settings.exports_dir / PROJECT / "REQ-1.zip" and bundle.is_file()
     with zipfile.ZipFile(bundle) as z:
         manifest = json.loads(z.read("REQ-1/manifest.json"))

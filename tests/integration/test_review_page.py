@@ -61,8 +61,9 @@ def test_the_page_needs_a_login_with_password_and_code(setup):
     (right,) = set_demo_logins(world.store, ["ruth"], actor="ada")
     for _ in range(5):
         client.post("/login", {"username": "ruth", "password": "wrong password!", "code": "000000"})
-    locked = client.post("/login", {"username": "ruth", "password": right.password,
-                                    "code": current_totp(right.totp_secret)})  # fmt: skip
+    locked = client.post(
+        "/login", {"username": "ruth", "password": right.password, "code": current_totp(right.totp_secret)}
+    )
     assert locked.status == 403
     failed = {(e["actor"], e["details"]["reason"]) for e in _events(world, "review.login_failed")}
     assert ("ruth", "locked out") in failed
@@ -101,8 +102,14 @@ def test_a_researcher_and_two_officers_through_the_page(setup):
     assert "omar is a member of project diabetes" in flash(refused)
 
     olav, oda = _client(setup, "olav"), _client(setup, "oda")
-    assert flash(olav.post(f"/requests/{label}/outputs/by_sex/vote",
-                           {"decision": "changes", "comment": "olav wants tertials"})) == "your vote on by_sex: changes"  # fmt: skip
+    assert (
+        flash(
+            olav.post(
+                f"/requests/{label}/outputs/by_sex/vote", {"decision": "changes", "comment": "olav wants tertials"}
+            )
+        )
+        == "your vote on by_sex: changes"
+    )
     assert "olav wants tertials" not in oda.get(f"/requests/{label}").text  # hidden while independent
     olav.post(f"/requests/{label}/outputs/by_sex/vote", {"decision": "approve", "comment": "olav: fine"})
     assert "waits for the second review" in flash(olav.post(f"/requests/{label}/review"))

@@ -76,8 +76,9 @@ def test_step_from_state(world, step, by, status, expected):
         project = session.get(Project, PROJECT)
         users = {u.name: u for u in session.query(User).all()}
         reviewers = (users["olav"], users["oda"])
-        request = make_request(session, project, users["rita"], status, reviewers=reviewers,
-                               projects_dir=world.settings.projects_dir)  # fmt: skip
+        request = make_request(
+            session, project, users["rita"], status, reviewers=reviewers, projects_dir=world.settings.projects_dir
+        )
         label = f"REQ-{request.id}"
     if step == "add output" and expected == "ok":
         world.queue_table("extra", seed=request.id)

@@ -28,8 +28,9 @@ CONTEXT_ARGS = [
 def workflow(ctx):
     """The workflow in one transaction of the metadata store."""
     with ctx.store.transaction() as session:
-        yield Requests(SqlRequestStore(session), WorkspaceOutputs(ctx.settings.projects_dir), ctx.settings.exports_dir,
-                       ctx.now)  # fmt: skip
+        yield Requests(
+            SqlRequestStore(session), WorkspaceOutputs(ctx.settings.projects_dir), ctx.settings.exports_dir, ctx.now
+        )
 
 
 def _context(args) -> dict:
@@ -83,7 +84,7 @@ def request_add(ctx, args):
             "check_status": output.check_status,
             "sha256": output.sha256,
             "missing_context": missing,
-        },  # fmt: skip
+        },
         f"added {output.name} ({output.kind}, check {output.check_status}) to {args.request.upper()}{hint}",
     )
 
@@ -126,11 +127,19 @@ def _step(name: str, help: str, method: str, done: str):
     return run
 
 
-_step("submit", "submit a request for review by two officers (every output needs its context)", "submit",
-      "submitted: two officers review it independently")  # fmt: skip
+_step(
+    "submit",
+    "submit a request for review by two officers (every output needs its context)",
+    "submit",
+    "submitted: two officers review it independently",
+)
 _step("withdraw", "withdraw a request before its review is decided", "withdraw", "withdrawn")
-_step("reopen", "reopen a RETURNED request to change its outputs and submit it again", "reopen",
-      "is PENDING again: change its outputs, then submit")  # fmt: skip
+_step(
+    "reopen",
+    "reopen a RETURNED request to change its outputs and submit it again",
+    "reopen",
+    "is PENDING again: change its outputs, then submit",
+)
 
 
 @command(
@@ -156,7 +165,7 @@ def request_status(ctx, args):
             [
                 [r["request"], r["project"], r["status"], r["outputs"], f"{r['reviews']['submitted']}/2", r["title"]]
                 for r in rows
-            ],  # fmt: skip
+            ],
         ),
     )
 
@@ -182,5 +191,7 @@ def print_request(console, data: dict) -> None:
             comment = f": {v['comment']}" if v["comment"] else ""
             console.print(f"  vote {v['reviewer']}: {v['decision']}{final}{comment}{extra}")
     if data["release"]:
-        console.print(f"\nreleased {data['release']['released_at']} by {data['release']['released_by']}: "
-                      f"{data['release']['bundle']}")  # fmt: skip
+        console.print(
+            f"\nreleased {data['release']['released_at']} by {data['release']['released_by']}: "
+            f"{data['release']['bundle']}"
+        )

@@ -33,7 +33,7 @@ def review_queue(ctx, args):
                     r["next"],
                 ]
                 for r in rows
-            ],  # fmt: skip
+            ],
             title="review queue",
         ),
     )
@@ -75,7 +75,7 @@ def review_vote(ctx, args):
             "decision": args.decision,
             "status": request.status.value,
             "not_voted": left,
-        },  # fmt: skip
+        },
         f"{request.label} {args.output}: {args.decision}"
         + (f"; still to vote on: {', '.join(left)}" if left else f"; submit with `tre review submit {request.label}`"),
     )
@@ -132,7 +132,7 @@ def release(ctx, args):
             "bundle_sha256": done.bundle_sha256,
             "released_dir": str(done.released_dir),
             "release_record": done.record_id,
-        },  # fmt: skip
+        },
         f"{done.request} released: bundle {done.bundle} (sha256 {done.bundle_sha256[:16]}…); "
         f"released tables in {done.released_dir}",
     )

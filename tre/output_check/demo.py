@@ -43,8 +43,9 @@ def review_and_release(
 
     def step(do):
         with store.transaction() as session:
-            return do(Requests(SqlRequestStore(session), WorkspaceOutputs(settings.projects_dir),
-                               settings.exports_dir, clock))  # fmt: skip
+            return do(
+                Requests(SqlRequestStore(session), WorkspaceOutputs(settings.projects_dir), settings.exports_dir, clock)
+            )
 
     queued = step(lambda wf: wf.queued(project_id, author))
     if not queued:
@@ -64,8 +65,11 @@ def review_and_release(
     say(f"{author} submitted {label} with {len(queued)} output(s): {', '.join(m['name'] for m in queued)}")
     for officer in officers:
         for meta in queued:
-            step(lambda wf, o=officer, m=meta: wf.vote(label, o, m["name"], "approve",
-                                                         f"{o}: report, preview and context checked"))  # fmt: skip
+            step(
+                lambda wf, o=officer, m=meta: wf.vote(
+                    label, o, m["name"], "approve", f"{o}: report, preview and context checked"
+                )
+            )
         request = step(lambda wf, o=officer: wf.submit_review(label, o))
         say(f"{officer} reviewed {label}: approve ({request.status.name})")
     released = step(lambda wf: wf.release(label, officers[0]))

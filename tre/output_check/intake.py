@@ -85,7 +85,7 @@ def build_published_findings(directory: Path, report: dict, params: Parameters) 
                     Status.FAIL,
                     f"{len(small)} published count(s) under the threshold of {params.threshold}, which the "
                     "check report passed",
-                )  # fmt: skip
+                )
             )
     table = directory / "cells.csv"
     sidecar = table.with_name(table.name + SIDECAR_SUFFIX)
@@ -103,7 +103,7 @@ def build_published_findings(directory: Path, report: dict, params: Parameters) 
                     Check.UNCHECKED_CONTENT,
                     Status.FAIL,
                     "cells.csv does not hold the table the check report describes: queue it again",
-                )  # fmt: skip
+                )
             )
     return findings
 
@@ -171,8 +171,10 @@ class WorkspaceOutputs:
         """Re-check a queued output for a request; refuses one that changed or used a lower threshold."""
         if ID_SHAPED.search(name):
             # Names go into the audit log, which refuses anything shaped like an ID number.
-            raise QueueError("an output whose name has 11 digits in a row (the shape of an ID number) cannot be "
-                             "requested: make it again under another name")  # fmt: skip
+            raise QueueError(
+                "an output whose name has 11 digits in a row (the shape of an ID number) cannot be "
+                "requested: make it again under another name"
+            )
         directory = self.queued_dir(project_id, name)
         meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
         queued = json.loads((directory / "report.json").read_text(encoding="utf-8"))

@@ -68,8 +68,10 @@ def build_previews(directory: Path, names: list[str], pseudonyms: frozenset[str]
             except UserError:
                 previews.append(Preview(name, "text", text=redact_text(_head(path), pseudonyms)))
                 continue
-            rows = [[redact_text(v, pseudonyms) for v in row] for row in
-                    frame.head(MAX_ROWS).fillna("").astype(str).values.tolist()]  # fmt: skip
+            rows = [
+                [redact_text(v, pseudonyms) for v in row]
+                for row in frame.head(MAX_ROWS).fillna("").astype(str).values.tolist()
+            ]
             columns = [redact_text(str(c), pseudonyms) for c in frame.columns]
             previews.append(Preview(name, "table", columns=columns, rows=rows, total_rows=len(frame)))
         elif suffix in IMAGES:

@@ -185,9 +185,14 @@ class Requests:
         output = _with_context(request.file(name), context)
         self.store.set_context(request.id, name, output.context)
         self._audit(
-            author, "request.context", request.label, self.clock(), project=project.id, output=name,
+            author,
+            "request.context",
+            request.label,
+            self.clock(),
+            project=project.id,
+            output=name,
             fields=sorted(k for k, v in context.items() if v),
-        )  # fmt: skip
+        )
         return output
 
     def remove(self, label: str, author: str, name: str) -> None:
@@ -220,8 +225,9 @@ class Requests:
         now = self.clock()
         self.store.set_status(request.id, S.SUBMITTED, now)
         self.outputs.seal(project.id, request.label)
-        self._audit(author, "request.submit", request.label, now, project=project.id, round=request.round,
-                    outputs=digests)  # fmt: skip
+        self._audit(
+            author, "request.submit", request.label, now, project=project.id, round=request.round, outputs=digests
+        )
         return self.store.request(request.id)
 
     def withdraw(self, label: str, author: str) -> RequestState:
@@ -262,8 +268,15 @@ class Requests:
             check_transition(request.label, request.status, S.IN_REVIEW, Actor.OFFICER)
             self.store.set_status(request.id, S.IN_REVIEW, now)
         self.store.start_review(request.id, person.name, request.round, now)
-        self._audit(person.name, "review.start", request.label, now, project=project.id, round=request.round,
-                    settling=request.status == S.REVIEWED)  # fmt: skip
+        self._audit(
+            person.name,
+            "review.start",
+            request.label,
+            now,
+            project=project.id,
+            round=request.round,
+            settling=request.status == S.REVIEWED,
+        )
         return self.store.request(request.id)
 
     def vote(
@@ -286,12 +299,26 @@ class Requests:
         now = self.clock()
         override = (override or "").strip() or None
         self.store.put_vote(request.id, reviewer, request.round, name, decision, comment.strip(), override, now)
-        details = dict(project=project.id, output=name, decision=decision.value, check_status=output.check_status,
-                       comment_chars=len(comment.strip()), override=override is not None)  # fmt: skip
+        details = dict(
+            project=project.id,
+            output=name,
+            decision=decision.value,
+            check_status=output.check_status,
+            comment_chars=len(comment.strip()),
+            override=override is not None,
+        )
         self._audit(reviewer, "review.vote", request.label, now, **details)
         if override:
-            self._audit(reviewer, "review.override", request.label, now, project=project.id, output=name,
-                        check_status=output.check_status, justification_chars=len(override))  # fmt: skip
+            self._audit(
+                reviewer,
+                "review.override",
+                request.label,
+                now,
+                project=project.id,
+                output=name,
+                check_status=output.check_status,
+                justification_chars=len(override),
+            )
         return self.store.request(request.id)
 
     def submit_review(self, label: str, reviewer: str) -> RequestState:
@@ -303,14 +330,28 @@ class Requests:
         policies.check_review_complete(request, review)
         now = self.clock()
         self.store.submit_review(request.id, reviewer, request.round, now)
-        self._audit(reviewer, "review.submit", request.label, now, project=project.id, round=request.round,
-                    votes={n: v.decision.value for n, v in review.votes.items()})  # fmt: skip
+        self._audit(
+            reviewer,
+            "review.submit",
+            request.label,
+            now,
+            project=project.id,
+            round=request.round,
+            votes={n: v.decision.value for n, v in review.votes.items()},
+        )
         request = self.store.request(request.id)
         if request.status == S.IN_REVIEW and len(request.submitted_reviews) >= 2:
             check_transition(request.label, request.status, S.REVIEWED, Actor.SYSTEM)
             self.store.set_status(request.id, S.REVIEWED, now)
-            self._audit(reviewer, "request.reviewed", request.label, now, project=project.id, by="system",
-                        reviewers=[r.reviewer for r in request.submitted_reviews])  # fmt: skip
+            self._audit(
+                reviewer,
+                "request.reviewed",
+                request.label,
+                now,
+                project=project.id,
+                by="system",
+                reviewers=[r.reviewer for r in request.submitted_reviews],
+            )
             request = self.store.request(request.id)
         if request.status == S.REVIEWED:
             decisions = file_decisions(request)
@@ -318,8 +359,16 @@ class Requests:
             if outcome is not None:
                 check_transition(request.label, request.status, outcome, Actor.SYSTEM)
                 self.store.set_status(request.id, outcome, now)
-                self._audit(reviewer, "request.decide", request.label, now, project=project.id, by="system",
-                            status=outcome.value, files={k: v.value for k, v in decisions.items()})  # fmt: skip
+                self._audit(
+                    reviewer,
+                    "request.decide",
+                    request.label,
+                    now,
+                    project=project.id,
+                    by="system",
+                    status=outcome.value,
+                    files={k: v.value for k, v in decisions.items()},
+                )
             request = self.store.request(request.id)
         return request
 
@@ -380,9 +429,17 @@ class Requests:
         files = self._write(request, project, manifest, now)
         self.store.add_release(ReleaseInfo(request.id, now, actor, str(files.bundle), files.bundle_sha256, manifest))
         self.store.set_status(request.id, S.RELEASED, now)
-        self._audit(actor, "release.release", request.label, now, project=project.id, bundle=str(files.bundle),
-                    bundle_sha256=audit_digest(files.bundle_sha256), release_record=record_id,
-                    outputs={f.name: audit_digest(f.sha256) for f in request.files})  # fmt: skip
+        self._audit(
+            actor,
+            "release.release",
+            request.label,
+            now,
+            project=project.id,
+            bundle=str(files.bundle),
+            bundle_sha256=audit_digest(files.bundle_sha256),
+            release_record=record_id,
+            outputs={f.name: audit_digest(f.sha256) for f in request.files},
+        )
         return Release(request.label, project.id, files.bundle, files.bundle_sha256, files.released_dir, record_id)
 
     def _write(self, request: RequestState, project: ProjectInfo, manifest: dict, now: dt.datetime) -> ReleasedFiles:
@@ -393,8 +450,9 @@ class Requests:
         try:
             stage_outputs(self.outputs, request, staging)
             released_root = self.outputs.project_dir(project.id) / "released"
-            return write_release(staging, request, manifest, released_root=released_root, bundle=bundle,
-                                 released_at=now)  # fmt: skip
+            return write_release(
+                staging, request, manifest, released_root=released_root, bundle=bundle, released_at=now
+            )
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
@@ -408,8 +466,14 @@ class Requests:
         path = Path(release.bundle_path)
         if not path.is_file():
             raise NotFound(f"the bundle of {request.label} is missing from {path.parent}: restore it from backup")
-        self._audit(viewer, "release.download", request.label, self.clock(), project=project.id,
-                    bundle_sha256=audit_digest(release.bundle_sha256))  # fmt: skip
+        self._audit(
+            viewer,
+            "release.download",
+            request.label,
+            self.clock(),
+            project=project.id,
+            bundle_sha256=audit_digest(release.bundle_sha256),
+        )
         return path
 
     # --- what people see ------------------------------------------------------------------
@@ -429,8 +493,9 @@ class Requests:
         output = request.file(name)
         if part is not None and part not in {c["name"] for c in output.contents}:
             raise NotFound(f"output {name} of {request.label} has no file {part!r}")
-        self._audit(viewer, "request.view_file", request.label, self.clock(), project=project.id, output=name,
-                    file=part or "")  # fmt: skip
+        self._audit(
+            viewer, "request.view_file", request.label, self.clock(), project=project.id, output=name, file=part or ""
+        )
         return output, self.outputs.output_dir(project.id, request.label, name)
 
     def queue(self, officer: str) -> list[dict]:

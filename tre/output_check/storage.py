@@ -132,8 +132,9 @@ class SqlRequestStore:
 
     def create_request(self, project_id: str, author: str, title: str, now: dt.datetime) -> int:
         user = self._user(author)
-        row = OutputRequest(project_id=project_id, author_id=user.id, title=title, status=S.PENDING, round=1,
-                            created_at=now)  # fmt: skip
+        row = OutputRequest(
+            project_id=project_id, author_id=user.id, title=title, status=S.PENDING, round=1, created_at=now
+        )
         self.session.add(row)
         self.session.flush()
         return row.id
@@ -218,8 +219,11 @@ class SqlRequestStore:
 
     def start_review(self, request_id: int, reviewer: str, round: int, now: dt.datetime) -> None:
         user = self._user(reviewer)
-        self.session.add(Review(request_id=request_id, reviewer_id=user.id, round=round,
-                                status=ReviewStatus.IN_PROGRESS, created_at=now))  # fmt: skip
+        self.session.add(
+            Review(
+                request_id=request_id, reviewer_id=user.id, round=round, status=ReviewStatus.IN_PROGRESS, created_at=now
+            )
+        )
         self.session.flush()
 
     def put_vote(
@@ -285,8 +289,9 @@ class SqlRequestStore:
         row = self.session.execute(select(Release).where(Release.request_id == request_id)).scalar_one_or_none()
         if row is None:
             return None
-        return ReleaseInfo(row.request_id, row.released_at, row.released_by, row.bundle_path, row.bundle_sha256,
-                           row.manifest)  # fmt: skip
+        return ReleaseInfo(
+            row.request_id, row.released_at, row.released_by, row.bundle_path, row.bundle_sha256, row.manifest
+        )
 
     def audit(self, *, actor: str, action: str, object: str, details: dict, now: dt.datetime) -> None:
         audit.record(self.session, at=now, actor=actor, action=action, object=object, details=details)
@@ -318,7 +323,7 @@ def _state(row: OutputRequest) -> RequestState:
             votes={
                 v.file.name: VoteState(
                     r.reviewer.name, v.file.name, v.decision, v.comment or "", v.override, v.voted_at
-                )  # fmt: skip
+                )
                 for v in r.votes
             },
         )

@@ -99,13 +99,24 @@ class Base(web.RequestHandler):
 
     def get_template_namespace(self):
         namespace = super().get_template_namespace()
-        namespace.update(url=self.url, hub=self.review.hub, user_name=self.user_name if self.current_user else None,
-                         flash=self._pop_flash(), CONTEXT_FIELDS=CONTEXT_FIELDS)  # fmt: skip
+        namespace.update(
+            url=self.url,
+            hub=self.review.hub,
+            user_name=self.user_name if self.current_user else None,
+            flash=self._pop_flash(),
+            CONTEXT_FIELDS=CONTEXT_FIELDS,
+        )
         return namespace
 
     def flash(self, message: str, kind: str = "ok") -> None:
-        self.set_signed_cookie(FLASH_COOKIE, f"{kind}:{message}"[:1500], expires_days=None, httponly=True,
-                               samesite="Strict", path=self.review.prefix)  # fmt: skip
+        self.set_signed_cookie(
+            FLASH_COOKIE,
+            f"{kind}:{message}"[:1500],
+            expires_days=None,
+            httponly=True,
+            samesite="Strict",
+            path=self.review.prefix,
+        )
 
     def _pop_flash(self) -> tuple[str, str] | None:
         if not hasattr(self, "_flash"):
@@ -148,8 +159,13 @@ class Base(web.RequestHandler):
         name, path = self.user_name or "(nobody)", self.request.path
 
         def record(_, store):
-            store.audit(actor=name, action="access.denied", object=f"review-page:{path}"[:200],
-                        details={"reason": str(refusal)}, now=utc_now())  # fmt: skip
+            store.audit(
+                actor=name,
+                action="access.denied",
+                object=f"review-page:{path}"[:200],
+                details={"reason": str(refusal)},
+                now=utc_now(),
+            )
 
         await self.review.run(record)
 
@@ -170,9 +186,15 @@ class Home(Base):
             projects = []
             for project_id in store.projects_of(name):
                 project = store.project(project_id)
-                projects.append({"id": project.id, "title": project.title, "status": project.status.value,
-                                 "requests": wf.of_project(project.id, name),
-                                 "queued": len(wf.outputs.queued(project.id))})  # fmt: skip
+                projects.append(
+                    {
+                        "id": project.id,
+                        "title": project.title,
+                        "status": project.status.value,
+                        "requests": wf.of_project(project.id, name),
+                        "queued": len(wf.outputs.queued(project.id)),
+                    }
+                )
             return {"officer": officer, "queue": wf.queue(name) if officer else [], "projects": projects}
 
         self.render("home.html", **await self.fetch(page))
@@ -182,8 +204,12 @@ class Login(Base):
     def get(self):
         if self.review.hub:
             raise web.HTTPError(404)
-        self.render("login.html", next=self.get_argument("next", self.url()), error=None,
-                    two_factor=self.review.settings.hub_two_factor)  # fmt: skip
+        self.render(
+            "login.html",
+            next=self.get_argument("next", self.url()),
+            error=None,
+            two_factor=self.review.settings.hub_two_factor,
+        )
 
     async def post(self):
         if self.review.hub:
@@ -208,20 +234,30 @@ class Login(Base):
         actor = name if name and len(name) <= 64 and name.isprintable() else "(invalid name)"
 
         def record(_, store):
-            store.audit(actor=actor, action="review.login" if ok else "review.login_failed", object="review-page",
-                        details={} if ok else {"reason": reason}, now=utc_now())  # fmt: skip
+            store.audit(
+                actor=actor,
+                action="review.login" if ok else "review.login_failed",
+                object="review-page",
+                details={} if ok else {"reason": reason},
+                now=utc_now(),
+            )
 
         await self.review.run(record)
         if not ok:
             self.review.failures.setdefault(name, []).append(time.monotonic())
             self.set_status(403)
             # One message for every failure: it does not tell which part was wrong.
-            self.render("login.html", next=next_url, error="Login failed: check the name, password and code.",
-                        two_factor=two_factor)  # fmt: skip
+            self.render(
+                "login.html",
+                next=next_url,
+                error="Login failed: check the name, password and code.",
+                two_factor=two_factor,
+            )
             return
         self.review.failures.pop(name, None)
-        self.set_signed_cookie(USER_COOKIE, name, expires_days=None, httponly=True, samesite="Strict",
-                               path=self.review.prefix)  # fmt: skip
+        self.set_signed_cookie(
+            USER_COOKIE, name, expires_days=None, httponly=True, samesite="Strict", path=self.review.prefix
+        )
         self.redirect(next_url, status=303)
 
     def _safe_next(self, target: str) -> str:
@@ -343,14 +379,20 @@ class RequestAction(Base):
         label = label.upper()
         if step == "return":
             reason = self.get_body_argument("reason", "")
-            await self.act(lambda wf, _: wf.return_approved(label, name, reason), f"requests/{label}",
-                           f"{label} returned to its author")  # fmt: skip
+            await self.act(
+                lambda wf, _: wf.return_approved(label, name, reason),
+                f"requests/{label}",
+                f"{label} returned to its author",
+            )
             return
         if step not in self.STEPS:
             raise web.HTTPError(404)
         method, done = self.STEPS[step]
-        await self.act(lambda wf, _: getattr(wf, method)(label, name), f"requests/{label}",
-                       done and f"{label} {done}" or (lambda result: _outcome(label, result)))  # fmt: skip
+        await self.act(
+            lambda wf, _: getattr(wf, method)(label, name),
+            f"requests/{label}",
+            done and f"{label} {done}" or (lambda result: _outcome(label, result)),
+        )
 
 
 def _outcome(label: str, result) -> str:
@@ -372,8 +414,11 @@ class AddOutput(Base):
         name, label = self.user_name, label.upper()
         output = self.get_body_argument("output", "")
         context = {k: self.get_body_argument(k, "") for k in CONTEXT_FIELDS}
-        await self.act(lambda wf, _: wf.add(label, name, output, context), f"requests/{label}",
-                       lambda f: f"added {f.name} (check {f.check_status})")  # fmt: skip
+        await self.act(
+            lambda wf, _: wf.add(label, name, output, context),
+            f"requests/{label}",
+            lambda f: f"added {f.name} (check {f.check_status})",
+        )
 
 
 class OutputAction(Base):
@@ -385,14 +430,18 @@ class OutputAction(Base):
             context = {k: self.get_body_argument(k, "") for k in CONTEXT_FIELDS}
             await self.act(lambda wf, _: wf.describe(label, name, output, context), back, f"{output} described")
         elif step == "remove":
-            await self.act(lambda wf, _: wf.remove(label, name, output), f"requests/{label}",
-                           f"{output} is back in the queue")  # fmt: skip
+            await self.act(
+                lambda wf, _: wf.remove(label, name, output), f"requests/{label}", f"{output} is back in the queue"
+            )
         elif step == "vote":
             decision = self.get_body_argument("decision", "")
             comment = self.get_body_argument("comment", "")
             override = self.get_body_argument("override", "") or None
-            await self.act(lambda wf, _: wf.vote(label, name, output, decision, comment, override), back,
-                           f"your vote on {output}: {decision}")  # fmt: skip
+            await self.act(
+                lambda wf, _: wf.vote(label, name, output, decision, comment, override),
+                back,
+                f"your vote on {output}: {decision}",
+            )
         else:
             raise web.HTTPError(404)
 
