@@ -118,20 +118,8 @@ class Session:
             raise SafeError(f"aggfunc={aggfunc!r} needs values")
         dims = [str(s.name) for s in rows + cols]
         arguments = {"index": dims[: len(rows)], "columns": dims[len(rows) :], "aggfunc": aggfunc, "margins": margins}
-        return self._table(
-            "crosstab",
-            records,
-            dims,
-            len(rows),
-            value_name,
-            aggfunc,
-            margins,
-            margins_name,
-            dropna,
-            name,
-            method,
-            arguments,
-        )
+        options = {"margins": margins, "margins_name": margins_name, "dropna": dropna, "name": name, "method": method}
+        return self._table("crosstab", records, dims, len(rows), value_name, aggfunc, arguments, **options)
 
     def pivot_table(
         self,
@@ -177,23 +165,11 @@ class Session:
             "aggfunc": aggfunc,
             "margins": margins,
         }
-        return self._table(
-            "pivot_table",
-            records,
-            dims,
-            len(index),
-            "__value",
-            aggfunc,
-            margins,
-            margins_name,
-            dropna,
-            name,
-            method,
-            arguments,
-        )
+        options = {"margins": margins, "margins_name": margins_name, "dropna": dropna, "name": name, "method": method}
+        return self._table("pivot_table", records, dims, len(index), "__value", aggfunc, arguments, **options)
 
     def _table(
-        self, call, records, dims, n_rows, value, aggfunc, margins, margins_name, dropna, name, method, arguments
+        self, call, records, dims, n_rows, value, aggfunc, arguments, *, margins, margins_name, dropna, name, method
     ):
         statistic = AGGFUNCS.get(aggfunc if isinstance(aggfunc, str) or aggfunc is None else "?")
         if statistic is None:
