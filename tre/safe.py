@@ -81,8 +81,8 @@ class Session:
         return self._pseudonyms
 
     def released(self):
-        tables, _ = read_released_tables(self.project_dir / "released")
-        return tables
+        """The project's released count tables, and the released files not compared (with why)."""
+        return read_released_tables(self.project_dir / "released")
 
     # --- tables -------------------------------------------------------------------------
 
@@ -183,15 +183,17 @@ class Session:
             records, dims, value=value, statistic=statistic, categories=categories, top_n=self.params.nk_n
         )
         method = method or self.method
+        released, skipped = self.released()
         report = build_table_report(
             table,
             self.params,
             method=method,
-            released=self.released(),
+            released=released,
             pseudonyms=self.pseudonyms(),
             inputs=[],
             now=self.clock(),
         )
+        report.details["released_not_compared"] = skipped
         data = report.as_dict()
         frame = _wide_frame(data, dims, n_rows, margins, margins_name, categories)
         name = name or next_output_name(self.queue)

@@ -123,8 +123,9 @@ def check_output(ctx, args):
     params, project_dir, pseudonyms = _project_context(ctx, args)
     path = args.path
     if path.is_dir():
-        released, _ = read_released_tables(project_dir / "released")
+        released, skipped = read_released_tables(project_dir / "released")
         report = build_queued_output_report(path, params, pseudonyms, released, now=ctx.now())
+        report.details["released_not_compared"] = skipped
     elif path.suffix.lower() == ".ipynb":
         report = build_notebook_report(path, params, pseudonyms, queue_dir=queue_dir(project_dir), now=ctx.now())
     elif path.exists():
