@@ -195,7 +195,7 @@ class Session:
         )
         report.details["released_not_compared"] = skipped
         data = report.as_dict()
-        frame = _wide_frame(data, dims, n_rows, margins, margins_name, categories)
+        frame = _wide_frame(data, dims, n_rows, margins, margins_name, categories, arguments.get("values") or "count")
         name = name or next_output_name(self.queue)
         value_column = "count" if statistic == "count" else statistic
         files = {
@@ -452,7 +452,7 @@ def _sorted_categories(series: pd.Series) -> list[str]:
     return [category_label(v) for v in values]
 
 
-def _wide_frame(data, dims, n_rows, margins, margins_name, categories) -> pd.DataFrame:
+def _wide_frame(data, dims, n_rows, margins, margins_name, categories, label) -> pd.DataFrame:
     """The published cells as pandas shows a crosstab: rows by the index dimensions."""
     cells = [c for c in data["cells"] if c["status"] != "merged"]
     total = "Total"
@@ -469,7 +469,7 @@ def _wide_frame(data, dims, n_rows, margins, margins_name, categories) -> pd.Dat
         frame[d] = pd.Categorical(frame[d], categories=cats, ordered=True)
     row_dims, col_dims = dims[:n_rows], dims[n_rows:]
     if not col_dims:
-        wide = frame.set_index(row_dims)["__published"].sort_index().to_frame("value")
+        wide = frame.set_index(row_dims)["__published"].sort_index().to_frame(label)
     else:
         wide = frame.pivot_table(
             index=row_dims,
