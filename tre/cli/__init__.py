@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "tre.cli.projects",
     "tre.cli.hub",
     "tre.cli.logins",
+    "tre.cli.check",
 )
 
 INTERNAL_ERROR = 70  # EX_SOFTWARE
