@@ -3,8 +3,9 @@
 Portable SQL only: the same models run on SQLite (the default) and PostgreSQL. Times are
 stored as UTC; enums as their stable string values; free-form documents as JSON.
 Register data never lives here: health rows and identities are in the central zone.
-Person keys (`pid`) appear only where a person-linked event needs them (reservations, the
-subject of an audit event), which is why this store is controller-only (mode 0600 file).
+Person keys (`pid`) appear only where a person-linked event needs them (the subject of an
+audit event), which is why this store is controller-only (mode 0600 file). The reservation
+history is register data and lives in the central zone's register store (tre.linkage.reservations).
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ from tre.enums import (
     ProjectStatus,
     ReleaseKind,
     RequestStatus,
-    ReservationKind,
     ReviewStatus,
     Role,
     VoteDecision,
@@ -262,21 +262,6 @@ class Delivery(Base):
     report: Mapped[dict]
     ingested_at: Mapped[dt.datetime]
     ingested_by: Mapped[str] = mapped_column(String(64))
-
-
-class Reservation(Base):
-    """One processed reservation message (§ 2-2); the current status is the latest per pid and kind."""
-
-    __tablename__ = "reservations"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    pid: Mapped[str] = mapped_column(String(40), index=True)
-    kind: Mapped[ReservationKind] = mapped_column(enum_column(ReservationKind))
-    active: Mapped[bool] = mapped_column(Boolean)
-    effective_at: Mapped[dt.datetime]
-    message_id: Mapped[str] = mapped_column(String(64))
-    delivery_id: Mapped[int | None] = mapped_column(ForeignKey("deliveries.id"))
-    recorded_at: Mapped[dt.datetime]
 
 
 class Extract(Base):

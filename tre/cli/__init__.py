@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "tre.cli.hub",
     "tre.cli.logins",
     "tre.cli.check",
+    "tre.cli.central",
 )
 
 INTERNAL_ERROR = 70  # EX_SOFTWARE
@@ -86,7 +87,8 @@ def _run(ctx: Context, args) -> None:
             _authorise(ctx, getattr(args, "acting_user", None) or ctx.settings.user)
         command.func(ctx, args)
     except PermissionDenied as refusal:
-        _audit_refusal(ctx, getattr(args, "acting_user", None) or ctx.settings.user, refusal)
+        if not getattr(refusal, "audited", False):  # some refusals are audited where they happen
+            _audit_refusal(ctx, getattr(args, "acting_user", None) or ctx.settings.user, refusal)
         raise
 
 
