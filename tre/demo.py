@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,10 @@ from tre import synth
 from tre.config import Settings, ensure_dirs
 from tre.db import Store
 from tre.enums import Role
+from tre.errors import DeliveryError
+from tre.linkage import quality
+from tre.linkage.ingest import ingest
+from tre.linkage.zone import CentralZone
 from tre.registers import Manifest
 from tre.users import add_user
 
@@ -56,6 +61,9 @@ class Demo:
 
     def now(self) -> dt.datetime:
         return self.store.clock()
+
+    def zone(self) -> CentralZone:
+        return CentralZone(self.settings, clock=self.store.clock)
 
     @property
     def deliveries(self) -> Path:
@@ -112,7 +120,26 @@ def _dirt_line(totals: dict) -> str:
     return ", ".join(f"{count:,} {kind.replace('_', ' ')}" for kind, count in totals.items() if count) or "none"
 
 
-STEPS: list[Callable[[Demo], None]] = [step_store, step_users, step_synthetic_registers]
+def step_ingest(demo: Demo) -> None:
+    """Ingest every delivery into the central zone (a delivery already in is a no-op) and print
+    the linkage and quality report."""
+    zone = demo.zone()
+    outcomes = ingest(zone, demo.store, [demo.deliveries], actor=ADMIN)
+    done = Counter(o.status for o in outcomes)
+    demo.say(
+        "ingest: "
+        + ", ".join(f"{n} {status}" for status, n in sorted(done.items()))
+        + f" ({sum(o.report.get('rows_rejected', 0) for o in outcomes if o.report):,} rows rejected by rule)"
+    )
+    failed = [o for o in outcomes if o.status == "failed"]
+    if failed:
+        raise DeliveryError(f"the demo's ingest failed: {failed[0].message}")
+    with zone.reading(demo.store) as con:
+        report = quality.build_report(con, now=demo.now())
+    demo.console.print(quality.render_report(report))
+
+
+STEPS: list[Callable[[Demo], None]] = [step_store, step_users, step_synthetic_registers, step_ingest]
 
 
 def run(demo: Demo, steps: list[Callable[[Demo], None]] | None = None) -> None:

@@ -26,6 +26,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    event,
 )
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -304,6 +305,13 @@ class ReleaseRecord(Base):
     reference: Mapped[str] = mapped_column(String(100))  # extract id or output request id
     released_at: Mapped[dt.datetime]
     keep_until: Mapped[dt.date] = mapped_column(Date)
+
+
+@event.listens_for(ReleaseRecord, "before_delete")
+def _keep_release_records(mapper, connection, record: ReleaseRecord) -> None:
+    """§ 4-10: the record of releases is kept at least five years; no code path deletes earlier."""
+    if record.keep_until >= dt.date.today():
+        raise ValueError(f"release record {record.id} must be kept until {record.keep_until.isoformat()} (§ 4-10)")
 
 
 # --- output requests, reviews, releases ---------------------------------------------------

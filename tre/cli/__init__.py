@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "tre.cli.logins",
     "tre.cli.check",
     "tre.cli.central",
+    "tre.cli.extracts",
 )
 
 INTERNAL_ERROR = 70  # EX_SOFTWARE
