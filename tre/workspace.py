@@ -448,3 +448,30 @@ def project_statuses(session: Session, projects_dir: Path, today: dt.date, only:
             }
         )
     return rows
+
+
+# --- the researcher's side ----------------------------------------------------------------
+
+
+def connect(path: str | Path | None = None):
+    """A read-only DuckDB connection to this project's extract: `con = tre.connect()`.
+
+    The TRE starts each server with `TRE_EXTRACT` (the extract's path) and `TRE_PROJECT_DIR`;
+    `path` overrides both (scripts and tests).
+    """
+    import duckdb
+
+    if path is None:
+        if os.environ.get("TRE_EXTRACT"):
+            path = os.environ["TRE_EXTRACT"]
+        elif os.environ.get("TRE_PROJECT_DIR"):
+            path = Path(os.environ["TRE_PROJECT_DIR"]) / EXTRACT_FILE
+        else:
+            raise UserError(
+                "tre.connect() needs TRE_EXTRACT or TRE_PROJECT_DIR (the TRE sets them when it starts your server); "
+                "outside the TRE, pass the extract's path"
+            )
+    path = Path(path)
+    if not path.is_file():
+        raise NotFound(f"no extract at {path}: the TRE's administrators build it with `tre extract build`")
+    return duckdb.connect(str(path), read_only=True)
