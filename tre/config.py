@@ -101,6 +101,27 @@ class Settings:
         shown="`approvals/` in the source checkout, else `$TRE_HOME/approvals`",
         help="Approval records, one TOML file per approval, reviewed like code.",
     )
+    master_key_file: Path = setting(
+        env="TRE_MASTER_KEY_FILE",
+        default=_under_home("keys", "master.key"),
+        shown="`$TRE_HOME/keys/master.key`",
+        help="The master key that wraps the identity vault's data keys: a 0600 file, outside the central zone, "
+        "created by the first ingest. Not used when the environment holds TRE_MASTER_KEY (32 bytes, base64) "
+        "or `kms` is set.",
+    )
+    kms: str = setting(
+        env="TRE_KMS",
+        default="",
+        help="An external key service instead of the master key file: `module:callable`, called with the "
+        "settings, returning an object with `key_id`, `wrap(data, context)`, `unwrap(blob, context)` and, "
+        "for `tre vault rotate-key`, `rotated()` (see docs/central-zone.md).",
+    )
+    ingest_workers: int = setting(
+        env="TRE_INGEST_WORKERS",
+        default=0,
+        help="Processes for the per-identifier cryptography of an ingest (blind index, encryption); "
+        "0: one per CPU core.",
+    )
     exports_dir: Path = setting(
         env="TRE_EXPORTS_DIR",
         default=_under_home("exports"),

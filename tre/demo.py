@@ -9,18 +9,25 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.table import Table
 
-from tre import synth
+from tre import approvals, deadlines, synth
 from tre.config import Settings, ensure_dirs
 from tre.db import Store
 from tre.enums import Role
+from tre.errors import DeliveryError, UserError
+from tre.linkage import extracts, quality
+from tre.linkage.ingest import ingest
+from tre.linkage.zone import CentralZone
+from tre.os_accounts import PosixAccounts
 from tre.registers import Manifest
 from tre.users import add_user
+from tre.workspace import ISOLATION_OFF_WARNING, isolation_enabled, project_statuses, provision_project
 
 # The demo's people: researchers in the example projects, two officers, a key custodian, an
 # admin. The approvals in approvals/ name the researchers as project members.
@@ -56,6 +63,9 @@ class Demo:
 
     def now(self) -> dt.datetime:
         return self.store.clock()
+
+    def zone(self) -> CentralZone:
+        return CentralZone(self.settings, clock=self.store.clock)
 
     @property
     def deliveries(self) -> Path:
@@ -112,7 +122,78 @@ def _dirt_line(totals: dict) -> str:
     return ", ".join(f"{count:,} {kind.replace('_', ' ')}" for kind, count in totals.items() if count) or "none"
 
 
-STEPS: list[Callable[[Demo], None]] = [step_store, step_users, step_synthetic_registers]
+def step_ingest(demo: Demo) -> None:
+    """Ingest every delivery into the central zone (a delivery already in is a no-op) and print
+    the linkage and quality report."""
+    zone = demo.zone()
+    outcomes = ingest(zone, demo.store, [demo.deliveries], actor=ADMIN)
+    done = Counter(o.status for o in outcomes)
+    demo.say(
+        "ingest: "
+        + ", ".join(f"{n} {status}" for status, n in sorted(done.items()))
+        + f" ({sum(o.report.get('rows_rejected', 0) for o in outcomes if o.report):,} rows rejected by rule)"
+    )
+    failed = [o for o in outcomes if o.status == "failed"]
+    if failed:
+        raise DeliveryError(f"the demo's ingest failed: {failed[0].message}")
+    with zone.reading(demo.store) as con:
+        report = quality.build_report(con, now=demo.now())
+    demo.console.print(quality.render_report(report))
+
+
+def step_approvals(demo: Demo) -> None:
+    """Sync approvals/ (the three example approvals) and print the § 4-8 deadlines."""
+    with demo.store.transaction() as session:
+        result = approvals.sync(session, demo.settings.approvals_dir, actor=ADMIN, now=demo.now())
+        due = deadlines.deadlines(session, demo.now().date())
+    if result.problems:
+        raise UserError(f"the demo's approvals have problems: {result.problems[0]}")
+    demo.say(f"approvals: {len(result.added)} added, {len(result.changed)} changed, {len(result.unchanged)} unchanged")
+    for d in due:
+        demo.say(f"  {d.approval_id}: due {d.due.isoformat()} ({d.working_days} working days) — {d.status}")
+
+
+def step_projects(demo: Demo) -> None:
+    """Provision the approved projects' workspaces (OS group and accounts when root)."""
+    isolation = isolation_enabled(demo.settings)
+    if not isolation:
+        demo.say(ISOLATION_OFF_WARNING)
+    with demo.store.transaction() as session:
+        projects = [p["project"] for p in project_statuses(session, demo.settings.projects_dir, demo.now().date())]
+        for project in projects:
+            result = provision_project(
+                session,
+                project,
+                projects_dir=demo.settings.projects_dir,
+                prefix=demo.settings.os_account_prefix,
+                accounts=PosixAccounts() if isolation else None,
+                actor=ADMIN,
+                now=demo.now(),
+            )
+            accounts = ", ".join(f"{u} as {a}" for u, a in sorted(result.accounts.items())) or "no OS accounts"
+            demo.say(f"project {project}: workspace {result.path} ({accounts})")
+    demo.results["projects"] = projects
+
+
+def step_extracts(demo: Demo) -> None:
+    """Build each project's extract and print what it holds."""
+    zone = demo.zone()
+    for project in demo.results["projects"]:
+        result = extracts.build_extract(demo.settings, zone, demo.store, project, actor=ADMIN)
+        excluded = f", {result.excluded_opt_out} left out by opt-outs" if result.excluded_opt_out else ""
+        tables = ", ".join(f"{name} {rows:,}" for name, rows in result.tables.items())
+        demo.say(f"extract of {project} ({result.kind}): {result.persons:,} persons{excluded}; {tables}")
+
+
+STEPS: list[Callable[[Demo], None]] = [
+    step_store,
+    step_users,
+    step_synthetic_registers,
+    step_ingest,
+    step_approvals,
+    step_projects,
+    step_extracts,
+]
 
 
 def run(demo: Demo, steps: list[Callable[[Demo], None]] | None = None) -> None:

@@ -3,8 +3,9 @@
 Portable SQL only: the same models run on SQLite (the default) and PostgreSQL. Times are
 stored as UTC; enums as their stable string values; free-form documents as JSON.
 Register data never lives here: health rows and identities are in the central zone.
-Person keys (`pid`) appear only where a person-linked event needs them (reservations, the
-subject of an audit event), which is why this store is controller-only (mode 0600 file).
+Person keys (`pid`) appear only where a person-linked event needs them (the subject of an
+audit event), which is why this store is controller-only (mode 0600 file). The reservation
+history is register data and lives in the central zone's register store (tre.linkage.reservations).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    event,
 )
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -38,7 +40,6 @@ from tre.enums import (
     ProjectStatus,
     ReleaseKind,
     RequestStatus,
-    ReservationKind,
     ReviewStatus,
     Role,
     VoteDecision,
@@ -264,21 +265,6 @@ class Delivery(Base):
     ingested_by: Mapped[str] = mapped_column(String(64))
 
 
-class Reservation(Base):
-    """One processed reservation message (§ 2-2); the current status is the latest per pid and kind."""
-
-    __tablename__ = "reservations"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    pid: Mapped[str] = mapped_column(String(40), index=True)
-    kind: Mapped[ReservationKind] = mapped_column(enum_column(ReservationKind))
-    active: Mapped[bool] = mapped_column(Boolean)
-    effective_at: Mapped[dt.datetime]
-    message_id: Mapped[str] = mapped_column(String(64))
-    delivery_id: Mapped[int | None] = mapped_column(ForeignKey("deliveries.id"))
-    recorded_at: Mapped[dt.datetime]
-
-
 class Extract(Base):
     """A project-pseudonymized extract built from the central zone into a project's data/."""
 
@@ -319,6 +305,13 @@ class ReleaseRecord(Base):
     reference: Mapped[str] = mapped_column(String(100))  # extract id or output request id
     released_at: Mapped[dt.datetime]
     keep_until: Mapped[dt.date] = mapped_column(Date)
+
+
+@event.listens_for(ReleaseRecord, "before_delete")
+def _keep_release_records(mapper, connection, record: ReleaseRecord) -> None:
+    """§ 4-10: the record of releases is kept at least five years; no code path deletes earlier."""
+    if record.keep_until >= dt.date.today():
+        raise ValueError(f"release record {record.id} must be kept until {record.keep_until.isoformat()} (§ 4-10)")
 
 
 # --- output requests, reviews, releases ---------------------------------------------------

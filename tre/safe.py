@@ -81,8 +81,8 @@ class Session:
         return self._pseudonyms
 
     def released(self):
-        tables, _ = read_released_tables(self.project_dir / "released")
-        return tables
+        """The project's released count tables, and the released files not compared (with why)."""
+        return read_released_tables(self.project_dir / "released")
 
     # --- tables -------------------------------------------------------------------------
 
@@ -118,20 +118,8 @@ class Session:
             raise SafeError(f"aggfunc={aggfunc!r} needs values")
         dims = [str(s.name) for s in rows + cols]
         arguments = {"index": dims[: len(rows)], "columns": dims[len(rows) :], "aggfunc": aggfunc, "margins": margins}
-        return self._table(
-            "crosstab",
-            records,
-            dims,
-            len(rows),
-            value_name,
-            aggfunc,
-            margins,
-            margins_name,
-            dropna,
-            name,
-            method,
-            arguments,
-        )
+        options = {"margins": margins, "margins_name": margins_name, "dropna": dropna, "name": name, "method": method}
+        return self._table("crosstab", records, dims, len(rows), value_name, aggfunc, arguments, **options)
 
     def pivot_table(
         self,
@@ -177,23 +165,11 @@ class Session:
             "aggfunc": aggfunc,
             "margins": margins,
         }
-        return self._table(
-            "pivot_table",
-            records,
-            dims,
-            len(index),
-            "__value",
-            aggfunc,
-            margins,
-            margins_name,
-            dropna,
-            name,
-            method,
-            arguments,
-        )
+        options = {"margins": margins, "margins_name": margins_name, "dropna": dropna, "name": name, "method": method}
+        return self._table("pivot_table", records, dims, len(index), "__value", aggfunc, arguments, **options)
 
     def _table(
-        self, call, records, dims, n_rows, value, aggfunc, margins, margins_name, dropna, name, method, arguments
+        self, call, records, dims, n_rows, value, aggfunc, arguments, *, margins, margins_name, dropna, name, method
     ):
         statistic = AGGFUNCS.get(aggfunc if isinstance(aggfunc, str) or aggfunc is None else "?")
         if statistic is None:
@@ -207,17 +183,19 @@ class Session:
             records, dims, value=value, statistic=statistic, categories=categories, top_n=self.params.nk_n
         )
         method = method or self.method
+        released, skipped = self.released()
         report = build_table_report(
             table,
             self.params,
             method=method,
-            released=self.released(),
+            released=released,
             pseudonyms=self.pseudonyms(),
             inputs=[],
             now=self.clock(),
         )
+        report.details["released_not_compared"] = skipped
         data = report.as_dict()
-        frame = _wide_frame(data, dims, n_rows, margins, margins_name, categories)
+        frame = _wide_frame(data, dims, n_rows, margins, margins_name, categories, arguments.get("values") or "count")
         name = name or next_output_name(self.queue)
         value_column = "count" if statistic == "count" else statistic
         files = {
@@ -474,7 +452,7 @@ def _sorted_categories(series: pd.Series) -> list[str]:
     return [category_label(v) for v in values]
 
 
-def _wide_frame(data, dims, n_rows, margins, margins_name, categories) -> pd.DataFrame:
+def _wide_frame(data, dims, n_rows, margins, margins_name, categories, label) -> pd.DataFrame:
     """The published cells as pandas shows a crosstab: rows by the index dimensions."""
     cells = [c for c in data["cells"] if c["status"] != "merged"]
     total = "Total"
@@ -491,7 +469,7 @@ def _wide_frame(data, dims, n_rows, margins, margins_name, categories) -> pd.Dat
         frame[d] = pd.Categorical(frame[d], categories=cats, ordered=True)
     row_dims, col_dims = dims[:n_rows], dims[n_rows:]
     if not col_dims:
-        wide = frame.set_index(row_dims)["__published"].sort_index().to_frame("value")
+        wide = frame.set_index(row_dims)["__published"].sort_index().to_frame(label)
     else:
         wide = frame.pivot_table(
             index=row_dims,

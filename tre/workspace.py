@@ -166,20 +166,18 @@ def _make_dirs(ws: Workspace, gid: int | None) -> None:
 def seal_data(ws: Workspace, gid: int | None) -> None:
     """Make data/ read-only for the project: root:<group>, dirs 0750, files 0640.
 
-    The extracts module calls this after writing an extract (provisioning does too).
+    The extracts module seals a new extract the same way before it becomes data/.
     """
-    for dirpath, dirnames, filenames in os.walk(ws.data):
-        for name in dirnames:
-            path = Path(dirpath, name)
-            if gid is not None:
-                os.chown(path, 0, gid)
-            path.chmod(0o750)
-        for name in filenames:
-            path = Path(dirpath, name)
-            if gid is not None:
-                os.chown(path, 0, gid, follow_symlinks=False)
-            if not path.is_symlink():
-                path.chmod(0o640)
+    seal_folder(ws.data, gid)
+
+
+def seal_folder(folder: Path, gid: int | None) -> None:
+    """`folder` and everything in it read-only for the project group: dirs 0750, files 0640."""
+    for path in (folder, *folder.rglob("*")):
+        if gid is not None:
+            os.chown(path, 0, gid, follow_symlinks=False)
+        if not path.is_symlink():
+            path.chmod(0o750 if path.is_dir() else 0o640)
 
 
 # --- provisioning -------------------------------------------------------------------------
@@ -450,3 +448,30 @@ def project_statuses(session: Session, projects_dir: Path, today: dt.date, only:
             }
         )
     return rows
+
+
+# --- the researcher's side ----------------------------------------------------------------
+
+
+def connect(path: str | Path | None = None):
+    """A read-only DuckDB connection to this project's extract: `con = tre.connect()`.
+
+    The TRE starts each server with `TRE_EXTRACT` (the extract's path) and `TRE_PROJECT_DIR`;
+    `path` overrides both (scripts and tests).
+    """
+    import duckdb
+
+    if path is None:
+        if os.environ.get("TRE_EXTRACT"):
+            path = os.environ["TRE_EXTRACT"]
+        elif os.environ.get("TRE_PROJECT_DIR"):
+            path = Path(os.environ["TRE_PROJECT_DIR"]) / EXTRACT_FILE
+        else:
+            raise UserError(
+                "tre.connect() needs TRE_EXTRACT or TRE_PROJECT_DIR (the TRE sets them when it starts your server); "
+                "outside the TRE, pass the extract's path"
+            )
+    path = Path(path)
+    if not path.is_file():
+        raise NotFound(f"no extract at {path}: the TRE's administrators build it with `tre extract build`")
+    return duckdb.connect(str(path), read_only=True)

@@ -164,3 +164,27 @@ def test_output_check_of_a_queued_output_and_of_a_tampered_one(initialised, proj
     (queued / "table.csv").write_text("kommune,F,M\n1151,1,2\n")
     tampered = initialised("check", "output", str(queued), "--project", "p1", "--json", as_user="ada")
     assert tampered.code == 10 and "table.csv changed after it was checked" in tampered.out
+
+
+def test_magnitude_and_rate_tables(cli, tmp_path):
+    contributors = tmp_path / "costs.csv"
+    rows = ["kommune,n,cost"] + [f"0301,1,{v}" for v in (100, 120, 90, 110, 95, 105)]
+    rows += [f"1103,1,{v}" for v in (5000, 20, 30, 25, 40, 35)] + ["4601,1,60", "4601,1,70"]
+    contributors.write_text("\n".join(rows) + "\n")
+    report = cli(
+        "check", "table", str(contributors), "--count-column", "n", "--value-column", "cost", "--statistic", "mean",
+        "--protect", "--json",
+    ).json()  # fmt: skip
+    by = {c["key"]["kommune"]: c for c in report["cells"]}
+    assert report["kind"] == "magnitude" and report["statistic"] == "mean"
+    assert by["1103"]["checks"] == ["NKCheck", "PPercentCheck"] and by["1103"]["published"] is None
+    assert by["0301"]["published"] == 103.333333 and by["0301"]["units"] == 6
+    rates = tmp_path / "rates.csv"
+    rates.write_text("kommune,cases,pop\n0301,120,700000\n1151,2,1100\n4601,40,80000\n")
+    report = cli(
+        "check", "table", str(rates), "--count-column", "cases", "--denominator-column", "pop", "--protect", "--json"
+    ).json()
+    by = {c["key"]["kommune"]: c for c in report["cells"]}
+    assert report["kind"] == "rate" and by["0301"]["published"] == round(120 / 700000 * 1000, 6)  # per 1000
+    assert by["1151"]["published"] is None and by["1151"]["numerator"] == 2
+    assert by["4601"]["status"] == "secondary"  # else the total rate would give 1151's numerator away

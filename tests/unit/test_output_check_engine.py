@@ -175,3 +175,16 @@ def test_report_carries_parameters_hashes_and_every_cell():
         ["MinimumThresholdCheck"],
     )
     assert small["interval"][1] - small["interval"][0] >= 3
+
+
+def test_output_checking_never_imports_the_central_zone():
+    """`output_check` and the researchers' API run in a project zone: no `tre.linkage`, ever."""
+    import ast
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[2] / "tre"
+    for path in [*sorted((package / "output_check").glob("*.py")), package / "safe.py"]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+                assert not any(n == "tre.linkage" or n.startswith("tre.linkage.") for n in names), path.name

@@ -36,6 +36,14 @@ def _table(values: np.ndarray):
     return build_table(pd.DataFrame(rows), dims, count="n")
 
 
+def _hidden(table, report) -> np.ndarray:
+    """The cells a report does not publish, as a mask over the extended table."""
+    hidden = np.zeros(table.shape, dtype=bool)
+    for index, cell in zip(table.cells(), report["cells"], strict=True):
+        hidden[index] = cell["published"] is None
+    return hidden
+
+
 @BOUNDED
 @given(values=count_arrays(), threshold=st.integers(2, 10), zeros=st.booleans())
 def test_no_published_cell_is_under_the_threshold(values, threshold, zeros):
@@ -55,9 +63,7 @@ def test_the_lp_audit_never_recovers_a_hidden_cell(values, threshold):
     params = load_parameters(threshold=threshold)
     table = _table(values)
     report = build_table_report(table, params, method="suppress", audit=False).as_dict()
-    hidden = np.zeros(table.shape, dtype=bool)
-    for index, cell in zip(table.cells(), report["cells"], strict=True):
-        hidden[index] = cell["published"] is None
+    hidden = _hidden(table, report)
     for index, (lo, hi) in build_attacker_intervals(table.count, hidden).items():
         assert lo - 1e-6 <= table.count[index] <= hi + 1e-6
         assert hi - lo >= params.protection_width - 1e-6, (index, lo, hi)
@@ -69,13 +75,12 @@ def test_midpoint_rounding_never_gives_a_small_count_away_exactly(values, thresh
     params = load_parameters(threshold=threshold)
     table = _table(values)
     report = build_table_report(table, params, method="midpoint6", audit=False).as_dict()
-    hidden = np.zeros(table.shape, dtype=bool)
-    bounds = {}
-    for index, cell in zip(table.cells(), report["cells"], strict=True):
-        if cell["published"] is None:
-            hidden[index] = True
-        else:
-            bounds[index] = rounding_interval(cell["published"], "midpoint6", params.midpoint_base)
+    hidden = _hidden(table, report)
+    bounds = {
+        index: rounding_interval(cell["published"], "midpoint6", params.midpoint_base)
+        for index, cell in zip(table.cells(), report["cells"], strict=True)
+        if cell["published"] is not None
+    }
     small = (table.count > 0) & (table.count < threshold) & ~hidden
     found = build_attacker_intervals(table.count, hidden, bounds=bounds, targets=small | hidden)
     for index, (lo, hi) in found.items():

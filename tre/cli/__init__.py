@@ -31,6 +31,8 @@ COMMAND_MODULES = (
     "tre.cli.hub",
     "tre.cli.logins",
     "tre.cli.check",
+    "tre.cli.central",
+    "tre.cli.extracts",
     "tre.cli.requests",
     "tre.cli.review",
 )
@@ -88,7 +90,8 @@ def _run(ctx: Context, args) -> None:
             _authorise(ctx, getattr(args, "acting_user", None) or ctx.settings.user)
         command.func(ctx, args)
     except PermissionDenied as refusal:
-        _audit_refusal(ctx, getattr(args, "acting_user", None) or ctx.settings.user, refusal)
+        if not getattr(refusal, "audited", False):  # some refusals are audited where they happen
+            _audit_refusal(ctx, getattr(args, "acting_user", None) or ctx.settings.user, refusal)
         raise
 
 

@@ -21,6 +21,16 @@ from tre.output_check.sources import extract_path, read_csv, read_pseudonyms, re
 group("check", "check outputs for disclosure risk before they leave a project")
 
 STATISTICS = ("count", "sum", "mean", "median", "min", "max")
+PROJECT_ARGS = (
+    arg(
+        "--project",
+        required=True,
+        metavar="ID",
+        help="the project the output comes from (its pseudonyms must not leak)",
+    ),
+    arg("--threshold", type=int, metavar="N", help="the minimum count (default from parameters.toml)"),
+    arg("--html", type=Path, metavar="FILE", help="also write the HTML report here"),
+)
 
 
 @command(
@@ -92,18 +102,11 @@ def check_table(ctx, args):
 @command(
     "check notebook",
     help="check every output of a notebook (tables, text, images) for a project",
-    args=[
-        arg("file", metavar="FILE.ipynb", type=Path),
-        arg("--project", required=True, metavar="ID", help="the project whose pseudonyms must not leak"),
-        arg("--threshold", type=int, metavar="N", help="the minimum count (default from parameters.toml)"),
-        arg("--html", type=Path, metavar="FILE", help="also write the HTML report (with the rendered notebook)"),
-    ],
+    args=[arg("file", metavar="FILE.ipynb", type=Path), *PROJECT_ARGS],
     roles=ANY_ROLE,
 )
 def check_notebook(ctx, args):
-    params = load_parameters(threshold=args.threshold)
-    project_dir = _project_dir(ctx, args.project)
-    pseudonyms = read_pseudonyms(extract_path(ctx.settings.projects_dir, args.project))
+    params, project_dir, pseudonyms = _project_context(ctx, args)
     report = build_notebook_report(args.file, params, pseudonyms, queue_dir=queue_dir(project_dir), now=ctx.now())
     if args.html:
         args.html.write_text(render_notebook_report_html(report, args.file, pseudonyms), encoding="utf-8")
@@ -113,22 +116,16 @@ def check_notebook(ctx, args):
 @command(
     "check output",
     help="check one output for a project: a queued output directory, a notebook, a CSV, an image or a text file",
-    args=[
-        arg("path", metavar="PATH", type=Path),
-        arg("--project", required=True, metavar="ID", help="the project the output comes from"),
-        arg("--threshold", type=int, metavar="N", help="the minimum count (default from parameters.toml)"),
-        arg("--html", type=Path, metavar="FILE", help="also write the HTML report here"),
-    ],
+    args=[arg("path", metavar="PATH", type=Path), *PROJECT_ARGS],
     roles=ANY_ROLE,
 )
 def check_output(ctx, args):
-    params = load_parameters(threshold=args.threshold)
-    project_dir = _project_dir(ctx, args.project)
-    pseudonyms = read_pseudonyms(extract_path(ctx.settings.projects_dir, args.project))
+    params, project_dir, pseudonyms = _project_context(ctx, args)
     path = args.path
     if path.is_dir():
-        released, _ = read_released_tables(project_dir / "released")
+        released, skipped = read_released_tables(project_dir / "released")
         report = build_queued_output_report(path, params, pseudonyms, released, now=ctx.now())
+        report.details["released_not_compared"] = skipped
     elif path.suffix.lower() == ".ipynb":
         report = build_notebook_report(path, params, pseudonyms, queue_dir=queue_dir(project_dir), now=ctx.now())
     elif path.exists():
@@ -138,11 +135,14 @@ def check_output(ctx, args):
     _finish(ctx, report, args.html, f"Output {path.name}")
 
 
-def _project_dir(ctx, project: str) -> Path:
+def _project_context(ctx, args):
+    """The parameters, the project's folder and its extract's pseudonyms, for a --project check."""
+    params = load_parameters(threshold=args.threshold)
     with ctx.store.transaction() as session:
-        if session.get(Project, project) is None:
-            raise NotFound(f"no project {project!r}: see the approvals for the projects that exist")
-    return ctx.settings.projects_dir / project
+        if session.get(Project, args.project) is None:
+            raise NotFound(f"no project {args.project!r}: see the approvals for the projects that exist")
+    pseudonyms = read_pseudonyms(extract_path(ctx.settings.projects_dir, args.project))
+    return params, ctx.settings.projects_dir / args.project, pseudonyms
 
 
 def _finish(ctx, report: Report, html_path: Path | None, title: str) -> None:

@@ -10,9 +10,12 @@ Public surface:
 - remedies: `build_primary_mask`, `build_secondary_mask` (hypercube), `plan_merges`,
   `build_merged_table`, `round_to_base`, `midpoint_round`
 - the LP audit: `build_attacker_intervals`, `find_under_protected`
-- differencing: `PublishedTable`, `find_differences`; released tables: `read_released_tables`
+- differencing: `PublishedTable`, `find_differences`; released tables (the layout the
+  review workflow writes): `read_released_tables`, `write_published_table`
 - reports: `build_table_report`, `build_regression_report`, `build_frame_findings`,
   `build_notebook_report`, `build_file_report`, `Report`, `render_html`
+- the project's queue (what `tre.safe` writes): `write_queued_output`, `list_queue`,
+  `build_queued_output_report`
 """
 
 from tre.output_check.assessments import (
@@ -28,9 +31,12 @@ from tre.output_check.intervals import build_attacker_intervals, find_under_prot
 from tre.output_check.kinds import TOTAL, CellStatus, Check, OutputKind, Status
 from tre.output_check.leaks import is_identity_number, is_person_level
 from tre.output_check.merging import build_merged_table, plan_merges
+from tre.output_check.notebooks import build_file_report, build_notebook_report
 from tre.output_check.parameters import Parameters, load_parameters
+from tre.output_check.queue import build_queued_output_report, list_queue, write_queued_output
 from tre.output_check.reports import Report, render_html
 from tre.output_check.rounding import midpoint_round, round_to_base
+from tre.output_check.sources import read_released_tables, write_published_table
 from tre.output_check.suppression import build_primary_mask, build_secondary_mask
 from tre.output_check.tables import Table, TableError, build_table
 
@@ -48,6 +54,13 @@ __all__ = [
     "Table",
     "TableError",
     "build_attacker_intervals",
+    "build_file_report",
+    "build_notebook_report",
+    "build_queued_output_report",
+    "list_queue",
+    "read_released_tables",
+    "write_published_table",
+    "write_queued_output",
     "build_cell_findings",
     "build_frame_findings",
     "build_merged_table",

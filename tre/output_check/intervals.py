@@ -102,6 +102,7 @@ class _Problems:
         self.component = component
         self.lower, self.upper = lower, upper
         self.members: dict[int, np.ndarray] = {}
+        self._cache: dict[int, tuple] = {}
         self.rows: dict[int, list] = {}
         for comp in np.unique(component) if component.size else []:
             self.members[int(comp)] = np.flatnonzero(component == comp)
@@ -111,33 +112,13 @@ class _Problems:
 
     def range(self, comp: int, targets: np.ndarray) -> tuple[float, float]:
         members = self.members[int(comp)]
-        position = {int(v): i for i, v in enumerate(members)}
+        a_eq, b_eq, a_ub, b_ub, bounds, position = self._matrices(int(comp))
         objective = np.zeros(len(members))
-        for t in targets:
-            objective[position[int(t)]] += 1.0
-        eq_rows, eq_rhs, ub_rows, ub_rhs = [], [], [], []
-        for ids, lo, hi in self.rows[int(comp)]:
-            row = np.zeros(len(members))
-            for v in ids:
-                row[position[int(v)]] += 1.0
-            if hi - lo <= 0:
-                eq_rows.append(row)
-                eq_rhs.append(lo)
-            else:
-                ub_rows += [row, -row]
-                ub_rhs += [hi, -lo]
-        bounds = list(zip(self.lower[members], self.upper[members], strict=True))
-        bounds = [(None if np.isinf(a) else a, None if np.isinf(b) else b) for a, b in bounds]
+        np.add.at(objective, position[targets], 1.0)
         result = []
         for sense in (1.0, -1.0):
             solved = linprog(
-                sense * objective,
-                A_eq=csr_matrix(np.array(eq_rows)) if eq_rows else None,
-                b_eq=eq_rhs or None,
-                A_ub=csr_matrix(np.array(ub_rows)) if ub_rows else None,
-                b_ub=ub_rhs or None,
-                bounds=bounds,
-                method="highs",
+                sense * objective, A_eq=a_eq, b_eq=b_eq, A_ub=a_ub, b_ub=b_ub, bounds=bounds, method="highs"
             )
             if solved.status == 3:  # unbounded
                 result.append(-sense * np.inf)
@@ -146,6 +127,40 @@ class _Problems:
             else:
                 result.append(sense * solved.fun)
         return result[0], result[1]
+
+    def _matrices(self, comp: int):
+        """The component's constraints as sparse matrices, built once and reused per target."""
+        if comp in self._cache:
+            return self._cache[comp]
+        members = self.members[comp]
+        position = np.full(len(self.component), -1, dtype=np.int64)
+        position[members] = np.arange(len(members))
+        eq, ub = ([], [], []), ([], [], [])
+        b_eq, b_ub = [], []
+        for ids, lo, hi in self.rows[comp]:
+            cols = position[ids]
+            if hi - lo <= 0:
+                rows, data, cs = eq
+                rows.extend([len(b_eq)] * len(cols))
+                data.extend([1.0] * len(cols))
+                cs.extend(cols.tolist())
+                b_eq.append(lo)
+            else:
+                rows, data, cs = ub
+                for sign, rhs in ((1.0, hi), (-1.0, -lo)):
+                    rows.extend([len(b_ub)] * len(cols))
+                    data.extend([sign] * len(cols))
+                    cs.extend(cols.tolist())
+                    b_ub.append(rhs)
+        n = len(members)
+        a_eq = csr_matrix((eq[1], (eq[0], eq[2])), shape=(len(b_eq), n)) if b_eq else None
+        a_ub = csr_matrix((ub[1], (ub[0], ub[2])), shape=(len(b_ub), n)) if b_ub else None
+        bounds = [
+            (None if np.isinf(a) else a, None if np.isinf(b) else b)
+            for a, b in zip(self.lower[members], self.upper[members], strict=True)
+        ]
+        self._cache[comp] = (a_eq, b_eq or None, a_ub, b_ub or None, bounds, position)
+        return self._cache[comp]
 
 
 def _components(n: int, groups: Iterable[np.ndarray]) -> np.ndarray:

@@ -42,11 +42,19 @@ def read_pseudonyms(path: Path) -> frozenset[str]:
         raise UserError(f"cannot open the project extract {path} ({e.__class__.__name__})") from None
     try:
         tables = {r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()}
-        if "persons" in tables:
+        # Tables with a pseudonym column; a § 4-3 delivery (statistics only) has none.
+        with_pseudonyms = {
+            r[0]
+            for r in con.execute(
+                "select table_name from information_schema.columns where column_name = 'pseudonym'"
+            ).fetchall()
+        }
+        if "persons" in with_pseudonyms:
             rows = con.execute("select distinct pseudonym from persons where pseudonym is not null").fetchall()
         else:
             union = " union ".join(
-                f'select distinct pseudonym from "{t}" where pseudonym is not null' for t in sorted(tables)
+                f'select distinct pseudonym from "{t}" where pseudonym is not null'
+                for t in sorted(tables & with_pseudonyms)
             )
             rows = con.execute(union).fetchall() if union else []
     except duckdb.Error as e:

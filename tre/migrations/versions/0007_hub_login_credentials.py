@@ -1,7 +1,7 @@
 """hub login credentials
 
 Revision ID: 0007
-Revises: 0001
+Revises: 0003
 Created: 2026-11-26 17:55:35.619178
 """
 
@@ -12,7 +12,7 @@ import tre.models
 
 
 revision = '0007'
-down_revision = '0001'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 

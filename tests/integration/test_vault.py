@@ -1,0 +1,205 @@
+"""The identity vault as key custodians meet it: look-ups, decryption, refusals, key rotation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from delivery_factory import people, row, write_delivery
+
+from tre.config import load_settings
+from tre.db import Store
+from tre.errors import IntegrityError, PermissionDenied
+from tre.linkage import keys as vault_keys
+from tre.linkage import vault
+from tre.linkage.zone import CentralZone
+
+REASON = "case 2026-17: correction request from the person"
+
+
+@pytest.fixture
+def persons():
+    return people(3, seed=31)
+
+
+@pytest.fixture
+def d_number():
+    return people(1, seed=32, d_number=True)[0]
+
+
+@pytest.fixture
+def central(initialised, tmp_path, persons, d_number):
+    """Deliveries ingested; `carl` is a key custodian."""
+    folder = tmp_path / "deliveries"
+    write_delivery(folder, "dsf", [row("dsf", p) for p in persons])
+    write_delivery(folder, "dsf_idhistory", [row("dsf_idhistory", persons[0], old_id=d_number.fnr)])
+    initialised.ok("ingest", str(folder), as_user="ada")
+    initialised.ok("user", "add", "carl", "--role", "custodian", as_user="ada")
+    return initialised
+
+
+def lookup(cli, fnr, as_user="carl", reason=REASON):
+    return cli("vault", "lookup", "--fnr", fnr, "--reason", reason, "--json", as_user=as_user)
+
+
+def test_custodian_looks_up_and_reveals_and_both_are_in_the_persons_access_log(central, persons, d_number):
+    pid = lookup(central, persons[0].fnr).json()["pid"]
+    assert len(pid) == 32
+    # the D-number that the history replaced belongs to the same person
+    assert lookup(central, d_number.fnr).json()["pid"] == pid
+    revealed = central.ok("vault", "reveal", "--pid", pid, "--reason", REASON, "--json", as_user="carl").json()
+    assert revealed["numbers"] == [
+        {"number": persons[0].fnr, "kind": "fnr", "current": True},
+        {"number": d_number.fnr, "kind": "d", "current": False},
+    ]
+    text = central.ok("vault", "reveal", "--pid", pid, "--reason", REASON, as_user="carl").out
+    assert f"{persons[0].fnr}  fnr  current" in text
+    log = central.ok("audit", "log", "--subject", pid, "--json", as_user="ada").json()
+    assert [(e["action"], e["actor"], e["details"]["reason"]) for e in log] == [
+        ("vault.lookup", "carl", REASON),
+        ("vault.lookup", "carl", REASON),
+        ("vault.reveal", "carl", REASON),
+        ("vault.reveal", "carl", REASON),
+    ]
+    assert not any(p.fnr in json.dumps(log) for p in persons)
+
+
+def test_a_non_custodian_cannot_decrypt_and_the_attempt_is_logged(central, persons):
+    pid = lookup(central, persons[1].fnr).json()["pid"]
+    for command in (["lookup", "--fnr", persons[1].fnr], ["reveal", "--pid", pid]):
+        refused = central("vault", *command, "--reason", REASON, as_user="ada")
+        assert refused.code == 5
+        assert refused.err.strip() == f"tre: tre vault {command[0]} needs the custodian role; ada has admin"
+        assert persons[1].fnr not in refused.out + refused.err and pid not in refused.out + refused.err
+    log = central.ok("audit", "log", "--action", "vault.refused", "--json", as_user="ada").json()
+    assert [(e["actor"], e["object"], e["subject"]) for e in log] == [
+        ("ada", "tre vault lookup", pid),
+        ("ada", "tre vault reveal", pid),
+    ]
+    # refused once, logged once: no second, generic refusal event
+    assert central.ok("audit", "log", "--action", "access.denied", "--json", as_user="ada").json() == []
+
+
+def test_bad_look_ups_say_what_is_wrong_without_echoing_the_number(central, persons):
+    bad = persons[0].fnr[:10] + str((int(persons[0].fnr[10]) + 1) % 10)
+    result = lookup(central, bad)
+    assert result.code == 1 and "not a valid ID number" in result.err and bad not in result.err
+    assert "at least 10 characters" in lookup(central, persons[0].fnr, reason="why").err
+    assert "must not contain an ID number" in lookup(central, persons[0].fnr, reason=f"about {persons[0].fnr}").err
+    [stranger] = people(1, seed=33)
+    assert lookup(central, stranger.fnr).json() == {"found": False, "pid": None}
+    unknown = central("vault", "reveal", "--pid", "0" * 32, "--reason", REASON, as_user="carl")
+    assert unknown.code == 6 and "no person with that pid" in unknown.err
+    log = central.ok("audit", "log", "--action", "vault.*", "--json", as_user="ada").json()
+    assert [(e["action"], e["details"]["found"]) for e in log] == [("vault.lookup", False), ("vault.reveal", False)]
+
+
+def test_rotation_rewraps_under_a_new_key_file_and_loses_nothing(central, persons, tre_env):
+    settings = load_settings(tre_env)
+    before = lookup(central, persons[2].fnr).json()["pid"]
+    old_key = settings.master_key_file.read_text()
+    assert settings.master_key_file.stat().st_mode & 0o777 == 0o600
+    assert not settings.master_key_file.is_relative_to(settings.central_dir)
+    rotated = central.ok("vault", "rotate-key", "--json", as_user="carl").json()
+    assert rotated["old_master_key"] != rotated["new_master_key"]
+    assert settings.master_key_file.read_text() != old_key
+    assert settings.master_key_file.stat().st_mode & 0o777 == 0o600
+    assert lookup(central, persons[2].fnr).json()["pid"] == before
+    revealed = central.ok("vault", "reveal", "--pid", before, "--reason", REASON, "--json", as_user="carl").json()
+    assert revealed["numbers"][0]["number"] == persons[2].fnr
+    # the old key no longer opens the vault
+    settings.master_key_file.write_text(old_key)
+    stale = lookup(central, persons[2].fnr)
+    assert stale.code == 11 and "wrapped by master key" in stale.err
+    assert central("vault", "rotate-key", as_user="ada").code == 5  # custodians only
+
+
+def test_rotation_with_the_key_in_the_environment(initialised, tmp_path, tre_env, persons):
+    old, new = vault_keys.encode_key(b"\x01" * 32), vault_keys.encode_key(b"\x02" * 32)
+    initialised.environ = {**tre_env, "TRE_MASTER_KEY": old}
+    write_delivery(tmp_path / "d", "dsf", [row("dsf", p) for p in persons])
+    initialised.ok("ingest", str(tmp_path / "d"), as_user="ada")
+    initialised.ok("user", "add", "carl", "--role", "custodian", as_user="ada")
+    assert not load_settings(tre_env).master_key_file.exists()  # no key file when the key is in the environment
+    pid = lookup(initialised, persons[0].fnr).json()["pid"]
+    missing = initialised("vault", "rotate-key", as_user="carl")
+    assert missing.code == 3 and "TRE_NEW_MASTER_KEY" in missing.err
+    initialised.environ["TRE_NEW_MASTER_KEY"] = new
+    assert (
+        "now put the value of TRE_NEW_MASTER_KEY in TRE_MASTER_KEY"
+        in initialised.ok("vault", "rotate-key", as_user="carl").out
+    )
+    initialised.environ = {**tre_env, "TRE_MASTER_KEY": new}
+    assert lookup(initialised, persons[0].fnr).json()["pid"] == pid
+    initialised.environ = {**tre_env, "TRE_MASTER_KEY": old}
+    assert lookup(initialised, persons[0].fnr).code == 11
+
+
+def test_an_external_key_service_through_the_kms_hook(initialised, tmp_path, tre_env, persons):
+    initialised.environ = {**tre_env, "TRE_KMS": "central_kms:open_kms"}
+    write_delivery(tmp_path / "d", "dsf", [row("dsf", p) for p in persons])
+    initialised.ok("ingest", str(tmp_path / "d"), as_user="ada")
+    initialised.ok("user", "add", "carl", "--role", "custodian", as_user="ada")
+    pid = lookup(initialised, persons[0].fnr).json()["pid"]
+    rotated = initialised.ok("vault", "rotate-key", "--json", as_user="carl").json()
+    assert (rotated["old_master_key"], rotated["new_master_key"]) == ("folder-kms-v1", "folder-kms-v2")
+    assert lookup(initialised, persons[0].fnr).json()["pid"] == pid
+    broken = {**tre_env, "TRE_KMS": "central_kms:nothing_here"}
+    initialised.environ = broken
+    assert "cannot be imported" in lookup(initialised, persons[0].fnr).err
+
+
+def test_an_interrupted_rotation_is_finished_by_the_next_use(central, persons, tre_env, monkeypatch):
+    """A crash after the vault was re-wrapped and before the key file was replaced."""
+    pid = lookup(central, persons[0].fnr).json()["pid"]
+    settings = load_settings(tre_env)
+
+    real_replace = vault_keys.os.replace
+
+    def crash(source, target):
+        if str(target) == str(settings.master_key_file):
+            raise KeyboardInterrupt("killed")  # as if the process died here
+        real_replace(source, target)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(vault_keys.os, "replace", crash)
+        assert central("vault", "rotate-key", as_user="carl").code == 130
+    pending = vault_keys.pending_key_file(settings.master_key_file)
+    assert pending.exists()
+    assert lookup(central, persons[0].fnr).json()["pid"] == pid  # finishes the rotation
+    assert not pending.exists()
+    assert lookup(central, persons[0].fnr).json()["pid"] == pid
+
+
+def test_decrypting_for_a_release_logs_one_event_per_person(central, persons, tre_env):
+    settings = load_settings(tre_env)
+    store = Store(settings.db_url)
+    zone = CentralZone(settings, environ=tre_env)
+    pids = [lookup(central, p.fnr).json()["pid"] for p in persons]
+    numbers = vault.decrypt_for_release(
+        zone, store, pids, actor="ada", reference="extract:7", reason="REK 2026/123 § 4-5 delivery"
+    )
+    assert numbers == {pid: p.fnr for pid, p in zip(pids, persons, strict=True)}
+    log = central.ok("audit", "log", "--action", "vault.decrypt", "--json", as_user="ada").json()
+    assert sorted(e["subject"] for e in log) == sorted(pids)
+    assert {e["object"] for e in log} == {"release:extract:7"}
+    with pytest.raises(PermissionDenied):
+        vault.decrypt_for_release(
+            zone, store, pids, actor="carl", reference="extract:7", reason="REK 2026/123 § 4-5 delivery"
+        )
+    refused = central.ok("audit", "log", "--action", "vault.refused", "--json", as_user="ada").json()
+    assert [e["actor"] for e in refused] == ["carl"]
+
+
+def test_a_ciphertext_moved_to_another_person_does_not_decrypt(central, persons, tre_env):
+    """The associated data binds each encrypted number to its pid."""
+    import duckdb
+
+    settings = load_settings(tre_env)
+    pids = [lookup(central, p.fnr).json()["pid"] for p in persons[:2]]
+    with duckdb.connect(str(settings.central_dir / "vault.duckdb")) as con:
+        sealed = con.execute("SELECT sealed FROM identities WHERE pid = $1", [pids[0]]).fetchall()[0][0]
+        con.execute("UPDATE identities SET sealed = $1 WHERE pid = $2", [sealed, pids[1]])
+    with pytest.raises(IntegrityError):
+        zone = CentralZone(settings, environ=tre_env)
+        vault.reveal(zone, Store(settings.db_url), actor="carl", pid=pids[1], reason=REASON)

@@ -1,0 +1,464 @@
+"""The identity vault: ID numbers encrypted, apart from the health data, and every use logged.
+
+One DuckDB file in the central zone (`vault.duckdb`):
+
+- `identities`: one row per ID number ever seen: `blind` = HMAC-SHA256(K_index, number) for
+  equality look-ups; `pid`, the person key (random, not derived from the number); `kind` (fnr,
+  d, h, fh); `sealed` = nonce || AES-GCM(K_fnr, number, associated data = the row's pid), so a
+  ciphertext moved to another row does not decrypt; `delivery` that first brought the number.
+- `id_changes`: the ID history from the population register as blind indexes (a D-number
+  replaced by an FNR, a changed FNR): which number is current.
+- `__tre_keys`: the data keys K_fnr and K_index, wrapped by the master key (`tre.linkage.keys`).
+
+Two numbers of one person (a D-number and the FNR that replaced it) have one pid; when both
+were seen before the history said so, the register store links one pid to the other.
+
+Every decryption and every look-up writes a person-linked audit event (`subject` = the pid) in
+the metadata store before any number is shown; so does a refused attempt.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import multiprocessing
+import os
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import duckdb
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hmac as crypto_hmac
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from tre import audit
+from tre.db import Store
+from tre.enums import Role
+from tre.errors import IntegrityError, NotFound, PermissionDenied, UserError
+from tre.linkage import idnumbers
+from tre.linkage import keys as vault_keys
+from tre.linkage.store import first, person_pids, resolve_pids
+from tre.users import check_role, get_user
+
+if TYPE_CHECKING:
+    from tre.linkage.zone import CentralZone
+
+SCHEMA_VERSION = 1
+NUMBER_BYTES = 11  # every valid ID number is 11 ASCII digits
+PID_BYTES = 32  # 128 random bits as lowercase hex
+BLIND_BYTES = 32
+NONCE_BYTES = 12
+SEALED_BYTES = NONCE_BYTES + NUMBER_BYTES + 16  # nonce, ciphertext, GCM tag
+DELIVERY_TAGGED = ("identities", "id_changes")  # the tables recovery cleans by delivery
+KIND_PREFERENCE = ("fnr", "d", "h", "fh")  # which number is a person's current one, on a tie
+
+
+def schema_statements(schema: str) -> list[str]:
+    s = f'"{schema}"'
+    return [
+        f"CREATE TABLE IF NOT EXISTS {s}.__tre_meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
+        f"""CREATE TABLE IF NOT EXISTS {s}.__tre_keys (
+            name VARCHAR PRIMARY KEY, wrapped BLOB NOT NULL, master_key_id VARCHAR NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL, wrapped_at TIMESTAMPTZ NOT NULL)""",
+        f"""CREATE TABLE IF NOT EXISTS {s}.identities (
+            blind BLOB NOT NULL, pid VARCHAR NOT NULL, kind VARCHAR NOT NULL, sealed BLOB NOT NULL,
+            delivery INTEGER NOT NULL)""",
+        f"""CREATE TABLE IF NOT EXISTS {s}.id_changes (
+            old_blind BLOB NOT NULL, new_blind BLOB NOT NULL, change_date DATE, reason VARCHAR,
+            delivery INTEGER NOT NULL)""",
+        f"INSERT INTO {s}.__tre_meta VALUES ('schema_version', '{SCHEMA_VERSION}') ON CONFLICT DO NOTHING",
+    ]
+
+
+# --- the cryptography, one number and in bulk ---------------------------------------------
+
+
+def _aad(pid: bytes) -> bytes:
+    return b"tre-vault-fnr:" + pid
+
+
+def _blind_chunk(key: bytes, numbers: bytes) -> bytes:
+    base = crypto_hmac.HMAC(key, hashes.SHA256())
+    out = bytearray(len(numbers) // NUMBER_BYTES * BLIND_BYTES)
+    view = memoryview(numbers)
+    for i in range(len(numbers) // NUMBER_BYTES):
+        h = base.copy()
+        h.update(view[i * NUMBER_BYTES : (i + 1) * NUMBER_BYTES])
+        out[i * BLIND_BYTES : (i + 1) * BLIND_BYTES] = h.finalize()
+    return bytes(out)
+
+
+def _seal_chunk(key: bytes, numbers: bytes, pids: bytes, nonces: bytes) -> bytes:
+    encrypt = AESGCM(key).encrypt
+    n = len(numbers) // NUMBER_BYTES
+    out = bytearray(n * SEALED_BYTES)
+    for i in range(n):
+        nonce = nonces[i * NONCE_BYTES : (i + 1) * NONCE_BYTES]
+        sealed = encrypt(
+            nonce, numbers[i * NUMBER_BYTES : (i + 1) * NUMBER_BYTES], _aad(pids[i * PID_BYTES : (i + 1) * PID_BYTES])
+        )
+        out[i * SEALED_BYTES : (i + 1) * SEALED_BYTES] = nonce + sealed
+    return bytes(out)
+
+
+class Crypto:
+    """The data keys at work: blind indexes and sealing, in bulk on several processes.
+
+    Bulk inputs are fixed-width byte strings (n × 11 digits, n × 32 hex pid), so that a chunk
+    travels to a worker as one buffer and comes back as one. The per-number loop runs inside
+    the worker; nothing loops per register row.
+    """
+
+    PARALLEL_FROM = 200_000  # below this, starting processes costs more than it saves
+
+    def __init__(self, keys: vault_keys.DataKeys, *, workers: int = 1):
+        self._keys = keys
+        self.workers = max(1, workers or os.cpu_count() or 1)
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __repr__(self) -> str:
+        return f"Crypto(workers={self.workers})"
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def _map(self, func, width: int, key: bytes, *blobs_and_widths) -> bytes:
+        """Run `func(key, *chunks)` over `n` fixed-width records, split across the workers."""
+        (first, first_width), *_ = blobs_and_widths
+        n = len(first) // first_width
+        if self.workers == 1 or n < self.PARALLEL_FROM:
+            return func(key, *(blob for blob, _ in blobs_and_widths))
+        if self._pool is None:
+            # spawn, not fork: the parent holds DuckDB's threads.
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        bounds = [n * i // (self.workers * 2) for i in range(self.workers * 2 + 1)]
+        futures = [
+            self._pool.submit(func, key, *(blob[lo * w : hi * w] for blob, w in blobs_and_widths))
+            for lo, hi in zip(bounds, bounds[1:], strict=False)
+        ]
+        return b"".join(f.result() for f in futures)
+
+    def blind(self, number: str) -> bytes:
+        return _blind_chunk(self._keys.index, number.encode("ascii"))
+
+    def blind_many(self, numbers: bytes) -> bytes:
+        """n × 11-digit numbers → n × 32-byte blind indexes."""
+        return self._map(_blind_chunk, BLIND_BYTES, self._keys.index, (numbers, NUMBER_BYTES))
+
+    def seal_many(self, numbers: bytes, pids: bytes) -> bytes:
+        """n × 11-digit numbers and their n × 32-byte pids → n × sealed (nonce || ciphertext)."""
+        nonces = os.urandom(len(numbers) // NUMBER_BYTES * NONCE_BYTES)
+        return self._map(
+            _seal_chunk, SEALED_BYTES, self._keys.fnr, (numbers, NUMBER_BYTES), (pids, PID_BYTES), (nonces, NONCE_BYTES)
+        )
+
+    def unseal(self, sealed: bytes, pid: str) -> str:
+        try:
+            plain = AESGCM(self._keys.fnr).decrypt(
+                sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], _aad(pid.encode("ascii"))
+            )
+        except InvalidTag:
+            raise IntegrityError(
+                "an identity in the vault does not decrypt under its own pid: the vault was tampered with; "
+                "restore it from a backup"
+            ) from None
+        return plain.decode("ascii")
+
+
+def new_pids(n: int) -> bytes:
+    """n random person keys, 32 lowercase hex characters each, as one buffer."""
+    import numpy as np
+
+    raw = np.frombuffer(os.urandom(n * 16), dtype=np.uint8)
+    hexdigits = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+    out = np.empty(n * 32, dtype=np.uint8)
+    out[0::2], out[1::2] = hexdigits[raw >> 4], hexdigits[raw & 15]
+    return out.tobytes()
+
+
+# --- data keys ----------------------------------------------------------------------------
+
+
+def load_data_keys(
+    con: duckdb.DuckDBPyConnection, settings, environ, *, create: bool = False, now: dt.datetime | None = None
+) -> vault_keys.DataKeys:
+    """Unwrap the vault's data keys with the master key; with `create`, make them on first use.
+
+    Runs on a connection with the vault attached as `vault` (read-write when creating).
+    """
+    rows = con.execute("SELECT name, wrapped, master_key_id FROM vault.__tre_keys ORDER BY name").fetchall()
+    if not rows:
+        if not create:
+            raise NotFound("the identity vault holds no keys yet: nothing was ever ingested (`tre ingest`)")
+        master = vault_keys.load_master_key(settings, environ, create=True)
+        keys = vault_keys.DataKeys.generate()
+        con.execute("BEGIN")
+        for name, key in keys.by_name().items():
+            con.execute(
+                "INSERT INTO vault.__tre_keys VALUES ($1, $2, $3, $4, $4)",
+                [name, master.wrap(key, vault_keys.wrap_context(name)), master.key_id, now or dt.datetime.now(dt.UTC)],
+            )
+        con.execute("COMMIT")
+        return keys
+    master = _master_for(rows, settings, environ)
+    unwrapped = {name: master.unwrap(bytes(wrapped), vault_keys.wrap_context(name)) for name, wrapped, _ in rows}
+    if set(unwrapped) != set(vault_keys.DATA_KEY_NAMES):
+        raise IntegrityError(f"the vault's key table holds {sorted(unwrapped)}; expected fnr and index")
+    return vault_keys.DataKeys(**unwrapped)
+
+
+def _master_for(rows, settings, environ) -> vault_keys.MasterKey:
+    wanted = {row[2] for row in rows}
+    master = vault_keys.load_master_key(settings, environ)
+    source = vault_keys.key_source(settings, environ)
+    if master.key_id in wanted or source.kind == "kms":
+        return master  # a key service unwraps what its earlier key versions wrapped
+    if source.kind == "file":
+        # A rotation that stopped after the vault changed and before the key file was replaced.
+        pending = vault_keys.pending_key_file(source.path)
+        if pending.exists():
+            successor = vault_keys.read_key_file(pending)
+            if successor.key_id in wanted:
+                vault_keys.Rotation(successor, source, pending).finish()
+                return vault_keys.read_key_file(source.path)
+    raise IntegrityError(
+        f"the vault's data keys are wrapped by master key {', '.join(sorted(wanted))}, but the master key from "
+        f"{source} is {master.key_id}: restore the right key"
+    )
+
+
+def rotate_master_key(zone: CentralZone, metadata: Store, *, actor: str) -> tuple[str, str]:
+    """Re-wrap the data keys under a new master key; returns (old key id, new key id).
+
+    Order: the new key is made (the key file's successor written beside it), the vault's key
+    rows are re-wrapped in one transaction, then the successor replaces the key file. A crash
+    in between is finished by the next `load_data_keys`.
+    """
+    settings, environ = zone.settings, zone.environ
+    with zone.writing(metadata) as con:
+        rows = con.execute("SELECT name, wrapped, master_key_id FROM vault.__tre_keys ORDER BY name").fetchall()
+        if not rows:
+            raise NotFound("the identity vault holds no keys yet: nothing to rotate")
+        current = _master_for(rows, settings, environ)
+        rotation = vault_keys.begin_rotation(settings, environ, current)
+        new = rotation.new
+        if new.key_id == current.key_id:
+            raise UserError("the new master key is the same as the current one: give a different key")
+        now = zone.clock()
+        rewrapped = []
+        for name, wrapped, _ in rows:
+            context = vault_keys.wrap_context(name)
+            data = current.unwrap(bytes(wrapped), context)
+            blob = new.wrap(data, context)
+            if new.unwrap(blob, context) != data:
+                raise IntegrityError("the new master key does not unwrap what it wrapped: rotation stopped")
+            rewrapped.append((name, blob))
+        con.execute("BEGIN")
+        for name, blob in rewrapped:
+            con.execute(
+                "UPDATE vault.__tre_keys SET wrapped = $2, master_key_id = $3, wrapped_at = $4 WHERE name = $1",
+                [name, blob, new.key_id, now],
+            )
+        con.execute("COMMIT")
+        con.execute("CHECKPOINT vault")
+        rotation.finish()
+        with metadata.transaction() as session:
+            audit.record(
+                session,
+                at=now,
+                actor=actor,
+                action="vault.rotate_key",
+                object="vault",
+                details={
+                    "old_master_key": current.key_id,
+                    "new_master_key": new.key_id,
+                    "source": rotation.source.kind,
+                },
+            )
+    return current.key_id, new.key_id
+
+
+# --- who may decrypt, and the log of every decryption ---------------------------------------
+
+
+@dataclass(frozen=True)
+class Number:
+    """One ID number of a person, decrypted."""
+
+    number: str
+    kind: str
+    current: bool
+    pid: str  # the pid the number was first recorded under
+
+
+def _crypto(zone: CentralZone, con) -> Crypto:
+    return Crypto(load_data_keys(con, zone.settings, zone.environ), workers=1)
+
+
+def _find_pid(con, crypto: Crypto, fnr: str) -> str | None:
+    row = first(con.execute("SELECT pid FROM vault.identities WHERE blind = $1", [crypto.blind(fnr)]))
+    return None if row is None else resolve_pids(con, [row[0]])[row[0]]
+
+
+def _known_pid(con, pid: str) -> str | None:
+    """The canonical pid of `pid` when the vault knows it, else None."""
+    canonical = resolve_pids(con, [pid])[pid]
+    found = first(
+        con.execute(
+            "SELECT 1 FROM vault.identities WHERE pid = ANY($1::VARCHAR[]) LIMIT 1", [person_pids(con, canonical)]
+        )
+    )
+    return canonical if found else None
+
+
+def _check_reason(reason: str) -> str:
+    reason = (reason or "").strip()
+    if len(reason) < 10:
+        raise UserError("give a reason of at least 10 characters (--reason): it goes to the person's access log")
+    if audit._ID_NUMBER.search(reason):
+        raise UserError("the reason must not contain an ID number: describe the case instead")
+    return reason
+
+
+def _guard(metadata: Store, *, actor: str, roles: Iterable[Role], action: str, subject, details: dict, at) -> None:
+    """Check the acting user's role; a refusal is audited (person-linked when the person is
+    known), marked as audited, and raised."""
+    refusal = None
+    with metadata.transaction() as session:
+        try:
+            check_role(get_user(session, actor), roles, action)
+        except PermissionDenied as e:
+            audit.record(
+                session,
+                at=at,
+                actor=actor,
+                action="vault.refused",
+                object=action,
+                subject=subject,
+                details={**details, "refusal": str(e)},
+            )
+            e.audited = True
+            refusal = e
+    if refusal is not None:
+        raise refusal
+
+
+def _log_access(metadata: Store, *, actor: str, action: str, object: str, subject, details: dict, at) -> None:
+    with metadata.transaction() as session:
+        audit.record(session, at=at, actor=actor, action=action, object=object, subject=subject, details=details)
+
+
+def lookup(zone: CentralZone, metadata: Store, *, actor: str, fnr: str, reason: str) -> str | None:
+    """The pid of the person with ID number `fnr` (custodian only), or None; audited either way."""
+    reason = _check_reason(reason)
+    if not idnumbers.is_valid(fnr.strip()):
+        raise UserError("--fnr is not a valid ID number (11 digits with valid check digits)")
+    now = zone.clock()
+    with zone.reading(metadata, vault=True) as con:
+        pid = _find_pid(con, _crypto(zone, con), fnr.strip())
+    details = {"reason": reason}
+    _guard(
+        metadata, actor=actor, roles=[Role.CUSTODIAN], action="tre vault lookup", subject=pid, details=details, at=now
+    )
+    _log_access(
+        metadata,
+        actor=actor,
+        action="vault.lookup",
+        object="vault",
+        subject=pid,
+        details={**details, "found": pid is not None},
+        at=now,
+    )
+    return pid
+
+
+def reveal(zone: CentralZone, metadata: Store, *, actor: str, pid: str, reason: str) -> list[Number]:
+    """Decrypt every ID number of the person `pid` (custodian only); audited before it happens."""
+    reason = _check_reason(reason)
+    now = zone.clock()
+    with zone.reading(metadata, vault=True) as con:
+        canonical = _known_pid(con, pid.strip())
+        details = {"reason": reason}
+        _guard(
+            metadata,
+            actor=actor,
+            roles=[Role.CUSTODIAN],
+            action="tre vault reveal",
+            subject=canonical,
+            details=details,
+            at=now,
+        )
+        _log_access(
+            metadata,
+            actor=actor,
+            action="vault.reveal",
+            object="vault",
+            subject=canonical,
+            details={**details, "found": canonical is not None},
+            at=now,
+        )
+        if canonical is None:
+            raise NotFound("no person with that pid in the vault")
+        return _numbers_by_person(con, _crypto(zone, con), [canonical])[canonical]
+
+
+def _numbers_by_person(con, crypto: Crypto, persons: list[str]) -> dict[str, list[Number]]:
+    """Every ID number of each person (canonical pids), decrypted, the current one first."""
+    preference = ", ".join(f"'{k}'" for k in KIND_PREFERENCE)
+    rows = con.execute(
+        f"""SELECT coalesce(m.canonical_pid, i.pid) AS person, i.pid, i.kind, i.sealed,
+                   NOT EXISTS (SELECT 1 FROM vault.id_changes c WHERE c.old_blind = i.blind) AS current
+            FROM vault.identities i LEFT JOIN __tre_person_map m ON m.pid = i.pid
+            WHERE coalesce(m.canonical_pid, i.pid) = ANY($1::VARCHAR[])
+            ORDER BY person, current DESC, list_position([{preference}], i.kind), i.delivery DESC""",
+        [persons],
+    ).fetchall()
+    numbers: dict[str, list[Number]] = {p: [] for p in persons}
+    for person, pid, kind, sealed, current in rows:
+        numbers[person].append(Number(crypto.unseal(bytes(sealed), pid), kind, current, pid))
+    return numbers
+
+
+def decrypt_for_release(
+    zone: CentralZone, metadata: Store, pids: Iterable[str], *, actor: str, reference: str, reason: str
+) -> dict[str, str | None]:
+    """Each person's current ID number, for a § 4-5 delivery with ID numbers (the extracts' path).
+
+    The acting user must be an admin. One person-linked audit event per person
+    (`vault.decrypt`, subject = the person's canonical pid, details = the reference and reason),
+    in one transaction with the decryption's authorisation. Returns {pid: number or None}.
+    """
+    reason = _check_reason(reason)
+    pids = list(dict.fromkeys(pids))
+    now = zone.clock()
+    with zone.reading(metadata, vault=True) as con:
+        _guard(
+            metadata,
+            actor=actor,
+            roles=[Role.ADMIN],
+            action="decrypt for release",
+            subject=None,
+            details={"reference": reference, "persons": len(pids)},
+            at=now,
+        )
+        canonical = resolve_pids(con, pids)
+        numbers = _numbers_by_person(con, _crypto(zone, con), sorted(set(canonical.values())))
+        result: dict[str, str | None] = {}
+        with metadata.transaction() as session:
+            for pid in pids:
+                found = numbers[canonical[pid]]
+                result[pid] = found[0].number if found else None
+                audit.record(
+                    session,
+                    at=now,
+                    actor=actor,
+                    action="vault.decrypt",
+                    object=f"release:{reference}",
+                    subject=canonical[pid],
+                    details={"reference": reference, "reason": reason, "found": bool(found)},
+                )
+    return result

@@ -1,0 +1,283 @@
+"""The central zone on disk: its files, its lock, and recovery of an interrupted ingest.
+
+Files (all in `central_dir`, mode 0700):
+
+- `vault.duckdb`: the identity vault (encrypted ID numbers, blind indexes, wrapped data keys);
+- `registers.duckdb`: the register store (rows keyed by pid; no ID numbers);
+- `rejects/<delivery>-<file>.csv`: the rejected rows of each delivery (line, rule, column, key);
+- `tmp/`: DuckDB's spill space while an ingest runs (wiped by recovery);
+- `central.lock`: writers (ingest, key rotation) hold it exclusively, readers shared.
+
+Atomicity across three databases. DuckDB commits one attached database per transaction, and
+the metadata store is a third database, so an ingest commits in a fixed order:
+
+1. the vault: the delivery's new identities and ID changes, tagged with the delivery id;
+2. the register store: the delivery's rows, tagged likewise, *and its row in
+   `__tre_deliveries`*, in one transaction: **this is the commit point**;
+3. the metadata store: the `Delivery` record and its audit event.
+
+Recovery runs under the exclusive lock before any reader or writer uses the zone. It deletes
+vault rows (and rejects files) of deliveries that have no commit marker: a crash before the
+commit point leaves the zone as it was. A crash after it is rolled forward: the metadata
+store gets the `Delivery` record the marker describes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import duckdb
+from sqlalchemy import select
+
+from tre import audit
+from tre.config import Settings, ensure_private_dir
+from tre.db import Clock, Store, utc_now
+from tre.enums import DeliveryStatus
+from tre.linkage import store as register_store
+from tre.linkage import vault as vault_schema
+from tre.models import Delivery
+
+SYSTEM_ACTOR = "tre"
+_ID_SHAPE = re.compile(r"(?<!\d)\d{11}(?!\d)")
+
+
+@dataclass
+class Recovery:
+    removed_deliveries: list[int] = field(default_factory=list)
+    removed_identities: int = 0
+    rolled_forward: list[int] = field(default_factory=list)
+
+    @property
+    def happened(self) -> bool:
+        return bool(self.removed_deliveries or self.rolled_forward)
+
+
+class CentralZone:
+    """The central zone of one installation. Pass it in; it keeps no connections between uses."""
+
+    def __init__(self, settings: Settings, *, environ=None, clock: Clock = utc_now):
+        self.settings = settings
+        self.environ = dict(os.environ if environ is None else environ)
+        self.clock = clock
+        root = settings.central_dir
+        self.vault_path = root / "vault.duckdb"
+        self.store_path = root / "registers.duckdb"
+        self.rejects_dir = root / "rejects"
+        self.tmp_dir = root / "tmp"
+        self.lock_path = root / "central.lock"
+        self.last_recovery = Recovery()
+
+    # --- locking and connections -----------------------------------------------------------
+
+    @contextmanager
+    def _locked(self, mode: int) -> Iterator[int]:
+        ensure_private_dir(self.settings.central_dir, "the central zone (TRE_CENTRAL_DIR)")
+        descriptor = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(descriptor, mode)
+            yield descriptor
+        finally:
+            os.close(descriptor)  # releases the lock
+
+    def _connect(self, *, vault: str | None, store: str | None) -> duckdb.DuckDBPyConnection:
+        """An in-memory connection with the vault and the store attached ("rw", "ro" or None)."""
+        con = duckdb.connect(config={"temp_directory": str(self.tmp_dir)})
+        for path, alias, mode in ((self.vault_path, "vault", vault), (self.store_path, "registers", store)):
+            if mode:
+                options = " (READ_ONLY)" if mode == "ro" else ""
+                con.execute(f"ATTACH {register_store.literal(str(path))} AS {alias}{options}")
+        return con
+
+    @contextmanager
+    def writing(self, metadata: Store) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The zone locked for writing, recovered, with vault and store attached read-write."""
+        with self._locked(fcntl.LOCK_EX):
+            self._prepare(metadata)
+            con = self._connect(vault="rw", store="rw")
+            try:
+                yield con
+            finally:
+                con.close()
+                self._private_files()
+
+    @contextmanager
+    def reading(self, metadata: Store, *, vault: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The zone recovered and locked for reading: the store attached read-only as `registers`
+        (the default schema), the vault as `vault` when asked for."""
+        with self._locked(fcntl.LOCK_EX) as descriptor:
+            self._prepare(metadata)
+            fcntl.flock(descriptor, fcntl.LOCK_SH)
+            con = self._connect(vault="ro" if vault else None, store="ro")
+            con.execute("USE registers")
+            try:
+                yield con
+            finally:
+                con.close()
+
+    def _prepare(self, metadata: Store) -> None:
+        ensure_private_dir(self.tmp_dir, "the central zone's spill directory")
+        ensure_private_dir(self.rejects_dir, "the rejects directory")
+        con = self._connect(vault="rw", store="rw")
+        try:
+            for alias, statements in (
+                ("vault", vault_schema.schema_statements),
+                ("registers", register_store.schema_statements),
+            ):
+                if not _has_schema(con, alias):
+                    for statement in statements(alias):
+                        con.execute(statement)
+                    con.execute(f"CHECKPOINT {alias}")
+            self.last_recovery = self._recover(con, metadata)
+        finally:
+            con.close()
+        self._private_files()
+
+    def _private_files(self) -> None:
+        for path in self.settings.central_dir.iterdir():
+            if path.is_file():
+                path.chmod(0o600)
+
+    # --- recovery --------------------------------------------------------------------------
+
+    def _recover(self, con: duckdb.DuckDBPyConnection, metadata: Store) -> Recovery:
+        recovery = Recovery()
+        for leftover in self.tmp_dir.iterdir():
+            # DuckDB's spill files of a killed ingest may hold staged rows.
+            shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+        committed = {row[0] for row in con.execute("SELECT id FROM registers.__tre_deliveries").fetchall()}
+        orphans = sorted(
+            {
+                row[0]
+                for table in vault_schema.DELIVERY_TAGGED
+                for row in con.execute(f"SELECT DISTINCT delivery FROM vault.{table}").fetchall()
+            }
+            - committed
+        )
+        if orphans:
+            con.execute("BEGIN")
+            recovery.removed_identities = con.execute(
+                "SELECT count(*) FROM vault.identities WHERE list_contains($1, delivery)", [orphans]
+            ).fetchall()[0][0]
+            for table in vault_schema.DELIVERY_TAGGED:
+                con.execute(f"DELETE FROM vault.{table} WHERE list_contains($1, delivery)", [orphans])
+            con.execute("COMMIT")
+            con.execute("CHECKPOINT vault")
+            recovery.removed_deliveries = orphans
+        for path in self.rejects_dir.glob("*.csv"):
+            number = path.name.split("-", 1)[0]
+            if not number.isdigit() or int(number) not in committed:
+                path.unlink()
+        recovery.rolled_forward = self._roll_forward(con, metadata)
+        if recovery.happened:
+            with metadata.transaction() as session:
+                audit.record(
+                    session,
+                    at=self.clock(),
+                    actor=SYSTEM_ACTOR,
+                    action="central.recover",
+                    object="central-zone",
+                    details={
+                        "removed_uncommitted_deliveries": recovery.removed_deliveries,
+                        "removed_identities": recovery.removed_identities,
+                        "rolled_forward_deliveries": recovery.rolled_forward,
+                    },
+                )
+        return recovery
+
+    def _roll_forward(self, con: duckdb.DuckDBPyConnection, metadata: Store) -> list[int]:
+        markers = con.execute(
+            "SELECT id, sha256, source, period, filename, rows_delivered, committed_at, committed_by, report "
+            "FROM registers.__tre_deliveries ORDER BY id"
+        ).fetchall()
+        if not markers:
+            return []
+        with metadata.transaction() as session:
+            recorded = {
+                sha
+                for (sha,) in session.execute(
+                    select(Delivery.sha256).where(Delivery.status == DeliveryStatus.INGESTED)
+                ).all()
+            }
+            missing = [m for m in markers if m[1] not in recorded]
+            for marker in missing:
+                record_delivery(session, DeliveryMarker.from_row(marker), recovered=True)
+        return [m[0] for m in missing]
+
+
+@dataclass(frozen=True)
+class DeliveryMarker:
+    """A committed delivery as its commit marker in the register store describes it."""
+
+    id: int
+    sha256: str
+    source: str
+    period: str | None
+    filename: str
+    rows: int
+    committed_at: dt.datetime
+    committed_by: str
+    report: dict
+
+    @classmethod
+    def from_row(cls, row) -> DeliveryMarker:
+        report = row[8] if isinstance(row[8], dict) else json.loads(row[8])
+        return cls(*row[:8], report=report)
+
+
+def record_delivery(session, marker: DeliveryMarker, *, recovered: bool = False) -> None:
+    """The metadata store's record of a committed delivery, and its audit event."""
+    at = marker.committed_at if marker.committed_at.tzinfo else marker.committed_at.replace(tzinfo=dt.UTC)
+    row = session.execute(select(Delivery).where(Delivery.sha256 == marker.sha256)).scalar_one_or_none()
+    if row is None:
+        row = Delivery(sha256=marker.sha256)
+        session.add(row)
+    row.source, row.period, row.filename = marker.source, marker.period, marker.filename
+    row.rows, row.status, row.report = marker.rows, DeliveryStatus.INGESTED, marker.report
+    row.ingested_at, row.ingested_by = at, marker.committed_by
+    details = {
+        "delivery": marker.id,
+        "source": marker.source,
+        "period": marker.period,
+        "file": redact(marker.filename),
+        "sha256": audit_hash(marker.sha256),
+        "rows": marker.rows,
+        "stored": marker.report.get("rows_stored"),
+        "rejected": marker.report.get("rows_rejected"),
+    }
+    if recovered:
+        details["recovered"] = True
+    audit.record(
+        session,
+        at=at,
+        actor=marker.committed_by,
+        action="delivery.ingest",
+        object=f"delivery:{marker.id}",
+        details=details,
+    )
+
+
+def redact(text: str) -> str:
+    """Text safe to show or audit: no ID-number-shaped digits."""
+    return _ID_SHAPE.sub("<11 digits>", text)
+
+
+def audit_hash(sha256: str | None) -> str | None:
+    """A sha256 as audit details may hold it: in groups of 8, since the audit log refuses runs of
+    11 digits (ID-number shaped) and a hex digest sometimes has one."""
+    return None if sha256 is None else "-".join(sha256[i : i + 8] for i in range(0, len(sha256), 8))
+
+
+def _has_schema(con: duckdb.DuckDBPyConnection, alias: str) -> bool:
+    return bool(
+        con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = $1 AND table_name = '__tre_meta'", [alias]
+        ).fetchall()[0][0]
+    )
