@@ -122,6 +122,13 @@ class Settings:
         help="Processes for the per-identifier cryptography of an ingest (blind index, encryption); "
         "0: one per CPU core.",
     )
+    exports_dir: Path = setting(
+        env="TRE_EXPORTS_DIR",
+        default=_under_home("exports"),
+        shown="`$TRE_HOME/exports`",
+        help="Release bundles, one zip per released output request (`<project>/REQ-<n>.zip`): the only path "
+        "out of a project. Central side, never inside a project; created mode 0700.",
+    )
     user: str = setting(
         env="TRE_USER",
         default="",
@@ -208,6 +215,16 @@ class Settings:
         default=_beside_repo("node_modules/.bin/configurable-http-proxy"),
         shown="`node_modules/.bin/configurable-http-proxy` in the source checkout",
         help="The configurable-http-proxy executable (installed by `make node`).",
+    )
+    review_ip: str = setting(
+        env="TRE_REVIEW_IP",
+        default="127.0.0.1",
+        help="Address the review page listens on (`tre review serve`; the hub's `tre-review` service too).",
+    )
+    review_port: int = setting(
+        env="TRE_REVIEW_PORT",
+        default=8010,
+        help="Port of the review page. Under the hub it is reached at /services/tre-review/ through the proxy.",
     )
 
     # Where each value came from ("default", "file", "env"); not itself a setting.

@@ -325,9 +325,13 @@ class OutputRequest(Base):
     author_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     title: Mapped[str] = mapped_column(String(400), default="")
     status: Mapped[RequestStatus] = mapped_column(enum_column(RequestStatus), default=RequestStatus.PENDING)
+    # A returned request that the author reopens starts a new round of two independent reviews.
+    round: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     created_at: Mapped[dt.datetime]
     submitted_at: Mapped[dt.datetime | None]
     decided_at: Mapped[dt.datetime | None]
+    # Why an officer returned an approved request (for its author).
+    returned_reason: Mapped[str | None] = mapped_column(Text)
 
     files: Mapped[list[RequestFile]] = relationship(back_populates="request", order_by="RequestFile.id")
     reviews: Mapped[list[Review]] = relationship(back_populates="request", order_by="Review.id")
@@ -350,6 +354,10 @@ class RequestFile(Base):
     check_status: Mapped[str] = mapped_column(String(16))  # pass, fail, review
     report: Mapped[dict]
     context: Mapped[dict]  # the author's context: population, what it shows, relation to earlier outputs
+    # Every file of the output with its sha256 and size; `sha256` above is the digest of this list.
+    contents: Mapped[list] = mapped_column(JSON, default=list, server_default="[]")
+    # The queued output's description (call, arguments, the line of code that made it).
+    meta: Mapped[dict] = mapped_column(JSON, default=dict, server_default="{}")
     added_at: Mapped[dt.datetime]
 
     request: Mapped[OutputRequest] = relationship(back_populates="files")
@@ -357,11 +365,12 @@ class RequestFile(Base):
 
 class Review(Base):
     __tablename__ = "reviews"
-    __table_args__ = (UniqueConstraint("request_id", "reviewer_id"),)
+    __table_args__ = (UniqueConstraint("request_id", "reviewer_id", "round"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     request_id: Mapped[int] = mapped_column(ForeignKey("output_requests.id"))
     reviewer_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    round: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     status: Mapped[ReviewStatus] = mapped_column(enum_column(ReviewStatus), default=ReviewStatus.IN_PROGRESS)
     created_at: Mapped[dt.datetime]
     submitted_at: Mapped[dt.datetime | None]

@@ -33,6 +33,8 @@ COMMAND_MODULES = (
     "tre.cli.check",
     "tre.cli.central",
     "tre.cli.extracts",
+    "tre.cli.requests",
+    "tre.cli.review",
 )
 
 INTERNAL_ERROR = 70  # EX_SOFTWARE

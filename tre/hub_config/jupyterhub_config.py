@@ -27,6 +27,7 @@ c.JupyterHub.template_paths = [str(TEMPLATES_DIR)]
 c.JupyterHub.template_vars = plan.template_vars()
 c.JupyterHub.services = plan.services()
 c.JupyterHub.load_roles = plan.roles()
+c.JupyterHub.extra_user_scopes = plan.extra_user_scopes()
 
 # --- login: TRE users only; hub admins are the TRE's admins, and cannot enter servers -------
 c.JupyterHub.authenticator_class = plan.authenticator_class

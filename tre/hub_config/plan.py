@@ -10,6 +10,7 @@ from pathlib import Path
 from tre.config import PACKAGE_DIR, Settings, load_settings, setting_fields
 from tre.errors import ConfigError, PermissionDenied
 from tre.hub_config import enforcer, network
+from tre.output_check.web import SERVICE_NAME as REVIEW_SERVICE
 from tre.workspace import check_server_access, isolation_enabled, user_projects
 
 TEMPLATES_DIR = PACKAGE_DIR / "hub_config" / "templates"
@@ -84,21 +85,35 @@ class HubPlan:
         return classes[kind]
 
     def services(self) -> list[dict]:
-        """Hub-managed services. The review web app adds itself here (see docs/hub.md)."""
+        """Hub-managed services: the enforcer, and the review page behind hub OAuth."""
+        tre = str(Path(sys.executable).parent / "tre")
         return [
             {
                 "name": enforcer.SERVICE_NAME,
                 "api_token": enforcer.ensure_token(self.settings.hub_dir),
                 "command": [
-                    str(Path(sys.executable).parent / "tre"),
+                    tre,
                     "hub",
                     "enforce",
                     "--every",
                     str(self.settings.hub_enforce_interval),
                 ],
                 "environment": settings_environment(self.settings),
-            }
+            },
+            {
+                "name": REVIEW_SERVICE,
+                "url": f"http://127.0.0.1:{self.settings.review_port}",
+                "command": [tre, "review", "serve", "--hub"],
+                "environment": settings_environment(self.settings),
+                "oauth_no_confirm": True,  # the TRE's own page: no "authorize access" step
+                "display": True,
+                "info": {"description": "Review and release of output requests"},
+            },
         ]
+
+    def extra_user_scopes(self) -> list[str]:
+        """Every hub user may reach the review page; the TRE's roles decide what it shows them."""
+        return [f"access:services!service={REVIEW_SERVICE}"]
 
     def roles(self) -> list[dict]:
         return [{"name": enforcer.SERVICE_NAME, "scopes": enforcer.SERVICE_SCOPES, "services": [enforcer.SERVICE_NAME]}]
