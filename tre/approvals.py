@@ -487,11 +487,11 @@ def sync(session: Session, directory: Path, *, actor: str, now: dt.datetime) -> 
         if approval is None:
             approval = _add(session, record, now)
             result.added.append(record.id)
-            action, details = "approval.add", {"version": 1, "sha256": record.sha256}
+            action, details = "approval.add", {"version": 1, "sha256": audit.digest(record.sha256)}
         elif approval.sha256 != record.sha256 or approval.status == ApprovalStatus.REVOKED:
             _update(session, approval, record, now)
             result.changed.append(record.id)
-            action, details = "approval.change", {"version": approval.version, "sha256": record.sha256}
+            action, details = "approval.change", {"version": approval.version, "sha256": audit.digest(record.sha256)}
         else:
             result.unchanged.append(record.id)
             action = None

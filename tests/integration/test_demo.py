@@ -1,7 +1,14 @@
 """`tre demo`: what a person running `make demo` sees, on a small population."""
 
+import shutil
+from pathlib import Path
 
-def test_demo_runs_and_is_quick_to_rerun(cli):
+REPO = Path(__file__).resolve().parents[2]
+
+
+
+def test_demo_runs_and_is_quick_to_rerun(cli, tre_env):
+    shutil.copytree(REPO / "approvals", tre_env["TRE_APPROVALS_DIR"])
     first = cli.ok("demo", "--persons", "1500", "--years", "1")
     assert "generated synthetic registers for 1,500 persons, 2024-2024" in first.out
     assert "register deliveries (rows)" in first.out and "kuhr" in first.out

@@ -48,7 +48,7 @@ from tre.linkage.vault import (
     load_data_keys,
     new_pids,
 )
-from tre.linkage.zone import CentralZone, DeliveryMarker, audit_hash, record_delivery, redact
+from tre.linkage.zone import CentralZone, DeliveryMarker, record_delivery, redact
 from tre.models import Delivery
 from tre.registers import (
     CODE_LISTS,
@@ -349,7 +349,7 @@ def _record_failure(zone, metadata: Store, outcome: Outcome, *, actor: str, sha2
             actor=actor,
             action="delivery.failed",
             object=redact(f"file:{outcome.file}"),
-            details={"error": outcome.message, "sha256": audit_hash(sha256)},
+            details={"error": outcome.message, "sha256": audit.digest(sha256)},
         )
 
 

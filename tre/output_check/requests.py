@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from tre import audit
 from tre.config import ensure_private_dir
 from tre.enums import RequestStatus, Role, VoteDecision
 from tre.errors import InvalidTransition, NotFound, PermissionDenied, UsageError
@@ -173,7 +174,7 @@ class Requests:
             output=name,
             kind=output.kind,
             check_status=output.check_status,
-            sha256=audit_digest(output.sha256),
+            sha256=audit.digest(output.sha256),
         )
         return output
 
@@ -221,7 +222,7 @@ class Requests:
                     "remove it and queue it again"
                 )
             self.store.set_digest(request.id, f.name, f.sha256, contents)
-            digests[f.name] = audit_digest(f.sha256)
+            digests[f.name] = audit.digest(f.sha256)
         now = self.clock()
         self.store.set_status(request.id, S.SUBMITTED, now)
         self.outputs.seal(project.id, request.label)
@@ -436,9 +437,9 @@ class Requests:
             now,
             project=project.id,
             bundle=str(files.bundle),
-            bundle_sha256=audit_digest(files.bundle_sha256),
+            bundle_sha256=audit.digest(files.bundle_sha256),
             release_record=record_id,
-            outputs={f.name: audit_digest(f.sha256) for f in request.files},
+            outputs={f.name: audit.digest(f.sha256) for f in request.files},
         )
         return Release(request.label, project.id, files.bundle, files.bundle_sha256, files.released_dir, record_id)
 
@@ -472,7 +473,7 @@ class Requests:
             request.label,
             self.clock(),
             project=project.id,
-            bundle_sha256=audit_digest(release.bundle_sha256),
+            bundle_sha256=audit.digest(release.bundle_sha256),
         )
         return path
 
@@ -559,12 +560,6 @@ class Requests:
 
     def _audit(self, actor: str, action: str, label: str, now: dt.datetime, **details) -> None:
         self.store.audit(actor=actor, action=action, object=f"request:{label}", details=details, now=now)
-
-
-def audit_digest(sha256: str) -> str:
-    """A sha256 for the audit log, in groups of 8 hex digits: the log refuses 11 digits in a
-    row (the shape of an ID number), which a hex digest often has."""
-    return "-".join(sha256[i : i + 8] for i in range(0, len(sha256), 8))
 
 
 def _with_context(output: OutputFile, context: dict) -> OutputFile:
