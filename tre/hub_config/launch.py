@@ -28,7 +28,8 @@ from tre.hub_config.plan import CONFIG_FILE, HubPlan, settings_environment
 from tre.workspace import ISOLATION_OFF_WARNING, isolation_enabled
 
 
-def _running_pid(hub_dir: Path) -> int | None:
+def running_hub_pid(hub_dir: Path) -> int | None:
+    """The pid of the hub running from `hub_dir`, or None."""
     try:
         pid = json.loads(enforcer.info_path(hub_dir).read_text())["pid"]
         os.kill(pid, 0)
@@ -40,7 +41,7 @@ def _running_pid(hub_dir: Path) -> int | None:
 def run_hub(settings: Settings, environ: dict, *, info=print) -> int:
     """Run JupyterHub in the foreground until it exits; returns its exit code."""
     hub_dir = ensure_private_dir(settings.hub_dir, "the hub's state directory (TRE_HUB_DIR)")
-    pid = _running_pid(hub_dir)
+    pid = running_hub_pid(hub_dir)
     if pid is not None:
         raise UserError(f"a hub of this installation is already running (pid {pid}): stop it first")
     if not settings.hub_proxy_command.exists():
@@ -163,7 +164,12 @@ def set_demo_logins(store: Store, names: list[str], *, actor: str) -> list[DemoL
 
 def format_demo_accounts(url: str, logins: list[DemoLogin], roles: dict[str, str]) -> str:
     """The text `make demo` ends with: the hub's URL and how to log in as each demo user."""
-    lines = [f"JupyterHub: {url}/hub/login", "", "Demo accounts (password, then the current 2FA code):"]
+    lines = [
+        f"JupyterHub: {url}/hub/login",
+        f"Output review page (officers; researchers submit there too): {url}/services/tre-review/",
+        "",
+        "Demo accounts (password, then the current 2FA code):",
+    ]
     for login in logins:
         lines.append(f"  {login.user:<12} {roles.get(login.user, ''):<22} password {login.password}")
         lines.append(f"  {'':<12} 2FA: `echo {login.totp_secret} | tre user totp-code`  or add to an authenticator app")
