@@ -130,9 +130,11 @@ def test_bad_calls_and_names_are_refused(session):
     with pytest.raises(SafeError, match="normalize is not supported"):
         session.crosstab(data.kommune, data.sex, normalize=True)
     session.crosstab(data.kommune, data.sex, name="one")
-    with pytest.raises(Exception, match="already queued"):
-        session.crosstab(data.kommune, data.sex, name="one")
-    assert not any(p.name.startswith(".") for p in session.queue.iterdir())  # nothing half-written
+    first = json.loads((session.queue / "one" / "meta.json").read_text())
+    session.crosstab(data.sex, data.kommune, name="one")  # a notebook run again: replaced
+    again = json.loads((session.queue / "one" / "meta.json").read_text())
+    assert again["arguments"] != first["arguments"]
+    assert [p.name for p in session.queue.iterdir()] == ["one"]  # nothing half-written, no copy
 
 
 def test_outside_a_project_the_module_calls_say_what_is_missing(monkeypatch):

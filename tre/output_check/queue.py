@@ -78,8 +78,6 @@ def write_queued_output(
     if not _NAME.match(name):
         raise QueueError(f"output name {name!r}: use letters, digits, '.', '_' or '-' (at most 100)")
     target = queue / name
-    if target.exists():
-        raise QueueError(f"an output named {name!r} is already queued: choose another name")
     try:
         queue.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=queue))
@@ -108,7 +106,15 @@ def write_queued_output(
             **(extra or {}),
         }
         (staging / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
-        os.rename(staging, target)
+        # Making an output again (a notebook run twice) replaces the queued one: the queue holds
+        # only what is not yet in a request, so nothing under review changes.
+        if target.exists():
+            superseded = Path(tempfile.mkdtemp(prefix=f".{name}.old.", dir=queue))
+            os.rename(target, superseded / name)
+            os.rename(staging, target)
+            shutil.rmtree(superseded, ignore_errors=True)
+        else:
+            os.rename(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
