@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 from delivery_factory import people, row, write_delivery
@@ -44,7 +45,7 @@ def lookup(cli, fnr, as_user="carl", reason=REASON):
 
 def test_custodian_looks_up_and_reveals_and_both_are_in_the_persons_access_log(central, persons, d_number):
     pid = lookup(central, persons[0].fnr).json()["pid"]
-    assert len(pid) == 32
+    assert len(pid) == 36 and str(uuid.UUID(pid)) == pid
     # the D-number that the history replaced belongs to the same person
     assert lookup(central, d_number.fnr).json()["pid"] == pid
     revealed = central.ok("vault", "reveal", "--pid", pid, "--reason", REASON, "--json", as_user="carl").json()
@@ -88,10 +89,15 @@ def test_bad_look_ups_say_what_is_wrong_without_echoing_the_number(central, pers
     assert "must not contain an ID number" in lookup(central, persons[0].fnr, reason=f"about {persons[0].fnr}").err
     [stranger] = people(1, seed=33)
     assert lookup(central, stranger.fnr).json() == {"found": False, "pid": None}
-    unknown = central("vault", "reveal", "--pid", "0" * 32, "--reason", REASON, as_user="carl")
-    assert unknown.code == 6 and "no person with that pid" in unknown.err
+    for not_known in (str(uuid.UUID(int=0)), "not-a-pid"):
+        unknown = central("vault", "reveal", "--pid", not_known, "--reason", REASON, as_user="carl")
+        assert unknown.code == 6 and "no person with that pid" in unknown.err
     log = central.ok("audit", "log", "--action", "vault.*", "--json", as_user="ada").json()
-    assert [(e["action"], e["details"]["found"]) for e in log] == [("vault.lookup", False), ("vault.reveal", False)]
+    assert [(e["action"], e["details"]["found"]) for e in log] == [
+        ("vault.lookup", False),
+        ("vault.reveal", False),
+        ("vault.reveal", False),
+    ]
 
 
 def test_rotation_rewraps_under_a_new_key_file_and_loses_nothing(central, persons, tre_env):

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tables import parse_table
 
-from tre.linkage.idnumbers import check_digits, generate_synthetic, is_valid, parse, validate_array
+from tre.linkage.idnumbers import check_digits, generate_synthetic, is_valid, parse, validate_array, validate_ascii
 
 SPEC = """
 number       | valid | kind | synthetic | rule    | birth date | sex | reason
@@ -120,3 +120,11 @@ def test_generated_synthetic_numbers_are_valid_unique_and_round_trip(seed, d_num
     assert (result["birth_date"] == births).all()
     assert (result["sex"] == sexes).all()
     assert set(result["kind"]) == {"d" if d_number else "fnr"}
+
+
+def test_validate_ascii_says_what_validate_array_says():
+    numbers = [r["number"] for r in spec_rows() if len(r["number"]) == 11]
+    by_strings = validate_array(numbers)
+    by_buffer = validate_ascii("".join(numbers).encode("ascii"))
+    for key, values in by_strings.items():
+        assert np.array_equal(values.astype(str), by_buffer[key].astype(str)), key

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import uuid
 
+import pyarrow as pa
 import pytest
 from delivery_factory import people
 
 from tre.errors import ConfigError, IntegrityError
 from tre.linkage import keys as vault_keys
-from tre.linkage.ingest import fixed_binary, fixed_strings, fixed_width_bytes
-from tre.linkage.vault import BLIND_BYTES, PID_BYTES, SEALED_BYTES, Crypto, new_pids
+from tre.linkage.crypto import BLIND_BYTES, PID_BYTES, SEALED_BYTES, Crypto, new_pids
+from tre.linkage.ingest import fixed_binary, fixed_strings, fixed_width_bytes, uuid_array
 
 NUMBERS = [p.fnr for p in people(50, seed=41)]
+
+
+def pid_text(pids: bytes, i: int) -> str:
+    return str(uuid.UUID(bytes=pids[i * PID_BYTES : (i + 1) * PID_BYTES]))
 
 
 @pytest.fixture
@@ -21,10 +27,10 @@ def crypto():
     return Crypto(vault_keys.DataKeys.generate(), workers=1)
 
 
-def test_blind_index_is_hmac_sha256_of_the_number(crypto):
+def test_blind_index_is_hmac_sha256_of_the_number_truncated_to_128_bits(crypto):
     blob = "".join(NUMBERS).encode()
     blinds = crypto.blind_many(blob)
-    expected = b"".join(hmac.new(crypto._keys.index, n.encode(), hashlib.sha256).digest() for n in NUMBERS)
+    expected = b"".join(hmac.new(crypto._keys.index, n.encode(), hashlib.sha256).digest()[:16] for n in NUMBERS)
     assert blinds == expected and len(blinds) == BLIND_BYTES * len(NUMBERS)
     assert crypto.blind(NUMBERS[3]) == expected[3 * BLIND_BYTES : 4 * BLIND_BYTES]
     other = Crypto(vault_keys.DataKeys.generate())
@@ -36,10 +42,10 @@ def test_sealed_numbers_open_only_under_their_own_pid(crypto):
     sealed = crypto.seal_many("".join(NUMBERS).encode(), pids)
     assert len(sealed) == SEALED_BYTES * len(NUMBERS)
     first = sealed[:SEALED_BYTES]
-    assert crypto.unseal(first, pids[:PID_BYTES].decode()) == NUMBERS[0]
+    assert crypto.unseal(first, pid_text(pids, 0)) == NUMBERS[0]
     assert NUMBERS[0].encode() not in sealed
     with pytest.raises(IntegrityError):
-        crypto.unseal(first, pids[PID_BYTES : 2 * PID_BYTES].decode())
+        crypto.unseal(first, pid_text(pids, 1))
     again = crypto.seal_many(NUMBERS[0].encode(), pids[:PID_BYTES])
     assert again != first  # a fresh nonce each time: equal numbers do not look equal
 
@@ -54,9 +60,7 @@ def test_the_worker_processes_compute_what_one_process_does():
         pids = new_pids(len(NUMBERS))
         sealed = parallel.seal_many(blob, pids)
         opened = [
-            serial.unseal(
-                sealed[i * SEALED_BYTES : (i + 1) * SEALED_BYTES], pids[i * PID_BYTES : (i + 1) * PID_BYTES].decode()
-            )
+            serial.unseal(sealed[i * SEALED_BYTES : (i + 1) * SEALED_BYTES], pid_text(pids, i))
             for i in range(len(NUMBERS))
         ]
         assert opened == NUMBERS
@@ -64,16 +68,21 @@ def test_the_worker_processes_compute_what_one_process_does():
         parallel.close()
 
 
-def test_pids_are_random_hex_and_unique():
+def test_pids_are_random_and_unique():
     pids = new_pids(10_000)
-    texts = {pids[i : i + PID_BYTES] for i in range(0, len(pids), PID_BYTES)}
-    assert len(texts) == 10_000
-    assert set(pids) <= set(b"0123456789abcdef")
+    assert len({pids[i : i + PID_BYTES] for i in range(0, len(pids), PID_BYTES)}) == 10_000
+
+
+def test_pids_reach_duckdb_as_uuids_without_text():
+    import duckdb
+
+    pids = new_pids(3)
+    con = duckdb.connect()
+    con.register("p", pa.table({"pid": uuid_array(pids)}))
+    assert [str(u) for (u,) in con.execute("SELECT pid FROM p").fetchall()] == [pid_text(pids, i) for i in range(3)]
 
 
 def test_fixed_width_buffers_round_trip():
-    import pyarrow as pa
-
     column = pa.chunked_array([pa.array(NUMBERS[:10]), pa.array(NUMBERS[10:])])
     assert fixed_width_bytes(column, 11) == "".join(NUMBERS).encode()
     assert fixed_strings("".join(NUMBERS).encode(), 11).to_pylist() == NUMBERS

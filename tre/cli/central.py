@@ -9,7 +9,7 @@ from tre.cli.framework import ANY_ROLE, Context, arg, command, group
 from tre.enums import Role
 from tre.errors import DeliveryError
 from tre.linkage import quality, vault
-from tre.linkage.ingest import ingest, summary
+from tre.linkage.ingest import ingest
 from tre.linkage.keys import NEW_MASTER_KEY_ENV, key_source
 from tre.linkage.zone import CentralZone
 from tre.registers import SOURCES
@@ -41,17 +41,6 @@ def ingest_command(ctx, args):
         raise DeliveryError(
             f"{len(failed)} of {len(outcomes)} deliveries failed, nothing of them stored; the first: {failed[0].message}"
         )
-
-
-def ingest_and_report(ctx: Context, folder: Path) -> dict:
-    """Ingest every delivery in `folder` and print the linkage report: what `tre demo` calls."""
-    outcomes = ingest(_zone(ctx), ctx.store, [folder], actor=ctx.actor, progress=ctx.info)
-    for outcome in outcomes:
-        ctx.info(outcome.message if outcome.status != "ingested" else summary(outcome.file, outcome.report))
-    with _zone(ctx).reading(ctx.store) as con:
-        report = quality.build_report(con, now=ctx.now())
-    ctx.emit(report, quality.render_report(report))
-    return report
 
 
 @command(

@@ -21,37 +21,53 @@ import duckdb
 from tre.linkage.store import DELIVERY, LINE, literal, quote
 from tre.registers import SOURCES, Source, municipalities
 
-FINDING_RULES = ("event_after_death", "event_after_emigration", "birth_date_mismatch", "sex_mismatch")
 
-# The population register's latest row per person (canonical pid).
-_DSF_NOW = f"""SELECT coalesce(m.canonical_pid, d.pid) AS person,
-        arg_max(d.death_date, d.{DELIVERY}) AS death_date,
-        arg_max(d.emigration_date, d.{DELIVERY}) AS emigration_date,
-        arg_max(d.immigration_date, d.{DELIVERY}) AS immigration_date
-    FROM dsf d LEFT JOIN __tre_person_map m ON m.pid = d.pid
-    WHERE d.pid IS NOT NULL GROUP BY ALL"""
+def _prepare(con: duckdb.DuckDBPyConnection) -> None:
+    """Temporary tables the report's queries share: the person map, and the population
+    register's latest row per person (canonical pid)."""
+    con.execute("CREATE OR REPLACE TEMP TABLE __tre_q_map AS SELECT pid, canonical_pid FROM __tre_person_map")
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE __tre_q_dsf AS
+            SELECT coalesce(m.canonical_pid, d.pid) AS person,
+                   arg_max(d.death_date, d.{DELIVERY}) AS death_date,
+                   arg_max(d.emigration_date, d.{DELIVERY}) AS emigration_date,
+                   arg_max(d.immigration_date, d.{DELIVERY}) AS immigration_date
+            FROM dsf d LEFT JOIN __tre_q_map m ON m.pid = d.pid
+            WHERE d.pid IS NOT NULL GROUP BY ALL"""
+    )
+
+
+def _dated(source: Source) -> bool:
+    return source.event_date is not None and not source.central_only and source.name != "dsf"
+
+
+def _after(day: str) -> dict[str, str]:
+    """The findings against the population register, as conditions on a row's event day."""
+    return {
+        "event_after_death": f"{day} > d.death_date",
+        "event_after_emigration": f"""{day} > d.emigration_date AND (d.immigration_date IS NULL
+            OR d.immigration_date <= d.emigration_date OR {day} < d.immigration_date)""",
+    }
 
 
 def _event_findings(source: Source) -> str | None:
     """SQL of (line, delivery, person, rule) for a source's rows dated after death or emigration."""
-    if source.event_date is None or source.central_only or source.name == "dsf":
+    if not _dated(source):
         return None
     day = f"t.{quote(source.event_date)}::DATE"
-    return f"""SELECT t.{LINE} AS line, t.{DELIVERY} AS delivery, d.person, rule FROM (
-            SELECT t.*, coalesce(m.canonical_pid, t.pid) AS person FROM {quote(source.name)} t
-            LEFT JOIN __tre_person_map m ON m.pid = t.pid WHERE t.pid IS NOT NULL) t
-        JOIN ({_DSF_NOW}) d ON d.person = t.person,
-        LATERAL (SELECT unnest(list_filter([
-            CASE WHEN {day} > d.death_date THEN 'event_after_death' END,
-            CASE WHEN {day} > d.emigration_date
-                  AND (d.immigration_date IS NULL OR d.immigration_date <= d.emigration_date
-                       OR {day} < d.immigration_date) THEN 'event_after_emigration' END], lambda x: x IS NOT NULL)) AS rule)"""
+    return " UNION ALL ".join(
+        f"""SELECT t.{LINE} AS line, t.{DELIVERY} AS delivery, d.person, {literal(rule)} AS rule
+            FROM {quote(source.name)} t LEFT JOIN __tre_q_map m ON m.pid = t.pid
+            JOIN __tre_q_dsf d ON d.person = coalesce(m.canonical_pid, t.pid) WHERE {condition}"""
+        for rule, condition in _after(day).items()
+    )
 
 
 def build_report(con: duckdb.DuckDBPyConnection, *, now: dt.datetime | None = None) -> dict:
     """The linkage and quality report over everything committed in the register store."""
     deliveries = con.execute("SELECT source, report FROM __tre_deliveries ORDER BY id").fetchall()
-    dsf_persons = con.execute(f"SELECT count(*) FROM ({_DSF_NOW})").fetchall()[0][0]
+    _prepare(con)
+    dsf_persons = con.execute("SELECT count(*) FROM __tre_q_dsf").fetchall()[0][0]
     sources: dict[str, dict] = {}
     for name, report in deliveries:
         report = json.loads(report) if isinstance(report, str) else report
@@ -79,18 +95,19 @@ def build_report(con: duckdb.DuckDBPyConnection, *, now: dt.datetime | None = No
             entry["findings"][rule] = entry["findings"].get(rule, 0) + n
     for name, entry in sources.items():
         source = SOURCES[name]
-        persons, linked = con.execute(
-            f"""SELECT count(DISTINCT p.person), count(*) FILTER (WHERE d.person IS NOT NULL) FROM (
-                    SELECT coalesce(m.canonical_pid, t.pid) AS person FROM {quote(name)} t
-                    LEFT JOIN __tre_person_map m ON m.pid = t.pid) p
-                LEFT JOIN (SELECT person FROM ({_DSF_NOW})) d ON d.person = p.person"""
+        day = f"t.{quote(source.event_date)}::DATE" if _dated(source) else "NULL::DATE"
+        counted = ", ".join(f"count(*) FILTER (WHERE {condition})" for condition in _after("p.day").values())
+        persons, linked, *found = con.execute(
+            f"""SELECT count(DISTINCT p.person), count(d.person), {counted} FROM (
+                    SELECT coalesce(m.canonical_pid, t.pid) AS person, {day} AS day FROM {quote(name)} t
+                    LEFT JOIN __tre_q_map m ON m.pid = t.pid) p
+                LEFT JOIN __tre_q_dsf d ON d.person = p.person"""
         ).fetchall()[0]
         entry["persons"] = persons
         entry["rows_linked"] = linked
         entry["link_rate"] = round(linked / entry["rows_stored"], 4) if entry["rows_stored"] else None
-        findings = _event_findings(source)
-        if findings:
-            for rule, n in con.execute(f"SELECT rule, count(*) FROM ({findings}) GROUP BY rule").fetchall():
+        for rule, n in zip(_after("").keys(), found, strict=True):
+            if n:
                 entry["findings"][rule] = n
         unknown = sum(entry["rejects"].get("unknown_municipality", {}).values())
         if unknown:
@@ -141,6 +158,7 @@ def build_municipality_reports(
 ) -> list[Path]:
     """One JSON quality report per municipality that reported rows; returns the files written."""
     names = {m.number: m.name for m in municipalities()}
+    _prepare(con)
     per: dict[str, dict] = {}
 
     def entry(number: str, source: str) -> dict:
@@ -154,7 +172,7 @@ def build_municipality_reports(
             f"SELECT municipality, count(*) FROM {quote(name)} WHERE municipality IS NOT NULL GROUP BY ALL"
         ).fetchall():
             entry(number, name)["rows"] = n
-        flagged = _event_findings(source) if name != "dsf" else None
+        flagged = _event_findings(source)
         if name == "dsf":
             flagged = f"SELECT {LINE} AS line, {DELIVERY} AS delivery, pid AS person, rule FROM __tre_findings"
         if flagged is None:

@@ -47,7 +47,7 @@ def active_reservations(
     """Canonical pids of everyone with an active reservation of `kind` at `at`."""
     kind = ReservationKind(kind)
     rows = con.execute(active_reservations_sql(schema), {"kind": kind.value, "at": _naive(at)}).fetchall()
-    return {pid for (pid,) in rows}
+    return {str(pid) for (pid,) in rows}
 
 
 def is_reserved(
@@ -63,7 +63,8 @@ def reservation_history(con: duckdb.DuckDBPyConnection, pid: str, *, schema: str
     person = resolve_pids(con, [pid], schema=schema)[pid]
     rows = con.execute(
         f"""SELECT kind, active, effective_at, message_id, delivery, recorded_at
-            FROM {quote(schema)}.reservation_history WHERE pid = $1 ORDER BY effective_at, delivery, line""",
+            FROM {quote(schema)}.reservation_history WHERE pid = TRY_CAST($1 AS UUID)
+            ORDER BY effective_at, delivery, line""",
         [person],
     ).fetchall()
     keys = ("kind", "active", "effective_at", "message_id", "delivery", "recorded_at")

@@ -41,7 +41,7 @@ def literal(value: str) -> str:
 
 def stored_columns(source: Source) -> list[tuple[str, str]]:
     """(name, type) of a source's table in the store: pid, its non-identity columns, provenance."""
-    columns = [("pid", "VARCHAR")]
+    columns = [("pid", "UUID")]
     columns += [(c.name, c.type) for c in source.columns if c.role != "identity"]
     return columns + [(DELIVERY, "INTEGER"), (LINE, "BIGINT")]
 
@@ -57,9 +57,9 @@ def schema_statements(schema: str) -> list[str]:
             rows_stored BIGINT NOT NULL, rows_rejected BIGINT NOT NULL,
             committed_at TIMESTAMPTZ NOT NULL, committed_by VARCHAR NOT NULL, report JSON NOT NULL)""",
         f"""CREATE TABLE IF NOT EXISTS {s}.__tre_person_links (
-            pid VARCHAR NOT NULL, canonical_pid VARCHAR NOT NULL, {DELIVERY} INTEGER NOT NULL)""",
+            pid UUID NOT NULL, canonical_pid UUID NOT NULL, {DELIVERY} INTEGER NOT NULL)""",
         f"""CREATE TABLE IF NOT EXISTS {s}.__tre_findings (
-            {DELIVERY} INTEGER NOT NULL, {LINE} BIGINT NOT NULL, rule VARCHAR NOT NULL, pid VARCHAR)""",
+            {DELIVERY} INTEGER NOT NULL, {LINE} BIGINT NOT NULL, rule VARCHAR NOT NULL, pid UUID)""",
     ]
     for source in SOURCES.values():
         columns = ", ".join(f"{quote(n)} {t}" for n, t in stored_columns(source))
@@ -102,13 +102,16 @@ def first(result: duckdb.DuckDBPyConnection) -> tuple | None:
     return rows[0] if rows else None
 
 
-def resolve_pids(con: duckdb.DuckDBPyConnection, pids: list[str], *, schema: str = "registers") -> dict[str, str]:
-    """Each pid's canonical pid (itself unless the ID history merged it into another person)."""
+def resolve_pids(
+    con: duckdb.DuckDBPyConnection, pids: list[str], *, schema: str = "registers"
+) -> dict[str, str | None]:
+    """Each pid's canonical pid (itself unless the ID history merged it into another person);
+    None for text that is not a pid."""
     if not pids:
         return {}
     rows = con.execute(
-        f"SELECT p, coalesce(m.canonical_pid, p) FROM unnest($1::VARCHAR[]) t(p) "
-        f"LEFT JOIN {quote(schema)}.__tre_person_map m ON m.pid = p",
+        f"""SELECT p, coalesce(m.canonical_pid, TRY_CAST(p AS UUID))::VARCHAR FROM unnest($1::VARCHAR[]) t(p)
+            LEFT JOIN {quote(schema)}.__tre_person_map m ON m.pid = TRY_CAST(p AS UUID)""",
         [list(pids)],
     ).fetchall()
     return dict(rows)
@@ -117,8 +120,11 @@ def resolve_pids(con: duckdb.DuckDBPyConnection, pids: list[str], *, schema: str
 def person_pids(con: duckdb.DuckDBPyConnection, pid: str, *, schema: str = "registers") -> list[str]:
     """Every pid that is the same person as `pid` (the canonical one first)."""
     main = resolve_pids(con, [pid], schema=schema)[pid]
+    if main is None:
+        return []
     others = con.execute(
-        f"SELECT pid FROM {quote(schema)}.__tre_person_map WHERE canonical_pid = $1 AND pid <> $1 ORDER BY pid",
+        f"""SELECT pid::VARCHAR FROM {quote(schema)}.__tre_person_map
+            WHERE canonical_pid = $1::UUID AND pid <> $1::UUID ORDER BY pid""",
         [main],
     ).fetchall()
     return [main] + [p for (p,) in others]

@@ -2,10 +2,12 @@
 
 One DuckDB file in the central zone (`vault.duckdb`):
 
-- `identities`: one row per ID number ever seen: `blind` = HMAC-SHA256(K_index, number) for
-  equality look-ups; `pid`, the person key (random, not derived from the number); `kind` (fnr,
-  d, h, fh); `sealed` = nonce || AES-GCM(K_fnr, number, associated data = the row's pid), so a
-  ciphertext moved to another row does not decrypt; `delivery` that first brought the number.
+- `identities`: one row per ID number ever seen: the blind index HMAC-SHA256(K_index, number),
+  its first 128 bits as two 64-bit integers (`blind_hi`, `blind_lo`: equality look-ups by fast
+  integer joins); `pid`, the person key (a random UUID, not derived from the number); `kind`
+  (fnr, d, h, fh); `sealed` = nonce || AES-GCM(K_fnr, number, associated data = the row's pid's
+  16 bytes),
+  so a ciphertext moved to another row does not decrypt; `delivery` that first brought it.
 - `id_changes`: the ID history from the population register as blind indexes (a D-number
   replaced by an FNR, a changed FNR): which number is current.
 - `__tre_keys`: the data keys K_fnr and K_index, wrapped by the master key (`tre.linkage.keys`).
@@ -20,18 +22,11 @@ the metadata store before any number is shown; so does a refused attempt.
 from __future__ import annotations
 
 import datetime as dt
-import multiprocessing
-import os
 from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import duckdb
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives import hmac as crypto_hmac
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from tre import audit
 from tre.db import Store
@@ -39,6 +34,7 @@ from tre.enums import Role
 from tre.errors import IntegrityError, NotFound, PermissionDenied, UserError
 from tre.linkage import idnumbers
 from tre.linkage import keys as vault_keys
+from tre.linkage.crypto import Crypto, blind_parts
 from tre.linkage.store import first, person_pids, resolve_pids
 from tre.users import check_role, get_user
 
@@ -46,11 +42,6 @@ if TYPE_CHECKING:
     from tre.linkage.zone import CentralZone
 
 SCHEMA_VERSION = 1
-NUMBER_BYTES = 11  # every valid ID number is 11 ASCII digits
-PID_BYTES = 32  # 128 random bits as lowercase hex
-BLIND_BYTES = 32
-NONCE_BYTES = 12
-SEALED_BYTES = NONCE_BYTES + NUMBER_BYTES + 16  # nonce, ciphertext, GCM tag
 DELIVERY_TAGGED = ("identities", "id_changes")  # the tables recovery cleans by delivery
 KIND_PREFERENCE = ("fnr", "d", "h", "fh")  # which number is a person's current one, on a tie
 
@@ -63,121 +54,13 @@ def schema_statements(schema: str) -> list[str]:
             name VARCHAR PRIMARY KEY, wrapped BLOB NOT NULL, master_key_id VARCHAR NOT NULL,
             created_at TIMESTAMPTZ NOT NULL, wrapped_at TIMESTAMPTZ NOT NULL)""",
         f"""CREATE TABLE IF NOT EXISTS {s}.identities (
-            blind BLOB NOT NULL, pid VARCHAR NOT NULL, kind VARCHAR NOT NULL, sealed BLOB NOT NULL,
-            delivery INTEGER NOT NULL)""",
+            blind_hi UBIGINT NOT NULL, blind_lo UBIGINT NOT NULL, pid UUID NOT NULL, kind VARCHAR NOT NULL,
+            sealed BLOB NOT NULL, delivery INTEGER NOT NULL)""",
         f"""CREATE TABLE IF NOT EXISTS {s}.id_changes (
-            old_blind BLOB NOT NULL, new_blind BLOB NOT NULL, change_date DATE, reason VARCHAR,
-            delivery INTEGER NOT NULL)""",
+            old_hi UBIGINT NOT NULL, old_lo UBIGINT NOT NULL, new_hi UBIGINT NOT NULL, new_lo UBIGINT NOT NULL,
+            change_date DATE, reason VARCHAR, delivery INTEGER NOT NULL)""",
         f"INSERT INTO {s}.__tre_meta VALUES ('schema_version', '{SCHEMA_VERSION}') ON CONFLICT DO NOTHING",
     ]
-
-
-# --- the cryptography, one number and in bulk ---------------------------------------------
-
-
-def _aad(pid: bytes) -> bytes:
-    return b"tre-vault-fnr:" + pid
-
-
-def _blind_chunk(key: bytes, numbers: bytes) -> bytes:
-    base = crypto_hmac.HMAC(key, hashes.SHA256())
-    out = bytearray(len(numbers) // NUMBER_BYTES * BLIND_BYTES)
-    view = memoryview(numbers)
-    for i in range(len(numbers) // NUMBER_BYTES):
-        h = base.copy()
-        h.update(view[i * NUMBER_BYTES : (i + 1) * NUMBER_BYTES])
-        out[i * BLIND_BYTES : (i + 1) * BLIND_BYTES] = h.finalize()
-    return bytes(out)
-
-
-def _seal_chunk(key: bytes, numbers: bytes, pids: bytes, nonces: bytes) -> bytes:
-    encrypt = AESGCM(key).encrypt
-    n = len(numbers) // NUMBER_BYTES
-    out = bytearray(n * SEALED_BYTES)
-    for i in range(n):
-        nonce = nonces[i * NONCE_BYTES : (i + 1) * NONCE_BYTES]
-        sealed = encrypt(
-            nonce, numbers[i * NUMBER_BYTES : (i + 1) * NUMBER_BYTES], _aad(pids[i * PID_BYTES : (i + 1) * PID_BYTES])
-        )
-        out[i * SEALED_BYTES : (i + 1) * SEALED_BYTES] = nonce + sealed
-    return bytes(out)
-
-
-class Crypto:
-    """The data keys at work: blind indexes and sealing, in bulk on several processes.
-
-    Bulk inputs are fixed-width byte strings (n × 11 digits, n × 32 hex pid), so that a chunk
-    travels to a worker as one buffer and comes back as one. The per-number loop runs inside
-    the worker; nothing loops per register row.
-    """
-
-    PARALLEL_FROM = 200_000  # below this, starting processes costs more than it saves
-
-    def __init__(self, keys: vault_keys.DataKeys, *, workers: int = 1):
-        self._keys = keys
-        self.workers = max(1, workers or os.cpu_count() or 1)
-        self._pool: ProcessPoolExecutor | None = None
-
-    def __repr__(self) -> str:
-        return f"Crypto(workers={self.workers})"
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
-
-    def _map(self, func, width: int, key: bytes, *blobs_and_widths) -> bytes:
-        """Run `func(key, *chunks)` over `n` fixed-width records, split across the workers."""
-        (first, first_width), *_ = blobs_and_widths
-        n = len(first) // first_width
-        if self.workers == 1 or n < self.PARALLEL_FROM:
-            return func(key, *(blob for blob, _ in blobs_and_widths))
-        if self._pool is None:
-            # spawn, not fork: the parent holds DuckDB's threads.
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
-        bounds = [n * i // (self.workers * 2) for i in range(self.workers * 2 + 1)]
-        futures = [
-            self._pool.submit(func, key, *(blob[lo * w : hi * w] for blob, w in blobs_and_widths))
-            for lo, hi in zip(bounds, bounds[1:], strict=False)
-        ]
-        return b"".join(f.result() for f in futures)
-
-    def blind(self, number: str) -> bytes:
-        return _blind_chunk(self._keys.index, number.encode("ascii"))
-
-    def blind_many(self, numbers: bytes) -> bytes:
-        """n × 11-digit numbers → n × 32-byte blind indexes."""
-        return self._map(_blind_chunk, BLIND_BYTES, self._keys.index, (numbers, NUMBER_BYTES))
-
-    def seal_many(self, numbers: bytes, pids: bytes) -> bytes:
-        """n × 11-digit numbers and their n × 32-byte pids → n × sealed (nonce || ciphertext)."""
-        nonces = os.urandom(len(numbers) // NUMBER_BYTES * NONCE_BYTES)
-        return self._map(
-            _seal_chunk, SEALED_BYTES, self._keys.fnr, (numbers, NUMBER_BYTES), (pids, PID_BYTES), (nonces, NONCE_BYTES)
-        )
-
-    def unseal(self, sealed: bytes, pid: str) -> str:
-        try:
-            plain = AESGCM(self._keys.fnr).decrypt(
-                sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], _aad(pid.encode("ascii"))
-            )
-        except InvalidTag:
-            raise IntegrityError(
-                "an identity in the vault does not decrypt under its own pid: the vault was tampered with; "
-                "restore it from a backup"
-            ) from None
-        return plain.decode("ascii")
-
-
-def new_pids(n: int) -> bytes:
-    """n random person keys, 32 lowercase hex characters each, as one buffer."""
-    import numpy as np
-
-    raw = np.frombuffer(os.urandom(n * 16), dtype=np.uint8)
-    hexdigits = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-    out = np.empty(n * 32, dtype=np.uint8)
-    out[0::2], out[1::2] = hexdigits[raw >> 4], hexdigits[raw & 15]
-    return out.tobytes()
 
 
 # --- data keys ----------------------------------------------------------------------------
@@ -300,17 +183,22 @@ def _crypto(zone: CentralZone, con) -> Crypto:
 
 
 def _find_pid(con, crypto: Crypto, fnr: str) -> str | None:
-    row = first(con.execute("SELECT pid FROM vault.identities WHERE blind = $1", [crypto.blind(fnr)]))
+    hi, lo = blind_parts(crypto.blind(fnr))
+    row = first(
+        con.execute(
+            "SELECT pid::VARCHAR FROM vault.identities WHERE blind_hi = $1 AND blind_lo = $2", [int(hi[0]), int(lo[0])]
+        )
+    )
     return None if row is None else resolve_pids(con, [row[0]])[row[0]]
 
 
 def _known_pid(con, pid: str) -> str | None:
     """The canonical pid of `pid` when the vault knows it, else None."""
     canonical = resolve_pids(con, [pid])[pid]
+    if canonical is None:
+        return None
     found = first(
-        con.execute(
-            "SELECT 1 FROM vault.identities WHERE pid = ANY($1::VARCHAR[]) LIMIT 1", [person_pids(con, canonical)]
-        )
+        con.execute("SELECT 1 FROM vault.identities WHERE pid = ANY($1::UUID[]) LIMIT 1", [person_pids(con, canonical)])
     )
     return canonical if found else None
 
@@ -410,10 +298,11 @@ def _numbers_by_person(con, crypto: Crypto, persons: list[str]) -> dict[str, lis
     """Every ID number of each person (canonical pids), decrypted, the current one first."""
     preference = ", ".join(f"'{k}'" for k in KIND_PREFERENCE)
     rows = con.execute(
-        f"""SELECT coalesce(m.canonical_pid, i.pid) AS person, i.pid, i.kind, i.sealed,
-                   NOT EXISTS (SELECT 1 FROM vault.id_changes c WHERE c.old_blind = i.blind) AS current
+        f"""SELECT coalesce(m.canonical_pid, i.pid)::VARCHAR AS person, i.pid::VARCHAR, i.kind, i.sealed,
+                   NOT EXISTS (SELECT 1 FROM vault.id_changes c WHERE c.old_hi = i.blind_hi AND c.old_lo = i.blind_lo)
+                       AS current
             FROM vault.identities i LEFT JOIN __tre_person_map m ON m.pid = i.pid
-            WHERE coalesce(m.canonical_pid, i.pid) = ANY($1::VARCHAR[])
+            WHERE coalesce(m.canonical_pid, i.pid) = ANY($1::UUID[])
             ORDER BY person, current DESC, list_position([{preference}], i.kind), i.delivery DESC""",
         [persons],
     ).fetchall()
@@ -446,11 +335,11 @@ def decrypt_for_release(
             at=now,
         )
         canonical = resolve_pids(con, pids)
-        numbers = _numbers_by_person(con, _crypto(zone, con), sorted(set(canonical.values())))
+        numbers = _numbers_by_person(con, _crypto(zone, con), sorted({c for c in canonical.values() if c}))
         result: dict[str, str | None] = {}
         with metadata.transaction() as session:
             for pid in pids:
-                found = numbers[canonical[pid]]
+                found = numbers.get(canonical[pid], [])
                 result[pid] = found[0].number if found else None
                 audit.record(
                     session,

@@ -90,6 +90,7 @@ class CentralZone:
     def _connect(self, *, vault: str | None, store: str | None) -> duckdb.DuckDBPyConnection:
         """An in-memory connection with the vault and the store attached ("rw", "ro" or None)."""
         con = duckdb.connect(config={"temp_directory": str(self.tmp_dir)})
+        con.execute("SET enable_progress_bar = false")
         for path, alias, mode in ((self.vault_path, "vault", vault), (self.store_path, "registers", store)):
             if mode:
                 options = " (READ_ONLY)" if mode == "ro" else ""

@@ -1,0 +1,159 @@
+"""The row rules of ingest: what each field must be, as SQL over the staged text.
+
+A delivery is staged as text (every column VARCHAR), so that one bad value costs one row and
+not the file. Each column gets one CASE that names the first rule the value breaks; a row
+breaking any rule is a reject (rule, column, line) and is not stored. Values are taken as
+delivered: an empty field is missing, surrounding spaces make a code unknown.
+
+Rules that need the whole delivery or the store (ID numbers, duplicates, keys stored by an
+earlier delivery) are applied by `tre.linkage.ingest`; they are named here too.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from tre.linkage.store import literal, quote
+from tre.registers import CODE_LISTS, ICD10, ICPC2, Column, Source, municipality_numbers
+
+RULES = {
+    "control_character": "a control character (NUL, tab, ...) in the field",
+    "too_long": "longer than the field limit",
+    "missing": "a required field is empty",
+    "bad_type": "not a value of the column's type (whole number, number, ISO date, timestamp, true/false)",
+    "unknown_municipality": "not one of the 357 municipality numbers of 2024",
+    "unknown_code": "not in the column's code list",
+    "bad_icpc2": "not an ICPC-2 code (a chapter letter and two digits)",
+    "bad_icd10": "not an ICD-10 code (a letter, two digits and up to two more, no dot)",
+    "out_of_range": "below the column's minimum or above its maximum (dates: before 1854)",
+    "future_date": "a date after the day of ingest",
+    "formula": "starts with =, +, - or @ (a spreadsheet formula)",
+    "id_in_field": "an 11-digit number in a field that is not an ID-number column",
+    "id_not_11_digits": "the ID number is not 11 digits",
+    "id_check_digits": "the ID number's check digits are wrong",
+    "id_birth_date": "the ID number's date part is not a date",
+    "duplicate": "the same record key as an earlier line of this delivery",
+    "already_stored": "the same record key as a row of an earlier delivery",
+}
+# What `idnumbers.validate_array` says, as rule names.
+ID_RULES = {"not 11 digits": "id_not_11_digits", "check digits": "id_check_digits", "birth date": "id_birth_date"}
+MAX_FIELD = 200
+EARLIEST_DATE = "1854-01-01"  # the oldest birth date an ID number can hold
+FUTURE_ALLOWED = {("iplos", "end_date")}  # a service decision may end after the day of ingest
+EMBEDDED_NEWLINE = "embedded_newline"  # not a row rule: a hard failure (line numbers would shift)
+
+
+def create_code_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """One small table per code list (`__tre_code_<name>`): `NOT IN (SELECT ...)` is a hash
+    lookup, where a long literal IN list is evaluated value by value."""
+    lists = {"municipality": sorted(municipality_numbers()), **{k: list(v) for k, v in CODE_LISTS.items()}}
+    for name, codes in lists.items():
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {quote('__tre_code_' + name)} AS SELECT unnest($1::VARCHAR[]) AS code",
+            [codes],
+        )
+
+
+def typed_name(c: Column) -> str:
+    """The staged value of a typed column cast once (see `validation_sql`)."""
+    return quote("__typed_" + c.name)
+
+
+def _cast_type(c: Column) -> str | None:
+    return {
+        "DATE": "DATE",
+        "TIMESTAMP": "TIMESTAMP",
+        "DOUBLE": "DOUBLE",
+        "INTEGER": "DOUBLE",
+        "BOOLEAN": "BOOLEAN",
+    }.get(c.type)
+
+
+def column_rule_sql(source: Source, c: Column, *, today: str, control: bool) -> str:
+    """A CASE naming the first rule column `c` breaks (`rule:column`), or NULL.
+
+    `control`: also look for control characters and line breaks (a scan of the file's bytes
+    tells when a CSV delivery has none, which saves a regular expression per field).
+    """
+    raw = quote(c.name)
+    v = f"NULLIF({raw}, '')"
+    t = typed_name(c)
+    cases: list[tuple[str, str | None]] = []
+    if control:
+        cases += [
+            (f"strpos({raw}, chr(10)) > 0 OR strpos({raw}, chr(13)) > 0", EMBEDDED_NEWLINE),
+            (rf"regexp_matches({raw}, '[\x00-\x09\x0b\x0c\x0e-\x1f\x7f]')", "control_character"),
+        ]
+    cases += [
+        (f"length({raw}) > {MAX_FIELD}", "too_long"),
+        (f"{v} IS NULL", "missing" if c.required else None),
+    ]
+    if c.role != "identity":
+        cases += _type_cases(c, v, t) + _code_cases(c, v) + _range_cases(source, c, t, today)
+        if c.type == "VARCHAR" and c.codes is None:
+            cases.append((f"left({v}, 1) IN ('=', '+', '-', '@')", "formula"))
+            # The cheap tests first: most fields are short or hold no run of 11 digits.
+            cases.append(
+                (
+                    f"length({v}) >= 11 AND regexp_matches({v}, '[0-9]{{11}}') "
+                    f"AND regexp_matches({v}, '(^|[^0-9])[0-9]{{11}}([^0-9]|$)')",
+                    "id_in_field",
+                )
+            )
+    whens = " ".join(
+        f"WHEN {condition} THEN {literal(rule + ':' + c.name) if rule else 'NULL'}" for condition, rule in cases
+    )
+    return f"CASE {whens} END"
+
+
+def _type_cases(c: Column, v: str, t: str) -> list[tuple[str, str]]:
+    if c.type == "INTEGER":
+        # TRY_CAST would round 12.5 to 13: a whole number must be written as one.
+        return [(f"NOT regexp_full_match({v}, '[+-]?[0-9]{{1,9}}')", "bad_type")]
+    if c.type == "DOUBLE":
+        return [(f"NOT coalesce(isfinite({t}), false)", "bad_type")]
+    if c.type != "VARCHAR":
+        return [(f"{t} IS NULL", "bad_type")]
+    return []
+
+
+def _code_cases(c: Column, v: str) -> list[tuple[str, str]]:
+    if c.codes is None:
+        return []
+    if c.codes in ("icpc2", "icd10"):
+        pattern = (ICPC2 if c.codes == "icpc2" else ICD10).pattern
+        return [(f"NOT regexp_full_match({v}, {literal(pattern)})", f"bad_{c.codes}")]
+    rule = "unknown_municipality" if c.codes == "municipality" else "unknown_code"
+    return [(f"{v} NOT IN (SELECT code FROM {quote('__tre_code_' + c.codes)})", rule)]
+
+
+def _range_cases(source: Source, c: Column, t: str, today: str) -> list[tuple[str, str]]:
+    cases = []
+    if c.type in ("INTEGER", "DOUBLE"):
+        if c.minimum is not None:
+            cases.append((f"{t} < {c.minimum!r}", "out_of_range"))
+        if c.maximum is not None:
+            cases.append((f"{t} > {c.maximum!r}", "out_of_range"))
+    if c.type in ("DATE", "TIMESTAMP"):
+        day = f"{t}::DATE"
+        cases.append((f"{day} < DATE {literal(EARLIEST_DATE)}", "out_of_range"))
+        if (source.name, c.name) not in FUTURE_ALLOWED:
+            cases.append((f"{day} > DATE {literal(today)}", "future_date"))
+    return cases
+
+
+def validation_sql(source: Source, *, today: str, control: bool) -> str:
+    """SQL creating `__tre_fail (line, rule, col)` from `__tre_raw`: one row per broken rule."""
+    checks = ", ".join(column_rule_sql(source, c, today=today, control=control) for c in source.columns)
+    # Each typed column is cast once, in an inner projection the rules read.
+    typed = "".join(
+        f", TRY_CAST(NULLIF({quote(c.name)}, '') AS {_cast_type(c)}) AS {typed_name(c)}"
+        for c in source.columns
+        if c.role != "identity" and _cast_type(c)
+    )
+    return f"""CREATE OR REPLACE TABLE __tre_fail AS
+        SELECT line, split_part(f, ':', 1) AS rule, split_part(f, ':', 2) AS col
+        FROM (SELECT line, unnest(string_split(fs, ',')) AS f
+              FROM (SELECT line, concat_ws(',', {checks}) AS fs
+                    FROM (SELECT rowid + 2 AS line, *{typed} FROM __tre_raw))
+              WHERE fs <> '')"""
