@@ -36,7 +36,7 @@ def demo_tre(tmp_path_factory):
     state = demo.Demo(
         settings, Store(settings.db_url), demo.DemoOptions(persons=8000, years=2), say=lambda _: None, console=console
     )
-    demo.run(state, steps=demo.STEPS[: demo.STEPS.index(demo.step_extracts) + 1])
+    demo.run(state, steps=demo.STEPS[: demo.STEPS.index(demo.step_extracts_once) + 1])
     return settings, env
 
 

@@ -84,7 +84,7 @@ def _canonical_rows(source: Source) -> str:
     of a record when a record key repeats over deliveries."""
     table = quote(source.name)
     rows = (
-        f"SELECT coalesce(m.canonical_pid, s.pid) AS __pid, s.* EXCLUDE (pid) "
+        f"SELECT CAST(coalesce(m.canonical_pid, s.pid) AS VARCHAR) AS __pid, s.* EXCLUDE (pid) "
         f"FROM registers.{table} s LEFT JOIN registers.__tre_person_map m ON m.pid = s.pid "
         f"WHERE s.pid IS NOT NULL"
     )
@@ -319,7 +319,10 @@ def _cohort(con: duckdb.DuckDBPyConnection, record: ApprovalRecord, now: dt.date
         "at": now.astimezone(dt.UTC).replace(tzinfo=None),
     }
     reserved = set(
-        con.execute(f"SELECT pid FROM ({base}) WHERE pid IN ({active_reservations_sql()})", reserved_params)
+        con.execute(
+            f"SELECT pid FROM ({base}) WHERE pid IN (SELECT pid::VARCHAR FROM ({active_reservations_sql()}))",
+            reserved_params,
+        )
         .fetchnumpy()["pid"]
         .tolist()
     )

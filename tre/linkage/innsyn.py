@@ -81,11 +81,13 @@ def _registered(con, pids: list[str]) -> list[dict]:
         if source.name == "iplos_historisk":
             rows = con.execute(
                 "SELECT h.* FROM iplos_historisk h JOIN iplos_historisk_nokkel k USING (old_pseudonym) "
-                "WHERE k.pid = ANY($1::VARCHAR[])",
+                "WHERE k.pid::VARCHAR = ANY($1::VARCHAR[])",
                 [pids],
             ).df()
         else:
-            rows = con.execute(f"SELECT * FROM {quote(source.name)} WHERE pid = ANY($1::VARCHAR[])", [pids]).df()
+            rows = con.execute(
+                f"SELECT * FROM {quote(source.name)} WHERE pid::VARCHAR = ANY($1::VARCHAR[])", [pids]
+            ).df()
         if rows.empty:
             continue
         fields = [c for c in rows.columns if c not in INTERNAL and rows[c].notna().any()]
