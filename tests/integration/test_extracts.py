@@ -322,8 +322,9 @@ def test_only_approved_variables_and_coarsened_dates(built):
 def test_consent_and_historic_iplos_are_exact(built):
     sugar = extract_tables(built, "sugar")
     assert len(sugar["persons"]) == 6  # persons 3-8
-    # Person 4 never consented: no row of theirs. Person 3 and person 5 before withdrawing did.
-    assert len(sugar["kvalitetsregister"]) == 2
+    # Only person 3 consented and kept the consent: person 4 never did, and person 5 withdrew,
+    # which takes their earlier row out too.
+    assert len(sugar["kvalitetsregister"]) == 1
     assert len(sugar["iplos_historisk"]) == 1
 
 

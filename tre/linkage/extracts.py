@@ -119,11 +119,13 @@ def _in_period(source: Source) -> str:
 def _consented(source: Source) -> str:
     if not source.consent_based:
         return "TRUE"
-    # Rows only of persons who consented and have not withdrawn (§ 4-2): any withdrawal counts.
-    return (
-        "consent AND consent_withdrawn_date IS NULL AND __pid NOT IN "
-        f"(SELECT __pid FROM ({_canonical_rows(source)}) WHERE NOT consent OR consent_withdrawn_date IS NOT NULL)"
+    # § 4-2: rows only of persons who consented; after a withdrawal none of theirs, earlier rows
+    # included (ingest records withdrawals against the person).
+    withdrawn = (
+        "SELECT CAST(coalesce(m.canonical_pid, w.pid) AS VARCHAR) FROM registers.__tre_consent_withdrawals w "
+        f"LEFT JOIN registers.__tre_person_map m ON m.pid = w.pid WHERE w.source = {literal(source.name)}"
     )
+    return f"consent AND consent_withdrawn_date IS NULL AND __pid NOT IN ({withdrawn})"
 
 
 def _cohort_sql(record: ApprovalRecord, params: dict) -> str:

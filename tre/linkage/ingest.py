@@ -722,6 +722,16 @@ class _Run:
         if self.source.name == "dsf_idhistory":
             self.sql(f"INSERT INTO registers.__tre_person_links SELECT pid, canonical, {d} FROM __tre_links")
         self.sql(f"INSERT INTO registers.__tre_findings SELECT {d}, line, rule, pid FROM __tre_found")
+        if self.source.consent_based:
+            # A withdrawal is linked to the person, to honour it: none of their rows is used again.
+            column = quote(self.identity_columns[0])
+            self.sql(
+                f"""INSERT INTO registers.__tre_consent_withdrawals
+                    SELECT DISTINCT p.pid, {literal(self.source.name)},
+                           TRY_CAST(NULLIF(r.consent_withdrawn_date, '') AS DATE), {d}
+                    FROM {self.good_rows} JOIN __tre_pidmap p ON p.id = r.{column}
+                    WHERE NULLIF(r.consent_withdrawn_date, '') IS NOT NULL"""
+            )
         self.sql(
             "INSERT INTO registers.__tre_deliveries VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             [

@@ -132,9 +132,12 @@ class CentralZone:
                 ("vault", vault_schema.schema_statements),
                 ("registers", register_store.schema_statements),
             ):
-                if not _has_schema(con, alias):
-                    for statement in statements(alias):
-                        con.execute(statement)
+                # The statements are idempotent: a zone made by an older version gains the
+                # tables and views added since.
+                new = not _has_schema(con, alias)
+                for statement in statements(alias):
+                    con.execute(statement)
+                if new:
                     con.execute(f"CHECKPOINT {alias}")
             self.last_recovery = self._recover(con, metadata)
         finally:
