@@ -8,9 +8,9 @@ QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither a file" || true; }
 PYTHON := $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-# Debian packages later stages need (browser tests drive Chromium; the hub isolates servers with
-# network namespaces and an nftables firewall).
-SYSTEM_PACKAGES := chromium nftables iproute2
+# Debian packages: Chromium for the browser tests; nftables and iproute2 for the servers'
+# network isolation; PostgreSQL for the metadata store's test against a real server.
+SYSTEM_PACKAGES := chromium nftables iproute2 postgresql
 
 .PHONY: demo test setup venv node system acro clean
 
