@@ -8,10 +8,11 @@ QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither a file" || true; }
 PYTHON := $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-# Debian packages later stages need (browser tests drive Chromium).
-SYSTEM_PACKAGES := chromium
+# Debian packages: Chromium for the browser tests; nftables and iproute2 for the servers'
+# network isolation; PostgreSQL for the metadata store's test against a real server.
+SYSTEM_PACKAGES := chromium nftables iproute2 postgresql
 
-.PHONY: demo test setup venv node system clean
+.PHONY: demo test setup venv node system acro clean
 
 demo: setup
 	$(BIN)/tre demo
@@ -19,13 +20,23 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest
 
-setup: venv node system
+setup: venv node system acro
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip $(QUIET_PIP)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]' $(QUIET_PIP)
+	touch $@
+
+# ACRO, the peer the output checks are compared with, pins pandas<=2.3.3: its own venv.
+ACRO_VENV := .venv-acro
+ACRO_VERSION := 1.0.2
+acro: $(ACRO_VENV)/.installed-$(ACRO_VERSION)
+$(ACRO_VENV)/.installed-$(ACRO_VERSION):
+	rm -rf $(ACRO_VENV)
+	$(PYTHON) -m venv $(ACRO_VENV)
+	$(ACRO_VENV)/bin/pip install --quiet --disable-pip-version-check acro==$(ACRO_VERSION) $(QUIET_PIP)
 	touch $@
 
 node: node_modules/.installed
@@ -37,4 +48,4 @@ system:
 	@bash scripts/system-packages.sh $(SYSTEM_PACKAGES)
 
 clean:
-	rm -rf $(VENV) node_modules var
+	rm -rf $(VENV) $(ACRO_VENV) node_modules var

@@ -22,6 +22,7 @@ from tre import audit
 from tre.enums import ApprovalKind, ApprovalStatus, MemberRole, ProjectStatus
 from tre.models import Approval, ApprovalVersion, Project, ProjectMember, User
 from tre.registers import CODE_LISTS, SOURCES, municipality_numbers
+from tre.workspace import lock_project, valid_approvals
 
 # § 1-1: what KPR data may be processed for.
 PURPOSES = {
@@ -486,11 +487,11 @@ def sync(session: Session, directory: Path, *, actor: str, now: dt.datetime) -> 
         if approval is None:
             approval = _add(session, record, now)
             result.added.append(record.id)
-            action, details = "approval.add", {"version": 1, "sha256": record.sha256}
+            action, details = "approval.add", {"version": 1, "sha256": audit.digest(record.sha256)}
         elif approval.sha256 != record.sha256 or approval.status == ApprovalStatus.REVOKED:
             _update(session, approval, record, now)
             result.changed.append(record.id)
-            action, details = "approval.change", {"version": approval.version, "sha256": record.sha256}
+            action, details = "approval.change", {"version": approval.version, "sha256": audit.digest(record.sha256)}
         else:
             result.unchanged.append(record.id)
             action = None
@@ -525,8 +526,8 @@ def sync(session: Session, directory: Path, *, actor: str, now: dt.datetime) -> 
             )
     session.flush()
     for project in session.execute(select(Project).where(Project.status == ProjectStatus.ACTIVE)).scalars():
-        if not has_active_approval(session, project.id, today):
-            lock_project(session, project, reason="no active approval", actor=actor, now=now)
+        if not valid_approvals(session, project.id, today):
+            lock_project(session, project.id, "no valid approval", actor=actor, now=now)
             result.locked_projects.append(project.id)
     return result
 
@@ -628,42 +629,3 @@ def _sync_members(session: Session, project_id: str, record: ApprovalRecord, *, 
                 object=f"project:{project_id}",
                 details={"user": name},
             )
-
-
-def has_active_approval(session: Session, project_id: str, today: dt.date) -> bool:
-    return (
-        session.execute(
-            select(Approval.id).where(
-                Approval.project_id == project_id,
-                Approval.status == ApprovalStatus.ACTIVE,
-                Approval.valid_from <= today,
-                Approval.valid_until >= today,
-            )
-        ).first()
-        is not None
-    )
-
-
-def lock_project(session: Session, project: Project, *, reason: str, actor: str, now: dt.datetime) -> None:
-    """Mark a project locked (its servers are stopped and its extract cannot be rebuilt)."""
-    if project.status == ProjectStatus.LOCKED:
-        return
-    project.status = ProjectStatus.LOCKED
-    project.locked_at = now
-    project.lock_reason = reason
-    audit.record(
-        session, at=now, actor=actor, action="project.lock", object=f"project:{project.id}", details={"reason": reason}
-    )
-
-
-def active_approval(session: Session, project_id: str, today: dt.date) -> Approval | None:
-    return session.execute(
-        select(Approval)
-        .where(
-            Approval.project_id == project_id,
-            Approval.status == ApprovalStatus.ACTIVE,
-            Approval.valid_from <= today,
-            Approval.valid_until >= today,
-        )
-        .order_by(Approval.valid_until.desc())
-    ).scalar_one_or_none()

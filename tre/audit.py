@@ -30,6 +30,12 @@ GENESIS = "0" * 64
 _ID_NUMBER = re.compile(r"(?<!\d)\d{11}(?!\d)")
 
 
+def digest(sha256: str | None) -> str | None:
+    """A sha256 as audit details may hold it: in groups of 8 hex digits, because the log refuses
+    runs of 11 digits (the shape of an ID number) and a hex digest often has one."""
+    return None if sha256 is None else "-".join(sha256[i : i + 8] for i in range(0, len(sha256), 8))
+
+
 def canonical_json(value) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 

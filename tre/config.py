@@ -122,10 +122,109 @@ class Settings:
         help="Processes for the per-identifier cryptography of an ingest (blind index, encryption); "
         "0: one per CPU core.",
     )
+    exports_dir: Path = setting(
+        env="TRE_EXPORTS_DIR",
+        default=_under_home("exports"),
+        shown="`$TRE_HOME/exports`",
+        help="Release bundles, one zip per released output request (`<project>/REQ-<n>.zip`): the only path "
+        "out of a project. Central side, never inside a project; created mode 0700.",
+    )
     user: str = setting(
         env="TRE_USER",
         default="",
         help="The TRE user the CLI acts as when `--as` is not given.",
+    )
+    os_account_prefix: str = setting(
+        env="TRE_OS_ACCOUNT_PREFIX",
+        default="tre",
+        help="Prefix of the OS groups and accounts `tre project provision` creates (one group per project, "
+        "one account per member and project); 1-5 lowercase letters. See docs/hub.md for the naming scheme.",
+    )
+    hub_dir: Path = setting(
+        env="TRE_HUB_DIR",
+        default=_under_home("hub"),
+        shown="`$TRE_HOME/hub`",
+        help="The hub's state: jupyterhub.sqlite, cookie secret, proxy token, logs, researchers' homes.",
+    )
+    hub_ip: str = setting(
+        env="TRE_HUB_IP",
+        default="127.0.0.1",
+        help="Address the hub's public proxy listens on. Put a TLS-terminating reverse proxy in front of it "
+        "for access from other machines.",
+    )
+    hub_port: int = setting(env="TRE_HUB_PORT", default=8000, help="Port of the hub's public proxy.")
+    hub_proxy_api_port: int = setting(
+        env="TRE_HUB_PROXY_API_PORT",
+        default=8001,
+        help="Port of the proxy's REST API, on 127.0.0.1 (the hub configures routes through it).",
+    )
+    hub_api_port: int = setting(
+        env="TRE_HUB_API_PORT",
+        default=8081,
+        help="Port of the hub's own API, which researchers' servers call. With isolation on it listens on "
+        "the hub's address in `hub_netns_pool`, else on 127.0.0.1.",
+    )
+    hub_db_url: str = setting(
+        env="TRE_HUB_DB_URL",
+        default=lambda v: f"sqlite:///{v['hub_dir'] / 'jupyterhub.sqlite'}",
+        shown="`sqlite:///$TRE_HUB_DIR/jupyterhub.sqlite`",
+        help="JupyterHub's own database (sessions, tokens, servers); a postgresql:// URL on a cluster.",
+    )
+    hub_isolation: str = setting(
+        env="TRE_HUB_ISOLATION",
+        default="auto",
+        help="`on`: each (researcher, project) server runs as its own OS account in its own mount and network "
+        "namespace (needs root); `off`: every server runs as the hub's user, with a warning; `auto`: on when "
+        "running as root. Also decides whether `tre project provision` creates OS accounts.",
+    )
+    hub_netns_pool: str = setting(
+        env="TRE_HUB_NETNS_POOL",
+        default="10.213.0.0/16",
+        help="Private IPv4 range for the servers' network namespaces; each running hub takes a /22 of it.",
+    )
+    hub_two_factor: bool = setting(
+        env="TRE_HUB_TWO_FACTOR",
+        default=True,
+        help="Require a TOTP code (set with `tre user totp`) at every hub login.",
+    )
+    hub_authenticator: str = setting(
+        env="TRE_HUB_AUTHENTICATOR",
+        default="native",
+        help="`native`: passwords and TOTP set with `tre user password` / `tre user totp`; `oidc`: an "
+        "institution's OpenID Connect login that must assert MFA (configure it in `hub_config_file`).",
+    )
+    hub_config_file: str = setting(
+        env="TRE_HUB_CONFIG_FILE",
+        default="",
+        help="An extra jupyterhub_config.py loaded after the TRE's (OIDC endpoints and secrets, site settings).",
+    )
+    hub_enforce_interval: int = setting(
+        env="TRE_HUB_ENFORCE_INTERVAL",
+        default=60,
+        help="Seconds between the hub's checks that every running server still has an active approval and "
+        "an unlocked project; servers that do not are stopped.",
+    )
+    hub_notebooks_dir: Path = setting(
+        env="TRE_HUB_NOTEBOOKS_DIR",
+        default=_beside_repo("notebooks"),
+        shown="`notebooks/` in the source checkout, else `$TRE_HOME/notebooks`",
+        help="Example notebooks copied into a project's work/ at its first server start.",
+    )
+    hub_proxy_command: Path = setting(
+        env="TRE_HUB_PROXY_COMMAND",
+        default=_beside_repo("node_modules/.bin/configurable-http-proxy"),
+        shown="`node_modules/.bin/configurable-http-proxy` in the source checkout",
+        help="The configurable-http-proxy executable (installed by `make node`).",
+    )
+    review_ip: str = setting(
+        env="TRE_REVIEW_IP",
+        default="127.0.0.1",
+        help="Address the review page listens on (`tre review serve`; the hub's `tre-review` service too).",
+    )
+    review_port: int = setting(
+        env="TRE_REVIEW_PORT",
+        default=8010,
+        help="Port of the review page. Under the hub it is reached at /services/tre-review/ through the proxy.",
     )
 
     # Where each value came from ("default", "file", "env"); not itself a setting.

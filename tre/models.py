@@ -26,6 +26,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    event,
 )
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -118,6 +119,26 @@ class UserRole(Base):
     granted_by: Mapped[str | None] = mapped_column(String(64))
 
     user: Mapped[User] = relationship(back_populates="roles")
+
+
+class LoginCredential(Base):
+    """A user's hub login: a bcrypt password hash and the TOTP secret of their second factor.
+
+    Set by an admin with `tre user password` / `tre user totp`; read by the hub's authenticator.
+    The TOTP secret has to be readable to check a code, which is one more reason this store is
+    controller-only (mode 0600 file).
+    """
+
+    __tablename__ = "login_credentials"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), unique=True)
+    password_hash: Mapped[str | None] = mapped_column(String(100))
+    password_set_at: Mapped[dt.datetime | None]
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    totp_set_at: Mapped[dt.datetime | None]
+
+    user: Mapped[User] = relationship()
 
 
 # --- projects and approvals ---------------------------------------------------------------
@@ -286,6 +307,13 @@ class ReleaseRecord(Base):
     keep_until: Mapped[dt.date] = mapped_column(Date)
 
 
+@event.listens_for(ReleaseRecord, "before_delete")
+def _keep_release_records(mapper, connection, record: ReleaseRecord) -> None:
+    """§ 4-10: the record of releases is kept at least five years; no code path deletes earlier."""
+    if record.keep_until >= dt.date.today():
+        raise ValueError(f"release record {record.id} must be kept until {record.keep_until.isoformat()} (§ 4-10)")
+
+
 # --- output requests, reviews, releases ---------------------------------------------------
 
 
@@ -297,9 +325,13 @@ class OutputRequest(Base):
     author_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     title: Mapped[str] = mapped_column(String(400), default="")
     status: Mapped[RequestStatus] = mapped_column(enum_column(RequestStatus), default=RequestStatus.PENDING)
+    # A returned request that the author reopens starts a new round of two independent reviews.
+    round: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     created_at: Mapped[dt.datetime]
     submitted_at: Mapped[dt.datetime | None]
     decided_at: Mapped[dt.datetime | None]
+    # Why an officer returned an approved request (for its author).
+    returned_reason: Mapped[str | None] = mapped_column(Text)
 
     files: Mapped[list[RequestFile]] = relationship(back_populates="request", order_by="RequestFile.id")
     reviews: Mapped[list[Review]] = relationship(back_populates="request", order_by="Review.id")
@@ -322,6 +354,10 @@ class RequestFile(Base):
     check_status: Mapped[str] = mapped_column(String(16))  # pass, fail, review
     report: Mapped[dict]
     context: Mapped[dict]  # the author's context: population, what it shows, relation to earlier outputs
+    # Every file of the output with its sha256 and size; `sha256` above is the digest of this list.
+    contents: Mapped[list] = mapped_column(JSON, default=list, server_default="[]")
+    # The queued output's description (call, arguments, the line of code that made it).
+    meta: Mapped[dict] = mapped_column(JSON, default=dict, server_default="{}")
     added_at: Mapped[dt.datetime]
 
     request: Mapped[OutputRequest] = relationship(back_populates="files")
@@ -329,11 +365,12 @@ class RequestFile(Base):
 
 class Review(Base):
     __tablename__ = "reviews"
-    __table_args__ = (UniqueConstraint("request_id", "reviewer_id"),)
+    __table_args__ = (UniqueConstraint("request_id", "reviewer_id", "round"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     request_id: Mapped[int] = mapped_column(ForeignKey("output_requests.id"))
     reviewer_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    round: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     status: Mapped[ReviewStatus] = mapped_column(enum_column(ReviewStatus), default=ReviewStatus.IN_PROGRESS)
     created_at: Mapped[dt.datetime]
     submitted_at: Mapped[dt.datetime | None]

@@ -27,7 +27,14 @@ COMMAND_MODULES = (
     "tre.cli.synth",
     "tre.cli.approvals",
     "tre.cli.demo",
+    "tre.cli.projects",
+    "tre.cli.hub",
+    "tre.cli.logins",
+    "tre.cli.check",
     "tre.cli.central",
+    "tre.cli.extracts",
+    "tre.cli.requests",
+    "tre.cli.review",
 )
 
 INTERNAL_ERROR = 70  # EX_SOFTWARE

@@ -86,11 +86,17 @@ class Command:
 
 COMMANDS: dict[tuple[str, ...], Command] = {}
 GROUPS: dict[str, str] = {}
+GROUP_DEFAULTS: dict[str, str] = {}  # group -> the action `tre <group>` alone runs
 
 
-def group(name: str, help: str) -> None:
-    """Declare a command group (`tre user ...`) and its one-line help."""
+def group(name: str, help: str, default: str | None = None) -> None:
+    """Declare a command group (`tre user ...`) and its one-line help.
+
+    With `default`, `tre <group>` alone runs `tre <group> <default>` with its default options.
+    """
     GROUPS[name] = help
+    if default:
+        GROUP_DEFAULTS[name] = default
 
 
 def command(
@@ -199,6 +205,8 @@ def build_parser() -> Parser:
     )
     groups = parser.add_subparsers(dest="group", metavar="COMMAND", parser_class=Parser)
     group_parsers: dict[str, argparse._SubParsersAction] = {}
+    group_defaults: dict[str, tuple[argparse.ArgumentParser, argparse.ArgumentParser]] = {}
+    gp_of: dict[str, argparse.ArgumentParser] = {}
     for key in sorted(COMMANDS, key=lambda k: (len(k) > 1, k)):
         cmd = COMMANDS[key]
         if len(key) == 1:
@@ -206,11 +214,18 @@ def build_parser() -> Parser:
         else:
             if key[0] not in group_parsers:
                 gp = groups.add_parser(key[0], help=GROUPS.get(key[0], ""), description=GROUPS.get(key[0], ""))
+                gp_of[key[0]] = gp
                 group_parsers[key[0]] = gp.add_subparsers(dest="action", metavar="ACTION", parser_class=Parser)
             sub = group_parsers[key[0]].add_parser(key[1], help=cmd.help, description=cmd.help, parents=[common])
+            if GROUP_DEFAULTS.get(key[0]) == key[1]:
+                group_defaults[key[0]] = (gp_of[key[0]], sub)
         for a in cmd.args:
             sub.add_argument(*a.names, **a.options)
         if cmd.json:
             sub.add_argument("--json", action="store_true", help="print the result as JSON")
         sub.set_defaults(command=cmd)
+    for gp, sub in group_defaults.values():
+        # `tre hub` alone: the default action with every option at its default.
+        defaults = {a.dest: a.default for a in sub._actions if a.dest != "help" and a.default is not argparse.SUPPRESS}
+        gp.set_defaults(**defaults, **sub._defaults)
     return parser

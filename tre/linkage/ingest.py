@@ -50,7 +50,7 @@ from tre.linkage.deliveries import (
 from tre.linkage.rules import EMBEDDED_NEWLINE, ID_RULES, create_code_tables, validation_sql
 from tre.linkage.store import DELIVERY, LINE, first, literal, quote, stored_columns
 from tre.linkage.vault import load_data_keys
-from tre.linkage.zone import CentralZone, DeliveryMarker, audit_hash, record_delivery, redact
+from tre.linkage.zone import CentralZone, DeliveryMarker, record_delivery, redact
 from tre.models import Delivery
 
 Progress = Callable[[str], None]
@@ -219,7 +219,7 @@ def _record_failure(zone, metadata: Store, outcome: Outcome, *, actor: str, sha2
             actor=actor,
             action="delivery.failed",
             object=redact(f"file:{outcome.file}"),
-            details={"error": outcome.message, "sha256": audit_hash(sha256)},
+            details={"error": outcome.message, "sha256": audit.digest(sha256)},
         )
 
 
@@ -742,6 +742,16 @@ class _Run:
         if self.source.name == "dsf_idhistory":
             self.sql(f"INSERT INTO registers.__tre_person_links SELECT pid, canonical, {d} FROM __tre_links")
         self.sql(f"INSERT INTO registers.__tre_findings SELECT {d}, line, rule, pid FROM __tre_found")
+        if self.source.consent_based:
+            # A withdrawal is linked to the person, to honour it: none of their rows is used again.
+            column = quote(self.identity_columns[0])
+            self.sql(
+                f"""INSERT INTO registers.__tre_consent_withdrawals
+                    SELECT DISTINCT p.pid, {literal(self.source.name)},
+                           TRY_CAST(NULLIF(r.consent_withdrawn_date, '') AS DATE), {d}
+                    FROM {self.good_rows} JOIN __tre_pidmap p ON p.id = r.{column}
+                    WHERE NULLIF(r.consent_withdrawn_date, '') IS NOT NULL"""
+            )
         self.sql(
             "INSERT INTO registers.__tre_deliveries VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             [

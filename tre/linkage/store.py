@@ -10,6 +10,9 @@ One DuckDB file in the central zone (`registers.duckdb`). Tables:
   transaction as the delivery's rows: it is the delivery's commit marker.
 - `__tre_person_links`: person merges from the ID history (a pid found to be the same person as
   another); `__tre_person_map` resolves every merged pid to its canonical pid.
+- `__tre_consent_withdrawals`: persons who withdrew their consent to a consent-based register
+  (§ 4-2), with the date: their rows in that register are never used again, the rows before the
+  withdrawal included.
 - `__tre_findings`: row-level quality findings made at ingest (birth date or sex inconsistent
   with the ID number).
 
@@ -58,6 +61,8 @@ def schema_statements(schema: str) -> list[str]:
             committed_at TIMESTAMPTZ NOT NULL, committed_by VARCHAR NOT NULL, report JSON NOT NULL)""",
         f"""CREATE TABLE IF NOT EXISTS {s}.__tre_person_links (
             pid UUID NOT NULL, canonical_pid UUID NOT NULL, {DELIVERY} INTEGER NOT NULL)""",
+        f"""CREATE TABLE IF NOT EXISTS {s}.__tre_consent_withdrawals (
+            pid UUID NOT NULL, source VARCHAR NOT NULL, withdrawn DATE, {DELIVERY} INTEGER NOT NULL)""",
         f"""CREATE TABLE IF NOT EXISTS {s}.__tre_findings (
             {DELIVERY} INTEGER NOT NULL, {LINE} BIGINT NOT NULL, rule VARCHAR NOT NULL, pid UUID)""",
     ]

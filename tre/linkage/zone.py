@@ -143,9 +143,12 @@ class CentralZone:
                 ("vault", vault_schema.schema_statements),
                 ("registers", register_store.schema_statements),
             ):
-                if not _has_schema(con, alias):
-                    for statement in statements(alias):
-                        con.execute(statement)
+                # The statements are idempotent: a zone made by an older version gains the
+                # tables and views added since.
+                new = not _has_schema(con, alias)
+                for statement in statements(alias):
+                    con.execute(statement)
+                if new:
                     con.execute(f"CHECKPOINT {alias}")
             self.last_recovery = self._recover(con, metadata)
         finally:
@@ -259,7 +262,7 @@ def record_delivery(session, marker: DeliveryMarker, *, recovered: bool = False)
         "source": marker.source,
         "period": marker.period,
         "file": redact(marker.filename),
-        "sha256": audit_hash(marker.sha256),
+        "sha256": audit.digest(marker.sha256),
         "rows": marker.rows,
         "stored": marker.report.get("rows_stored"),
         "rejected": marker.report.get("rows_rejected"),
@@ -279,12 +282,6 @@ def record_delivery(session, marker: DeliveryMarker, *, recovered: bool = False)
 def redact(text: str) -> str:
     """Text safe to show or audit: no ID-number-shaped digits."""
     return _ID_SHAPE.sub("<11 digits>", text)
-
-
-def audit_hash(sha256: str | None) -> str | None:
-    """A sha256 as audit details may hold it: in groups of 8, since the audit log refuses runs of
-    11 digits (ID-number shaped) and a hex digest sometimes has one."""
-    return None if sha256 is None else "-".join(sha256[i : i + 8] for i in range(0, len(sha256), 8))
 
 
 def _has_schema(con: duckdb.DuckDBPyConnection, alias: str) -> bool:

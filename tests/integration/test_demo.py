@@ -1,0 +1,28 @@
+"""`tre demo`: what a person running `make demo` sees, on a small population."""
+
+import re
+import shutil
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_demo_runs_and_is_quick_to_rerun(cli, tre_env):
+    shutil.copytree(REPO / "approvals", tre_env["TRE_APPROVALS_DIR"])
+    first = cli.ok("demo", "--persons", "1500", "--years", "1", "--no-hub")
+    assert "generated synthetic registers for 1,500 persons, 2024-2024" in first.out
+    assert "register deliveries (rows)" in first.out and "kuhr" in first.out
+    assert "deliberate dirt for the ingest to catch" in first.out
+    assert "Linkage and quality report" in first.out and re.search(r"ingest: \d+ ingested", first.out)
+    for project in ("diabetes", "heartcohort", "bergen-care"):
+        assert f"extract of {project}" in first.out
+    assert "rita ran diabetes_followup.ipynb in diabetes" in first.out
+    assert "olav reviewed REQ-1: approve" in first.out and "oda reviewed REQ-1: approve" in first.out
+    bundle = Path(tre_env["TRE_HOME"]) / "exports" / "diabetes" / "REQ-1.zip"
+    assert f"released bundle: {bundle}" in first.out and bundle.is_file()
+    again = cli.ok("demo", "--persons", "1500", "--years", "1", "--no-hub")
+    assert "synthetic deliveries already in" in again.out and "already there" in again.out
+    assert "already built for its approval in force" in again.out
+    assert "were reviewed and released in an earlier run" in again.out and "REQ-2" not in again.out
+    users = {u["name"]: u["roles"] for u in cli.ok("user", "list", "--json", as_user="ada").json()}
+    assert users["olav"] == ["officer"] and users["kari"] == ["custodian"] and users["ada"] == ["admin"]

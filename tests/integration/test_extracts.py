@@ -1,0 +1,463 @@
+"""Project extracts and data-subject access, on a small world whose every person is known.
+
+Persons (index: what they have):
+  0-5   myocardial infarction (I21) in 2023: the heart cohort; 3-8 also type 2 diabetes (E11)
+  1     an active release-with-FNR opt-out: left out of the § 4-5 delivery
+  2     an opt-out activated and deactivated again: delivered
+  4     an opt-out effective only in 2030: delivered
+  9     I21 in 2022, before the period: not in the cohort
+  10    a child with I21: under the cohort's minimum age
+  3     consented to the quality register; 4 did not; 5 withdrew
+  6     historic IPLOS through the historic key table (§ 6-1)
+  11    lives in Bergen, an IPLOS recipient (the § 4-3 statistics)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+from delivery_factory import Person, row, write_delivery
+
+from tre.linkage.idnumbers import generate_synthetic
+
+NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
+
+HEART = """
+id = "rek-test-1"
+kind = "direct45"
+reference = "REK 2026/1"
+basis = "rek"
+legal_basis = "REK approval"
+purpose = "research"
+purpose_description = "heart cohort"
+applicant = "A hospital"
+linkage = true
+application_complete = 2026-09-01
+valid_from = 2026-09-01
+valid_until = 2027-12-31
+retention_years = 1
+date_precision = "day"
+
+[project]
+id = "heart"
+title = "Heart cohort"
+
+[[members]]
+user = "sara"
+role = "pi"
+
+[period]
+from = 2023-01-01
+to = 2024-12-31
+
+[sources]
+npr = ["admission_date", "icd10_main"]
+kuhr = ["contact_time", "icpc2"]
+dsf = ["birth_date", "sex"]
+
+[cohort]
+source = "npr"
+
+[cohort.codes]
+icd10_main = ["I21"]
+
+[cohort.age]
+min = 18
+"""
+
+DIABETES = """
+id = "hrl20-test-1"
+kind = "hrl20"
+reference = "26/1"
+basis = "hrl20"
+legal_basis = "hrl § 20"
+purpose = "research"
+purpose_description = "diabetes"
+applicant = "A university"
+linkage = true
+application_complete = 2026-09-01
+valid_from = 2026-09-01
+valid_until = 2028-12-31
+retention_years = 2
+date_precision = "month"
+
+[project]
+id = "sugar"
+title = "Diabetes"
+
+[[members]]
+user = "rita"
+role = "pi"
+
+[period]
+from = 2023-01-01
+to = 2024-12-31
+
+[sources]
+npr = ["admission_date", "icd10_main"]
+kvalitetsregister = ["registered_date", "hba1c"]
+iplos_historisk = ["old_pseudonym", "year", "service"]
+dsf = ["birth_date", "sex", "municipality"]
+
+[cohort]
+source = "npr"
+
+[cohort.codes]
+icd10_main = ["E11"]
+"""
+
+BERGEN = """
+id = "anon43-test-1"
+kind = "anon43"
+reference = "26/2"
+basis = "anonymous"
+legal_basis = "§ 4-3"
+purpose = "planning"
+purpose_description = "care statistics"
+applicant = "Bergen kommune"
+linkage = false
+application_complete = 2026-09-01
+valid_from = 2026-09-01
+valid_until = 2027-12-31
+retention_years = 1
+date_precision = "year"
+threshold = 3
+
+[project]
+id = "bergen"
+title = "Care statistics"
+
+[[members]]
+user = "mona"
+role = "pi"
+
+[period]
+from = 2023-01-01
+to = 2024-12-31
+
+[sources]
+iplos = ["service", "start_date", "hours_per_week"]
+dsf = ["birth_date", "sex"]
+
+[cohort]
+source = "iplos"
+municipalities = ["4601"]
+"""
+
+
+def clock(moment=NOW):
+    return lambda: moment
+
+
+def world_people() -> list[Person]:
+    """Twelve synthetic persons: adults born 1950-1972, and person 10 a child born 2012."""
+    births = [dt.date(1950 + 2 * i, 1 + i % 12, 10 + i) for i in range(12)]
+    births[10] = dt.date(2012, 6, 1)
+    sexes = ["M", "K"] * 6
+    numbers = generate_synthetic(np.random.default_rng(7), np.array(births, dtype="datetime64[D]"), np.array(sexes))
+    return [Person(str(n), b, s) for n, b, s in zip(numbers, births, sexes, strict=True)]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """Deliveries of the small world, ingested; approvals synced; projects provisioned."""
+    from conftest import CLI
+
+    base = tmp_path_factory.mktemp("extracts")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRE_")}
+    env.update(
+        TRE_HOME=str(base / "home"), TRE_PROJECTS_DIR=str(base / "projects"), TRE_APPROVALS_DIR=str(base / "approvals")
+    )
+    cli = CLI(env)
+    cli.ok("init")
+    cli.ok("user", "add", "ada", "--role", "admin")
+    for name, role in (("kari", "custodian"), ("sara", "researcher"), ("rita", "researcher"), ("mona", "researcher")):
+        cli.ok("user", "add", name, "--role", role, as_user="ada")
+
+    p = world_people()
+    dsf = [row("dsf", person) for person in p]
+    dsf[11]["municipality"] = "4601"
+    npr = [
+        row("npr", p[i], icd10_main="I219", admission_date="2023-03-14", discharge_date="2023-03-20") for i in range(6)
+    ]
+    npr += [
+        row("npr", p[i], icd10_main="E119", admission_date="2024-05-02", discharge_date="2024-05-02")
+        for i in range(3, 9)
+    ]
+    npr += [row("npr", p[9], icd10_main="I210", admission_date="2022-06-01", discharge_date="2022-06-02")]
+    npr += [row("npr", p[10], icd10_main="I219", admission_date="2023-08-01", discharge_date="2023-08-02")]
+    kuhr = [row("kuhr", p[i], contact_time="2023-05-17 09:30:00", icpc2="K74") for i in range(9)]
+    reservations = [
+        row("reservasjon", p[1], kind="release_with_fnr", action="activate", effective_time="2024-02-01 00:00:00"),
+        row("reservasjon", p[2], kind="release_with_fnr", action="activate", effective_time="2024-02-01 00:00:00"),
+        row("reservasjon", p[2], kind="release_with_fnr", action="deactivate", effective_time="2025-02-01 00:00:00"),
+        row("reservasjon", p[4], kind="release_with_fnr", action="activate", effective_time="2030-01-01 00:00:00"),
+    ]
+    quality = [
+        row("kvalitetsregister", p[3], consent="true"),
+        row("kvalitetsregister", p[4], consent="false"),
+        row("kvalitetsregister", p[5], consent="true", registered_date="2023-02-01"),
+        row(
+            "kvalitetsregister", p[5], consent="true", registered_date="2023-09-01", consent_withdrawn_date="2023-09-01"
+        ),
+    ]
+    key = row("iplos_historisk_nokkel", p[6])
+    historic = [row("iplos_historisk", None, old_pseudonym=key["old_pseudonym"])]
+    iplos = [
+        {
+            **{c: "" for c in ("end_date",)},
+            "decision_id": f"D{i}",
+            "fnr": p[i].fnr,
+            "municipality": "4601",
+            "service": "hjemmesykepleie",
+            "start_date": "2023-01-10",
+            "hours_per_week": "3.5",
+            **{
+                f"f_{n}": "2"
+                for n in (
+                    "housework",
+                    "shopping",
+                    "cooking",
+                    "personal_hygiene",
+                    "dressing",
+                    "eating",
+                    "toilet",
+                    "mobility_indoor",
+                    "mobility_outdoor",
+                    "memory",
+                    "communication",
+                    "own_health",
+                )
+            },
+        }
+        for i in (11,)
+    ]
+    deliveries = base / "deliveries"
+    for source, rows in (
+        ("dsf", dsf),
+        ("npr", npr),
+        ("kuhr", kuhr),
+        ("reservasjon", reservations),
+        ("kvalitetsregister", quality),
+        ("iplos_historisk_nokkel", [key]),
+        ("iplos_historisk", historic),
+        ("iplos", iplos),
+    ):
+        period = "2006-2016" if source.startswith("iplos_historisk") else "2023"
+        write_delivery(deliveries, source, rows, period=period)
+    cli.ok("ingest", str(deliveries), as_user="ada", clock=clock())
+
+    approvals = Path(env["TRE_APPROVALS_DIR"])
+    approvals.mkdir()
+    for name, text in (("heart", HEART), ("sugar", DIABETES), ("bergen", BERGEN)):
+        (approvals / f"{name}.toml").write_text(text)
+    cli.ok("approvals", "sync", as_user="ada", clock=clock())
+    for project in ("heart", "sugar", "bergen"):
+        cli.ok("project", "provision", project, as_user="ada", clock=clock())
+    cli.people = p
+    cli.base = base
+    return cli
+
+
+def extract_tables(world, project) -> dict:
+    path = Path(world.environ["TRE_PROJECTS_DIR"]) / project / "data" / "extract.duckdb"
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return {
+            t: con.sql(f'SELECT * FROM "{t}"').df()
+            for (t,) in con.sql("SELECT table_name FROM duckdb_tables()").fetchall()
+        }
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def built(world):
+    results = {
+        p: world.ok("extract", "build", p, "--json", as_user="ada", clock=clock()).json()
+        for p in ("heart", "sugar", "bergen")
+    }
+    world.results = results
+    return world
+
+
+def test_the_direct45_delivery_leaves_out_exactly_the_opted_out(built):
+    p = built.people
+    heart = extract_tables(built, "heart")
+    assert set(heart["persons"]["fnr"]) == {p[i].fnr for i in (0, 2, 3, 4, 5)}
+    assert built.results["heart"]["excluded_opt_out"] == 1
+    manifest = json.loads((Path(built.environ["TRE_PROJECTS_DIR"]) / "heart" / "data" / "manifest.json").read_text())
+    assert manifest["representativeness"]["excluded"]["persons"] == 1
+    assert manifest["representativeness"]["included"]["persons"] == 5
+    decryptions = built.ok("audit", "log", "--action", "vault.decrypt", "--json", as_user="ada").json()
+    assert len(decryptions) == 5 and len({e["subject"] for e in decryptions}) == 5
+
+
+def test_only_approved_variables_and_coarsened_dates(built):
+    sugar = extract_tables(built, "sugar")
+    assert set(sugar) == {"persons", "npr", "kvalitetsregister", "iplos_historisk"}
+    assert list(sugar["persons"].columns) == ["pseudonym", "birth_date", "sex", "municipality"]
+    assert list(sugar["npr"].columns) == ["pseudonym", "admission_date", "icd10_main"]
+    assert list(sugar["iplos_historisk"].columns) == ["pseudonym", "year", "service"]  # never the old key
+    for frame in (sugar["persons"], sugar["npr"], sugar["kvalitetsregister"]):
+        for column in frame.columns:
+            if column.endswith("date"):
+                assert (frame[column].dropna().map(lambda d: d.day) == 1).all(), column
+    heart = extract_tables(built, "heart")
+    assert list(heart["persons"].columns) == ["pseudonym", "fnr", "birth_date", "sex"]
+    assert {d.day for d in heart["npr"]["admission_date"]} == {14, 2}  # day precision keeps the day
+
+
+def test_consent_and_historic_iplos_are_exact(built):
+    sugar = extract_tables(built, "sugar")
+    assert len(sugar["persons"]) == 6  # persons 3-8
+    # Only person 3 consented and kept the consent: person 4 never did, and person 5 withdrew,
+    # which takes their earlier row out too.
+    assert len(sugar["kvalitetsregister"]) == 1
+    assert len(sugar["iplos_historisk"]) == 1
+
+
+def test_pseudonyms_stable_per_project_and_different_across_projects(built):
+    before = extract_tables(built, "sugar")["persons"]["pseudonym"].tolist()
+    built.ok("extract", "build", "sugar", as_user="ada", clock=clock())
+    after = extract_tables(built, "sugar")["persons"]["pseudonym"].tolist()
+    assert sorted(before) == sorted(after)
+    heart = set(extract_tables(built, "heart")["persons"]["pseudonym"])
+    assert not heart & set(after)  # persons 3-5 are in both, under different pseudonyms
+
+
+def test_the_anonymous_delivery_holds_only_protected_statistics(built):
+    bergen = extract_tables(built, "bergen")
+    assert set(bergen) == {"iplos_service", "iplos_hours_per_week"}
+    for table in bergen.values():
+        assert "pseudonym" not in table.columns
+    service = bergen["iplos_service"]
+    # one recipient: under the threshold of 3, so suppressed everywhere it could show
+    assert service["persons"].dropna().isin([0]).all()
+    assert built.results["bergen"]["persons"] == 1
+
+
+def test_no_id_number_and_no_pid_anywhere_in_the_projects(built):
+    """Every file under projects/, DuckDB and Parquet contents included: no FNR but the
+    § 4-5 delivery's, and never a central person key."""
+    home = Path(built.environ["TRE_HOME"])
+    con = duckdb.connect(str(home / "central" / "registers.duckdb"), read_only=True)
+    keys = [r[0] for r in con.sql("SELECT DISTINCT pid FROM dsf").fetchall()]
+    con.close()
+    # A person key as text (with or without dashes) or as its 16 bytes.
+    pids = {str(k) for k in keys} | {str(k).replace("-", "") for k in keys}
+    pid_bytes = [k.bytes for k in keys] if hasattr(keys[0], "bytes") else []
+    fnrs = {p.fnr for p in built.people}
+    allowed = set(extract_tables(built, "heart")["persons"]["fnr"])
+    projects = Path(built.environ["TRE_PROJECTS_DIR"])
+    for path in projects.rglob("*"):
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        raw = data.decode("latin-1")
+        assert not any(pid in raw for pid in pids), path
+        assert not any(b in data for b in pid_bytes), path
+        found = set(re.findall(r"(?<!\d)\d{11}(?!\d)", raw)) & fnrs
+        if path.suffix in (".duckdb", ".parquet"):
+            con = duckdb.connect()
+            source = f"read_parquet('{path}')" if path.suffix == ".parquet" else None
+            if source is None:
+                con.execute(f"ATTACH '{path}' AS x (READ_ONLY)")
+                tables = [
+                    t for (t,) in con.sql("SELECT table_name FROM duckdb_tables() WHERE database_name='x'").fetchall()
+                ]
+                texts = [con.sql(f'SELECT * FROM x."{t}"').df().astype(str).to_csv() for t in tables]
+            else:
+                texts = [con.sql(f"SELECT * FROM {source}").df().astype(str).to_csv()]
+            con.close()
+            for text in texts:
+                assert not any(pid in text for pid in pids), path
+                found |= set(re.findall(r"(?<!\d)\d{11}(?!\d)", text)) & fnrs
+        if "heart" not in path.parts:
+            assert not found, path
+        else:
+            assert found <= allowed, path
+
+
+def test_release_records_name_who_received_what(built):
+    home = Path(built.environ["TRE_HOME"])
+    con = duckdb.connect(str(home / "central" / "releases.duckdb"), read_only=True)
+    per_record = dict(con.sql("SELECT release_record, count(*) FROM release_persons GROUP BY 1").fetchall())
+    con.close()
+    assert sorted(per_record.values())[:2] == [1, 5]
+    log = built.ok("audit", "log", "--action", "release.record", "--json", as_user="ada").json()
+    assert {e["details"]["recipient"] for e in log} == {"A hospital", "A university", "Bergen kommune"}
+
+
+def test_innsyn_matches_the_persons_history(built):
+    p = built.people
+    report = built.ok("innsyn", "--fnr", p[3].fnr, "--json", as_user="kari", clock=clock()).json()
+    sources = {s["source"]: s["records"] for s in report["sources"]}
+    assert sources["npr"] == 2 and sources["kuhr"] == 1 and sources["kvalitetsregister"] == 1 and sources["dsf"] == 1
+    assert {r["project"] for r in report["releases"]} == {"heart", "sugar"}
+    whats = [a["what"] for a in report["identity_accesses"]]
+    assert whats.count("vault.decrypt") == 1 and whats[-1] == "vault.lookup"
+    assert report["reservations"]["status"] == {"registration": False, "release_with_fnr": False}
+
+    two = built.ok("innsyn", "--fnr", p[2].fnr, "--json", as_user="kari", clock=clock()).json()
+    assert [h["active"] for h in two["reservations"]["history"]] == [True, False]
+    one = built.ok("innsyn", "--fnr", p[1].fnr, "--json", as_user="kari", clock=clock()).json()
+    assert one["reservations"]["status"]["release_with_fnr"] is True
+    assert {r["project"] for r in one["releases"]} == set()  # opted out of the only release with FNR
+    html = built.ok("innsyn", "--fnr", p[3].fnr, "--html", as_user="kari", clock=clock()).out
+    assert "<h2>Releases that included you" in html and p[3].fnr not in html
+    refused = built("innsyn", "--fnr", p[3].fnr, as_user="ada", clock=clock())
+    assert refused.code == 5
+
+
+def test_an_expired_approval_refuses_the_build_and_locks_the_workspace(built):
+    later = clock(dt.datetime(2028, 1, 2, tzinfo=dt.UTC))  # the heart approval ended 2027-12-31
+    refused = built("extract", "build", "heart", as_user="ada", clock=later)
+    assert refused.code == 8 and "no approval valid today" in refused.err
+    status = {s["project"]: s for s in built.ok("project", "status", "--json", as_user="ada", clock=later).json()}
+    assert status["heart"]["status"] == "locked"
+
+
+def test_purge_after_retention_keeps_the_release_record(built):
+    later = clock(dt.datetime(2028, 1, 2, tzinfo=dt.UTC))  # bergen: one year from 2026-11-26
+    purged = built.ok("extract", "purge", "--json", as_user="ada", clock=later).json()
+    assert {p["project"] for p in purged} >= {"bergen"}
+    projects = Path(built.environ["TRE_PROJECTS_DIR"])
+    assert not (projects / "bergen" / "data").exists()
+    assert not (Path(built.environ["TRE_HOME"]) / "central" / "keys" / "bergen.duckdb").exists()
+    log = built.ok("audit", "log", "--action", "extract.purge", "--json", as_user="ada").json()
+    assert any(e["object"] == "project:bergen" for e in log)
+
+
+@pytest.mark.slow
+def test_a_killed_build_never_shows_a_partial_extract(built):
+    """kill -9 at random moments: data/ is the old extract or the new one, whole."""
+    projects = Path(built.environ["TRE_PROJECTS_DIR"])
+    data = projects / "sugar" / "data"
+    env = {**built.environ, "TRE_USER": "ada"}
+    for delay in (0.2, 0.6, 1.0, 1.5, 2.2):
+        proc = subprocess.Popen([str(Path(os.sys.executable).parent / "tre"), "extract", "build", "sugar"], env=env)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if data.exists():
+            manifest = json.loads((data / "manifest.json").read_text())
+            for name, digest in manifest["files"].items():
+                assert hashlib.sha256((data / name).read_bytes()).hexdigest() == digest
+        hidden = projects / "sugar" / ".data-new"
+        if hidden.exists():
+            assert hidden.stat().st_mode & 0o077 == 0  # never readable by the project mid-build
+    final = built.subprocess("extract", "build", "sugar", "--as", "ada")
+    assert final.code == 0, final.err
+    assert len(extract_tables(built, "sugar")["persons"]) == 6

@@ -1,0 +1,107 @@
+"""The example notebooks, run headless with papermill against freshly built demo extracts,
+the way a researcher would run them in the project's JupyterLab."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+from pathlib import Path
+
+import papermill
+import pytest
+from rich.console import Console
+
+from tre import demo
+from tre.config import load_settings
+from tre.db import Store
+
+REPO = Path(__file__).resolve().parents[2]
+NOTEBOOKS = {
+    "diabetes": ("diabetes_followup.ipynb", 5),
+    "heartcohort": ("heart_rehabilitation.ipynb", 3),
+    "bergen-care": ("bergen_care_statistics.ipynb", 1),
+}
+
+
+@pytest.fixture(scope="module")
+def demo_tre(tmp_path_factory):
+    """The demo path up to the extracts, on a small synthetic population."""
+    base = tmp_path_factory.mktemp("notebooks")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRE_")}
+    env.update(TRE_HOME=str(base / "home"), TRE_PROJECTS_DIR=str(base / "projects"), TRE_HUB_ISOLATION="off")
+    settings = load_settings(env)
+    console = Console(file=io.StringIO())
+    state = demo.Demo(
+        settings, Store(settings.db_url), demo.DemoOptions(persons=8000, years=2), say=lambda _: None, console=console
+    )
+    demo.run(state, steps=demo.STEPS[: demo.STEPS.index(demo.step_extracts_once) + 1])
+    return settings, env
+
+
+def empty_queue(project_dir: Path) -> None:
+    queue = project_dir / "requests" / "queue"
+    shutil.rmtree(queue, ignore_errors=True)
+    queue.mkdir(parents=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("project", sorted(NOTEBOOKS))
+def test_notebook_runs_and_queues_only_checked_outputs(demo_tre, project, tmp_path):
+    settings, env = demo_tre
+    notebook, outputs = NOTEBOOKS[project]
+    project_dir = settings.projects_dir / project
+    empty_queue(project_dir)
+    executed = tmp_path / notebook
+    papermill.execute_notebook(
+        str(REPO / "notebooks" / notebook),
+        str(executed),
+        parameters={"project": project, "project_dir": str(project_dir)},
+        kernel_name="python3",
+        progress_bar=False,
+        cwd=str(tmp_path),
+    )
+    queue = project_dir / "requests" / "queue"
+    queued = sorted(p.name for p in queue.iterdir())
+    assert len(queued) == outputs, queued
+    for name in queued:
+        report = json.loads((queue / name / "report.json").read_text())
+        assert report["status"] in ("pass", "review"), (name, report["status"])
+        leaks = [f for f in report.get("findings", []) if "leak" in str(f.get("check", "")).lower()]
+        assert not leaks, (name, leaks)
+
+    from conftest import CLI
+
+    cli = CLI(env)
+    checked = cli("check", "notebook", str(executed), "--project", project, "--json", as_user="ada")
+    assert checked.code == 0, checked.err
+    assert checked.json()["status"] in ("pass", "review")
+
+
+@pytest.mark.slow
+def test_a_notebook_that_shows_id_numbers_fails_its_check(demo_tre, tmp_path):
+    """The § 4-5 cohort has ID numbers in the extract; a notebook that shows them cannot pass."""
+    import nbformat
+
+    settings, env = demo_tre
+    nb = nbformat.read(REPO / "notebooks" / "heart_rehabilitation.ipynb", as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell('con.sql("SELECT fnr, sex FROM persons LIMIT 3").df()'))
+    leaky = tmp_path / "leaky.ipynb"
+    nbformat.write(nb, leaky)
+    executed = tmp_path / "leaky-run.ipynb"
+    project_dir = settings.projects_dir / "heartcohort"
+    empty_queue(project_dir)
+    papermill.execute_notebook(
+        str(leaky),
+        str(executed),
+        parameters={"project": "heartcohort", "project_dir": str(project_dir)},
+        kernel_name="python3",
+        progress_bar=False,
+        cwd=str(tmp_path),
+    )
+    from conftest import CLI
+
+    checked = CLI(env)("check", "notebook", str(executed), "--project", "heartcohort", "--json", as_user="ada")
+    assert checked.code != 0 and checked.json()["status"] == "fail"
+    assert not any(ch.isdigit() and len(ch) == 11 for ch in checked.out.split())  # the report redacts them

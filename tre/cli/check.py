@@ -1,0 +1,179 @@
+"""`tre check ...`: check a table, a notebook or any output for disclosure risk.
+
+`tre check table` is a pure check of a file the caller has: no TRE user, no store. The
+`--project` forms read the project's pseudonyms from its extract, so they need a known user.
+A check that fails prints its report and exits with the DisclosureRisk code (10).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tre.cli.framework import ANY_ROLE, arg, command, group, table
+from tre.errors import DisclosureRisk, NotFound, UsageError
+from tre.models import Project
+from tre.output_check import METHODS, Status, build_table, build_table_report, load_parameters
+from tre.output_check.notebooks import build_file_report, build_notebook_report, render_notebook_report_html
+from tre.output_check.queue import build_queued_output_report, queue_dir
+from tre.output_check.reports import Report, input_record, render_html
+from tre.output_check.sources import extract_path, read_csv, read_pseudonyms, read_released_file, read_released_tables
+
+group("check", "check outputs for disclosure risk before they leave a project")
+
+STATISTICS = ("count", "sum", "mean", "median", "min", "max")
+PROJECT_ARGS = (
+    arg(
+        "--project",
+        required=True,
+        metavar="ID",
+        help="the project the output comes from (its pseudonyms must not leak)",
+    ),
+    arg("--threshold", type=int, metavar="N", help="the minimum count (default from parameters.toml)"),
+    arg("--html", type=Path, metavar="FILE", help="also write the HTML report here"),
+)
+
+
+@command(
+    "check table",
+    help="check a table of cells in long form (one column per dimension plus the count column)",
+    args=[
+        arg("file", metavar="FILE.csv", type=Path, help="interior cells, one row per cell (or per contributor)"),
+        arg("--count-column", required=True, metavar="COL", help="the column of counts (units per row)"),
+        arg("--value-column", metavar="COL", help="a magnitude table: the contributors' values"),
+        arg("--statistic", choices=STATISTICS[1:], help="what a magnitude cell shows (default: sum)"),
+        arg("--denominator-column", metavar="COL", help="a rate table: counts per --per of this column"),
+        arg("--dimension", action="append", metavar="COL", help="a dimension (repeat; default: every other column)"),
+        arg(
+            "--threshold",
+            type=int,
+            metavar="N",
+            help="the minimum count (default from parameters.toml; an approval may set another)",
+        ),
+        arg("--protect", action="store_true", help="apply remedies: suppression with margins, or --method"),
+        arg("--method", choices=METHODS, help="with --protect: suppress (default), merge, round, midpoint6"),
+        arg(
+            "--merge-dimension",
+            action="append",
+            metavar="COL",
+            help="with --method merge: merge along this dimension (repeat; default all)",
+        ),
+        arg(
+            "--released",
+            nargs="+",
+            default=[],
+            type=Path,
+            metavar="FILE.csv",
+            help="tables released earlier, for the differencing check",
+        ),
+        arg("--html", type=Path, metavar="FILE", help="also write the HTML report here"),
+    ],
+    roles=None,
+    needs_store=False,
+)
+def check_table(ctx, args):
+    params = load_parameters(threshold=args.threshold)
+    if args.method and not args.protect:
+        raise UsageError("--method needs --protect")
+    records = read_csv(args.file)
+    used = {args.count_column, args.value_column, args.denominator_column} - {None}
+    dimensions = args.dimension or [c for c in records.columns if c not in used]
+    released = [read_released_file(p, value_column=args.count_column) for p in args.released]
+    tab = build_table(
+        records,
+        dimensions,
+        count=args.count_column,
+        value=args.value_column,
+        statistic=args.statistic,
+        denominator=args.denominator_column,
+        top_n=params.nk_n,
+    )
+    report = build_table_report(
+        tab,
+        params,
+        method=(args.method or "suppress") if args.protect else None,
+        merge_dimensions=args.merge_dimension,
+        released=released,
+        inputs=[input_record(args.file)] + [input_record(p) for p in args.released],
+        now=ctx.now(),
+    )
+    _finish(ctx, report, args.html, f"Table {args.file.name}")
+
+
+@command(
+    "check notebook",
+    help="check every output of a notebook (tables, text, images) for a project",
+    args=[arg("file", metavar="FILE.ipynb", type=Path), *PROJECT_ARGS],
+    roles=ANY_ROLE,
+)
+def check_notebook(ctx, args):
+    params, project_dir, pseudonyms = _project_context(ctx, args)
+    report = build_notebook_report(args.file, params, pseudonyms, queue_dir=queue_dir(project_dir), now=ctx.now())
+    if args.html:
+        args.html.write_text(render_notebook_report_html(report, args.file, pseudonyms), encoding="utf-8")
+    _finish(ctx, report, None, f"Notebook {args.file.name}")
+
+
+@command(
+    "check output",
+    help="check one output for a project: a queued output directory, a notebook, a CSV, an image or a text file",
+    args=[arg("path", metavar="PATH", type=Path), *PROJECT_ARGS],
+    roles=ANY_ROLE,
+)
+def check_output(ctx, args):
+    params, project_dir, pseudonyms = _project_context(ctx, args)
+    path = args.path
+    if path.is_dir():
+        released, skipped = read_released_tables(project_dir / "released")
+        report = build_queued_output_report(path, params, pseudonyms, released, now=ctx.now())
+        report.details["released_not_compared"] = skipped
+    elif path.suffix.lower() == ".ipynb":
+        report = build_notebook_report(path, params, pseudonyms, queue_dir=queue_dir(project_dir), now=ctx.now())
+    elif path.exists():
+        report = build_file_report(path, params, pseudonyms, now=ctx.now())
+    else:
+        raise NotFound(f"no such file or directory: {path}")
+    _finish(ctx, report, args.html, f"Output {path.name}")
+
+
+def _project_context(ctx, args):
+    """The parameters, the project's folder and its extract's pseudonyms, for a --project check."""
+    params = load_parameters(threshold=args.threshold)
+    with ctx.store.transaction() as session:
+        if session.get(Project, args.project) is None:
+            raise NotFound(f"no project {args.project!r}: see the approvals for the projects that exist")
+    pseudonyms = read_pseudonyms(extract_path(ctx.settings.projects_dir, args.project))
+    return params, ctx.settings.projects_dir / args.project, pseudonyms
+
+
+def _finish(ctx, report: Report, html_path: Path | None, title: str) -> None:
+    data = report.as_dict()
+    if html_path:
+        html_path.write_text(render_html(report, title), encoding="utf-8")
+    flagged = [c for c in data.get("cells", []) if c["status"] != "ok" or c["checks"]]
+    ctx.emit(
+        data,
+        lambda console: _print(console, data, flagged),
+    )
+    if report.status == Status.FAIL:
+        raise DisclosureRisk(f"check failed: {data['summary'][len('fail: ') :]}")
+
+
+def _print(console, data, flagged) -> None:
+    console.print(data["summary"])
+    if flagged:
+        rows = [
+            [
+                ", ".join(f"{k}={v}" for k, v in c["key"].items()),
+                c["value"],
+                c["published"],
+                c["status"],
+                ", ".join(c["checks"]),
+            ]
+            for c in flagged[:60]
+        ]
+        table(["cell", "true", "published", "status", "checks"], rows)(console)
+        if len(flagged) > 60:
+            console.print(f"... and {len(flagged) - 60} more cells")
+    for output in data.get("outputs", []):
+        if output["status"] != "pass":
+            console.print(f"cell {output['cell']} ({output['type']}): {output['status']}")

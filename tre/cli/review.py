@@ -1,0 +1,155 @@
+"""`tre review ...` and `tre release`: officers review output requests and release them.
+
+`tre review serve` runs the review page (standalone with its own login, or under the hub).
+"""
+
+from __future__ import annotations
+
+from tre.cli.framework import arg, command, group, table
+from tre.cli.requests import REQUEST_ARG, print_request, workflow
+from tre.enums import Role, VoteDecision
+
+group("review", "officers: the review queue, a request's outputs and checks, votes; `tre review serve` runs the page")
+
+OFFICERS = [Role.OFFICER, Role.ADMIN]
+
+
+@command("review queue", help="requests waiting for officers, and whether you may review each", roles=OFFICERS)
+def review_queue(ctx, args):
+    with workflow(ctx) as wf:
+        rows = wf.queue(ctx.actor)
+    ctx.emit(
+        rows,
+        table(
+            ["request", "project", "status", "outputs", "failed", "reviews", "next"],
+            [
+                [
+                    r["request"],
+                    r["project"],
+                    r["status"],
+                    r["outputs"],
+                    r["failed_checks"],
+                    f"{r['reviews']['submitted']}/{r['reviews']['started']}",
+                    r["next"],
+                ]
+                for r in rows
+            ],
+            title="review queue",
+        ),
+    )
+
+
+@command(
+    "review show",
+    help="a request's outputs with their check results, the author's context, and the votes you may see",
+    args=[REQUEST_ARG],
+    roles=OFFICERS,
+)
+def review_show(ctx, args):
+    with workflow(ctx) as wf:
+        data = wf.view(args.request, ctx.actor)
+    ctx.emit(data, lambda console: print_request(console, data))
+
+
+@command(
+    "review vote",
+    help="vote on one output of a request (your first vote starts your review); change it until you submit",
+    args=[
+        REQUEST_ARG,
+        arg("output", metavar="OUTPUT", help="the output's name"),
+        arg("decision", choices=[d.value for d in VoteDecision]),
+        arg("--comment", default="", metavar="TEXT", help="why (required for changes and reject)"),
+        arg("--override", metavar="TEXT", help="approving an output whose automatic check failed: the justification"),
+    ],
+    roles=[Role.OFFICER],
+)
+def review_vote(ctx, args):
+    with workflow(ctx) as wf:
+        request = wf.vote(args.request, ctx.actor, args.output, args.decision, args.comment, args.override)
+    review = request.review_of(ctx.actor)
+    left = [f.name for f in request.files if f.name not in review.votes]
+    ctx.emit(
+        {
+            "request": request.label,
+            "output": args.output,
+            "decision": args.decision,
+            "status": request.status.value,
+            "not_voted": left,
+        },
+        f"{request.label} {args.output}: {args.decision}"
+        + (f"; still to vote on: {', '.join(left)}" if left else f"; submit with `tre review submit {request.label}`"),
+    )
+
+
+@command(
+    "review submit",
+    help="submit your review: votes become final, and visible to the other reviewer once both are in",
+    args=[REQUEST_ARG],
+    roles=[Role.OFFICER],
+)
+def review_submit(ctx, args):
+    with workflow(ctx) as wf:
+        request = wf.submit_review(args.request, ctx.actor)
+    words = {
+        "in_review": "waits for the second review",
+        "reviewed": "has a conflict: a third reviewer settles it",
+        "approved": "is APPROVED: release it with `tre release " + request.label + "`",
+        "returned": "is RETURNED to its author for changes",
+        "rejected": "is REJECTED",
+    }
+    ctx.emit(
+        {"request": request.label, "status": request.status.value},
+        f"review submitted; {request.label} {words.get(request.status.value, request.status.value)}",
+    )
+
+
+@command(
+    "review return",
+    help="return an APPROVED request to its author when it cannot be released (a file changed, a newer release)",
+    args=[REQUEST_ARG, arg("--reason", required=True, metavar="TEXT", help="what the author must change")],
+    roles=[Role.OFFICER],
+)
+def review_return(ctx, args):
+    with workflow(ctx) as wf:
+        request = wf.return_approved(args.request, ctx.actor, args.reason)
+    ctx.emit({"request": request.label, "status": request.status.value}, f"{request.label} returned to its author")
+
+
+@command(
+    "release",
+    help="release an APPROVED request: the released folder in the project and the export bundle",
+    args=[REQUEST_ARG],
+    roles=OFFICERS,
+)
+def release(ctx, args):
+    with workflow(ctx) as wf:
+        done = wf.release(args.request, ctx.actor)
+    ctx.emit(
+        {
+            "request": done.request,
+            "project": done.project,
+            "bundle": str(done.bundle),
+            "bundle_sha256": done.bundle_sha256,
+            "released_dir": str(done.released_dir),
+            "release_record": done.record_id,
+        },
+        f"{done.request} released: bundle {done.bundle} (sha256 {done.bundle_sha256[:16]}…); "
+        f"released tables in {done.released_dir}",
+    )
+
+
+@command(
+    "review serve",
+    help="run the review page: standalone on this machine with its own login, or (--hub) as the hub's service",
+    args=[
+        arg("--hub", action="store_true", help="run as the JupyterHub service tre-review (hub OAuth login)"),
+        arg("--port", type=int, help="port (default: the review_port setting)"),
+        arg("--ip", help="address (default: the review_ip setting)"),
+    ],
+    roles=None,
+    json=False,
+)
+def review_serve(ctx, args):
+    from tre.output_check.web.app import serve
+
+    serve(ctx.settings, hub=args.hub, ip=args.ip, port=args.port, info=ctx.info)

@@ -1,0 +1,677 @@
+"""Project extracts: built inside the central zone, only the result written into the project.
+
+`build_extract` turns a project's approval into its data:
+
+1. the approval in force (the version in the metadata store) decides everything: without a
+   valid one the build is refused and the workspace locked;
+2. the cohort: persons with an event in the cohort source within the period whose coded
+   columns start with the approved codes, aged, sexed and living as the approval says;
+   for a § 4-5 delivery, minus persons with an active release-with-FNR opt-out (§ 2-2);
+3. one table per approved source with only the approved variables, rows of the cohort within
+   the period (consent-based sources: consenting persons only; historic IPLOS: through its
+   pseudonym key, § 6-1), dates coarsened to the approved precision, the central person key
+   replaced by the project's pseudonym (`tre.linkage.pseudonyms`), a `persons` table with one
+   row per pseudonym; a § 4-5 delivery gets the ID numbers, decrypted through the vault with
+   one person-linked audit event each; a § 4-3 delivery gets only protected statistics
+   (`tre.output_check`), no rows about persons at all;
+4. the release record (§ 4-10) is written before anything becomes visible: who received data,
+   on what basis, and about whom (the pids, kept centrally in `central/releases.duckdb`);
+5. the extract is published whole or not at all: written to `projects/<id>/.data-new/`
+   (unreadable to the project), sealed read-only for the project group, and swapped with
+   `data/` by renames; a killed build leaves the previous extract (or none) and a rerun
+   completes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from sqlalchemy import select
+
+from tre import audit
+from tre.approvals import ApprovalRecord, record_from_store
+from tre.config import Settings
+from tre.db import Store
+from tre.enums import ApprovalKind, ExtractStatus, ReleaseKind, ReservationKind
+from tre.errors import ApprovalError, NotFound, UserError
+from tre.linkage import pseudonyms, vault
+from tre.linkage.reservations import active_reservations_sql
+from tre.linkage.store import literal, quote
+from tre.linkage.zone import CentralZone
+from tre.models import Extract, Project, ReleaseRecord
+from tre.registers import SOURCES, Source
+from tre.workspace import get_project, lock_project, seal_folder, valid_approvals, workspace
+
+MANIFEST_FORMAT = "tre-extract/1"
+RELEASE_RECORD_YEARS = 5  # § 4-10: release records are kept at least five years
+AGE_GROUPS = ((0, 17), (18, 66), (67, 79), (80, 89), (90, 200))  # for § 4-3 statistics
+RELEASES_FILE = "releases.duckdb"
+NEW, OLD = ".data-new", ".data-old"
+
+
+@dataclass
+class ExtractResult:
+    extract_id: int
+    project_id: str
+    approval_id: str
+    approval_version: int
+    kind: str
+    persons: int
+    tables: dict[str, int] = field(default_factory=dict)  # table -> rows
+    excluded_opt_out: int = 0
+    path: str = ""
+    manifest_sha256: str = ""
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+# --- SQL pieces: each returns one step, composed into the build's queries ------------------
+
+
+def _canonical_rows(source: Source) -> str:
+    """The source's rows with each person's canonical pid (ID changes merged), latest version
+    of a record when a record key repeats over deliveries."""
+    table = quote(source.name)
+    rows = (
+        f"SELECT CAST(coalesce(m.canonical_pid, s.pid) AS VARCHAR) AS __pid, s.* EXCLUDE (pid) "
+        f"FROM registers.{table} s LEFT JOIN registers.__tre_person_map m ON m.pid = s.pid "
+        f"WHERE s.pid IS NOT NULL"
+    )
+    if source.key:
+        rows += f" QUALIFY row_number() OVER (PARTITION BY s.{quote(source.key)} ORDER BY s.__delivery DESC, s.__line DESC) = 1"
+    return rows
+
+
+def _latest_dsf() -> str:
+    """One population-register row per person: the latest snapshot."""
+    return (
+        f"SELECT * FROM ({_canonical_rows(SOURCES['dsf'])}) "
+        "QUALIFY row_number() OVER (PARTITION BY __pid ORDER BY __delivery DESC, __line DESC) = 1"
+    )
+
+
+def _in_period(source: Source) -> str:
+    """The condition that a source's row falls in the approval's period ($from, $to)."""
+    names = source.column_names
+    if source.name == "ses":
+        return "year BETWEEN year($from) AND year($to)"
+    if source.name == "iplos_historisk":
+        return "TRUE"  # historic IPLOS is delivered whole for the cohort (§ 6-1)
+    if source.event_date is None:
+        return "TRUE"
+    start = f"CAST({quote(source.event_date)} AS DATE)"
+    if "end_date" in names:  # a service decision counts while it runs
+        return f"{start} <= $to AND (end_date IS NULL OR end_date >= $from)"
+    return f"{start} BETWEEN $from AND $to"
+
+
+def _consented(source: Source) -> str:
+    if not source.consent_based:
+        return "TRUE"
+    # § 4-2: rows only of persons who consented; after a withdrawal none of theirs, earlier rows
+    # included (ingest records withdrawals against the person).
+    withdrawn = (
+        "SELECT CAST(coalesce(m.canonical_pid, w.pid) AS VARCHAR) FROM registers.__tre_consent_withdrawals w "
+        f"LEFT JOIN registers.__tre_person_map m ON m.pid = w.pid WHERE w.source = {literal(source.name)}"
+    )
+    return f"consent AND consent_withdrawn_date IS NULL AND __pid NOT IN ({withdrawn})"
+
+
+def _cohort_sql(record: ApprovalRecord, params: dict) -> str:
+    cohort = record.cohort
+    source = SOURCES[cohort.source]
+    conditions = [_in_period(source), _consented(source)]
+    for i, (column, codes) in enumerate(sorted(cohort.codes.items())):
+        alternatives = []
+        for j, code in enumerate(codes):
+            params[f"code_{i}_{j}"] = code
+            alternatives.append(f"starts_with({quote(column)}, $code_{i}_{j})")
+        conditions.append("(" + " OR ".join(alternatives) + ")")
+    events = f"SELECT DISTINCT __pid FROM ({_canonical_rows(source)}) WHERE " + " AND ".join(conditions)
+    person = ["TRUE"]
+    if cohort.age_min is not None:
+        params["age_min"] = cohort.age_min
+        person.append("date_sub('year', d.birth_date, $from) >= $age_min")
+    if cohort.age_max is not None:
+        params["age_max"] = cohort.age_max
+        person.append("date_sub('year', d.birth_date, $from) <= $age_max")
+    if cohort.sex:
+        params["sexes"] = list(cohort.sex)
+        person.append("list_contains($sexes, d.sex)")
+    if cohort.municipalities:
+        params["municipalities"] = list(cohort.municipalities)
+        person.append("list_contains($municipalities, d.municipality)")
+    return (
+        f"SELECT e.__pid AS pid FROM ({events}) e JOIN ({_latest_dsf()}) d ON d.__pid = e.__pid "
+        f"WHERE {' AND '.join(person)}"
+    )
+
+
+def _years_active(source: Source) -> str:
+    """The year(s) of the period a row counts in: each year a service decision runs, else the
+    year of the event."""
+    start = f"CAST(r.{quote(source.event_date)} AS DATE)"
+    if "end_date" in source.column_names:
+        return (
+            f"unnest(range(greatest(year({start}), year($from)), "
+            f"least(year(coalesce(r.end_date, $to)), year($to)) + 1))"
+        )
+    return f"year({start})"
+
+
+def coarsen(column: str, type_: str, precision: str) -> str:
+    """SQL for a date or timestamp column at the approved precision, as a DATE (the first day
+    of its month, tertial or year); time of day never leaves."""
+    c = f"CAST({quote(column)} AS DATE)"
+    if precision == "day":
+        return c
+    if precision == "month":
+        return f"CAST(date_trunc('month', {c}) AS DATE)"
+    if precision == "tertial":
+        return f"make_date(year({c}), ((month({c}) - 1) // 4) * 4 + 1, 1)"
+    if precision == "year":
+        return f"make_date(year({c}), 1, 1)"
+    raise ValueError(f"unknown date precision {precision!r}")
+
+
+def _released_columns(source: Source, variables: tuple[str, ...], precision: str) -> list[str]:
+    out = []
+    for name in variables:
+        if name == "old_pseudonym":
+            continue  # the historic key is never released (§ 6-1): the project pseudonym replaces it
+        column = source.column(name)
+        expression = coarsen(name, column.type, precision) if column.type in ("DATE", "TIMESTAMP") else quote(name)
+        out.append(f"{expression} AS {quote(name)}")
+    return out
+
+
+def _source_rows(source: Source) -> str:
+    if source.name == "iplos_historisk":
+        # Linked only through the historic key table, by the old pseudonym (§ 6-1).
+        key = _canonical_rows(SOURCES["iplos_historisk_nokkel"])
+        return (
+            f"SELECT k.__pid, h.* EXCLUDE (pid) FROM registers.iplos_historisk h "
+            f"JOIN ({key}) k ON k.old_pseudonym = h.old_pseudonym"
+        )
+    return _canonical_rows(source)
+
+
+def _table_sql(source: Source, variables: tuple[str, ...], precision: str) -> str:
+    columns = ", ".join(["k.pseudonym", *_released_columns(source, variables, precision)])
+    order = ["k.pseudonym"] + (
+        [quote(source.event_date)] if source.event_date and source.event_date in variables else []
+    )
+    return (
+        f"SELECT {columns} FROM ({_source_rows(source)}) r JOIN __tre_keys k ON k.pid = r.__pid "
+        f"WHERE {_in_period(source)} AND {_consented(source)} ORDER BY {', '.join(order)}"
+    )
+
+
+def _persons_sql(record: ApprovalRecord) -> str:
+    variables = record.sources.get("dsf", ())
+    columns = ", ".join(["k.pseudonym", *_released_columns(SOURCES["dsf"], variables, record.date_precision)])
+    return f"SELECT {columns} FROM __tre_keys k LEFT JOIN ({_latest_dsf()}) d ON d.__pid = k.pid ORDER BY k.pseudonym"
+
+
+# --- the build ----------------------------------------------------------------------------
+
+
+def _approval_in_force(metadata: Store, project_id: str, *, actor: str, now: dt.datetime):
+    with metadata.transaction() as session:
+        project = get_project(session, project_id)
+        approvals = valid_approvals(session, project_id, now.date())
+        if not approvals:
+            lock_project(session, project_id, "no valid approval", actor=actor, now=now)
+        elif project.status.value == "locked":
+            raise ApprovalError(f"project {project_id} is locked ({project.lock_reason}): unlock it before building")
+    if not approvals:
+        raise ApprovalError(
+            f"cannot build an extract for {project_id}: it has no approval valid today; the workspace is locked"
+        )
+    approval = sorted(approvals, key=lambda a: a.valid_until)[-1]
+    return approval.id, approval.version, record_from_store(approval)
+
+
+def _start(metadata: Store, project_id: str, approval_id: str, version: int, *, actor: str, now: dt.datetime) -> int:
+    with metadata.transaction() as session:
+        # A build that was killed left its row BUILDING: it never became visible.
+        for stale in session.execute(
+            select(Extract).where(Extract.project_id == project_id, Extract.status == ExtractStatus.BUILDING)
+        ).scalars():
+            stale.status = ExtractStatus.FAILED
+        extract = Extract(
+            project_id=project_id,
+            approval_id=approval_id,
+            approval_version=version,
+            status=ExtractStatus.BUILDING,
+            built_at=now,
+            built_by=actor,
+        )
+        session.add(extract)
+        session.flush()
+        return extract.id
+
+
+def build_extract(
+    settings: Settings, zone: CentralZone, metadata: Store, project_id: str, *, actor: str
+) -> ExtractResult:
+    """Build the project's extract from its approval in force; see the module docstring."""
+    now = zone.clock()
+    approval_id, version, record = _approval_in_force(metadata, project_id, actor=actor, now=now)
+    ws = workspace(settings.projects_dir, project_id)
+    if not ws.root.is_dir():
+        raise UserError(f"project {project_id} has no workspace yet: run `tre project provision {project_id}` first")
+    extract_id = _start(metadata, project_id, approval_id, version, actor=actor, now=now)
+    # Not in central/tmp: the zone's recovery empties that before every use.
+    build_dir = settings.central_dir / "building" / f"extract-{extract_id}"
+    shutil.rmtree(build_dir, ignore_errors=True)
+    build_dir.mkdir(mode=0o700, parents=True)
+    result = ExtractResult(extract_id, project_id, approval_id, version, record.kind.value, 0)
+    try:
+        with zone.reading(metadata) as con:
+            cohort, excluded, representativeness = _cohort(con, record, now)
+            keys = pseudonyms.assign(settings.central_dir, project_id, cohort)
+            result.persons, result.excluded_opt_out = keys.num_rows, excluded
+            extract_file = build_dir / "extract.duckdb"
+            con.register("__tre_keys", keys)
+            con.execute(f"ATTACH {literal(str(extract_file))} AS extract")
+            if record.kind == ApprovalKind.ANON43:
+                result.tables = _write_statistics(con, record, settings)
+            else:
+                result.tables = _write_tables(con, record)
+            con.execute("DETACH extract")
+        if record.kind == ApprovalKind.DIRECT45:
+            _add_id_numbers(zone, metadata, extract_file, keys, actor=actor, extract_id=extract_id, record=record)
+        _write_parquet(extract_file, build_dir)
+        manifest = _manifest(record, result, build_dir, representativeness, now)
+        text = json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n"
+        (build_dir / "manifest.json").write_text(text, encoding="utf-8")
+        result.manifest_sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        # § 4-10: the release is recorded before the project can see anything.
+        _record_release(settings, metadata, record, result, keys, actor=actor, now=now)
+        _publish(ws, build_dir, _project_gid(metadata, project_id))
+        result.path = str(ws.data)
+        _finish(metadata, result, manifest, record, actor=actor, now=now)
+    finally:
+        shutil.rmtree(build_dir, ignore_errors=True)
+    return result
+
+
+def _cohort(con: duckdb.DuckDBPyConnection, record: ApprovalRecord, now: dt.datetime):
+    params = {"from": record.period_from, "to": record.period_to}
+    base = _cohort_sql(record, params)
+    pids = con.execute(f"SELECT pid FROM ({base}) ORDER BY pid", params).fetchnumpy()["pid"]
+    if record.kind != ApprovalKind.DIRECT45:
+        return pids, 0, None
+    # § 4-5 third paragraph: nobody with an active release-with-FNR opt-out, decided now.
+    reserved_params = {
+        **params,
+        "kind": ReservationKind.RELEASE_WITH_FNR.value,
+        "at": now.astimezone(dt.UTC).replace(tzinfo=None),
+    }
+    reserved = set(
+        con.execute(
+            f"SELECT pid FROM ({base}) WHERE pid IN (SELECT pid::VARCHAR FROM ({active_reservations_sql()}))",
+            reserved_params,
+        )
+        .fetchnumpy()["pid"]
+        .tolist()
+    )
+    keep = np.array([p for p in pids if p not in reserved], dtype=object)
+    return keep, len(reserved), _representativeness(con, pids, reserved, record.period_from)
+
+
+def _representativeness(con, pids, reserved: set, at: dt.date) -> dict:
+    """How the persons left out by opt-outs compare with those delivered (age, sex, municipality)."""
+    frame = pd.DataFrame({"pid": pids, "excluded": [p in reserved for p in pids]})
+    con.register("__tre_cohort", frame)
+    rows = con.execute(
+        f"SELECT c.excluded, date_sub('year', d.birth_date, $at) AS age, d.sex, d.municipality "
+        f"FROM __tre_cohort c JOIN ({_latest_dsf()}) d ON d.__pid = c.pid",
+        {"at": at},
+    ).df()
+    con.unregister("__tre_cohort")
+
+    def describe(part: pd.DataFrame) -> dict:
+        if part.empty:
+            return {"persons": 0}
+        return {
+            "persons": len(part),
+            "mean_age": round(float(part["age"].mean()), 1),
+            "share_women": round(float((part["sex"] == "K").mean()), 3),
+            "municipalities": int(part["municipality"].nunique()),
+        }
+
+    return {
+        "included": describe(rows[~rows["excluded"]]),
+        "excluded": describe(rows[rows["excluded"]]),
+        "note": "persons with an active release-with-FNR opt-out (§ 2-2) are not delivered; "
+        "compare the groups to judge how representative the delivery is",
+    }
+
+
+def _write_tables(con, record: ApprovalRecord) -> dict[str, int]:
+    params = {"from": record.period_from, "to": record.period_to}
+    counts = {}
+    con.execute(f"CREATE TABLE extract.persons AS {_persons_sql(record)}")
+    counts["persons"] = con.execute("SELECT count(*) FROM extract.persons").fetchall()[0][0]
+    for name, variables in sorted(record.sources.items()):
+        if name == "dsf":
+            continue
+        source = SOURCES[name]
+        sql = _table_sql(source, variables, record.date_precision)
+        used = {k: v for k, v in params.items() if f"${k}" in sql}
+        con.execute(f"CREATE TABLE extract.{quote(name)} AS {sql}", used)
+        counts[name] = con.execute(f"SELECT count(*) FROM extract.{quote(name)}").fetchall()[0][0]
+    return counts
+
+
+def _write_statistics(con, record: ApprovalRecord, settings: Settings) -> dict[str, int]:
+    """§ 4-3: anonymous for the recipient. Per source and coded variable, persons by year, age
+    group and category, protected by the output checker (primary and secondary suppression at
+    the approval's threshold); means of numeric variables with their contributors checked."""
+    from tre.output_check import build_table, build_table_report, load_parameters  # no cycle: linkage → output_check
+
+    parameters = load_parameters()
+    if record.threshold:
+        parameters = parameters.with_overrides(threshold=record.threshold)
+    params = {"from": record.period_from, "to": record.period_to}
+    ages = " ".join(f"WHEN age BETWEEN {lo} AND {hi} THEN '{lo}-{hi if hi < 200 else ''}'" for lo, hi in AGE_GROUPS)
+    counts = {}
+    for name, variables in sorted(record.sources.items()):
+        if name == "dsf":
+            continue
+        source = SOURCES[name]
+        if source.event_date is None or source.event_date not in source.column_names:
+            continue
+        selected = [v for v in variables if v != "old_pseudonym"]
+        rows = con.execute(
+            f"SELECT r.__pid AS person, {_years_active(source)} AS year, CASE {ages} END AS age_group, "
+            f"{', '.join(f'r.{quote(v)}' for v in selected)} "
+            f"FROM (SELECT *, date_sub('year', d.birth_date, $from) AS age FROM ({_source_rows(source)}) x "
+            f"JOIN ({_latest_dsf()}) d ON d.__pid = x.__pid) r JOIN __tre_keys k ON k.pid = r.__pid "
+            f"WHERE {_in_period(source)} AND {_consented(source)}",
+            params,
+        ).df()
+        for variable in selected:
+            column = source.column(variable)
+            if column.type in ("DATE", "TIMESTAMP"):
+                continue
+            if column.codes:
+                persons = rows[["person", "year", "age_group", variable]].dropna().drop_duplicates()
+                table = build_table(persons.astype({"year": str}), ["year", "age_group", variable])
+            elif column.type in ("DOUBLE", "INTEGER"):
+                per_person = (
+                    rows.dropna(subset=[variable])
+                    .groupby(["person", "year", "age_group"], as_index=False)[variable]
+                    .mean()
+                )
+                table = build_table(
+                    per_person.astype({"year": str}), ["year", "age_group"], value=variable, statistic="mean"
+                )
+            else:
+                continue
+            report = build_table_report(table, parameters, method="suppress", audit=False)
+            value = "persons" if column.codes else f"mean_{variable}"
+            frame = pd.DataFrame(
+                [{**cell["key"], value: cell["published"], "status": cell["status"]} for cell in report.cells]
+            )
+            table_name = f"{name}_{variable}"
+            con.register("__tre_stat", frame)
+            con.execute(f"CREATE TABLE extract.{quote(table_name)} AS SELECT * FROM __tre_stat")
+            con.unregister("__tre_stat")
+            counts[table_name] = len(frame)
+    return counts
+
+
+def _add_id_numbers(zone, metadata, extract_file: Path, keys: pa.Table, *, actor, extract_id, record) -> None:
+    """§ 4-5: the ID numbers, decrypted through the vault, one audit event per person."""
+    pids = keys.column("pid").to_pylist()
+    numbers = vault.decrypt_for_release(
+        zone,
+        metadata,
+        pids,
+        actor=actor,
+        reference=f"extract-{extract_id}",
+        reason=f"§ 4-5 delivery under {record.id} ({record.reference})",
+    )
+    frame = pa.table({"pseudonym": keys.column("pseudonym"), "fnr": pa.array([numbers[p] for p in pids], pa.string())})
+    con = duckdb.connect(str(extract_file))
+    try:
+        con.register("__tre_fnr", frame)
+        con.execute(
+            "CREATE TABLE persons_with_fnr AS SELECT p.pseudonym, f.fnr, p.* EXCLUDE (pseudonym) "
+            "FROM persons p JOIN __tre_fnr f USING (pseudonym) ORDER BY p.pseudonym"
+        )
+        con.execute("DROP TABLE persons")
+        con.execute("ALTER TABLE persons_with_fnr RENAME TO persons")
+    finally:
+        con.close()
+
+
+def _write_parquet(extract_file: Path, build_dir: Path) -> None:
+    con = duckdb.connect(str(extract_file))
+    try:
+        con.execute("CHECKPOINT")
+        for (table,) in con.execute("SELECT table_name FROM duckdb_tables() ORDER BY table_name").fetchall():
+            target = build_dir / f"{table}.parquet"
+            con.execute(f"COPY {quote(table)} TO {literal(str(target))} (FORMAT parquet, COMPRESSION zstd)")
+    finally:
+        con.close()
+
+
+def _manifest(record: ApprovalRecord, result: ExtractResult, build_dir: Path, representativeness, now) -> dict:
+    files = {}
+    for path in sorted(build_dir.iterdir()):
+        if path.is_file() and path.name != "manifest.json":
+            files[path.name] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return {
+        "format": MANIFEST_FORMAT,
+        "extract": result.extract_id,
+        "project": result.project_id,
+        "approval": {
+            "id": record.id,
+            "version": result.approval_version,
+            "kind": record.kind.value,
+            "reference": record.reference,
+        },
+        "legal_basis": record.legal_basis,
+        "period": {"from": record.period_from.isoformat(), "to": record.period_to.isoformat()},
+        "date_precision": record.date_precision,
+        "variables": {
+            name: [v for v in variables if v != "old_pseudonym"] for name, variables in record.sources.items()
+        },
+        "cohort_size": result.persons,
+        "tables": result.tables,
+        "excluded_release_with_fnr_opt_out": result.excluded_opt_out,
+        "representativeness": representativeness,
+        "files": files,
+        "built_at": now.isoformat(),
+        "notes": _notes(record),
+    }
+
+
+def _notes(record: ApprovalRecord) -> list[str]:
+    notes = [
+        f"dates are coarsened to the {record.date_precision}: a date stands for the first day of its {record.date_precision}"
+    ]
+    if record.kind == ApprovalKind.ANON43:
+        notes.append(
+            "anonymous statistics (§ 4-3): counts of persons under the threshold and cells that would reveal them are suppressed (value empty)"
+        )
+    if record.kind == ApprovalKind.DIRECT45:
+        notes.append(
+            "directly identifiable (§ 4-5): persons.fnr holds the ID number; persons with a release-with-FNR opt-out are left out"
+        )
+    return notes
+
+
+def _project_gid(metadata: Store, project_id: str) -> int | None:
+    import grp
+
+    with metadata.transaction() as session:
+        project = session.get(Project, project_id)
+        group = project.os_group if project else None
+    if not group or os.geteuid() != 0:
+        return None
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        return None
+
+
+def _releases_db(settings: Settings) -> duckdb.DuckDBPyConnection:
+    path = settings.central_dir / RELEASES_FILE
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE IF NOT EXISTS release_persons (release_record INTEGER NOT NULL, pid VARCHAR NOT NULL)")
+    os.chmod(path, 0o600)
+    return con
+
+
+def _record_release(settings, metadata, record: ApprovalRecord, result: ExtractResult, keys, *, actor, now) -> None:
+    with metadata.transaction() as session:
+        entry = ReleaseRecord(
+            kind=ReleaseKind.EXTRACT,
+            project_id=record.project_id,
+            approval_id=record.id,
+            approval_version=result.approval_version,
+            recipient=record.applicant,
+            legal_basis=record.legal_basis,
+            persons=result.persons if record.kind != ApprovalKind.ANON43 else None,
+            reference=f"extract-{result.extract_id}",
+            released_at=now,
+            keep_until=add_years(now.date(), RELEASE_RECORD_YEARS),
+        )
+        session.add(entry)
+        session.flush()
+        record_id = entry.id
+        # Persons are recorded centrally; a § 4-3 delivery is anonymous yet still about them.
+        con = _releases_db(settings)
+        try:
+            con.register("__tre_keys", keys)
+            con.execute("INSERT INTO release_persons SELECT $1, pid FROM __tre_keys", [record_id])
+        finally:
+            con.close()
+        audit.record(
+            session,
+            at=now,
+            actor=actor,
+            action="release.record",
+            object=f"project:{record.project_id}",
+            details={"reference": entry.reference, "recipient": record.applicant, "persons": result.persons},
+        )
+
+
+def _publish(ws, build_dir: Path, gid: int | None) -> None:
+    new, old = ws.root / NEW, ws.root / OLD
+    for leftover in (new, old):
+        shutil.rmtree(leftover, ignore_errors=True)
+    new.mkdir(mode=0o700)  # unreadable to the project until it is whole
+    for path in build_dir.iterdir():
+        if path.is_file() and not path.name.endswith(".wal"):
+            shutil.copy2(path, new / path.name)
+    seal_folder(new, gid)
+    # Two renames: in between there is no data/ at all, never a partial one.
+    if ws.data.exists():
+        os.rename(ws.data, old)
+    os.rename(new, ws.data)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _finish(metadata, result: ExtractResult, manifest: dict, record: ApprovalRecord, *, actor, now) -> None:
+    with metadata.transaction() as session:
+        for old in session.execute(
+            select(Extract).where(
+                Extract.project_id == result.project_id,
+                Extract.status == ExtractStatus.READY,
+                Extract.id != result.extract_id,
+            )
+        ).scalars():
+            old.status, old.purged_at = ExtractStatus.PURGED, now  # replaced: its files are gone
+        extract = session.get(Extract, result.extract_id)
+        extract.status = ExtractStatus.READY
+        extract.path = result.path
+        extract.persons = result.persons
+        extract.manifest = manifest
+        extract.manifest_sha256 = result.manifest_sha256
+        extract.purge_after = add_years(now.date(), record.retention_years)
+        audit.record(
+            session,
+            at=now,
+            actor=actor,
+            action="extract.build",
+            object=f"project:{result.project_id}",
+            details={
+                "extract": result.extract_id,
+                "approval": record.id,
+                "version": result.approval_version,
+                "persons": result.persons,
+                "tables": result.tables,
+                "excluded_opt_out": result.excluded_opt_out,
+            },
+        )
+
+
+def add_years(day: dt.date, years: int) -> dt.date:
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year + years, day=28)
+
+
+def find_extract(metadata: Store, project_id: str) -> Extract:
+    with metadata.transaction() as session:
+        extract = (
+            session.execute(
+                select(Extract)
+                .where(Extract.project_id == project_id, Extract.status == ExtractStatus.READY)
+                .order_by(Extract.id.desc())
+            )
+            .scalars()
+            .first()
+        )
+    if extract is None:
+        raise NotFound(f"project {project_id} has no extract: build one with `tre extract build {project_id}`")
+    return extract
+
+
+def purge_expired(settings: Settings, metadata: Store, *, actor: str, now: dt.datetime) -> list[dict]:
+    """§ 4-11: delete extracts past their retention, with the project's key table. The release
+    record stays (§ 4-10: at least five years)."""
+    purged = []
+    with metadata.transaction() as session:
+        due = (
+            session.execute(
+                select(Extract).where(Extract.status == ExtractStatus.READY, Extract.purge_after < now.date())
+            )
+            .scalars()
+            .all()
+        )
+        for extract in due:
+            ws = workspace(settings.projects_dir, extract.project_id)
+            if ws.data.exists():
+                os.rename(ws.data, ws.root / OLD)
+                shutil.rmtree(ws.root / OLD)
+            had_keys = pseudonyms.purge(settings.central_dir, extract.project_id)
+            extract.status, extract.purged_at = ExtractStatus.PURGED, now
+            audit.record(
+                session,
+                at=now,
+                actor=actor,
+                action="extract.purge",
+                object=f"project:{extract.project_id}",
+                details={"extract": extract.id, "purge_after": extract.purge_after.isoformat(), "key_table": had_keys},
+            )
+            purged.append({"extract": extract.id, "project": extract.project_id})
+    return purged

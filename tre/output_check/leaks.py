@@ -1,0 +1,142 @@
+"""Leaks: project pseudonyms, national ID numbers, and tables that list persons.
+
+Nothing here ever returns or prints the leaked value itself: callers get counts and
+positions, so a report can say *where* a leak is without repeating it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+import pandas as pd
+
+_FIRST_WEIGHTS = (3, 7, 6, 1, 8, 9, 4, 5, 2)
+_SECOND_WEIGHTS = (5, 4, 3, 2, 7, 6, 5, 4, 3, 2)
+# 11 digits, optionally written 6 + space + 5, not part of a longer number
+_CANDIDATE = re.compile(r"(?<![\d])(\d{6})[ ]?(\d{5})(?![\d])")
+
+
+def _check_digit(digits: str, weights: tuple[int, ...]) -> int | None:
+    remainder = sum(int(d) * w for d, w in zip(digits, weights, strict=True)) % 11
+    digit = (11 - remainder) % 11
+    return None if digit == 10 else digit
+
+
+def is_identity_number(text: str) -> bool:
+    """True for an 11-digit FNR, D-number, H-number or synthetic test number with valid check digits.
+
+    Valid means both mod-11 check digits match and the first six digits can be a date of
+    birth: day 1-31 (D-numbers add 4 to the first digit), month 1-12 (+40 for H-numbers,
+    +80 for the synthetic numbers of the national test-data service).
+    """
+    digits = text.replace(" ", "")
+    if len(digits) != 11 or not digits.isdigit():
+        return False
+    day, month = int(digits[0:2]), int(digits[2:4])
+    day = day - 40 if day > 40 else day
+    month = month - 80 if month > 80 else month - 40 if month > 40 else month
+    if not (1 <= day <= 31 and 1 <= month <= 12):
+        return False
+    first = _check_digit(digits[:9], _FIRST_WEIGHTS)
+    if first is None or first != int(digits[9]):
+        return False
+    second = _check_digit(digits[:10], _SECOND_WEIGHTS)
+    return second is not None and second == int(digits[10])
+
+
+def count_identity_numbers(text: str) -> int:
+    """How many ID-number-shaped values `text` holds."""
+    return sum(1 for m in _CANDIDATE.finditer(text) if is_identity_number(m.group(1) + m.group(2)))
+
+
+def count_pseudonyms(text: str, pseudonyms: frozenset[str]) -> int:
+    """How many of the project's pseudonyms appear anywhere in `text` (as substrings)."""
+    if not pseudonyms or not text:
+        return 0
+    lengths = {len(p) for p in pseudonyms}
+    found = 0
+    for length in lengths:
+        for start in range(0, len(text) - length + 1):
+            if text[start : start + length] in pseudonyms:
+                found += 1
+    return found
+
+
+def redact_text(text: str, pseudonyms: frozenset[str]) -> str:
+    """`text` with every pseudonym and every valid ID number replaced by a placeholder."""
+    text = _CANDIDATE.sub(
+        lambda m: "(redacted ID number)" if is_identity_number(m.group(1) + m.group(2)) else m.group(0), text
+    )
+    if not pseudonyms:
+        return text
+    out, i = [], 0
+    lengths = sorted({len(p) for p in pseudonyms}, reverse=True)
+    while i < len(text):
+        hit = next((n for n in lengths if text[i : i + n] in pseudonyms), None)
+        if hit:
+            out.append("(redacted pseudonym)")
+            i += hit
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+def value_leaks(value, pseudonyms: frozenset[str]) -> tuple[bool, bool]:
+    """(is a pseudonym or holds one, is or holds an ID number) for one table value or label."""
+    if value is None:
+        return False, False
+    if isinstance(value, float):
+        if value != value or not value.is_integer():
+            return False, False
+        value = int(value)
+    text = str(value)
+    if isinstance(value, int):
+        # an ID number stored as an integer loses a leading zero
+        text = text.zfill(11) if 10 <= len(text) <= 11 else text
+    return (
+        text in pseudonyms or count_pseudonyms(text, pseudonyms) > 0,
+        is_identity_number(text) or count_identity_numbers(text) > 0,
+    )
+
+
+def scan_values(values: Iterable, pseudonyms: frozenset[str]) -> tuple[int, int]:
+    """(values holding a pseudonym, values holding an ID number) among `values`."""
+    pseud = ident = 0
+    for v in values:
+        p, i = value_leaks(v, pseudonyms)
+        pseud += p
+        ident += i
+    return pseud, ident
+
+
+def scan_frame(frame: pd.DataFrame, pseudonyms: frozenset[str]) -> dict[str, tuple[int, int]]:
+    """Per column (and "(index)", "(header)"): how many values hold a pseudonym or ID number."""
+    out: dict[str, tuple[int, int]] = {}
+    header = [str(c) for c in frame.columns.to_flat_index()]
+    out["(header)"] = scan_values(header, pseudonyms)
+    out["(index)"] = scan_values((str(i) for i in frame.index.to_flat_index()), pseudonyms)
+    for column in frame.columns:
+        out[str(column)] = scan_values(frame[column].tolist(), pseudonyms)
+    return out
+
+
+def is_person_level(frame: pd.DataFrame, pseudonyms: frozenset[str], max_rows: int) -> bool:
+    """True when `frame` looks like one row per person rather than one row per group.
+
+    Either a column (or the index) holds pseudonyms in most of its rows, or the table has
+    more than `max_rows` rows and every row is a unique combination of its values.
+    """
+    if frame.empty:
+        return False
+    columns = [frame.index.to_series().astype(str)] + [frame[c] for c in frame.columns]
+    if pseudonyms:
+        for column in columns:
+            hits = sum(value_leaks(v, pseudonyms)[0] for v in column.head(1000).tolist())
+            if hits >= max(1, min(len(column), 1000) // 2):
+                return True
+    if len(frame) > max_rows:
+        as_text = frame.astype(str)
+        return not as_text.duplicated().any()
+    return False
