@@ -102,24 +102,6 @@ def ingest(
     return outcomes
 
 
-def ingest_and_report(
-    settings, store: Store, folder: Path, *, actor: str, say: Progress = print, environ=None, clock=None
-) -> dict:
-    """Ingest every delivery in `folder`, say one line per delivery, then the linkage report.
-
-    What `tre demo` calls; returns the report (as `tre linkage report --json` prints it).
-    """
-    from tre.linkage.quality import build_report, render_report
-
-    zone = CentralZone(settings, environ=environ, clock=clock or store.clock)
-    for outcome in ingest(zone, store, [folder], actor=actor):
-        say(outcome.message)
-    with zone.reading(store) as con:
-        report = build_report(con, now=zone.clock())
-    say(render_report(report).rstrip())
-    return report
-
-
 def summary(name: str, report: dict) -> str:
     """One line about an ingested delivery."""
     text = (
