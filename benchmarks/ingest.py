@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -112,6 +113,8 @@ def main(argv=None) -> int:
             f"(ingest {ingest_seconds:.1f} s, report {report_seconds:.1f} s; {persons:,} persons)"
         )
         print(f"ratio (tre / bare): {ratio:.2f}  (target ≥ {TARGET_RATIO:.2f}); time target ≤ {TARGET_SECONDS} s")
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+        print(f"peak memory of this process: {peak:.1f} GB")
         met = ours <= TARGET_SECONDS and ratio >= TARGET_RATIO
         print("targets met" if met else "targets NOT met")
         return 0 if met else 1

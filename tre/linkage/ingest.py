@@ -454,18 +454,18 @@ class _Run:
         if not keys:
             return
         columns = ", ".join(f"r.{quote(k)}" for k in keys)
-        repeated = self.scalar(
-            f"SELECT count(*) FROM (SELECT {columns} FROM {self.good_rows} GROUP BY ALL HAVING count(*) > 1)"
+        # One aggregation finds the repeated keys and their first line; the rest of their lines
+        # are duplicates (a join with the few repeated keys).
+        self.sql(
+            f"""CREATE TABLE __tre_repeated AS
+                SELECT {columns}, min(r.rowid) AS first FROM {self.good_rows} GROUP BY ALL HAVING count(*) > 1"""
         )
-        if repeated:
-            names = ", ".join(quote(k) for k in keys)
+        if self.scalar("SELECT count(*) FROM __tre_repeated"):
+            same = " AND ".join(f"d.{quote(k)} = r.{quote(k)}" for k in keys)
             self.sql(
                 f"""INSERT INTO __tre_fail
-                    SELECT line, 'duplicate', {literal(keys[0])} FROM (
-                        SELECT r.rowid + 2 AS line, row_number() OVER (PARTITION BY {columns} ORDER BY r.rowid) AS n
-                        FROM {self.good_rows}
-                        SEMI JOIN (SELECT {names} FROM __tre_raw GROUP BY ALL HAVING count(*) > 1) d USING ({names}))
-                    WHERE n > 1"""
+                    SELECT r.rowid + 2, 'duplicate', {literal(keys[0])} FROM {self.good_rows}
+                    JOIN __tre_repeated d ON {same} WHERE r.rowid <> d.first"""
             )
             self._mark_bad()
         table = f"registers.{quote(self.source.name)}"
