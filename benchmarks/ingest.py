@@ -1,12 +1,13 @@
 """Ingest + link of a deliveries folder against a bare DuckDB load of the same files.
 
-    .venv/bin/python benchmarks/ingest.py DELIVERIES_DIR [--work DIR]
+    .venv/bin/python benchmarks/ingest.py DELIVERIES_DIR [--work DIR] [--repeat N]
 
 Targets (issue 3): national 1-year synthetic deliveries (5.5 M persons) ingested and linked in
 at most 3 minutes on 2 cores, at no less than a third of the throughput (rows per second) of
 a bare DuckDB load (`CREATE TABLE AS SELECT * FROM read_csv(...)`, types auto-detected) of the
 same files, measured in the same run. The files are read once before either run, so that
-both start from a warm page cache.
+both start from a warm page cache. On a machine shared with other work, `--repeat N` runs
+each measurement N times, alternating, and compares the fastest of each.
 
 "Ingest + link" is `tre ingest` of every delivery in the folder (validation, identities,
 vault, register store, rejects, metadata) followed by the linkage and quality report.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -56,6 +58,7 @@ def bare_load(files: list[Path], work: Path) -> float:
 
 
 def tre_ingest(folder: Path, work: Path) -> tuple[float, float, dict]:
+    shutil.rmtree(work / "home", ignore_errors=True)
     environ = {"TRE_HOME": str(work / "home"), "TRE_PROJECTS_DIR": str(work / "projects")}
     settings = load_settings(environ)
     store = Store(settings.db_url)
@@ -65,7 +68,7 @@ def tre_ingest(folder: Path, work: Path) -> tuple[float, float, dict]:
         add_user(session, "bench", Role.ADMIN, actor="bench", now=utc_now())
     zone = CentralZone(settings, environ=environ)
     started = time.perf_counter()
-    outcomes = ingest(zone, store, [folder], actor="bench", progress=lambda m: print(f"  {m}", file=sys.stderr))
+    outcomes = ingest(zone, store, [folder], actor="bench")
     ingested = time.perf_counter()
     with zone.reading(store) as con:
         report = build_report(con)
@@ -80,6 +83,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("deliveries", type=Path)
     parser.add_argument("--work", type=Path, help="scratch folder (default: a temporary one, removed afterwards)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each measurement; the fastest counts")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="tre-bench-", dir=args.work))
     try:
@@ -89,8 +93,17 @@ def main(argv=None) -> int:
         size = sum(f.stat().st_size for f in files)
         print(f"{len(files)} deliveries, {rows:,} rows, {size / 1e9:.2f} GB; {os.cpu_count()} cores")
         warm(files)
-        baseline = bare_load(files, work)
-        ingest_seconds, report_seconds, report = tre_ingest(args.deliveries, work)
+        baselines, runs = [], []
+        for attempt in range(args.repeat):
+            baselines.append(bare_load(files, work))
+            runs.append(tre_ingest(args.deliveries, work))
+            ingest_seconds, report_seconds, _ = runs[-1]
+            print(
+                f"  run {attempt + 1}: bare {baselines[-1]:.1f} s, tre {ingest_seconds + report_seconds:.1f} s "
+                f"(ingest {ingest_seconds:.1f} s, report {report_seconds:.1f} s)"
+            )
+        baseline = min(baselines)
+        ingest_seconds, report_seconds, report = min(runs, key=lambda r: r[0] + r[1])
         ours = ingest_seconds + report_seconds
         ratio = (rows / ours) / (rows / baseline)
         persons = report["population_register_persons"]
@@ -100,6 +113,8 @@ def main(argv=None) -> int:
             f"(ingest {ingest_seconds:.1f} s, report {report_seconds:.1f} s; {persons:,} persons)"
         )
         print(f"ratio (tre / bare): {ratio:.2f}  (target ≥ {TARGET_RATIO:.2f}); time target ≤ {TARGET_SECONDS} s")
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+        print(f"peak memory of this process: {peak:.1f} GB")
         met = ours <= TARGET_SECONDS and ratio >= TARGET_RATIO
         print("targets met" if met else "targets NOT met")
         return 0 if met else 1

@@ -26,7 +26,8 @@ import pytest
 from delivery_factory import people, row, write_delivery
 
 from tre.cli import main
-from tre.linkage.store import table_digests
+from tre.config import load_settings
+from tre.linkage.zone import CentralZone
 
 TRE = str(Path(sys.executable).parent / "tre")
 pytestmark = pytest.mark.slow
@@ -34,15 +35,6 @@ pytestmark = pytest.mark.slow
 
 def run(env: dict, *argv: str) -> subprocess.CompletedProcess:
     return subprocess.run([TRE, *argv, "--as", "ada"], env=env, capture_output=True, text=True, timeout=300)
-
-
-def duckdb_digests(home: Path) -> dict:
-    con = duckdb.connect()
-    for name in ("vault", "registers"):
-        con.execute(f"ATTACH '{home / 'central' / (name + '.duckdb')}' AS {name} (READ_ONLY)")
-    found = {name: table_digests(con, name) for name in ("vault", "registers")}
-    con.close()
-    return found
 
 
 def metadata_digests(home: Path) -> dict:
@@ -57,7 +49,8 @@ def metadata_digests(home: Path) -> dict:
 
 
 def state(home: Path) -> dict:
-    return {**duckdb_digests(home), "metadata": metadata_digests(home)}
+    zone = CentralZone(load_settings({"TRE_HOME": str(home)}))
+    return {**zone.digests(), "metadata": metadata_digests(home)}
 
 
 def counts(home: Path) -> dict:

@@ -12,12 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import duckdb
 import pytest
 from delivery_factory import csv_bytes, people, row, write_delivery
 
 from tre.config import load_settings
-from tre.linkage.store import table_digests
+from tre.linkage.zone import CentralZone
 from tre.registers import SOURCES, manifest_path
 
 PERSONS = people(6, seed=21)
@@ -210,6 +209,11 @@ CASES = [
         },
     ),
     Case(
+        "11 digits that are no ID number",
+        simple(kuhr_rows(provider_id=f"ab{broken_check_digit(PERSONS[5].fnr)}cd")),
+        stored=3,
+    ),
+    Case(
         "an ID number in a free-text field",
         simple(kuhr_rows(claim_id=PERSONS[5].fnr)),
         rejects={"id_in_field": {"claim_id": 1}},
@@ -242,13 +246,7 @@ CASES = [
 
 
 def digests(tre_env) -> dict:
-    central = load_settings(tre_env).central_dir
-    con = duckdb.connect()
-    for name in ("vault", "registers"):
-        con.execute(f"ATTACH '{central / (name + '.duckdb')}' AS {name} (READ_ONLY)")
-    found = {name: table_digests(con, name) for name in ("vault", "registers")}
-    con.close()
-    return found
+    return CentralZone(load_settings(tre_env)).digests()
 
 
 @pytest.fixture

@@ -65,6 +65,14 @@ def test_custodian_looks_up_and_reveals_and_both_are_in_the_persons_access_log(c
     assert not any(p.fnr in json.dumps(log) for p in persons)
 
 
+def test_the_number_can_come_from_standard_input(central, persons):
+    piped = central.subprocess(
+        "vault", "lookup", "--fnr", "-", "--reason", REASON, "--json", "--as", "carl", input=persons[1].fnr + "\n"
+    )
+    assert piped.code == 0, piped.err
+    assert piped.json()["pid"] == lookup(central, persons[1].fnr).json()["pid"]
+
+
 def test_a_non_custodian_cannot_decrypt_and_the_attempt_is_logged(central, persons):
     pid = lookup(central, persons[1].fnr).json()["pid"]
     for command in (["lookup", "--fnr", persons[1].fnr], ["reveal", "--pid", pid]):

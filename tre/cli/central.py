@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from tre import audit
@@ -87,11 +88,20 @@ REASON = arg("--reason", required=True, help="why (at least 10 characters); it g
 @command(
     "vault lookup",
     help="find the pid of the person with an ID number (key custodians; logged to the person's access log)",
-    args=[arg("--fnr", required=True, metavar="NUMBER", help="the ID number (FNR or D-number)"), REASON],
+    args=[
+        arg(
+            "--fnr",
+            required=True,
+            metavar="NUMBER",
+            help="the ID number (FNR or D-number); `-` reads it from standard input, out of the shell history",
+        ),
+        REASON,
+    ],
     roles=ANY_ROLE,  # the vault checks the custodian role itself, so that a refusal is logged person-linked
 )
 def vault_lookup(ctx, args):
-    pid = vault.lookup(_zone(ctx), ctx.store, actor=ctx.actor, fnr=args.fnr, reason=args.reason)
+    fnr = sys.stdin.readline().strip() if args.fnr == "-" else args.fnr
+    pid = vault.lookup(_zone(ctx), ctx.store, actor=ctx.actor, fnr=fnr, reason=args.reason)
     ctx.emit({"found": pid is not None, "pid": pid}, f"pid {pid}" if pid else "no person with that number in the vault")
 
 

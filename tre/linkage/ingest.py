@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -53,7 +54,8 @@ from tre.linkage.zone import CentralZone, DeliveryMarker, record_delivery, redac
 from tre.models import Delivery
 
 Progress = Callable[[str], None]
-BIG_DELIVERY_BYTES = 16 << 20  # from here on, the crypto workers pay for their start
+BIG_DELIVERY_BYTES = 16 << 20
+ELEVEN_DIGITS = re.compile(r"(?<!\d)\d{11}(?!\d)")  # from here on, the crypto workers pay for their start
 DEDUPE_KEYS = {"dsf": ("fnr",), "ses": ("fnr", "year"), "dsf_idhistory": ("old_id", "new_id")}
 CSV_ERRORS = {
     "MISSING COLUMNS": "fewer fields than the header's {n}: a truncated or broken line",
@@ -98,24 +100,6 @@ def ingest(
             if crypto is not None:
                 crypto.close()
     return outcomes
-
-
-def ingest_and_report(
-    settings, store: Store, folder: Path, *, actor: str, say: Progress = print, environ=None, clock=None
-) -> dict:
-    """Ingest every delivery in `folder`, say one line per delivery, then the linkage report.
-
-    What `tre demo` calls; returns the report (as `tre linkage report --json` prints it).
-    """
-    from tre.linkage.quality import build_report, render_report
-
-    zone = CentralZone(settings, environ=environ, clock=clock or store.clock)
-    for outcome in ingest(zone, store, [folder], actor=actor):
-        say(outcome.message)
-    with zone.reading(store) as con:
-        report = build_report(con, now=zone.clock())
-    say(render_report(report).rstrip())
-    return report
 
 
 def summary(name: str, report: dict) -> str:
@@ -360,6 +344,23 @@ class _Run:
             raise located(self.item.name, "not a readable Parquet file (a column cannot be read as text)") from None
         return header
 
+    def _confirm_ids_in_fields(self) -> None:
+        """`id_in_field` marks fields with a run of 11 digits; keep the mark only where a run is a
+        valid ID number (an opaque code may hold 11 digits by chance). Only marked rows are read."""
+        for (column,) in self.sql("SELECT DISTINCT col FROM __tre_fail WHERE rule = 'id_in_field'").fetchall():
+            marked = self.sql(
+                f"""SELECT f.line, r.{quote(column)} FROM __tre_fail f JOIN __tre_raw r ON r.rowid + 2 = f.line
+                    WHERE f.rule = 'id_in_field' AND f.col = $1""",
+                [column],
+            ).fetchall()
+            runs = [(line, run) for line, value in marked for run in ELEVEN_DIGITS.findall(value)]
+            valid = idnumbers.validate_array([run for _, run in runs])["valid"] if runs else []
+            confirmed = sorted({line for (line, _), ok in zip(runs, valid, strict=True) if ok})
+            self.sql(
+                "DELETE FROM __tre_fail WHERE rule = 'id_in_field' AND col = $1 AND NOT list_contains($2, line)",
+                [column, confirmed],
+            )
+
     def validate(self) -> None:
         # A CSV file whose bytes hold no control character and whose line ends are exactly
         # the rows' needs no per-field search for them.
@@ -369,6 +370,7 @@ class _Run:
             and self.scan.has_one_record_per_line(self.manifest.rows)
         )
         self.sql(validation_sql(self.source, today=self.now.date().isoformat(), control=not clean))
+        self._confirm_ids_in_fields()
         broken = first(
             self.sql(f"SELECT line, col FROM __tre_fail WHERE rule = '{EMBEDDED_NEWLINE}' ORDER BY line LIMIT 1")
         )
@@ -452,18 +454,18 @@ class _Run:
         if not keys:
             return
         columns = ", ".join(f"r.{quote(k)}" for k in keys)
-        repeated = self.scalar(
-            f"SELECT count(*) FROM (SELECT {columns} FROM {self.good_rows} GROUP BY ALL HAVING count(*) > 1)"
+        # One aggregation finds the repeated keys and their first line; the rest of their lines
+        # are duplicates (a join with the few repeated keys).
+        self.sql(
+            f"""CREATE TABLE __tre_repeated AS
+                SELECT {columns}, min(r.rowid) AS first FROM {self.good_rows} GROUP BY ALL HAVING count(*) > 1"""
         )
-        if repeated:
-            names = ", ".join(quote(k) for k in keys)
+        if self.scalar("SELECT count(*) FROM __tre_repeated"):
+            same = " AND ".join(f"d.{quote(k)} = r.{quote(k)}" for k in keys)
             self.sql(
                 f"""INSERT INTO __tre_fail
-                    SELECT line, 'duplicate', {literal(keys[0])} FROM (
-                        SELECT r.rowid + 2 AS line, row_number() OVER (PARTITION BY {columns} ORDER BY r.rowid) AS n
-                        FROM {self.good_rows}
-                        SEMI JOIN (SELECT {names} FROM __tre_raw GROUP BY ALL HAVING count(*) > 1) d USING ({names}))
-                    WHERE n > 1"""
+                    SELECT r.rowid + 2, 'duplicate', {literal(keys[0])} FROM {self.good_rows}
+                    JOIN __tre_repeated d ON {same} WHERE r.rowid <> d.first"""
             )
             self._mark_bad()
         table = f"registers.{quote(self.source.name)}"

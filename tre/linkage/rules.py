@@ -28,7 +28,7 @@ RULES = {
     "out_of_range": "below the column's minimum or above its maximum (dates: before 1854)",
     "future_date": "a date after the day of ingest",
     "formula": "starts with =, +, - or @ (a spreadsheet formula)",
-    "id_in_field": "an 11-digit number in a field that is not an ID-number column",
+    "id_in_field": "a valid ID number in a field that is not an ID-number column",
     "id_not_11_digits": "the ID number is not 11 digits",
     "id_check_digits": "the ID number's check digits are wrong",
     "id_birth_date": "the ID number's date part is not a date",
@@ -92,7 +92,8 @@ def column_rule_sql(source: Source, c: Column, *, today: str, control: bool) -> 
         cases += _type_cases(c, v, t) + _code_cases(c, v) + _range_cases(source, c, t, today)
         if c.type == "VARCHAR" and c.codes is None:
             cases.append((f"left({v}, 1) IN ('=', '+', '-', '@')", "formula"))
-            # The cheap tests first: most fields are short or hold no run of 11 digits.
+            # The cheap tests first: most fields are short or hold no run of 11 digits. Ingest
+            # then keeps the mark only where a run is a valid ID number.
             cases.append(
                 (
                     f"length({v}) >= 11 AND regexp_matches({v}, '[0-9]{{11}}') "

@@ -235,9 +235,21 @@ def _guard(metadata: Store, *, actor: str, roles: Iterable[Role], action: str, s
         raise refusal
 
 
-def _log_access(metadata: Store, *, actor: str, action: str, object: str, subject, details: dict, at) -> None:
+def _custodian_access(metadata: Store, *, actor: str, command: str, subject: str | None, reason: str, at) -> None:
+    """A custodian's look-up or reveal: refused and logged unless `actor` is a custodian, else
+    logged (`vault.lookup` / `vault.reveal`, subject = the person) before anything is shown."""
+    details = {"reason": reason}
+    _guard(metadata, actor=actor, roles=[Role.CUSTODIAN], action=command, subject=subject, details=details, at=at)
     with metadata.transaction() as session:
-        audit.record(session, at=at, actor=actor, action=action, object=object, subject=subject, details=details)
+        audit.record(
+            session,
+            at=at,
+            actor=actor,
+            action="vault." + command.rsplit(" ", 1)[1],
+            object="vault",
+            subject=subject,
+            details={**details, "found": subject is not None},
+        )
 
 
 def lookup(zone: CentralZone, metadata: Store, *, actor: str, fnr: str, reason: str) -> str | None:
@@ -248,19 +260,7 @@ def lookup(zone: CentralZone, metadata: Store, *, actor: str, fnr: str, reason: 
     now = zone.clock()
     with zone.reading(metadata, vault=True) as con:
         pid = _find_pid(con, _crypto(zone, con), fnr.strip())
-    details = {"reason": reason}
-    _guard(
-        metadata, actor=actor, roles=[Role.CUSTODIAN], action="tre vault lookup", subject=pid, details=details, at=now
-    )
-    _log_access(
-        metadata,
-        actor=actor,
-        action="vault.lookup",
-        object="vault",
-        subject=pid,
-        details={**details, "found": pid is not None},
-        at=now,
-    )
+    _custodian_access(metadata, actor=actor, command="tre vault lookup", subject=pid, reason=reason, at=now)
     return pid
 
 
@@ -270,25 +270,7 @@ def reveal(zone: CentralZone, metadata: Store, *, actor: str, pid: str, reason: 
     now = zone.clock()
     with zone.reading(metadata, vault=True) as con:
         canonical = _known_pid(con, pid.strip())
-        details = {"reason": reason}
-        _guard(
-            metadata,
-            actor=actor,
-            roles=[Role.CUSTODIAN],
-            action="tre vault reveal",
-            subject=canonical,
-            details=details,
-            at=now,
-        )
-        _log_access(
-            metadata,
-            actor=actor,
-            action="vault.reveal",
-            object="vault",
-            subject=canonical,
-            details={**details, "found": canonical is not None},
-            at=now,
-        )
+        _custodian_access(metadata, actor=actor, command="tre vault reveal", subject=canonical, reason=reason, at=now)
         if canonical is None:
             raise NotFound("no person with that pid in the vault")
         return _numbers_by_person(con, _crypto(zone, con), [canonical])[canonical]

@@ -123,6 +123,17 @@ class CentralZone:
             finally:
                 con.close()
 
+    def digests(self) -> dict[str, dict[str, str]]:
+        """A content hash of every table of the vault and the register store (read-only; for
+        before/after comparisons and backups)."""
+        con = duckdb.connect()
+        try:
+            for path, alias in ((self.vault_path, "vault"), (self.store_path, "registers")):
+                con.execute(f"ATTACH {register_store.literal(str(path))} AS {alias} (READ_ONLY)")
+            return {alias: register_store.table_digests(con, alias) for alias in ("vault", "registers")}
+        finally:
+            con.close()
+
     def _prepare(self, metadata: Store) -> None:
         ensure_private_dir(self.tmp_dir, "the central zone's spill directory")
         ensure_private_dir(self.rejects_dir, "the rejects directory")
