@@ -299,14 +299,15 @@ def test_the_suite_is_large_enough():
     assert sum(1 for c in CASES if c.fails) >= 10 and sum(1 for c in CASES if c.rejects) >= 10
 
 
-def test_rows_already_stored_by_an_earlier_delivery_are_rejects(with_population, tmp_path):
+def test_a_record_delivered_again_is_stored_as_its_newer_version(with_population, tmp_path):
     rows = kuhr_rows()
     write_delivery(tmp_path / "first", "kuhr", rows, period="2023a")
-    write_delivery(tmp_path / "second", "kuhr", rows[:1] + [row("kuhr", PERSONS[4])], period="2023b")
+    corrected = {**rows[0], "icpc2": "K86"}
+    write_delivery(tmp_path / "second", "kuhr", [corrected, row("kuhr", PERSONS[4])], period="2023b")
     with_population.ok("ingest", str(tmp_path / "first"), as_user="ada")
     [outcome] = with_population.ok("ingest", str(tmp_path / "second"), "--json", as_user="ada").json()
-    assert outcome["report"]["rejects"] == {"already_stored": {"claim_id": 1}}
-    assert outcome["report"]["rows_stored"] == 1
+    assert outcome["report"]["rejects"] == {}
+    assert outcome["report"]["rows_stored"] == 2 and outcome["report"]["updated_records"] == 1
 
 
 def test_a_failed_file_does_not_stop_the_others(with_population, tmp_path):

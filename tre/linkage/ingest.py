@@ -470,13 +470,13 @@ class _Run:
             self._mark_bad()
         table = f"registers.{quote(self.source.name)}"
         if self.source.key and self.scalar(f"SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT 1)"):
+            # A record an earlier delivery stored, delivered again, is its newer version (an IPLOS
+            # decision reported again with its end date, a corrected claim): stored beside the
+            # earlier one, which extracts and reports then leave for it.
             key = quote(self.source.key)
-            self.sql(
-                f"""INSERT INTO __tre_fail
-                    SELECT r.rowid + 2, 'already_stored', {literal(self.source.key)}
-                    FROM {self.good_rows} SEMI JOIN {table} s ON s.{key} = r.{key}"""
+            self.report["updated_records"] = self.scalar(
+                f"SELECT count(*) FROM {self.good_rows} SEMI JOIN {table} s ON s.{key} = r.{key}"
             )
-            self._mark_bad()
 
     def _linked(self) -> str:
         """SQL over `r` for: this row may be linked to a person."""

@@ -91,7 +91,9 @@ def _registered(con, pids: list[str]) -> list[dict]:
         if rows.empty:
             continue
         fields = [c for c in rows.columns if c not in INTERNAL and rows[c].notna().any()]
-        out.append({"source": source.name, "title": source.title, "records": len(rows), "fields": fields})
+        # A record delivered again is one record in its latest version.
+        records = rows[source.key].nunique() if source.key and source.key in rows else len(rows)
+        out.append({"source": source.name, "title": source.title, "records": int(records), "fields": fields})
     return out
 
 

@@ -81,11 +81,19 @@ def build_report(con: duckdb.DuckDBPyConnection, *, now: dt.datetime | None = No
                 "rejects": {},
                 "registration_opt_out_rows": 0,
                 "not_linked": 0,
+                "updated_records": 0,
                 "findings": {},
             },
         )
         entry["deliveries"] += 1
-        for counter in ("rows_delivered", "rows_stored", "rows_rejected", "registration_opt_out_rows", "not_linked"):
+        for counter in (
+            "rows_delivered",
+            "rows_stored",
+            "rows_rejected",
+            "registration_opt_out_rows",
+            "not_linked",
+            "updated_records",
+        ):
             entry[counter] += report.get(counter, 0)
         for rule, columns in report.get("rejects", {}).items():
             for column, n in columns.items():
@@ -150,6 +158,8 @@ def render_report(report: dict) -> str:
             lines.append(f"{name} findings: {', '.join(found)}")
         if s["not_linked"]:
             lines.append(f"{name}: {s['not_linked']} rows stored without a person (no consent, or unknown key)")
+        if s["updated_records"]:
+            lines.append(f"{name}: {s['updated_records']} records delivered again in a newer version")
     return "\n".join(lines).rstrip() + "\n"
 
 

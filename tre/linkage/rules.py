@@ -33,7 +33,6 @@ RULES = {
     "id_check_digits": "the ID number's check digits are wrong",
     "id_birth_date": "the ID number's date part is not a date",
     "duplicate": "the same record key as an earlier line of this delivery",
-    "already_stored": "the same record key as a row of an earlier delivery",
 }
 # What `idnumbers.validate_array` says, as rule names.
 ID_RULES = {"not 11 digits": "id_not_11_digits", "check digits": "id_check_digits", "birth date": "id_birth_date"}
