@@ -162,6 +162,29 @@ IPLOS_SCORES = tuple(
     )
 )
 
+
+def opt_out_contacts(name, title, provider, admin: tuple[Column, ...], health: tuple[Column, ...]) -> Source:
+    """A contact source under the § 2-2 registration opt-out: the administrative fields every
+    such contact has (who, when, which unit, what type), then its own."""
+    return Source(
+        name,
+        title,
+        (
+            _c("contact_id", "VARCHAR", "key", "contact id"),
+            FNR,
+            _c("contact_date", "DATE", "admin", "date of contact"),
+            *admin,
+            _c("provider_id", "VARCHAR", "admin", provider),
+            MUNICIPALITY,
+            _c("contact_type", "VARCHAR", "admin", "type of contact", codes="contact_type"),
+            *health,
+        ),
+        event_date="contact_date",
+        key="contact_id",
+        registration_opt_out=True,
+    )
+
+
 SOURCES: dict[str, Source] = {
     s.name: s
     for s in (
@@ -269,35 +292,23 @@ SOURCES: dict[str, Source] = {
             event_date=None,
             key=None,
         ),
-        Source(
+        opt_out_contacts(
             "helsestasjon",
             "Health-centre and school health service contacts",
+            "the service unit",
+            (_c("service", "VARCHAR", "admin", "health centre or school health", codes="school_health_service"),),
             (
-                _c("contact_id", "VARCHAR", "key", "contact id"),
-                FNR,
-                _c("contact_date", "DATE", "admin", "date of contact"),
-                _c("service", "VARCHAR", "admin", "health centre or school health", codes="school_health_service"),
-                _c("provider_id", "VARCHAR", "admin", "the service unit"),
-                MUNICIPALITY,
-                _c("contact_type", "VARCHAR", "admin", "type of contact", codes="contact_type"),
                 _c("reason", "VARCHAR", "health", "reason for contact, ICPC-2", required=False, codes="icpc2"),
                 _c("weight_kg", "DOUBLE", "health", "weight", required=False, minimum=0, maximum=300),
                 _c("height_cm", "DOUBLE", "health", "height", required=False, minimum=0, maximum=250),
             ),
-            event_date="contact_date",
-            key="contact_id",
-            registration_opt_out=True,
         ),
-        Source(
+        opt_out_contacts(
             "svangerskap",
             "Pregnancy and maternity care contacts",
+            "the service unit",
+            (),
             (
-                _c("contact_id", "VARCHAR", "key", "contact id"),
-                FNR,
-                _c("contact_date", "DATE", "admin", "date of contact"),
-                _c("provider_id", "VARCHAR", "admin", "the service unit"),
-                MUNICIPALITY,
-                _c("contact_type", "VARCHAR", "admin", "type of contact", codes="contact_type"),
                 _c("gestational_week", "INTEGER", "health", "week of pregnancy", required=False, minimum=0, maximum=45),
                 _c(
                     "systolic_bp",
@@ -318,28 +329,18 @@ SOURCES: dict[str, Source] = {
                     maximum=180,
                 ),
             ),
-            event_date="contact_date",
-            key="contact_id",
-            registration_opt_out=True,
         ),
-        Source(
+        opt_out_contacts(
             "tannhelse",
             "Public dental service contacts",
+            "the clinic",
+            (),
             (
-                _c("contact_id", "VARCHAR", "key", "contact id"),
-                FNR,
-                _c("contact_date", "DATE", "admin", "date of contact"),
-                _c("provider_id", "VARCHAR", "admin", "the clinic"),
-                MUNICIPALITY,
-                _c("contact_type", "VARCHAR", "admin", "type of contact", codes="contact_type"),
                 _c(
                     "dmft", "INTEGER", "health", "decayed, missing, filled teeth", required=False, minimum=0, maximum=32
                 ),
                 _c("new_caries", "INTEGER", "health", "new caries lesions", required=False, minimum=0, maximum=32),
             ),
-            event_date="contact_date",
-            key="contact_id",
-            registration_opt_out=True,
         ),
         Source(
             "reservasjon",
