@@ -2,6 +2,7 @@
 
 Persons (index: what they have):
   0-5   myocardial infarction (I21) in 2023: the heart cohort; 3-8 also type 2 diabetes (E11)
+  0     an opt-out effective at 12:30 Norwegian time on the build day (11:30 UTC): left out
   1     an active release-with-FNR opt-out: left out of the § 4-5 delivery
   2     an opt-out activated and deactivated again: delivered
   4     an opt-out effective only in 2030: delivered
@@ -199,6 +200,7 @@ def world(tmp_path_factory):
     npr += [row("npr", p[10], icd10_main="I219", admission_date="2023-08-01", discharge_date="2023-08-02")]
     kuhr = [row("kuhr", p[i], contact_time="2023-05-17 09:30:00", icpc2="K74") for i in range(9)]
     reservations = [
+        row("reservasjon", p[0], kind="release_with_fnr", action="activate", effective_time="2026-11-26 12:30:00"),
         row("reservasjon", p[1], kind="release_with_fnr", action="activate", effective_time="2024-02-01 00:00:00"),
         row("reservasjon", p[2], kind="release_with_fnr", action="activate", effective_time="2024-02-01 00:00:00"),
         row("reservasjon", p[2], kind="release_with_fnr", action="deactivate", effective_time="2025-02-01 00:00:00"),
@@ -295,13 +297,15 @@ def built(world):
 def test_the_direct45_delivery_leaves_out_exactly_the_opted_out(built):
     p = built.people
     heart = extract_tables(built, "heart")
-    assert set(heart["persons"]["fnr"]) == {p[i].fnr for i in (0, 2, 3, 4, 5)}
-    assert built.results["heart"]["excluded_opt_out"] == 1
+    # Person 0's opt-out took effect at 12:30 Norwegian time, half an hour before the build
+    # (12:00 UTC is 13:00 in Oslo in November): it counts.
+    assert set(heart["persons"]["fnr"]) == {p[i].fnr for i in (2, 3, 4, 5)}
+    assert built.results["heart"]["excluded_opt_out"] == 2
     manifest = json.loads((Path(built.environ["TRE_PROJECTS_DIR"]) / "heart" / "data" / "manifest.json").read_text())
-    assert manifest["representativeness"]["excluded"]["persons"] == 1
-    assert manifest["representativeness"]["included"]["persons"] == 5
+    assert manifest["representativeness"]["excluded"]["persons"] == 2
+    assert manifest["representativeness"]["included"]["persons"] == 4
     decryptions = built.ok("audit", "log", "--action", "vault.decrypt", "--json", as_user="ada").json()
-    assert len(decryptions) == 5 and len({e["subject"] for e in decryptions}) == 5
+    assert len(decryptions) == 4 and len({e["subject"] for e in decryptions}) == 4
 
 
 def test_only_approved_variables_and_coarsened_dates(built):
@@ -395,7 +399,7 @@ def test_release_records_name_who_received_what(built):
     con = duckdb.connect(str(home / "central" / "releases.duckdb"), read_only=True)
     per_record = dict(con.sql("SELECT release_record, count(*) FROM release_persons GROUP BY 1").fetchall())
     con.close()
-    assert sorted(per_record.values())[:2] == [1, 5]
+    assert sorted(per_record.values())[:2] == [1, 4]
     log = built.ok("audit", "log", "--action", "release.record", "--json", as_user="ada").json()
     assert {e["details"]["recipient"] for e in log} == {"A hospital", "A university", "Bergen kommune"}
 

@@ -45,7 +45,7 @@ from tre.db import Store
 from tre.enums import ApprovalKind, ExtractStatus, ReleaseKind, ReservationKind
 from tre.errors import ApprovalError, NotFound, UserError
 from tre.linkage import pseudonyms, vault
-from tre.linkage.reservations import active_reservations_sql
+from tre.linkage.reservations import active_reservations
 from tre.linkage.store import literal, quote
 from tre.linkage.zone import CentralZone
 from tre.models import Extract, Project, ReleaseRecord
@@ -314,20 +314,10 @@ def _cohort(con: duckdb.DuckDBPyConnection, record: ApprovalRecord, now: dt.date
     pids = con.execute(f"SELECT pid FROM ({base}) ORDER BY pid", params).fetchnumpy()["pid"]
     if record.kind != ApprovalKind.DIRECT45:
         return pids, 0, None
-    # § 4-5 third paragraph: nobody with an active release-with-FNR opt-out, decided now.
-    reserved_params = {
-        **params,
-        "kind": ReservationKind.RELEASE_WITH_FNR.value,
-        "at": now.astimezone(dt.UTC).replace(tzinfo=None),
-    }
-    reserved = set(
-        con.execute(
-            f"SELECT pid FROM ({base}) WHERE pid IN (SELECT pid::VARCHAR FROM ({active_reservations_sql()}))",
-            reserved_params,
-        )
-        .fetchnumpy()["pid"]
-        .tolist()
-    )
+    # § 4-5 third paragraph: nobody with an active release-with-FNR opt-out, decided now
+    # (`active_reservations` reads effective times as the Norwegian wall-clock times they are).
+    active = active_reservations(con, ReservationKind.RELEASE_WITH_FNR, now)
+    reserved = {p for p in pids.tolist() if p in active}
     keep = np.array([p for p in pids if p not in reserved], dtype=object)
     return keep, len(reserved), _representativeness(con, pids, reserved, record.period_from)
 
