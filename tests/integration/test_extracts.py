@@ -156,6 +156,41 @@ source = "iplos"
 municipalities = ["4601"]
 """
 
+HISTORY = """
+id = "hrl20-test-2"
+kind = "hrl20"
+reference = "26/3"
+basis = "hrl20"
+legal_basis = "hrl § 20"
+purpose = "research"
+purpose_description = "care before 2017"
+applicant = "A university"
+linkage = true
+application_complete = 2026-09-01
+valid_from = 2026-09-01
+valid_until = 2028-12-31
+retention_years = 2
+date_precision = "year"
+
+[project]
+id = "history"
+title = "Historic care"
+
+[[members]]
+user = "rita"
+role = "pi"
+
+[period]
+from = 2023-01-01
+to = 2024-12-31
+
+[sources]
+iplos_historisk = ["year", "service"]
+
+[cohort]
+source = "iplos_historisk"
+"""
+
 
 def clock(moment=NOW):
     return lambda: moment
@@ -262,10 +297,10 @@ def world(tmp_path_factory):
 
     approvals = Path(env["TRE_APPROVALS_DIR"])
     approvals.mkdir()
-    for name, text in (("heart", HEART), ("sugar", DIABETES), ("bergen", BERGEN)):
+    for name, text in (("heart", HEART), ("sugar", DIABETES), ("bergen", BERGEN), ("history", HISTORY)):
         (approvals / f"{name}.toml").write_text(text)
     cli.ok("approvals", "sync", as_user="ada", clock=clock())
-    for project in ("heart", "sugar", "bergen"):
+    for project in ("heart", "sugar", "bergen", "history"):
         cli.ok("project", "provision", project, as_user="ada", clock=clock())
     cli.people = p
     cli.base = base
@@ -288,7 +323,7 @@ def extract_tables(world, project) -> dict:
 def built(world):
     results = {
         p: world.ok("extract", "build", p, "--json", as_user="ada", clock=clock()).json()
-        for p in ("heart", "sugar", "bergen")
+        for p in ("heart", "sugar", "bergen", "history")
     }
     world.results = results
     return world
@@ -330,6 +365,15 @@ def test_consent_and_historic_iplos_are_exact(built):
     # which takes their earlier row out too.
     assert len(sugar["kvalitetsregister"]) == 1
     assert len(sugar["iplos_historisk"]) == 1
+
+
+def test_a_cohort_from_historic_iplos_without_period_or_age(built):
+    """A cohort whose SQL needs none of the period's dates (historic IPLOS is delivered whole,
+    § 6-1; no age limits) builds: its persons found through the historic key table."""
+    history = extract_tables(built, "history")
+    assert built.results["history"]["persons"] == 1  # person 6
+    assert len(history["persons"]) == 1 and len(history["iplos_historisk"]) == 1
+    assert list(history["iplos_historisk"].columns) == ["pseudonym", "year", "service"]
 
 
 def test_pseudonyms_stable_per_project_and_different_across_projects(built):
@@ -399,7 +443,7 @@ def test_release_records_name_who_received_what(built):
     con = duckdb.connect(str(home / "central" / "releases.duckdb"), read_only=True)
     per_record = dict(con.sql("SELECT release_record, count(*) FROM release_persons GROUP BY 1").fetchall())
     con.close()
-    assert sorted(per_record.values())[:2] == [1, 4]
+    assert sorted(per_record.values())[:3] == [1, 1, 4]  # history, bergen, heart
     log = built.ok("audit", "log", "--action", "release.record", "--json", as_user="ada").json()
     assert {e["details"]["recipient"] for e in log} == {"A hospital", "A university", "Bergen kommune"}
 

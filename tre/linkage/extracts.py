@@ -79,6 +79,11 @@ class ExtractResult:
 # --- SQL pieces: each returns one step, composed into the build's queries ------------------
 
 
+def _used(sql: str, params: dict) -> dict:
+    """The parameters `sql` refers to: DuckDB refuses a statement given more than it uses."""
+    return {k: v for k, v in params.items() if f"${k}" in sql}
+
+
 def _canonical_rows(source: Source) -> str:
     """The source's rows with each person's canonical pid (ID changes merged), latest version
     of a record when a record key repeats over deliveries."""
@@ -311,7 +316,7 @@ def build_extract(
 def _cohort(con: duckdb.DuckDBPyConnection, record: ApprovalRecord, now: dt.datetime):
     params = {"from": record.period_from, "to": record.period_to}
     base = _cohort_sql(record, params)
-    pids = con.execute(f"SELECT pid FROM ({base}) ORDER BY pid", params).fetchnumpy()["pid"]
+    pids = con.execute(f"SELECT pid FROM ({base}) ORDER BY pid", _used(base, params)).fetchnumpy()["pid"]
     if record.kind != ApprovalKind.DIRECT45:
         return pids, 0, None
     # § 4-5 third paragraph: nobody with an active release-with-FNR opt-out, decided now
@@ -361,8 +366,7 @@ def _write_tables(con, record: ApprovalRecord) -> dict[str, int]:
             continue
         source = SOURCES[name]
         sql = _table_sql(source, variables, record.date_precision)
-        used = {k: v for k, v in params.items() if f"${k}" in sql}
-        con.execute(f"CREATE TABLE extract.{quote(name)} AS {sql}", used)
+        con.execute(f"CREATE TABLE extract.{quote(name)} AS {sql}", _used(sql, params))
         counts[name] = con.execute(f"SELECT count(*) FROM extract.{quote(name)}").fetchall()[0][0]
     return counts
 
