@@ -11,6 +11,7 @@ Persons (index: what they have):
   3     consented to the quality register; 4 did not; 5 withdrew
   6     historic IPLOS through the historic key table (§ 6-1)
   11    lives in Bergen, an IPLOS recipient (the § 4-3 statistics)
+  12    born in Bergen in March 2024, an IPLOS recipient from June: aged 0 in the cohort
 """
 
 from __future__ import annotations
@@ -154,6 +155,9 @@ dsf = ["birth_date", "sex"]
 [cohort]
 source = "iplos"
 municipalities = ["4601"]
+
+[cohort.age]
+min = 0
 """
 
 HISTORY = """
@@ -197,10 +201,12 @@ def clock(moment=NOW):
 
 
 def world_people() -> list[Person]:
-    """Twelve synthetic persons: adults born 1950-1972, and person 10 a child born 2012."""
-    births = [dt.date(1950 + 2 * i, 1 + i % 12, 10 + i) for i in range(12)]
+    """Thirteen synthetic persons: adults born 1950-1972, person 10 a child born 2012 and
+    person 12 a baby born 2024."""
+    births = [dt.date(1950 + 2 * i, 1 + i % 12, 10 + i) for i in range(13)]
     births[10] = dt.date(2012, 6, 1)
-    sexes = ["M", "K"] * 6
+    births[12] = dt.date(2024, 3, 1)
+    sexes = ["M", "K"] * 6 + ["K"]
     numbers = generate_synthetic(np.random.default_rng(7), np.array(births, dtype="datetime64[D]"), np.array(sexes))
     return [Person(str(n), b, s) for n, b, s in zip(numbers, births, sexes, strict=True)]
 
@@ -223,7 +229,7 @@ def world(tmp_path_factory):
 
     p = world_people()
     dsf = [row("dsf", person) for person in p]
-    dsf[11]["municipality"] = "4601"
+    dsf[11]["municipality"] = dsf[12]["municipality"] = "4601"
     npr = [
         row("npr", p[i], icd10_main="I219", admission_date="2023-03-14", discharge_date="2023-03-20") for i in range(6)
     ]
@@ -258,7 +264,7 @@ def world(tmp_path_factory):
             "fnr": p[i].fnr,
             "municipality": "4601",
             "service": "hjemmesykepleie",
-            "start_date": "2023-01-10",
+            "start_date": "2023-01-10" if i == 11 else "2024-06-01",
             "hours_per_week": "3.5",
             **{
                 f"f_{n}": "2"
@@ -278,7 +284,7 @@ def world(tmp_path_factory):
                 )
             },
         }
-        for i in (11,)
+        for i in (11, 12)
     ]
     deliveries = base / "deliveries"
     for source, rows in (
@@ -393,7 +399,7 @@ def test_the_anonymous_delivery_holds_only_protected_statistics(built):
     service = bergen["iplos_service"]
     # one recipient: under the threshold of 3, so suppressed everywhere it could show
     assert service["persons"].dropna().isin([0]).all()
-    assert built.results["bergen"]["persons"] == 1
+    assert built.results["bergen"]["persons"] == 2  # the baby is aged 0 (not -1) at the period's start
 
 
 def test_no_id_number_and_no_pid_anywhere_in_the_projects(built):
@@ -443,7 +449,7 @@ def test_release_records_name_who_received_what(built):
     con = duckdb.connect(str(home / "central" / "releases.duckdb"), read_only=True)
     per_record = dict(con.sql("SELECT release_record, count(*) FROM release_persons GROUP BY 1").fetchall())
     con.close()
-    assert sorted(per_record.values())[:3] == [1, 1, 4]  # history, bergen, heart
+    assert sorted(per_record.values())[:3] == [1, 2, 4]  # history, bergen, heart
     log = built.ok("audit", "log", "--action", "release.record", "--json", as_user="ada").json()
     assert {e["details"]["recipient"] for e in log} == {"A hospital", "A university", "Bergen kommune"}
 

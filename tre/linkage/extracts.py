@@ -133,6 +133,12 @@ def _consented(source: Source) -> str:
     return f"consent AND consent_withdrawn_date IS NULL AND __pid NOT IN ({withdrawn})"
 
 
+def _age(at: str) -> str:
+    """SQL for a person's age in whole years at `at`; 0 for someone born after it (a baby
+    born during the period is 0, not -1, in the cohort and the statistics)."""
+    return f"greatest(date_sub('year', d.birth_date, {at}), 0)"
+
+
 def _cohort_sql(record: ApprovalRecord, params: dict) -> str:
     cohort = record.cohort
     source = SOURCES[cohort.source]
@@ -147,10 +153,10 @@ def _cohort_sql(record: ApprovalRecord, params: dict) -> str:
     person = ["TRUE"]
     if cohort.age_min is not None:
         params["age_min"] = cohort.age_min
-        person.append("date_sub('year', d.birth_date, $from) >= $age_min")
+        person.append(f"{_age('$from')} >= $age_min")
     if cohort.age_max is not None:
         params["age_max"] = cohort.age_max
-        person.append("date_sub('year', d.birth_date, $from) <= $age_max")
+        person.append(f"{_age('$from')} <= $age_max")
     if cohort.sex:
         params["sexes"] = list(cohort.sex)
         person.append("list_contains($sexes, d.sex)")
@@ -332,7 +338,7 @@ def _representativeness(con, pids, reserved: set, at: dt.date) -> dict:
     frame = pd.DataFrame({"pid": pids, "excluded": [p in reserved for p in pids]})
     con.register("__tre_cohort", frame)
     rows = con.execute(
-        f"SELECT c.excluded, date_sub('year', d.birth_date, $at) AS age, d.sex, d.municipality "
+        f"SELECT c.excluded, {_age('$at')} AS age, d.sex, d.municipality "
         f"FROM __tre_cohort c JOIN ({_latest_dsf()}) d ON d.__pid = c.pid",
         {"at": at},
     ).df()
@@ -393,7 +399,7 @@ def _write_statistics(con, record: ApprovalRecord, settings: Settings) -> dict[s
         rows = con.execute(
             f"SELECT r.__pid AS person, {_years_active(source)} AS year, CASE {ages} END AS age_group, "
             f"{', '.join(f'r.{quote(v)}' for v in selected)} "
-            f"FROM (SELECT *, date_sub('year', d.birth_date, $from) AS age FROM ({_source_rows(source)}) x "
+            f"FROM (SELECT *, {_age('$from')} AS age FROM ({_source_rows(source)}) x "
             f"JOIN ({_latest_dsf()}) d ON d.__pid = x.__pid) r JOIN __tre_keys k ON k.pid = r.__pid "
             f"WHERE {_in_period(source)} AND {_consented(source)}",
             params,
