@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -484,14 +485,44 @@ def test_an_expired_approval_refuses_the_build_and_locks_the_workspace(built):
 
 
 def test_purge_after_retention_keeps_the_release_record(built):
-    later = clock(dt.datetime(2028, 1, 2, tzinfo=dt.UTC))  # bergen: one year from 2026-11-26
-    purged = built.ok("extract", "purge", "--json", as_user="ada", clock=later).json()
-    assert {p["project"] for p in purged} >= {"bergen"}
+    """Purge deletes the extract and its key table, and what killed builds left of it: the
+    copy in the central zone, a hidden new extract, an old one not yet removed. A project
+    whose data/ is already gone is purged all the same."""
     projects = Path(built.environ["TRE_PROJECTS_DIR"])
-    assert not (projects / "bergen" / "data").exists()
-    assert not (Path(built.environ["TRE_HOME"]) / "central" / "keys" / "bergen.duckdb").exists()
+    central = Path(built.environ["TRE_HOME"]) / "central"
+    leftovers = [
+        central / "building" / "bergen" / "extract.duckdb",
+        projects / "bergen" / ".data-new" / "extract.duckdb",
+        projects / "bergen" / ".data-old" / "extract.duckdb",
+    ]
+    for path in leftovers:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"an extract a killed build left")
+    shutil.rmtree(projects / "heart" / "data")
+    later = clock(dt.datetime(2028, 1, 2, tzinfo=dt.UTC))  # one year from 2026-11-26: bergen and heart
+    purged = built.ok("extract", "purge", "--json", as_user="ada", clock=later).json()
+    assert {p["project"] for p in purged} == {"bergen", "heart"}
+    for project in ("bergen", "heart"):
+        assert sorted(p.name for p in (projects / project).iterdir()) == ["released", "requests", "work"]
+        assert not (central / "keys" / f"{project}.duckdb").exists()
+    assert not any(path.parent.exists() for path in leftovers)
     log = built.ok("audit", "log", "--action", "extract.purge", "--json", as_user="ada").json()
-    assert any(e["object"] == "project:bergen" for e in log)
+    assert {e["object"] for e in log} == {"project:bergen", "project:heart"}
+    assert built.ok("extract", "purge", as_user="ada", clock=later).out.strip() == "nothing past its retention"
+
+
+def test_one_build_of_a_project_at_a_time(built):
+    """A second build of a project while one runs is refused with one line; it touches nothing."""
+    import fcntl
+
+    lock = Path(built.environ["TRE_HOME"]) / "central" / "building" / "sugar.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        refused = built("extract", "build", "sugar", as_user="ada", clock=clock())
+    assert refused.code == 1 and "is being built right now" in refused.err and "Traceback" not in refused.err
+    listed = built.ok("extract", "list", "--json", as_user="ada").json()
+    assert not any(e["status"] == "building" for e in listed)
 
 
 @pytest.mark.slow
@@ -515,3 +546,6 @@ def test_a_killed_build_never_shows_a_partial_extract(built):
     final = built.subprocess("extract", "build", "sugar", "--as", "ada")
     assert final.code == 0, final.err
     assert len(extract_tables(built, "sugar")["persons"]) == 6
+    # Nothing the killed builds wrote is left behind, in the project or the central zone.
+    assert sorted(p.name for p in (projects / "sugar").iterdir()) == ["data", "released", "requests", "work"]
+    assert not any((Path(built.environ["TRE_HOME"]) / "central" / "building").glob("*/"))

@@ -19,16 +19,20 @@
 5. the extract is published whole or not at all: written to `projects/<id>/.data-new/`
    (unreadable to the project), sealed read-only for the project group, and swapped with
    `data/` by renames; a killed build leaves the previous extract (or none) and a rerun
-   completes.
+   completes. One build of a project runs at a time; the next build, or the purge, removes
+   what a killed one left.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -283,13 +287,9 @@ def build_extract(
     ws = workspace(settings.projects_dir, project_id)
     if not ws.root.is_dir():
         raise UserError(f"project {project_id} has no workspace yet: run `tre project provision {project_id}` first")
-    extract_id = _start(metadata, project_id, approval_id, version, actor=actor, now=now)
-    # Not in central/tmp: the zone's recovery empties that before every use.
-    build_dir = settings.central_dir / "building" / f"extract-{extract_id}"
-    shutil.rmtree(build_dir, ignore_errors=True)
-    build_dir.mkdir(mode=0o700, parents=True)
-    result = ExtractResult(extract_id, project_id, approval_id, version, record.kind.value, 0)
-    try:
+    with _building(settings, project_id) as build_dir:
+        extract_id = _start(metadata, project_id, approval_id, version, actor=actor, now=now)
+        result = ExtractResult(extract_id, project_id, approval_id, version, record.kind.value, 0)
         with zone.reading(metadata) as con:
             cohort, excluded, representativeness = _cohort(con, record, now)
             keys = pseudonyms.assign(settings.central_dir, project_id, cohort)
@@ -314,9 +314,31 @@ def build_extract(
         _publish(ws, build_dir, _project_gid(metadata, project_id))
         result.path = str(ws.data)
         _finish(metadata, result, manifest, record, actor=actor, now=now)
-    finally:
-        shutil.rmtree(build_dir, ignore_errors=True)
     return result
+
+
+@contextmanager
+def _building(settings: Settings, project_id: str) -> Iterator[Path]:
+    """The project's build folder in the central zone (not central/tmp: the zone's recovery
+    empties that before every use), held by one build at a time. What a killed build left
+    there is removed first; the folder goes when the build ends, however it ends."""
+    root = settings.central_dir / "building"
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    descriptor = os.open(root / f"{project_id}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"an extract of {project_id} is being built right now: wait until it is done") from None
+        build_dir = root / project_id
+        shutil.rmtree(build_dir, ignore_errors=True)
+        build_dir.mkdir(mode=0o700)
+        try:
+            yield build_dir
+        finally:
+            shutil.rmtree(build_dir, ignore_errors=True)
+    finally:
+        os.close(descriptor)  # releases the lock
 
 
 def _cohort(con: duckdb.DuckDBPyConnection, record: ApprovalRecord, now: dt.datetime):
@@ -646,6 +668,17 @@ def find_extract(metadata: Store, project_id: str) -> Extract:
     return extract
 
 
+def _remove_extract_files(settings: Settings, project_id: str) -> None:
+    """The project's extract gone, with whatever killed builds and publishes left of it: the
+    build folder in the central zone, a hidden new extract, an old one not yet removed."""
+    ws = workspace(settings.projects_dir, project_id)
+    for leftover in (settings.central_dir / "building" / project_id, ws.root / NEW, ws.root / OLD):
+        shutil.rmtree(leftover, ignore_errors=True)
+    if ws.data.exists():
+        os.rename(ws.data, ws.root / OLD)  # out of the project's sight at once, then deleted
+        shutil.rmtree(ws.root / OLD)
+
+
 def purge_expired(settings: Settings, metadata: Store, *, actor: str, now: dt.datetime) -> list[dict]:
     """§ 4-11: delete extracts past their retention, with the project's key table. The release
     record stays (§ 4-10: at least five years)."""
@@ -659,10 +692,7 @@ def purge_expired(settings: Settings, metadata: Store, *, actor: str, now: dt.da
             .all()
         )
         for extract in due:
-            ws = workspace(settings.projects_dir, extract.project_id)
-            if ws.data.exists():
-                os.rename(ws.data, ws.root / OLD)
-                shutil.rmtree(ws.root / OLD)
+            _remove_extract_files(settings, extract.project_id)
             had_keys = pseudonyms.purge(settings.central_dir, extract.project_id)
             extract.status, extract.purged_at = ExtractStatus.PURGED, now
             audit.record(
