@@ -476,6 +476,43 @@ def test_innsyn_matches_the_persons_history(built):
     assert refused.code == 5
 
 
+def test_a_release_record_holds_only_the_persons_released(built):
+    """A build killed after it wrote the persons of its release record but before the record
+    committed leaves those rows under an id the metadata store hands out again (SQLite reuses
+    the highest id). The next release must not inherit them: person 10 was never released."""
+    import sqlite3
+
+    from tre.config import load_settings
+
+    home = Path(built.environ["TRE_HOME"])
+    p10 = built.ok(
+        "vault",
+        "lookup",
+        "--fnr",
+        built.people[10].fnr,
+        "--reason",
+        "test of the release record",
+        "--json",
+        as_user="kari",
+        clock=clock(),
+    ).json()["pid"]
+    db = sqlite3.connect(load_settings(built.environ).metadata_store_path)
+    (last,) = db.execute("SELECT max(id) FROM release_records").fetchone()
+    db.close()
+    con = duckdb.connect(str(home / "central" / "releases.duckdb"))
+    con.execute("INSERT INTO release_persons VALUES ($1, $2)", [last + 1, p10])
+    con.close()
+
+    built.ok("extract", "build", "history", as_user="ada", clock=clock())
+    report = built.ok("innsyn", "--fnr", built.people[10].fnr, "--json", as_user="kari", clock=clock()).json()
+    assert report["releases"] == []
+    con = duckdb.connect(str(home / "central" / "releases.duckdb"), read_only=True)
+    assert con.sql("SELECT count(*) FROM release_persons WHERE release_record = $1", params=[last + 1]).fetchall() == [
+        (1,)
+    ]
+    con.close()
+
+
 def test_an_expired_approval_refuses_the_build_and_locks_the_workspace(built):
     later = clock(dt.datetime(2028, 1, 2, tzinfo=dt.UTC))  # the heart approval ended 2027-12-31
     refused = built("extract", "build", "heart", as_user="ada", clock=later)

@@ -582,6 +582,9 @@ def _record_release(settings, metadata, record: ApprovalRecord, result: ExtractR
         con = _releases_db(settings)
         try:
             con.register("__tre_keys", keys)
+            # Rows already under this new id were left by a build that died before its record
+            # committed (SQLite hands the id out again): they belong to no release.
+            con.execute("DELETE FROM release_persons WHERE release_record = $1", [record_id])
             con.execute("INSERT INTO release_persons SELECT $1, pid FROM __tre_keys", [record_id])
         finally:
             con.close()
