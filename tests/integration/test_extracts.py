@@ -51,6 +51,7 @@ valid_from = 2026-09-01
 valid_until = 2027-12-31
 retention_years = 1
 date_precision = "day"
+threshold = 3
 
 [project]
 id = "heart"
@@ -344,8 +345,11 @@ def test_the_direct45_delivery_leaves_out_exactly_the_opted_out(built):
     assert set(heart["persons"]["fnr"]) == {p[i].fnr for i in (2, 3, 4, 5)}
     assert built.results["heart"]["excluded_opt_out"] == 2
     manifest = json.loads((Path(built.environ["TRE_PROJECTS_DIR"]) / "heart" / "data" / "manifest.json").read_text())
-    assert manifest["representativeness"]["excluded"]["persons"] == 2
+    # Described by age, sex and municipality only as a group of at least the threshold (3):
+    # the two who opted out are given by their number alone.
+    assert manifest["representativeness"]["excluded"] == {"persons": 2}
     assert manifest["representativeness"]["included"]["persons"] == 4
+    assert manifest["representativeness"]["included"]["share_women"] == 0.5  # persons 2-5
     decryptions = built.ok("audit", "log", "--action", "vault.decrypt", "--json", as_user="ada").json()
     assert len(decryptions) == 4 and len({e["subject"] for e in decryptions}) == 4
 

@@ -352,11 +352,21 @@ def _cohort(con: duckdb.DuckDBPyConnection, record: ApprovalRecord, now: dt.date
     active = active_reservations(con, ReservationKind.RELEASE_WITH_FNR, now)
     reserved = {p for p in pids.tolist() if p in active}
     keep = np.array([p for p in pids if p not in reserved], dtype=object)
-    return keep, len(reserved), _representativeness(con, pids, reserved, record.period_from)
+    return keep, len(reserved), _representativeness(con, pids, reserved, record.period_from, _threshold(record))
 
 
-def _representativeness(con, pids, reserved: set, at: dt.date) -> dict:
-    """How the persons left out by opt-outs compare with those delivered (age, sex, municipality)."""
+def _threshold(record: ApprovalRecord) -> int:
+    """The smallest group the approval lets anything be shown about (its own, else the default)."""
+    from tre.output_check import load_parameters  # no cycle: linkage → output_check
+
+    return record.threshold or load_parameters().threshold
+
+
+def _representativeness(con, pids, reserved: set, at: dt.date, threshold: int) -> dict:
+    """How the persons left out by opt-outs compare with those delivered (age, sex, municipality).
+
+    A group under the threshold is given by its size only: the mean age and share of women of
+    one or two persons who opted out would tell the recipient about exactly them."""
     frame = pd.DataFrame({"pid": pids, "excluded": [p in reserved for p in pids]})
     con.register("__tre_cohort", frame)
     rows = con.execute(
@@ -367,8 +377,8 @@ def _representativeness(con, pids, reserved: set, at: dt.date) -> dict:
     con.unregister("__tre_cohort")
 
     def describe(part: pd.DataFrame) -> dict:
-        if part.empty:
-            return {"persons": 0}
+        if len(part) < threshold:
+            return {"persons": len(part)}
         return {
             "persons": len(part),
             "mean_age": round(float(part["age"].mean()), 1),
@@ -380,7 +390,8 @@ def _representativeness(con, pids, reserved: set, at: dt.date) -> dict:
         "included": describe(rows[~rows["excluded"]]),
         "excluded": describe(rows[rows["excluded"]]),
         "note": "persons with an active release-with-FNR opt-out (§ 2-2) are not delivered; "
-        "compare the groups to judge how representative the delivery is",
+        f"compare the groups to judge how representative the delivery is (a group of fewer than {threshold} "
+        "is given by its size only)",
     }
 
 
