@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -289,8 +290,8 @@ def parse_document(
         )
     conditions = r.strings(doc, "conditions", "conditions", required=False)
     fee = r.get(doc, "fee_estimate_nok", (int, float), "fee_estimate_nok", required=False, default=0)
-    if fee is not None and fee < 0:
-        r.problem("fee_estimate_nok", "must not be negative")
+    if fee is not None and not (math.isfinite(fee) and fee >= 0):  # TOML has nan and inf
+        r.problem("fee_estimate_nok", "must be a finite number, 0 or more")
     threshold = r.get(doc, "threshold", int, "threshold", required=False)
     if threshold is not None and threshold < MIN_THRESHOLD:
         r.problem("threshold", f"{threshold} is below the smallest cell minimum allowed ({MIN_THRESHOLD})")

@@ -196,3 +196,19 @@ def test_invoices_never_exceed_the_actual_cost(tre):
     assert account["actual_cost_nok"] == 12000 and account["invoiced_nok"] == 12000
     bad = tre("fees", "record", "hrl20-2026-017", "--hours", "2", as_user="ada")
     assert bad.code == 2 and "--hours with --rate" in bad.err
+
+
+@pytest.mark.parametrize("amount", ["nan", "inf"])
+def test_fees_and_estimates_are_finite_numbers(tre, amount):
+    tre.ok("approvals", "sync", as_user="ada", clock=clock())
+    for argv in (("--cost", amount), ("--hours", amount, "--rate", "950"), ("--hours", "2", "--rate", amount)):
+        refused = tre("fees", "record", "hrl20-2026-017", *argv, as_user="ada")
+        assert refused.code == 1 and "must be a number more than 0" in refused.err, (argv, refused.err)
+    refused = tre("fees", "invoice", "hrl20-2026-017", "--amount", amount, as_user="ada")
+    assert refused.code == 1 and "must be a number more than 0" in refused.err
+    assert tre.ok("fees", "show", "hrl20-2026-017", "--json", as_user="ada").json()["actual_cost_nok"] == 0
+    path = tre.approvals / "hrl20-diabetes-followup.toml"
+    path.write_text(path.read_text().replace("fee_estimate_nok = ", f"fee_estimate_nok = {amount} # was "))
+    checked = tre("approvals", "check", "--json", as_user="ada", clock=clock())
+    problems = {(p["file"], p["field"]): p["message"] for p in checked.json()["problems"]}
+    assert "finite" in problems[("hrl20-diabetes-followup.toml", "fee_estimate_nok")]
