@@ -198,6 +198,22 @@ def test_invoices_never_exceed_the_actual_cost(tre):
     assert bad.code == 2 and "--hours with --rate" in bad.err
 
 
+def test_a_misspelt_key_inside_a_table_is_a_problem(tre):
+    """A key the schema does not know is reported wherever it is: a misspelt `age.min` would
+    otherwise be ignored and the cohort wider than approved."""
+    path = tre.approvals / "rek-heart-cohort.toml"
+    text = path.read_text().replace("min = 18", "minimum = 18")
+    text = text.replace("[period]\n", "[period]\nuntil = 2025-01-01\n").replace(
+        "[project]\n", '[project]\nowner = "x"\n'
+    )
+    path.write_text(text)
+    result = tre("approvals", "check", "--json", as_user="ada", clock=clock())
+    assert result.code != 0
+    problems = {(p["file"], p["field"]): p["message"] for p in result.json()["problems"]}
+    for field in ("cohort.age.minimum", "period.until", "project.owner"):
+        assert problems[("rek-heart-cohort.toml", field)] == "unknown field", field
+
+
 @pytest.mark.parametrize("amount", ["nan", "inf"])
 def test_fees_and_estimates_are_finite_numbers(tre, amount):
     tre.ok("approvals", "sync", as_user="ada", clock=clock())

@@ -517,6 +517,29 @@ def test_a_release_record_holds_only_the_persons_released(built):
     con.close()
 
 
+def test_an_approval_that_no_longer_validates_refuses_the_build_in_one_line(built):
+    """An approval synced before the schema grew stricter (here: a key the reader no longer
+    knows) stops the build with a one-line error that says what to do."""
+    import sqlite3
+
+    from tre.config import load_settings
+
+    db = sqlite3.connect(load_settings(built.environ).metadata_store_path)
+    (document,) = db.execute("SELECT document FROM approvals WHERE id = 'hrl20-test-2'").fetchone()
+    stale = json.loads(document)
+    stale["cohort"]["age"] = {"minimum": 1}
+    with db:
+        db.execute("UPDATE approvals SET document = ? WHERE id = 'hrl20-test-2'", [json.dumps(stale)])
+    try:
+        refused = built("extract", "build", "history", as_user="ada", clock=clock())
+    finally:
+        with db:
+            db.execute("UPDATE approvals SET document = ? WHERE id = 'hrl20-test-2'", [document])
+        db.close()
+    assert refused.code == 8 and "internal error" not in refused.err
+    assert "cohort.age.minimum: unknown field" in refused.err and "tre approvals sync" in refused.err
+
+
 def test_an_expired_approval_refuses_the_build_and_locks_the_workspace(built):
     later = clock(dt.datetime(2028, 1, 2, tzinfo=dt.UTC))  # the heart approval ended 2027-12-31
     refused = built("extract", "build", "heart", as_user="ada", clock=later)
