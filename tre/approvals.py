@@ -441,6 +441,15 @@ def _jsonable(value):
     return value
 
 
+# Two files with one id, or two approvals for one project, would take turns in the store (each
+# sets the project's members): all of them are skipped, and the version in force stays.
+_CLASH = {
+    "id": "{value!r} is also the id of {others}: give every approval its own id",
+    "project.id": "project {value!r} is also the project of {others}: one approval file per project; "
+    "renew or amend it by editing that file",
+}
+
+
 def read_records(directory: Path, *, known_users: set[str] | None = None, today: dt.date | None = None):
     """Every approval file in `directory`: ([records], [problems]) — all problems at once."""
     records, problems = [], []
@@ -451,14 +460,19 @@ def read_records(directory: Path, *, known_users: set[str] | None = None, today:
         problems.extend(found)
         if record is not None:
             records.append(record)
-    seen: dict[str, str] = {}
-    for record in records:
-        name = Path(record.path).name
-        if record.id in seen:
-            problems.append(Problem(name, "id", f"{record.id!r} is also the id in {seen[record.id]}"))
-        seen.setdefault(record.id, name)
-    duplicated = {p.file for p in problems if p.field == "id" and "also the id" in p.message}
-    return [r for r in records if Path(r.path).name not in duplicated], problems
+    clashing = set()
+    for field_, value_of in (("id", lambda r: r.id), ("project.id", lambda r: r.project_id)):
+        groups: dict[str, list[ApprovalRecord]] = {}
+        for record in records:
+            groups.setdefault(value_of(record), []).append(record)
+        for value, group in groups.items():
+            for record in group if len(group) > 1 else ():
+                others = ", ".join(f"{o.id} ({Path(o.path).name})" for o in group if o is not record)
+                problems.append(
+                    Problem(Path(record.path).name, field_, _CLASH[field_].format(value=value, others=others))
+                )
+                clashing.add(record.path)
+    return [r for r in records if r.path not in clashing], problems
 
 
 def known_user_names(session: Session) -> set[str]:

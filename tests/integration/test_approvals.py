@@ -214,6 +214,28 @@ def test_a_misspelt_key_inside_a_table_is_a_problem(tre):
         assert problems[("rek-heart-cohort.toml", field)] == "unknown field", field
 
 
+def test_two_approval_files_for_one_project_are_refused(tre):
+    """Each approval sets the project's members: two files for one project would take turns
+    at it on every sync. Both are reported; the one in force stays, the new one is not loaded."""
+    tre.ok("approvals", "sync", as_user="ada", clock=clock())
+    text = (tre.approvals / "rek-heart-cohort.toml").read_text()
+    renewal = text.replace('id = "rek-2026-118"', 'id = "rek-2027-004"').replace('user = "rita"', 'user = "reidar"')
+    (tre.approvals / "rek-heart-renewal.toml").write_text(renewal)
+    checked = tre("approvals", "check", "--json", as_user="ada", clock=clock())
+    problems = {(p["file"], p["field"]): p["message"] for p in checked.json()["problems"]}
+    assert "rek-2027-004 (rek-heart-renewal.toml)" in problems[("rek-heart-cohort.toml", "project.id")]
+    assert "rek-2026-118 (rek-heart-cohort.toml)" in problems[("rek-heart-renewal.toml", "project.id")]
+    for _ in range(2):
+        synced = tre("approvals", "sync", "--json", as_user="ada", clock=clock())
+        assert synced.code != 0 and synced.json()["added"] == [] and synced.json()["revoked"] == []
+    listed = {a["id"] for a in tre.ok("approvals", "list", "--json", as_user="ada").json()}
+    assert "rek-2027-004" not in listed
+    status = {s["project"]: s for s in tre.ok("project", "status", "--json", as_user="ada", clock=clock()).json()}
+    assert {m["user"] for m in status["heartcohort"]["members"] if m["active"]} == {"sara", "rita"}
+    members = tre.ok("audit", "log", "--action", "project.member.remove", "--json", as_user="ada").json()
+    assert members == []
+
+
 @pytest.mark.parametrize("amount", ["nan", "inf"])
 def test_fees_and_estimates_are_finite_numbers(tre, amount):
     tre.ok("approvals", "sync", as_user="ada", clock=clock())
