@@ -517,6 +517,27 @@ def test_a_release_record_holds_only_the_persons_released(built):
     con.close()
 
 
+def test_a_publish_cut_short_leaves_the_new_extract_hidden(built, monkeypatch):
+    """A build killed after sealing the new extract but before it became data/ leaves it
+    unreadable to the project; the next build completes."""
+    projects = Path(built.environ["TRE_PROJECTS_DIR"])
+    rename = os.rename
+
+    def killed_before_the_swap(src, dst):
+        if Path(src).name == ".data-new":
+            raise OSError("the build was killed here")
+        rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", killed_before_the_swap)
+    assert built("extract", "build", "sugar", as_user="ada", clock=clock()).code != 0
+    monkeypatch.undo()
+    hidden = projects / "sugar" / ".data-new"
+    assert (hidden / "extract.duckdb").is_file() and hidden.stat().st_mode & 0o077 == 0
+    built.ok("extract", "build", "sugar", as_user="ada", clock=clock())
+    assert not hidden.exists() and (projects / "sugar" / "data").stat().st_mode & 0o777 == 0o750
+    assert len(extract_tables(built, "sugar")["persons"]) == 6
+
+
 def test_an_approval_that_no_longer_validates_refuses_the_build_in_one_line(built):
     """An approval synced before the schema grew stricter (here: a key the reader no longer
     knows) stops the build with a one-line error that says what to do."""

@@ -618,10 +618,12 @@ def _publish(ws, build_dir: Path, gid: int | None) -> None:
         if path.is_file() and not path.name.endswith(".wal"):
             shutil.copy2(path, new / path.name)
     seal_folder(new, gid)
+    new.chmod(0o700)  # its files are sealed; the folder opens to the group only as data/
     # Two renames: in between there is no data/ at all, never a partial one.
     if ws.data.exists():
         os.rename(ws.data, old)
     os.rename(new, ws.data)
+    ws.data.chmod(0o750)
     shutil.rmtree(old, ignore_errors=True)
 
 
