@@ -478,6 +478,10 @@ def test_innsyn_matches_the_persons_history(built):
     assert "<h2>Releases that included you" in html and p[3].fnr not in html
     refused = built("innsyn", "--fnr", p[3].fnr, as_user="ada", clock=clock())
     assert refused.code == 5
+    # `-` reads the number from standard input: out of the shell history and the process list.
+    piped = built.subprocess("innsyn", "--fnr", "-", "--json", "--as", "kari", input=p[3].fnr + "\n")
+    assert piped.code == 0, piped.err
+    assert {r["project"] for r in piped.json()["releases"]} == {"heart", "sugar"}
 
 
 def test_a_release_record_holds_only_the_persons_released(built):
