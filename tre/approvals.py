@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from tre import audit
 from tre.enums import ApprovalKind, ApprovalStatus, MemberRole, ProjectStatus
+from tre.errors import ApprovalError
 from tre.models import Approval, ApprovalVersion, Project, ProjectMember, User
 from tre.registers import CODE_LISTS, SOURCES, municipality_numbers
 from tre.workspace import lock_project, valid_approvals
@@ -177,6 +179,12 @@ class _Reader:
             return default
         return value
 
+    def known(self, table: dict, allowed: set[str], where: str = "") -> None:
+        """Every key of `table` outside `allowed` is a problem: a misspelt key must not be
+        silently ignored (a misspelt `age.min` would widen the cohort)."""
+        for key in sorted(set(table) - allowed):
+            self.problem(f"{where}.{key}" if where else key, "unknown field")
+
     def choice(self, table: dict, key: str, allowed, where: str, required: bool = True):
         value = self.get(table, key, str, where, required)
         if value is not None and value not in allowed:
@@ -217,7 +225,10 @@ def record_from_store(approval: Approval) -> ApprovalRecord:
         approval.document, name=Path(approval.path).name, path=approval.path, sha256=approval.sha256, stored=True
     )
     if record is None:
-        raise ValueError(f"approval {approval.id}: its stored document does not validate: {problems[0]}")
+        raise ApprovalError(
+            f"approval {approval.id} as synced does not validate ({problems[0]}): fix its file and run "
+            "`tre approvals sync`"
+        )
     return record
 
 
@@ -233,8 +244,7 @@ def parse_document(
 ):
     """Validate one approval document: (record or None, [Problem, ...])."""
     r = _Reader(name, doc, stored=stored)
-    for key in sorted(set(doc) - TOP_LEVEL):
-        r.problem(key, "unknown field")
+    r.known(doc, TOP_LEVEL)
 
     approval_id = r.get(doc, "id", str, "id")
     if approval_id is not None and not ID_PATTERN.fullmatch(approval_id):
@@ -261,6 +271,7 @@ def parse_document(
         r.problem("basis", "a rek approval has basis rek")
 
     project = r.get(doc, "project", dict, "project", default={})
+    r.known(project, {"id", "title"}, "project")
     project_id = r.get(project, "id", str, "project.id")
     if project_id is not None and not PROJECT_ID_PATTERN.fullmatch(project_id):
         r.problem("project.id", "use 2-24 lowercase letters, digits and '-', starting with a letter")
@@ -269,6 +280,7 @@ def parse_document(
     members = _read_members(r, doc, known_users)
     sources = _read_sources(r, doc)
     period = r.get(doc, "period", dict, "period", default={})
+    r.known(period, {"from", "to"}, "period")
     period_from = r.get(period, "from", dt.date, "period.from")
     period_to = r.get(period, "to", dt.date, "period.to")
     if period_from and period_to and period_from > period_to:
@@ -289,8 +301,8 @@ def parse_document(
         )
     conditions = r.strings(doc, "conditions", "conditions", required=False)
     fee = r.get(doc, "fee_estimate_nok", (int, float), "fee_estimate_nok", required=False, default=0)
-    if fee is not None and fee < 0:
-        r.problem("fee_estimate_nok", "must not be negative")
+    if fee is not None and not (math.isfinite(fee) and fee >= 0):  # TOML has nan and inf
+        r.problem("fee_estimate_nok", "must be a finite number, 0 or more")
     threshold = r.get(doc, "threshold", int, "threshold", required=False)
     if threshold is not None and threshold < MIN_THRESHOLD:
         r.problem("threshold", f"{threshold} is below the smallest cell minimum allowed ({MIN_THRESHOLD})")
@@ -342,8 +354,7 @@ def _read_members(r: _Reader, doc: dict, known_users: set[str] | None) -> tuple[
             continue
         user = r.get(entry, "user", str, f"{where}.user")
         role = r.choice(entry, "role", {m.value for m in MemberRole}, f"{where}.role")
-        for key in sorted(set(entry) - {"user", "role"}):
-            r.problem(f"{where}.{key}", "unknown field")
+        r.known(entry, {"user", "role"}, where)
         if user is not None and known_users is not None and user not in known_users:
             r.problem(f"{where}.user", f"unknown user {user!r}: add them with `tre user add {user} --role researcher`")
         if user is not None and role is not None:
@@ -382,8 +393,7 @@ def _read_cohort(r: _Reader, doc: dict, sources: dict) -> Cohort | None:
     raw = r.get(doc, "cohort", dict, "cohort", default=None)
     if raw is None:
         return None
-    for key in sorted(set(raw) - {"source", "codes", "age", "sex", "municipalities"}):
-        r.problem(f"cohort.{key}", "unknown field")
+    r.known(raw, {"source", "codes", "age", "sex", "municipalities"}, "cohort")
     source_name = r.get(raw, "source", str, "cohort.source")
     source = SOURCES.get(source_name) if source_name else None
     if source_name and source is None:
@@ -402,6 +412,7 @@ def _read_cohort(r: _Reader, doc: dict, sources: dict) -> Cohort | None:
             continue
         codes[column] = tuple(values)
     age = r.get(raw, "age", dict, "cohort.age", required=False, default={})
+    r.known(age, {"min", "max"}, "cohort.age")
     age_min = r.get(age, "min", int, "cohort.age.min", required=False)
     age_max = r.get(age, "max", int, "cohort.age.max", required=False)
     if age_min is not None and age_max is not None and age_min > age_max:
@@ -430,6 +441,15 @@ def _jsonable(value):
     return value
 
 
+# Two files with one id, or two approvals for one project, would take turns in the store (each
+# sets the project's members): all of them are skipped, and the version in force stays.
+_CLASH = {
+    "id": "{value!r} is also the id of {others}: give every approval its own id",
+    "project.id": "project {value!r} is also the project of {others}: one approval file per project; "
+    "renew or amend it by editing that file",
+}
+
+
 def read_records(directory: Path, *, known_users: set[str] | None = None, today: dt.date | None = None):
     """Every approval file in `directory`: ([records], [problems]) — all problems at once."""
     records, problems = [], []
@@ -440,14 +460,19 @@ def read_records(directory: Path, *, known_users: set[str] | None = None, today:
         problems.extend(found)
         if record is not None:
             records.append(record)
-    seen: dict[str, str] = {}
-    for record in records:
-        name = Path(record.path).name
-        if record.id in seen:
-            problems.append(Problem(name, "id", f"{record.id!r} is also the id in {seen[record.id]}"))
-        seen.setdefault(record.id, name)
-    duplicated = {p.file for p in problems if p.field == "id" and "also the id" in p.message}
-    return [r for r in records if Path(r.path).name not in duplicated], problems
+    clashing = set()
+    for field_, value_of in (("id", lambda r: r.id), ("project.id", lambda r: r.project_id)):
+        groups: dict[str, list[ApprovalRecord]] = {}
+        for record in records:
+            groups.setdefault(value_of(record), []).append(record)
+        for value, group in groups.items():
+            for record in group if len(group) > 1 else ():
+                others = ", ".join(f"{o.id} ({Path(o.path).name})" for o in group if o is not record)
+                problems.append(
+                    Problem(Path(record.path).name, field_, _CLASH[field_].format(value=value, others=others))
+                )
+                clashing.add(record.path)
+    return [r for r in records if r.path not in clashing], problems
 
 
 def known_user_names(session: Session) -> set[str]:

@@ -49,8 +49,8 @@ def _approval(session: Session, approval_id: str) -> Approval:
 
 def _positive(value: float, what: str) -> Decimal:
     amount = Decimal(str(value))
-    if amount <= 0:
-        raise UserError(f"{what} must be more than 0")
+    if not amount.is_finite() or amount <= 0:  # "nan" and "inf" parse as floats
+        raise UserError(f"{what} must be a number more than 0")
     return amount
 
 

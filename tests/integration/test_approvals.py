@@ -196,3 +196,57 @@ def test_invoices_never_exceed_the_actual_cost(tre):
     assert account["actual_cost_nok"] == 12000 and account["invoiced_nok"] == 12000
     bad = tre("fees", "record", "hrl20-2026-017", "--hours", "2", as_user="ada")
     assert bad.code == 2 and "--hours with --rate" in bad.err
+
+
+def test_a_misspelt_key_inside_a_table_is_a_problem(tre):
+    """A key the schema does not know is reported wherever it is: a misspelt `age.min` would
+    otherwise be ignored and the cohort wider than approved."""
+    path = tre.approvals / "rek-heart-cohort.toml"
+    text = path.read_text().replace("min = 18", "minimum = 18")
+    text = text.replace("[period]\n", "[period]\nuntil = 2025-01-01\n").replace(
+        "[project]\n", '[project]\nowner = "x"\n'
+    )
+    path.write_text(text)
+    result = tre("approvals", "check", "--json", as_user="ada", clock=clock())
+    assert result.code != 0
+    problems = {(p["file"], p["field"]): p["message"] for p in result.json()["problems"]}
+    for field in ("cohort.age.minimum", "period.until", "project.owner"):
+        assert problems[("rek-heart-cohort.toml", field)] == "unknown field", field
+
+
+def test_two_approval_files_for_one_project_are_refused(tre):
+    """Each approval sets the project's members: two files for one project would take turns
+    at it on every sync. Both are reported; the one in force stays, the new one is not loaded."""
+    tre.ok("approvals", "sync", as_user="ada", clock=clock())
+    text = (tre.approvals / "rek-heart-cohort.toml").read_text()
+    renewal = text.replace('id = "rek-2026-118"', 'id = "rek-2027-004"').replace('user = "rita"', 'user = "reidar"')
+    (tre.approvals / "rek-heart-renewal.toml").write_text(renewal)
+    checked = tre("approvals", "check", "--json", as_user="ada", clock=clock())
+    problems = {(p["file"], p["field"]): p["message"] for p in checked.json()["problems"]}
+    assert "rek-2027-004 (rek-heart-renewal.toml)" in problems[("rek-heart-cohort.toml", "project.id")]
+    assert "rek-2026-118 (rek-heart-cohort.toml)" in problems[("rek-heart-renewal.toml", "project.id")]
+    for _ in range(2):
+        synced = tre("approvals", "sync", "--json", as_user="ada", clock=clock())
+        assert synced.code != 0 and synced.json()["added"] == [] and synced.json()["revoked"] == []
+    listed = {a["id"] for a in tre.ok("approvals", "list", "--json", as_user="ada").json()}
+    assert "rek-2027-004" not in listed
+    status = {s["project"]: s for s in tre.ok("project", "status", "--json", as_user="ada", clock=clock()).json()}
+    assert {m["user"] for m in status["heartcohort"]["members"] if m["active"]} == {"sara", "rita"}
+    members = tre.ok("audit", "log", "--action", "project.member.remove", "--json", as_user="ada").json()
+    assert members == []
+
+
+@pytest.mark.parametrize("amount", ["nan", "inf"])
+def test_fees_and_estimates_are_finite_numbers(tre, amount):
+    tre.ok("approvals", "sync", as_user="ada", clock=clock())
+    for argv in (("--cost", amount), ("--hours", amount, "--rate", "950"), ("--hours", "2", "--rate", amount)):
+        refused = tre("fees", "record", "hrl20-2026-017", *argv, as_user="ada")
+        assert refused.code == 1 and "must be a number more than 0" in refused.err, (argv, refused.err)
+    refused = tre("fees", "invoice", "hrl20-2026-017", "--amount", amount, as_user="ada")
+    assert refused.code == 1 and "must be a number more than 0" in refused.err
+    assert tre.ok("fees", "show", "hrl20-2026-017", "--json", as_user="ada").json()["actual_cost_nok"] == 0
+    path = tre.approvals / "hrl20-diabetes-followup.toml"
+    path.write_text(path.read_text().replace("fee_estimate_nok = ", f"fee_estimate_nok = {amount} # was "))
+    checked = tre("approvals", "check", "--json", as_user="ada", clock=clock())
+    problems = {(p["file"], p["field"]): p["message"] for p in checked.json()["problems"]}
+    assert "finite" in problems[("hrl20-diabetes-followup.toml", "fee_estimate_nok")]

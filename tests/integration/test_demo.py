@@ -20,9 +20,15 @@ def test_demo_runs_and_is_quick_to_rerun(cli, tre_env):
     assert "olav reviewed REQ-1: approve" in first.out and "oda reviewed REQ-1: approve" in first.out
     bundle = Path(tre_env["TRE_HOME"]) / "exports" / "diabetes" / "REQ-1.zip"
     assert f"released bundle: {bundle}" in first.out and bundle.is_file()
+
+    def releases():
+        return cli.ok("audit", "log", "--action", "release.record", "--json", as_user="ada").json()
+
+    assert len(releases()) == 3  # one per example project's extract
     again = cli.ok("demo", "--persons", "1500", "--years", "1", "--no-hub")
     assert "synthetic deliveries already in" in again.out and "already there" in again.out
     assert "already built for its approval in force" in again.out
     assert "were reviewed and released in an earlier run" in again.out and "REQ-2" not in again.out
+    assert len(releases()) == 3  # the second run built nothing again: no new release record
     users = {u["name"]: u["roles"] for u in cli.ok("user", "list", "--json", as_user="ada").json()}
     assert users["olav"] == ["officer"] and users["kari"] == ["custodian"] and users["ada"] == ["admin"]

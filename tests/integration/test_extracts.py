@@ -2,6 +2,7 @@
 
 Persons (index: what they have):
   0-5   myocardial infarction (I21) in 2023: the heart cohort; 3-8 also type 2 diabetes (E11)
+  0     an opt-out effective at 12:30 Norwegian time on the build day (11:30 UTC): left out
   1     an active release-with-FNR opt-out: left out of the § 4-5 delivery
   2     an opt-out activated and deactivated again: delivered
   4     an opt-out effective only in 2030: delivered
@@ -10,6 +11,7 @@ Persons (index: what they have):
   3     consented to the quality register; 4 did not; 5 withdrew
   6     historic IPLOS through the historic key table (§ 6-1)
   11    lives in Bergen, an IPLOS recipient (the § 4-3 statistics)
+  12    born in Bergen in March 2024, an IPLOS recipient from June: aged 0 in the cohort
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -48,6 +51,7 @@ valid_from = 2026-09-01
 valid_until = 2027-12-31
 retention_years = 1
 date_precision = "day"
+threshold = 3
 
 [project]
 id = "heart"
@@ -153,6 +157,44 @@ dsf = ["birth_date", "sex"]
 [cohort]
 source = "iplos"
 municipalities = ["4601"]
+
+[cohort.age]
+min = 0
+"""
+
+HISTORY = """
+id = "hrl20-test-2"
+kind = "hrl20"
+reference = "26/3"
+basis = "hrl20"
+legal_basis = "hrl § 20"
+purpose = "research"
+purpose_description = "care before 2017"
+applicant = "A university"
+linkage = true
+application_complete = 2026-09-01
+valid_from = 2026-09-01
+valid_until = 2028-12-31
+retention_years = 2
+date_precision = "year"
+
+[project]
+id = "history"
+title = "Historic care"
+
+[[members]]
+user = "rita"
+role = "pi"
+
+[period]
+from = 2023-01-01
+to = 2024-12-31
+
+[sources]
+iplos_historisk = ["year", "service"]
+
+[cohort]
+source = "iplos_historisk"
 """
 
 
@@ -161,10 +203,12 @@ def clock(moment=NOW):
 
 
 def world_people() -> list[Person]:
-    """Twelve synthetic persons: adults born 1950-1972, and person 10 a child born 2012."""
-    births = [dt.date(1950 + 2 * i, 1 + i % 12, 10 + i) for i in range(12)]
+    """Thirteen synthetic persons: adults born 1950-1972, person 10 a child born 2012 and
+    person 12 a baby born 2024."""
+    births = [dt.date(1950 + 2 * i, 1 + i % 12, 10 + i) for i in range(13)]
     births[10] = dt.date(2012, 6, 1)
-    sexes = ["M", "K"] * 6
+    births[12] = dt.date(2024, 3, 1)
+    sexes = ["M", "K"] * 6 + ["K"]
     numbers = generate_synthetic(np.random.default_rng(7), np.array(births, dtype="datetime64[D]"), np.array(sexes))
     return [Person(str(n), b, s) for n, b, s in zip(numbers, births, sexes, strict=True)]
 
@@ -187,7 +231,7 @@ def world(tmp_path_factory):
 
     p = world_people()
     dsf = [row("dsf", person) for person in p]
-    dsf[11]["municipality"] = "4601"
+    dsf[11]["municipality"] = dsf[12]["municipality"] = "4601"
     npr = [
         row("npr", p[i], icd10_main="I219", admission_date="2023-03-14", discharge_date="2023-03-20") for i in range(6)
     ]
@@ -199,6 +243,7 @@ def world(tmp_path_factory):
     npr += [row("npr", p[10], icd10_main="I219", admission_date="2023-08-01", discharge_date="2023-08-02")]
     kuhr = [row("kuhr", p[i], contact_time="2023-05-17 09:30:00", icpc2="K74") for i in range(9)]
     reservations = [
+        row("reservasjon", p[0], kind="release_with_fnr", action="activate", effective_time="2026-11-26 12:30:00"),
         row("reservasjon", p[1], kind="release_with_fnr", action="activate", effective_time="2024-02-01 00:00:00"),
         row("reservasjon", p[2], kind="release_with_fnr", action="activate", effective_time="2024-02-01 00:00:00"),
         row("reservasjon", p[2], kind="release_with_fnr", action="deactivate", effective_time="2025-02-01 00:00:00"),
@@ -221,7 +266,7 @@ def world(tmp_path_factory):
             "fnr": p[i].fnr,
             "municipality": "4601",
             "service": "hjemmesykepleie",
-            "start_date": "2023-01-10",
+            "start_date": "2023-01-10" if i == 11 else "2024-06-01",
             "hours_per_week": "3.5",
             **{
                 f"f_{n}": "2"
@@ -241,7 +286,7 @@ def world(tmp_path_factory):
                 )
             },
         }
-        for i in (11,)
+        for i in (11, 12)
     ]
     deliveries = base / "deliveries"
     for source, rows in (
@@ -260,10 +305,10 @@ def world(tmp_path_factory):
 
     approvals = Path(env["TRE_APPROVALS_DIR"])
     approvals.mkdir()
-    for name, text in (("heart", HEART), ("sugar", DIABETES), ("bergen", BERGEN)):
+    for name, text in (("heart", HEART), ("sugar", DIABETES), ("bergen", BERGEN), ("history", HISTORY)):
         (approvals / f"{name}.toml").write_text(text)
     cli.ok("approvals", "sync", as_user="ada", clock=clock())
-    for project in ("heart", "sugar", "bergen"):
+    for project in ("heart", "sugar", "bergen", "history"):
         cli.ok("project", "provision", project, as_user="ada", clock=clock())
     cli.people = p
     cli.base = base
@@ -286,7 +331,7 @@ def extract_tables(world, project) -> dict:
 def built(world):
     results = {
         p: world.ok("extract", "build", p, "--json", as_user="ada", clock=clock()).json()
-        for p in ("heart", "sugar", "bergen")
+        for p in ("heart", "sugar", "bergen", "history")
     }
     world.results = results
     return world
@@ -295,13 +340,18 @@ def built(world):
 def test_the_direct45_delivery_leaves_out_exactly_the_opted_out(built):
     p = built.people
     heart = extract_tables(built, "heart")
-    assert set(heart["persons"]["fnr"]) == {p[i].fnr for i in (0, 2, 3, 4, 5)}
-    assert built.results["heart"]["excluded_opt_out"] == 1
+    # Person 0's opt-out took effect at 12:30 Norwegian time, half an hour before the build
+    # (12:00 UTC is 13:00 in Oslo in November): it counts.
+    assert set(heart["persons"]["fnr"]) == {p[i].fnr for i in (2, 3, 4, 5)}
+    assert built.results["heart"]["excluded_opt_out"] == 2
     manifest = json.loads((Path(built.environ["TRE_PROJECTS_DIR"]) / "heart" / "data" / "manifest.json").read_text())
-    assert manifest["representativeness"]["excluded"]["persons"] == 1
-    assert manifest["representativeness"]["included"]["persons"] == 5
+    # Described by age, sex and municipality only as a group of at least the threshold (3):
+    # the two who opted out are given by their number alone.
+    assert manifest["representativeness"]["excluded"] == {"persons": 2}
+    assert manifest["representativeness"]["included"]["persons"] == 4
+    assert manifest["representativeness"]["included"]["share_women"] == 0.5  # persons 2-5
     decryptions = built.ok("audit", "log", "--action", "vault.decrypt", "--json", as_user="ada").json()
-    assert len(decryptions) == 5 and len({e["subject"] for e in decryptions}) == 5
+    assert len(decryptions) == 4 and len({e["subject"] for e in decryptions}) == 4
 
 
 def test_only_approved_variables_and_coarsened_dates(built):
@@ -328,6 +378,15 @@ def test_consent_and_historic_iplos_are_exact(built):
     assert len(sugar["iplos_historisk"]) == 1
 
 
+def test_a_cohort_from_historic_iplos_without_period_or_age(built):
+    """A cohort whose SQL needs none of the period's dates (historic IPLOS is delivered whole,
+    § 6-1; no age limits) builds: its persons found through the historic key table."""
+    history = extract_tables(built, "history")
+    assert built.results["history"]["persons"] == 1  # person 6
+    assert len(history["persons"]) == 1 and len(history["iplos_historisk"]) == 1
+    assert list(history["iplos_historisk"].columns) == ["pseudonym", "year", "service"]
+
+
 def test_pseudonyms_stable_per_project_and_different_across_projects(built):
     before = extract_tables(built, "sugar")["persons"]["pseudonym"].tolist()
     built.ok("extract", "build", "sugar", as_user="ada", clock=clock())
@@ -345,7 +404,7 @@ def test_the_anonymous_delivery_holds_only_protected_statistics(built):
     service = bergen["iplos_service"]
     # one recipient: under the threshold of 3, so suppressed everywhere it could show
     assert service["persons"].dropna().isin([0]).all()
-    assert built.results["bergen"]["persons"] == 1
+    assert built.results["bergen"]["persons"] == 2  # the baby is aged 0 (not -1) at the period's start
 
 
 def test_no_id_number_and_no_pid_anywhere_in_the_projects(built):
@@ -395,7 +454,7 @@ def test_release_records_name_who_received_what(built):
     con = duckdb.connect(str(home / "central" / "releases.duckdb"), read_only=True)
     per_record = dict(con.sql("SELECT release_record, count(*) FROM release_persons GROUP BY 1").fetchall())
     con.close()
-    assert sorted(per_record.values())[:2] == [1, 5]
+    assert sorted(per_record.values())[:3] == [1, 2, 4]  # history, bergen, heart
     log = built.ok("audit", "log", "--action", "release.record", "--json", as_user="ada").json()
     assert {e["details"]["recipient"] for e in log} == {"A hospital", "A university", "Bergen kommune"}
 
@@ -419,6 +478,91 @@ def test_innsyn_matches_the_persons_history(built):
     assert "<h2>Releases that included you" in html and p[3].fnr not in html
     refused = built("innsyn", "--fnr", p[3].fnr, as_user="ada", clock=clock())
     assert refused.code == 5
+    # `-` reads the number from standard input: out of the shell history and the process list.
+    piped = built.subprocess("innsyn", "--fnr", "-", "--json", "--as", "kari", input=p[3].fnr + "\n")
+    assert piped.code == 0, piped.err
+    assert {r["project"] for r in piped.json()["releases"]} == {"heart", "sugar"}
+
+
+def test_a_release_record_holds_only_the_persons_released(built):
+    """A build killed after it wrote the persons of its release record but before the record
+    committed leaves those rows under an id the metadata store hands out again (SQLite reuses
+    the highest id). The next release must not inherit them: person 10 was never released."""
+    import sqlite3
+
+    from tre.config import load_settings
+
+    home = Path(built.environ["TRE_HOME"])
+    p10 = built.ok(
+        "vault",
+        "lookup",
+        "--fnr",
+        built.people[10].fnr,
+        "--reason",
+        "test of the release record",
+        "--json",
+        as_user="kari",
+        clock=clock(),
+    ).json()["pid"]
+    db = sqlite3.connect(load_settings(built.environ).metadata_store_path)
+    (last,) = db.execute("SELECT max(id) FROM release_records").fetchone()
+    db.close()
+    con = duckdb.connect(str(home / "central" / "releases.duckdb"))
+    con.execute("INSERT INTO release_persons VALUES ($1, $2)", [last + 1, p10])
+    con.close()
+
+    built.ok("extract", "build", "history", as_user="ada", clock=clock())
+    report = built.ok("innsyn", "--fnr", built.people[10].fnr, "--json", as_user="kari", clock=clock()).json()
+    assert report["releases"] == []
+    con = duckdb.connect(str(home / "central" / "releases.duckdb"), read_only=True)
+    assert con.sql("SELECT count(*) FROM release_persons WHERE release_record = $1", params=[last + 1]).fetchall() == [
+        (1,)
+    ]
+    con.close()
+
+
+def test_a_publish_cut_short_leaves_the_new_extract_hidden(built, monkeypatch):
+    """A build killed after sealing the new extract but before it became data/ leaves it
+    unreadable to the project; the next build completes."""
+    projects = Path(built.environ["TRE_PROJECTS_DIR"])
+    rename = os.rename
+
+    def killed_before_the_swap(src, dst):
+        if Path(src).name == ".data-new":
+            raise OSError("the build was killed here")
+        rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", killed_before_the_swap)
+    assert built("extract", "build", "sugar", as_user="ada", clock=clock()).code != 0
+    monkeypatch.undo()
+    hidden = projects / "sugar" / ".data-new"
+    assert (hidden / "extract.duckdb").is_file() and hidden.stat().st_mode & 0o077 == 0
+    built.ok("extract", "build", "sugar", as_user="ada", clock=clock())
+    assert not hidden.exists() and (projects / "sugar" / "data").stat().st_mode & 0o777 == 0o750
+    assert len(extract_tables(built, "sugar")["persons"]) == 6
+
+
+def test_an_approval_that_no_longer_validates_refuses_the_build_in_one_line(built):
+    """An approval synced before the schema grew stricter (here: a key the reader no longer
+    knows) stops the build with a one-line error that says what to do."""
+    import sqlite3
+
+    from tre.config import load_settings
+
+    db = sqlite3.connect(load_settings(built.environ).metadata_store_path)
+    (document,) = db.execute("SELECT document FROM approvals WHERE id = 'hrl20-test-2'").fetchone()
+    stale = json.loads(document)
+    stale["cohort"]["age"] = {"minimum": 1}
+    with db:
+        db.execute("UPDATE approvals SET document = ? WHERE id = 'hrl20-test-2'", [json.dumps(stale)])
+    try:
+        refused = built("extract", "build", "history", as_user="ada", clock=clock())
+    finally:
+        with db:
+            db.execute("UPDATE approvals SET document = ? WHERE id = 'hrl20-test-2'", [document])
+        db.close()
+    assert refused.code == 8 and "internal error" not in refused.err
+    assert "cohort.age.minimum: unknown field" in refused.err and "tre approvals sync" in refused.err
 
 
 def test_an_expired_approval_refuses_the_build_and_locks_the_workspace(built):
@@ -430,14 +574,44 @@ def test_an_expired_approval_refuses_the_build_and_locks_the_workspace(built):
 
 
 def test_purge_after_retention_keeps_the_release_record(built):
-    later = clock(dt.datetime(2028, 1, 2, tzinfo=dt.UTC))  # bergen: one year from 2026-11-26
-    purged = built.ok("extract", "purge", "--json", as_user="ada", clock=later).json()
-    assert {p["project"] for p in purged} >= {"bergen"}
+    """Purge deletes the extract and its key table, and what killed builds left of it: the
+    copy in the central zone, a hidden new extract, an old one not yet removed. A project
+    whose data/ is already gone is purged all the same."""
     projects = Path(built.environ["TRE_PROJECTS_DIR"])
-    assert not (projects / "bergen" / "data").exists()
-    assert not (Path(built.environ["TRE_HOME"]) / "central" / "keys" / "bergen.duckdb").exists()
+    central = Path(built.environ["TRE_HOME"]) / "central"
+    leftovers = [
+        central / "building" / "bergen" / "extract.duckdb",
+        projects / "bergen" / ".data-new" / "extract.duckdb",
+        projects / "bergen" / ".data-old" / "extract.duckdb",
+    ]
+    for path in leftovers:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"an extract a killed build left")
+    shutil.rmtree(projects / "heart" / "data")
+    later = clock(dt.datetime(2028, 1, 2, tzinfo=dt.UTC))  # one year from 2026-11-26: bergen and heart
+    purged = built.ok("extract", "purge", "--json", as_user="ada", clock=later).json()
+    assert {p["project"] for p in purged} == {"bergen", "heart"}
+    for project in ("bergen", "heart"):
+        assert sorted(p.name for p in (projects / project).iterdir()) == ["released", "requests", "work"]
+        assert not (central / "keys" / f"{project}.duckdb").exists()
+    assert not any(path.parent.exists() for path in leftovers)
     log = built.ok("audit", "log", "--action", "extract.purge", "--json", as_user="ada").json()
-    assert any(e["object"] == "project:bergen" for e in log)
+    assert {e["object"] for e in log} == {"project:bergen", "project:heart"}
+    assert built.ok("extract", "purge", as_user="ada", clock=later).out.strip() == "nothing past its retention"
+
+
+def test_one_build_of_a_project_at_a_time(built):
+    """A second build of a project while one runs is refused with one line; it touches nothing."""
+    import fcntl
+
+    lock = Path(built.environ["TRE_HOME"]) / "central" / "building" / "sugar.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        refused = built("extract", "build", "sugar", as_user="ada", clock=clock())
+    assert refused.code == 1 and "is being built right now" in refused.err and "Traceback" not in refused.err
+    listed = built.ok("extract", "list", "--json", as_user="ada").json()
+    assert not any(e["status"] == "building" for e in listed)
 
 
 @pytest.mark.slow
@@ -461,3 +635,6 @@ def test_a_killed_build_never_shows_a_partial_extract(built):
     final = built.subprocess("extract", "build", "sugar", "--as", "ada")
     assert final.code == 0, final.err
     assert len(extract_tables(built, "sugar")["persons"]) == 6
+    # Nothing the killed builds wrote is left behind, in the project or the central zone.
+    assert sorted(p.name for p in (projects / "sugar").iterdir()) == ["data", "released", "requests", "work"]
+    assert not any((Path(built.environ["TRE_HOME"]) / "central" / "building").glob("*/"))

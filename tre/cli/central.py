@@ -85,23 +85,27 @@ def linkage_report(ctx, args):
 REASON = arg("--reason", required=True, help="why (at least 10 characters); it goes to the person's access log")
 
 
+FNR = arg(
+    "--fnr",
+    required=True,
+    metavar="NUMBER",
+    help="the ID number (FNR or D-number); `-` reads it from standard input, out of the shell history",
+)
+
+
+def read_fnr(value: str) -> str:
+    """The ID number given as --fnr: `-` reads it from standard input."""
+    return sys.stdin.readline().strip() if value == "-" else value
+
+
 @command(
     "vault lookup",
     help="find the pid of the person with an ID number (key custodians; logged to the person's access log)",
-    args=[
-        arg(
-            "--fnr",
-            required=True,
-            metavar="NUMBER",
-            help="the ID number (FNR or D-number); `-` reads it from standard input, out of the shell history",
-        ),
-        REASON,
-    ],
+    args=[FNR, REASON],
     roles=ANY_ROLE,  # the vault checks the custodian role itself, so that a refusal is logged person-linked
 )
 def vault_lookup(ctx, args):
-    fnr = sys.stdin.readline().strip() if args.fnr == "-" else args.fnr
-    pid = vault.lookup(_zone(ctx), ctx.store, actor=ctx.actor, fnr=fnr, reason=args.reason)
+    pid = vault.lookup(_zone(ctx), ctx.store, actor=ctx.actor, fnr=read_fnr(args.fnr), reason=args.reason)
     ctx.emit({"found": pid is not None, "pid": pid}, f"pid {pid}" if pid else "no person with that number in the vault")
 
 

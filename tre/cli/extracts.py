@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from tre.cli.central import FNR, read_fnr
 from tre.cli.framework import arg, command, group, table
 from tre.enums import Role
 from tre.linkage import extracts, innsyn
@@ -74,11 +75,12 @@ def extract_purge(ctx, args):
     "innsyn",
     help="a data subject's access report: registered data, reservations, identity accesses, releases",
     args=[
-        arg("--fnr", required=True, metavar="NUMBER", help="the person's ID number"),
+        FNR,
         arg("--html", action="store_true", help="print a self-contained HTML page for the person"),
     ],
     roles=[Role.CUSTODIAN],
 )
 def innsyn_command(ctx, args):
-    report = innsyn.build_access_report(ctx.settings, _zone(ctx), ctx.store, actor=ctx.actor, fnr=args.fnr)
+    fnr = read_fnr(args.fnr)
+    report = innsyn.build_access_report(ctx.settings, _zone(ctx), ctx.store, actor=ctx.actor, fnr=fnr)
     ctx.emit(report, innsyn.render_html(report) if args.html else innsyn.render_text(report))

@@ -19,16 +19,20 @@
 5. the extract is published whole or not at all: written to `projects/<id>/.data-new/`
    (unreadable to the project), sealed read-only for the project group, and swapped with
    `data/` by renames; a killed build leaves the previous extract (or none) and a rerun
-   completes.
+   completes. One build of a project runs at a time; the next build, or the purge, removes
+   what a killed one left.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,7 +49,7 @@ from tre.db import Store
 from tre.enums import ApprovalKind, ExtractStatus, ReleaseKind, ReservationKind
 from tre.errors import ApprovalError, NotFound, UserError
 from tre.linkage import pseudonyms, vault
-from tre.linkage.reservations import active_reservations_sql
+from tre.linkage.reservations import active_reservations
 from tre.linkage.store import literal, quote
 from tre.linkage.zone import CentralZone
 from tre.models import Extract, Project, ReleaseRecord
@@ -77,6 +81,11 @@ class ExtractResult:
 
 
 # --- SQL pieces: each returns one step, composed into the build's queries ------------------
+
+
+def _used(sql: str, params: dict) -> dict:
+    """The parameters `sql` refers to: DuckDB refuses a statement given more than it uses."""
+    return {k: v for k, v in params.items() if f"${k}" in sql}
 
 
 def _canonical_rows(source: Source) -> str:
@@ -128,6 +137,12 @@ def _consented(source: Source) -> str:
     return f"consent AND consent_withdrawn_date IS NULL AND __pid NOT IN ({withdrawn})"
 
 
+def _age(at: str) -> str:
+    """SQL for a person's age in whole years at `at`; 0 for someone born after it (a baby
+    born during the period is 0, not -1, in the cohort and the statistics)."""
+    return f"greatest(date_sub('year', d.birth_date, {at}), 0)"
+
+
 def _cohort_sql(record: ApprovalRecord, params: dict) -> str:
     cohort = record.cohort
     source = SOURCES[cohort.source]
@@ -142,10 +157,10 @@ def _cohort_sql(record: ApprovalRecord, params: dict) -> str:
     person = ["TRUE"]
     if cohort.age_min is not None:
         params["age_min"] = cohort.age_min
-        person.append("date_sub('year', d.birth_date, $from) >= $age_min")
+        person.append(f"{_age('$from')} >= $age_min")
     if cohort.age_max is not None:
         params["age_max"] = cohort.age_max
-        person.append("date_sub('year', d.birth_date, $from) <= $age_max")
+        person.append(f"{_age('$from')} <= $age_max")
     if cohort.sex:
         params["sexes"] = list(cohort.sex)
         person.append("list_contains($sexes, d.sex)")
@@ -272,13 +287,9 @@ def build_extract(
     ws = workspace(settings.projects_dir, project_id)
     if not ws.root.is_dir():
         raise UserError(f"project {project_id} has no workspace yet: run `tre project provision {project_id}` first")
-    extract_id = _start(metadata, project_id, approval_id, version, actor=actor, now=now)
-    # Not in central/tmp: the zone's recovery empties that before every use.
-    build_dir = settings.central_dir / "building" / f"extract-{extract_id}"
-    shutil.rmtree(build_dir, ignore_errors=True)
-    build_dir.mkdir(mode=0o700, parents=True)
-    result = ExtractResult(extract_id, project_id, approval_id, version, record.kind.value, 0)
-    try:
+    with _building(settings, project_id) as build_dir:
+        extract_id = _start(metadata, project_id, approval_id, version, actor=actor, now=now)
+        result = ExtractResult(extract_id, project_id, approval_id, version, record.kind.value, 0)
         with zone.reading(metadata) as con:
             cohort, excluded, representativeness = _cohort(con, record, now)
             keys = pseudonyms.assign(settings.central_dir, project_id, cohort)
@@ -303,49 +314,71 @@ def build_extract(
         _publish(ws, build_dir, _project_gid(metadata, project_id))
         result.path = str(ws.data)
         _finish(metadata, result, manifest, record, actor=actor, now=now)
-    finally:
-        shutil.rmtree(build_dir, ignore_errors=True)
     return result
+
+
+@contextmanager
+def _building(settings: Settings, project_id: str) -> Iterator[Path]:
+    """The project's build folder in the central zone (not central/tmp: the zone's recovery
+    empties that before every use), held by one build at a time. What a killed build left
+    there is removed first; the folder goes when the build ends, however it ends."""
+    root = settings.central_dir / "building"
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    descriptor = os.open(root / f"{project_id}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"an extract of {project_id} is being built right now: wait until it is done") from None
+        build_dir = root / project_id
+        shutil.rmtree(build_dir, ignore_errors=True)
+        build_dir.mkdir(mode=0o700)
+        try:
+            yield build_dir
+        finally:
+            shutil.rmtree(build_dir, ignore_errors=True)
+    finally:
+        os.close(descriptor)  # releases the lock
 
 
 def _cohort(con: duckdb.DuckDBPyConnection, record: ApprovalRecord, now: dt.datetime):
     params = {"from": record.period_from, "to": record.period_to}
     base = _cohort_sql(record, params)
-    pids = con.execute(f"SELECT pid FROM ({base}) ORDER BY pid", params).fetchnumpy()["pid"]
+    pids = con.execute(f"SELECT pid FROM ({base}) ORDER BY pid", _used(base, params)).fetchnumpy()["pid"]
     if record.kind != ApprovalKind.DIRECT45:
         return pids, 0, None
-    # § 4-5 third paragraph: nobody with an active release-with-FNR opt-out, decided now.
-    reserved_params = {
-        **params,
-        "kind": ReservationKind.RELEASE_WITH_FNR.value,
-        "at": now.astimezone(dt.UTC).replace(tzinfo=None),
-    }
-    reserved = set(
-        con.execute(
-            f"SELECT pid FROM ({base}) WHERE pid IN (SELECT pid::VARCHAR FROM ({active_reservations_sql()}))",
-            reserved_params,
-        )
-        .fetchnumpy()["pid"]
-        .tolist()
-    )
+    # § 4-5 third paragraph: nobody with an active release-with-FNR opt-out, decided now
+    # (`active_reservations` reads effective times as the Norwegian wall-clock times they are).
+    active = active_reservations(con, ReservationKind.RELEASE_WITH_FNR, now)
+    reserved = {p for p in pids.tolist() if p in active}
     keep = np.array([p for p in pids if p not in reserved], dtype=object)
-    return keep, len(reserved), _representativeness(con, pids, reserved, record.period_from)
+    return keep, len(reserved), _representativeness(con, pids, reserved, record.period_from, _threshold(record))
 
 
-def _representativeness(con, pids, reserved: set, at: dt.date) -> dict:
-    """How the persons left out by opt-outs compare with those delivered (age, sex, municipality)."""
+def _threshold(record: ApprovalRecord) -> int:
+    """The smallest group the approval lets anything be shown about (its own, else the default)."""
+    from tre.output_check import load_parameters  # no cycle: linkage → output_check
+
+    return record.threshold or load_parameters().threshold
+
+
+def _representativeness(con, pids, reserved: set, at: dt.date, threshold: int) -> dict:
+    """How the persons left out by opt-outs compare with those delivered (age, sex, municipality).
+
+    A group under the threshold is given by its size only: the mean age and share of women of
+    one or two persons who opted out would tell the recipient about exactly them."""
     frame = pd.DataFrame({"pid": pids, "excluded": [p in reserved for p in pids]})
     con.register("__tre_cohort", frame)
     rows = con.execute(
-        f"SELECT c.excluded, date_sub('year', d.birth_date, $at) AS age, d.sex, d.municipality "
+        f"SELECT c.excluded, {_age('$at')} AS age, d.sex, d.municipality "
         f"FROM __tre_cohort c JOIN ({_latest_dsf()}) d ON d.__pid = c.pid",
         {"at": at},
     ).df()
     con.unregister("__tre_cohort")
 
     def describe(part: pd.DataFrame) -> dict:
-        if part.empty:
-            return {"persons": 0}
+        if len(part) < threshold:
+            return {"persons": len(part)}
         return {
             "persons": len(part),
             "mean_age": round(float(part["age"].mean()), 1),
@@ -357,7 +390,8 @@ def _representativeness(con, pids, reserved: set, at: dt.date) -> dict:
         "included": describe(rows[~rows["excluded"]]),
         "excluded": describe(rows[rows["excluded"]]),
         "note": "persons with an active release-with-FNR opt-out (§ 2-2) are not delivered; "
-        "compare the groups to judge how representative the delivery is",
+        f"compare the groups to judge how representative the delivery is (a group of fewer than {threshold} "
+        "is given by its size only)",
     }
 
 
@@ -371,8 +405,7 @@ def _write_tables(con, record: ApprovalRecord) -> dict[str, int]:
             continue
         source = SOURCES[name]
         sql = _table_sql(source, variables, record.date_precision)
-        used = {k: v for k, v in params.items() if f"${k}" in sql}
-        con.execute(f"CREATE TABLE extract.{quote(name)} AS {sql}", used)
+        con.execute(f"CREATE TABLE extract.{quote(name)} AS {sql}", _used(sql, params))
         counts[name] = con.execute(f"SELECT count(*) FROM extract.{quote(name)}").fetchall()[0][0]
     return counts
 
@@ -399,7 +432,7 @@ def _write_statistics(con, record: ApprovalRecord, settings: Settings) -> dict[s
         rows = con.execute(
             f"SELECT r.__pid AS person, {_years_active(source)} AS year, CASE {ages} END AS age_group, "
             f"{', '.join(f'r.{quote(v)}' for v in selected)} "
-            f"FROM (SELECT *, date_sub('year', d.birth_date, $from) AS age FROM ({_source_rows(source)}) x "
+            f"FROM (SELECT *, {_age('$from')} AS age FROM ({_source_rows(source)}) x "
             f"JOIN ({_latest_dsf()}) d ON d.__pid = x.__pid) r JOIN __tre_keys k ON k.pid = r.__pid "
             f"WHERE {_in_period(source)} AND {_consented(source)}",
             params,
@@ -560,6 +593,9 @@ def _record_release(settings, metadata, record: ApprovalRecord, result: ExtractR
         con = _releases_db(settings)
         try:
             con.register("__tre_keys", keys)
+            # Rows already under this new id were left by a build that died before its record
+            # committed (SQLite hands the id out again): they belong to no release.
+            con.execute("DELETE FROM release_persons WHERE release_record = $1", [record_id])
             con.execute("INSERT INTO release_persons SELECT $1, pid FROM __tre_keys", [record_id])
         finally:
             con.close()
@@ -582,10 +618,12 @@ def _publish(ws, build_dir: Path, gid: int | None) -> None:
         if path.is_file() and not path.name.endswith(".wal"):
             shutil.copy2(path, new / path.name)
     seal_folder(new, gid)
+    new.chmod(0o700)  # its files are sealed; the folder opens to the group only as data/
     # Two renames: in between there is no data/ at all, never a partial one.
     if ws.data.exists():
         os.rename(ws.data, old)
     os.rename(new, ws.data)
+    ws.data.chmod(0o750)
     shutil.rmtree(old, ignore_errors=True)
 
 
@@ -646,6 +684,17 @@ def find_extract(metadata: Store, project_id: str) -> Extract:
     return extract
 
 
+def _remove_extract_files(settings: Settings, project_id: str) -> None:
+    """The project's extract gone, with whatever killed builds and publishes left of it: the
+    build folder in the central zone, a hidden new extract, an old one not yet removed."""
+    ws = workspace(settings.projects_dir, project_id)
+    for leftover in (settings.central_dir / "building" / project_id, ws.root / NEW, ws.root / OLD):
+        shutil.rmtree(leftover, ignore_errors=True)
+    if ws.data.exists():
+        os.rename(ws.data, ws.root / OLD)  # out of the project's sight at once, then deleted
+        shutil.rmtree(ws.root / OLD)
+
+
 def purge_expired(settings: Settings, metadata: Store, *, actor: str, now: dt.datetime) -> list[dict]:
     """§ 4-11: delete extracts past their retention, with the project's key table. The release
     record stays (§ 4-10: at least five years)."""
@@ -659,10 +708,7 @@ def purge_expired(settings: Settings, metadata: Store, *, actor: str, now: dt.da
             .all()
         )
         for extract in due:
-            ws = workspace(settings.projects_dir, extract.project_id)
-            if ws.data.exists():
-                os.rename(ws.data, ws.root / OLD)
-                shutil.rmtree(ws.root / OLD)
+            _remove_extract_files(settings, extract.project_id)
             had_keys = pseudonyms.purge(settings.central_dir, extract.project_id)
             extract.status, extract.purged_at = ExtractStatus.PURGED, now
             audit.record(
