@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 from sqlalchemy import select
@@ -88,53 +87,75 @@ def _used(sql: str, params: dict) -> dict:
     return {k: v for k, v in params.items() if f"${k}" in sql}
 
 
-def _canonical_rows(source: Source) -> str:
-    """The source's rows with each person's canonical pid (ID changes merged), latest version
-    of a record when a record key repeats over deliveries."""
-    table = quote(source.name)
-    rows = (
-        f"SELECT CAST(coalesce(m.canonical_pid, s.pid) AS VARCHAR) AS __pid, s.* EXCLUDE (pid) "
-        f"FROM registers.{table} s LEFT JOIN registers.__tre_person_map m ON m.pid = s.pid "
-        f"WHERE s.pid IS NOT NULL"
-    )
-    if source.key:
-        rows += f" QUALIFY row_number() OVER (PARTITION BY s.{quote(source.key)} ORDER BY s.__delivery DESC, s.__line DESC) = 1"
-    return rows
+# Persons are resolved once: the cohort's canonical pids, then every pid of those persons
+# (`__tre_people`: pid → pseudonym, ID changes included). Register rows are joined to that
+# small table by pid, so a table costs one pass over its source, not a pass per person.
 
 
-def _latest_dsf() -> str:
-    """One population-register row per person: the latest snapshot."""
-    return (
-        f"SELECT * FROM ({_canonical_rows(SOURCES['dsf'])}) "
-        "QUALIFY row_number() OVER (PARTITION BY __pid ORDER BY __delivery DESC, __line DESC) = 1"
+def _person_map() -> str:
+    return "registers.__tre_person_map"
+
+
+def _has_updates(con, source: Source) -> bool:
+    """Whether a later delivery brought a newer version of some record of `source` (then the
+    latest version of each record must be picked)."""
+    return bool(
+        con.execute(
+            "SELECT coalesce(sum(TRY_CAST(json_extract(report, '$.updated_records') AS BIGINT)), 0) "
+            "FROM registers.__tre_deliveries WHERE source = $1",
+            [source.name],
+        ).fetchall()[0][0]
     )
+
+
+def _latest(source: Source, partition: str) -> str:
+    return f" QUALIFY row_number() OVER (PARTITION BY {partition} ORDER BY r.__delivery DESC, r.__line DESC) = 1"
+
+
+def _rows(con, source: Source) -> str:
+    """The cohort's rows of `source` within the period, each with the person's pseudonym
+    (`__person`); the latest version of a record that was delivered again."""
+    if source.name == "iplos_historisk":
+        # Linked only through the historic key table, by the old pseudonym (§ 6-1).
+        joined = (
+            "FROM registers.iplos_historisk r JOIN registers.iplos_historisk_nokkel k "
+            "ON k.old_pseudonym = r.old_pseudonym JOIN __tre_people p ON p.pid = k.pid"
+        )
+    else:
+        joined = f"FROM registers.{quote(source.name)} r JOIN __tre_people p ON p.pid = r.pid"
+    sql = f"SELECT p.pseudonym AS __person, r.* EXCLUDE (pid) {joined} WHERE {_in_period(source)} AND {_consented(source)}"
+    if source.key and _has_updates(con, source):
+        sql += _latest(source, f"r.{quote(source.key)}")
+    return sql
 
 
 def _in_period(source: Source) -> str:
-    """The condition that a source's row falls in the approval's period ($from, $to)."""
-    names = source.column_names
+    """The condition that a source's row `r` falls in the approval's period ($from, $to)."""
     if source.name == "ses":
-        return "year BETWEEN year($from) AND year($to)"
-    if source.name == "iplos_historisk":
+        return "r.year BETWEEN year($from) AND year($to)"
+    if source.name == "iplos_historisk" or source.event_date is None:
         return "TRUE"  # historic IPLOS is delivered whole for the cohort (§ 6-1)
-    if source.event_date is None:
-        return "TRUE"
-    start = f"CAST({quote(source.event_date)} AS DATE)"
-    if "end_date" in names:  # a service decision counts while it runs
-        return f"{start} <= $to AND (end_date IS NULL OR end_date >= $from)"
+    start = f"CAST(r.{quote(source.event_date)} AS DATE)"
+    if "end_date" in source.column_names:  # a service decision counts while it runs
+        return f"{start} <= $to AND (r.end_date IS NULL OR r.end_date >= $from)"
     return f"{start} BETWEEN $from AND $to"
 
 
+def _withdrawn(source: Source) -> str:
+    """Canonical pids of persons who withdrew their consent to `source` (§ 4-2)."""
+    return (
+        f"SELECT coalesce(m.canonical_pid, w.pid) FROM registers.__tre_consent_withdrawals w "
+        f"LEFT JOIN {_person_map()} m ON m.pid = w.pid WHERE w.source = {literal(source.name)}"
+    )
+
+
 def _consented(source: Source) -> str:
+    """§ 4-2: rows only of persons who consented; after a withdrawal none of theirs, earlier rows
+    included (ingest records withdrawals against the person)."""
     if not source.consent_based:
         return "TRUE"
-    # § 4-2: rows only of persons who consented; after a withdrawal none of theirs, earlier rows
-    # included (ingest records withdrawals against the person).
-    withdrawn = (
-        "SELECT CAST(coalesce(m.canonical_pid, w.pid) AS VARCHAR) FROM registers.__tre_consent_withdrawals w "
-        f"LEFT JOIN registers.__tre_person_map m ON m.pid = w.pid WHERE w.source = {literal(source.name)}"
-    )
-    return f"consent AND consent_withdrawn_date IS NULL AND __pid NOT IN ({withdrawn})"
+    withdrawn = f"SELECT p.pseudonym FROM __tre_people p WHERE p.pid IN ({_withdrawn(source)})"
+    return f"r.consent AND r.consent_withdrawn_date IS NULL AND p.pseudonym NOT IN ({withdrawn})"
 
 
 def _age(at: str) -> str:
@@ -144,16 +165,28 @@ def _age(at: str) -> str:
 
 
 def _cohort_sql(record: ApprovalRecord, params: dict) -> str:
+    """Canonical pids (`pid`) of the cohort with their latest population-register row."""
     cohort = record.cohort
     source = SOURCES[cohort.source]
-    conditions = [_in_period(source), _consented(source)]
+    conditions = [_in_period(source)]
+    if source.consent_based:
+        conditions.append("r.consent AND r.consent_withdrawn_date IS NULL")
     for i, (column, codes) in enumerate(sorted(cohort.codes.items())):
         alternatives = []
         for j, code in enumerate(codes):
             params[f"code_{i}_{j}"] = code
-            alternatives.append(f"starts_with({quote(column)}, $code_{i}_{j})")
+            alternatives.append(f"starts_with(r.{quote(column)}, $code_{i}_{j})")
         conditions.append("(" + " OR ".join(alternatives) + ")")
-    events = f"SELECT DISTINCT __pid FROM ({_canonical_rows(source)}) WHERE " + " AND ".join(conditions)
+    if source.name == "iplos_historisk":
+        events = (
+            "SELECT DISTINCT k.pid FROM registers.iplos_historisk r JOIN registers.iplos_historisk_nokkel k "
+            f"ON k.old_pseudonym = r.old_pseudonym WHERE k.pid IS NOT NULL AND {' AND '.join(conditions)}"
+        )
+    else:
+        events = f"SELECT DISTINCT r.pid FROM registers.{quote(source.name)} r WHERE r.pid IS NOT NULL AND {' AND '.join(conditions)}"
+    persons = f"SELECT DISTINCT coalesce(m.canonical_pid, e.pid) AS person FROM ({events}) e LEFT JOIN {_person_map()} m ON m.pid = e.pid"
+    if source.consent_based:
+        persons = f"SELECT person FROM ({persons}) WHERE person NOT IN ({_withdrawn(source)})"
     person = ["TRUE"]
     if cohort.age_min is not None:
         params["age_min"] = cohort.age_min
@@ -168,8 +201,12 @@ def _cohort_sql(record: ApprovalRecord, params: dict) -> str:
         params["municipalities"] = list(cohort.municipalities)
         person.append("list_contains($municipalities, d.municipality)")
     return (
-        f"SELECT e.__pid AS pid FROM ({events}) e JOIN ({_latest_dsf()}) d ON d.__pid = e.__pid "
-        f"WHERE {' AND '.join(person)}"
+        f"WITH persons AS ({persons}), "
+        f"pids AS (SELECT person, person AS pid FROM persons UNION ALL "
+        f"SELECT m.canonical_pid, m.pid FROM {_person_map()} m SEMI JOIN persons ON persons.person = m.canonical_pid), "
+        f"d AS (SELECT a.person, r.birth_date, r.sex, r.municipality FROM registers.dsf r JOIN pids a ON a.pid = r.pid"
+        f"{_latest(SOURCES['dsf'], 'a.person')}) "
+        f"SELECT CAST(d.person AS VARCHAR) AS pid, d.birth_date, d.sex, d.municipality FROM d WHERE {' AND '.join(person)}"
     )
 
 
@@ -188,7 +225,7 @@ def _years_active(source: Source) -> str:
 def coarsen(column: str, type_: str, precision: str) -> str:
     """SQL for a date or timestamp column at the approved precision, as a DATE (the first day
     of its month, tertial or year); time of day never leaves."""
-    c = f"CAST({quote(column)} AS DATE)"
+    c = f"CAST(r.{quote(column)} AS DATE)"
     if precision == "day":
         return c
     if precision == "month":
@@ -206,37 +243,29 @@ def _released_columns(source: Source, variables: tuple[str, ...], precision: str
         if name == "old_pseudonym":
             continue  # the historic key is never released (§ 6-1): the project pseudonym replaces it
         column = source.column(name)
-        expression = coarsen(name, column.type, precision) if column.type in ("DATE", "TIMESTAMP") else quote(name)
+        expression = (
+            coarsen(name, column.type, precision) if column.type in ("DATE", "TIMESTAMP") else f"r.{quote(name)}"
+        )
         out.append(f"{expression} AS {quote(name)}")
     return out
 
 
-def _source_rows(source: Source) -> str:
-    if source.name == "iplos_historisk":
-        # Linked only through the historic key table, by the old pseudonym (§ 6-1).
-        key = _canonical_rows(SOURCES["iplos_historisk_nokkel"])
-        return (
-            f"SELECT k.__pid, h.* EXCLUDE (pid) FROM registers.iplos_historisk h "
-            f"JOIN ({key}) k ON k.old_pseudonym = h.old_pseudonym"
-        )
-    return _canonical_rows(source)
-
-
-def _table_sql(source: Source, variables: tuple[str, ...], precision: str) -> str:
-    columns = ", ".join(["k.pseudonym", *_released_columns(source, variables, precision)])
-    order = ["k.pseudonym"] + (
-        [quote(source.event_date)] if source.event_date and source.event_date in variables else []
-    )
-    return (
-        f"SELECT {columns} FROM ({_source_rows(source)}) r JOIN __tre_keys k ON k.pid = r.__pid "
-        f"WHERE {_in_period(source)} AND {_consented(source)} ORDER BY {', '.join(order)}"
-    )
+def _table_sql(con, source: Source, variables: tuple[str, ...], precision: str) -> str:
+    columns = ", ".join(["r.__person AS pseudonym", *_released_columns(source, variables, precision)])
+    order = ["pseudonym"] + ([quote(source.event_date)] if source.event_date and source.event_date in variables else [])
+    return f"SELECT {columns} FROM ({_rows(con, source)}) r ORDER BY {', '.join(order)}"
 
 
 def _persons_sql(record: ApprovalRecord) -> str:
+    """One row per person: the pseudonym and the approved population-register variables of the
+    latest snapshot."""
     variables = record.sources.get("dsf", ())
-    columns = ", ".join(["k.pseudonym", *_released_columns(SOURCES["dsf"], variables, record.date_precision)])
-    return f"SELECT {columns} FROM __tre_keys k LEFT JOIN ({_latest_dsf()}) d ON d.__pid = k.pid ORDER BY k.pseudonym"
+    columns = ", ".join(["p.pseudonym", *_released_columns(SOURCES["dsf"], variables, record.date_precision)])
+    return (
+        f"SELECT {columns} FROM __tre_people p LEFT JOIN registers.dsf r ON r.pid = p.pid "
+        f"QUALIFY row_number() OVER (PARTITION BY p.pseudonym ORDER BY r.__delivery DESC NULLS LAST, r.__line DESC) = 1 "
+        "ORDER BY p.pseudonym"
+    )
 
 
 # --- the build ----------------------------------------------------------------------------
@@ -292,10 +321,10 @@ def build_extract(
         result = ExtractResult(extract_id, project_id, approval_id, version, record.kind.value, 0)
         with zone.reading(metadata) as con:
             cohort, excluded, representativeness = _cohort(con, record, now)
-            keys = pseudonyms.assign(settings.central_dir, project_id, cohort)
+            keys = pseudonyms.assign(settings.central_dir, project_id, cohort["pid"].to_numpy())
             result.persons, result.excluded_opt_out = keys.num_rows, excluded
             extract_file = build_dir / "extract.duckdb"
-            con.register("__tre_keys", keys)
+            _people(con, keys, cohort)
             con.execute(f"ATTACH {literal(str(extract_file))} AS extract")
             if record.kind == ApprovalKind.ANON43:
                 result.tables = _write_statistics(con, record, settings)
@@ -342,17 +371,37 @@ def _building(settings: Settings, project_id: str) -> Iterator[Path]:
 
 
 def _cohort(con: duckdb.DuckDBPyConnection, record: ApprovalRecord, now: dt.datetime):
+    """(the cohort as a frame of canonical pid, birth date, sex, municipality; how many a § 4-5
+    delivery leaves out for opt-outs; the representativeness note or None)."""
     params = {"from": record.period_from, "to": record.period_to}
     base = _cohort_sql(record, params)
-    pids = con.execute(f"SELECT pid FROM ({base}) ORDER BY pid", _used(base, params)).fetchnumpy()["pid"]
+    cohort = con.execute(f"{base} ORDER BY pid", _used(base, params)).df()
     if record.kind != ApprovalKind.DIRECT45:
-        return pids, 0, None
+        return cohort, 0, None
     # § 4-5 third paragraph: nobody with an active release-with-FNR opt-out, decided now
     # (`active_reservations` reads effective times as the Norwegian wall-clock times they are).
     active = active_reservations(con, ReservationKind.RELEASE_WITH_FNR, now)
-    reserved = {p for p in pids.tolist() if p in active}
-    keep = np.array([p for p in pids if p not in reserved], dtype=object)
-    return keep, len(reserved), _representativeness(con, pids, reserved, record.period_from, _threshold(record))
+    excluded = cohort["pid"].isin(active)
+    note = _representativeness(cohort, excluded, record.period_from, _threshold(record))
+    return cohort[~excluded].reset_index(drop=True), int(excluded.sum()), note
+
+
+def _people(con, keys: pa.Table, cohort: pd.DataFrame) -> None:
+    """`__tre_people` (pid, pseudonym) for every pid of the cohort's persons, and `__tre_ages`
+    (pseudonym, birth date) for the statistics."""
+    con.register("__tre_keys", keys)
+    con.register("__tre_cohort", cohort)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE __tre_people AS
+            SELECT CAST(k.pid AS UUID) AS pid, k.pseudonym FROM __tre_keys k
+            UNION ALL
+            SELECT m.pid, k.pseudonym FROM {_person_map()} m JOIN __tre_keys k ON m.canonical_pid = CAST(k.pid AS UUID)"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE __tre_ages AS
+           SELECT k.pseudonym, c.birth_date FROM __tre_keys k JOIN __tre_cohort c ON c.pid = k.pid"""
+    )
+    con.unregister("__tre_cohort")
 
 
 def _threshold(record: ApprovalRecord) -> int:
@@ -362,19 +411,17 @@ def _threshold(record: ApprovalRecord) -> int:
     return record.threshold or load_parameters().threshold
 
 
-def _representativeness(con, pids, reserved: set, at: dt.date, threshold: int) -> dict:
+def _representativeness(cohort: pd.DataFrame, excluded: pd.Series, at: dt.date, threshold: int) -> dict:
     """How the persons left out by opt-outs compare with those delivered (age, sex, municipality).
 
     A group under the threshold is given by its size only: the mean age and share of women of
     one or two persons who opted out would tell the recipient about exactly them."""
-    frame = pd.DataFrame({"pid": pids, "excluded": [p in reserved for p in pids]})
-    con.register("__tre_cohort", frame)
-    rows = con.execute(
-        f"SELECT c.excluded, {_age('$at')} AS age, d.sex, d.municipality "
-        f"FROM __tre_cohort c JOIN ({_latest_dsf()}) d ON d.__pid = c.pid",
-        {"at": at},
-    ).df()
-    con.unregister("__tre_cohort")
+    born = pd.to_datetime(cohort["birth_date"])
+    at = pd.Timestamp(at)
+    age = (
+        at.year - born.dt.year - ((born.dt.month > at.month) | ((born.dt.month == at.month) & (born.dt.day > at.day)))
+    ).clip(lower=0)
+    rows = cohort.assign(age=age)
 
     def describe(part: pd.DataFrame) -> dict:
         if len(part) < threshold:
@@ -387,8 +434,8 @@ def _representativeness(con, pids, reserved: set, at: dt.date, threshold: int) -
         }
 
     return {
-        "included": describe(rows[~rows["excluded"]]),
-        "excluded": describe(rows[rows["excluded"]]),
+        "included": describe(rows[~excluded]),
+        "excluded": describe(rows[excluded]),
         "note": "persons with an active release-with-FNR opt-out (§ 2-2) are not delivered; "
         f"compare the groups to judge how representative the delivery is (a group of fewer than {threshold} "
         "is given by its size only)",
@@ -404,62 +451,67 @@ def _write_tables(con, record: ApprovalRecord) -> dict[str, int]:
         if name == "dsf":
             continue
         source = SOURCES[name]
-        sql = _table_sql(source, variables, record.date_precision)
+        sql = _table_sql(con, source, variables, record.date_precision)
         con.execute(f"CREATE TABLE extract.{quote(name)} AS {sql}", _used(sql, params))
         counts[name] = con.execute(f"SELECT count(*) FROM extract.{quote(name)}").fetchall()[0][0]
     return counts
 
 
 def _write_statistics(con, record: ApprovalRecord, settings: Settings) -> dict[str, int]:
-    """§ 4-3: anonymous for the recipient. Per source and coded variable, persons by year, age
-    group and category, protected by the output checker (primary and secondary suppression at
-    the approval's threshold); means of numeric variables with their contributors checked."""
+    """§ 4-3: anonymous for the recipient. Per source, variable and year: persons by age group
+    and category (each person counted once a year, under their latest category, so that every
+    cell and margin counts persons, never person-years), or the mean of a numeric variable by
+    age group; protected by the output checker (primary and secondary suppression at the
+    approval's threshold)."""
     from tre.output_check import build_table, build_table_report, load_parameters  # no cycle: linkage → output_check
 
     parameters = load_parameters()
     if record.threshold:
         parameters = parameters.with_overrides(threshold=record.threshold)
     params = {"from": record.period_from, "to": record.period_to}
-    ages = " ".join(f"WHEN age BETWEEN {lo} AND {hi} THEN '{lo}-{hi if hi < 200 else ''}'" for lo, hi in AGE_GROUPS)
+    edges = [lo for lo, _ in AGE_GROUPS] + [AGE_GROUPS[-1][1] + 1]
+    labels = [f"{lo}-{hi}" if hi < 200 else f"{lo}+" for lo, hi in AGE_GROUPS]
     counts = {}
     for name, variables in sorted(record.sources.items()):
-        if name == "dsf":
-            continue
         source = SOURCES[name]
-        if source.event_date is None or source.event_date not in source.column_names:
+        if name == "dsf" or source.event_date is None:
             continue
-        selected = [v for v in variables if v != "old_pseudonym"]
-        rows = con.execute(
-            f"SELECT r.__pid AS person, {_years_active(source)} AS year, CASE {ages} END AS age_group, "
-            f"{', '.join(f'r.{quote(v)}' for v in selected)} "
-            f"FROM (SELECT *, {_age('$from')} AS age FROM ({_source_rows(source)}) x "
-            f"JOIN ({_latest_dsf()}) d ON d.__pid = x.__pid) r JOIN __tre_keys k ON k.pid = r.__pid "
-            f"WHERE {_in_period(source)} AND {_consented(source)}",
-            params,
-        ).df()
+        selected = [v for v in variables if v != "old_pseudonym" and source.column(v).type not in ("DATE", "TIMESTAMP")]
+        if not selected:
+            continue
+        sql = (
+            f"SELECT r.__person AS person, {_years_active(source)} AS year, {_age('$from')} AS age, "
+            f"CAST(r.{quote(source.event_date)} AS DATE) AS event, {', '.join(f'r.{quote(v)}' for v in selected)} "
+            f"FROM ({_rows(con, source)}) r JOIN __tre_ages d ON d.pseudonym = r.__person"
+        )
+        rows = con.execute(sql, _used(sql, params)).df().sort_values(["person", "year", "event"])
+        rows["age_group"] = pd.cut(rows["age"], edges, right=False, labels=labels).astype(str)
         for variable in selected:
             column = source.column(variable)
-            if column.type in ("DATE", "TIMESTAMP"):
-                continue
-            if column.codes:
-                persons = rows[["person", "year", "age_group", variable]].dropna().drop_duplicates()
-                table = build_table(persons.astype({"year": str}), ["year", "age_group", variable])
-            elif column.type in ("DOUBLE", "INTEGER"):
-                per_person = (
-                    rows.dropna(subset=[variable])
-                    .groupby(["person", "year", "age_group"], as_index=False)[variable]
-                    .mean()
+            frames = []
+            for year, of_year in rows.dropna(subset=[variable]).groupby("year"):
+                if column.codes:
+                    latest = of_year.drop_duplicates(["person"], keep="last")
+                    table = build_table(latest, ["age_group", variable])
+                    value = "persons"
+                elif column.type in ("DOUBLE", "INTEGER"):
+                    means = of_year.groupby(["person", "age_group"], as_index=False)[variable].mean()
+                    table = build_table(means, ["age_group"], value=variable, statistic="mean")
+                    value = f"mean_{variable}"
+                else:
+                    continue
+                report = build_table_report(table, parameters, method="suppress", audit=False)
+                frames.append(
+                    pd.DataFrame(
+                        [
+                            {"year": int(year), **cell["key"], value: cell["published"], "status": cell["status"]}
+                            for cell in report.cells
+                        ]
+                    )
                 )
-                table = build_table(
-                    per_person.astype({"year": str}), ["year", "age_group"], value=variable, statistic="mean"
-                )
-            else:
+            if not frames:
                 continue
-            report = build_table_report(table, parameters, method="suppress", audit=False)
-            value = "persons" if column.codes else f"mean_{variable}"
-            frame = pd.DataFrame(
-                [{**cell["key"], value: cell["published"], "status": cell["status"]} for cell in report.cells]
-            )
+            frame = pd.concat(frames, ignore_index=True)
             table_name = f"{name}_{variable}"
             con.register("__tre_stat", frame)
             con.execute(f"CREATE TABLE extract.{quote(table_name)} AS SELECT * FROM __tre_stat")
