@@ -24,7 +24,11 @@ from tre.enums import ApprovalKind, ApprovalStatus, MemberRole, ProjectStatus
 from tre.errors import ApprovalError
 from tre.models import Approval, ApprovalVersion, Project, ProjectMember, User
 from tre.registers import CODE_LISTS, SOURCES, municipality_numbers
-from tre.workspace import lock_project, valid_approvals
+from tre.workspace import lock_project, unlock_project, valid_approvals
+
+# The reason a sync (or a refused build) locks a project with; only such a lock is lifted again
+# by a sync that finds a valid approval.
+SYSTEM_LOCK = "no valid approval"
 
 # § 1-1: what KPR data may be processed for.
 PURPOSES = {
@@ -490,6 +494,7 @@ class SyncResult:
     revoked: list[str] = field(default_factory=list)
     expired: list[str] = field(default_factory=list)
     locked_projects: list[str] = field(default_factory=list)
+    unlocked_projects: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -550,11 +555,31 @@ def sync(session: Session, directory: Path, *, actor: str, now: dt.datetime) -> 
                 details={"valid_until": approval.valid_until.isoformat()},
             )
     session.flush()
-    for project in session.execute(select(Project).where(Project.status == ProjectStatus.ACTIVE)).scalars():
-        if not valid_approvals(session, project.id, today):
-            lock_project(session, project.id, "no valid approval", actor=actor, now=now)
+    for project in session.execute(select(Project)).scalars():
+        valid = valid_approvals(session, project.id, today)
+        if project.status == ProjectStatus.ACTIVE and not valid and not _upcoming(session, project.id, today):
+            lock_project(session, project.id, SYSTEM_LOCK, actor=actor, now=now)
             result.locked_projects.append(project.id)
+        elif project.status == ProjectStatus.LOCKED and project.lock_reason == SYSTEM_LOCK and valid:
+            # Locked by a sync for want of an approval, and now there is one (a renewal): an
+            # admin's own lock stays.
+            unlock_project(session, project.id, actor=actor, now=now)
+            result.unlocked_projects.append(project.id)
     return result
+
+
+def _upcoming(session: Session, project_id: str, today: dt.date) -> bool:
+    """Whether the project has an active approval that starts after today."""
+    return (
+        session.execute(
+            select(Approval.id).where(
+                Approval.project_id == project_id,
+                Approval.status == ApprovalStatus.ACTIVE,
+                Approval.valid_from > today,
+            )
+        ).first()
+        is not None
+    )
 
 
 def _columns(record: ApprovalRecord) -> dict:

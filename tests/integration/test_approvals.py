@@ -250,3 +250,22 @@ def test_fees_and_estimates_are_finite_numbers(tre, amount):
     checked = tre("approvals", "check", "--json", as_user="ada", clock=clock())
     problems = {(p["file"], p["field"]): p["message"] for p in checked.json()["problems"]}
     assert "finite" in problems[("hrl20-diabetes-followup.toml", "fee_estimate_nok")]
+
+
+def test_an_approval_not_yet_valid_does_not_lock_and_a_renewal_unlocks(tre):
+    path = tre.approvals / "anon43-bergen-care.toml"
+    path.write_text(path.read_text().replace("valid_from = 2026-11-01", "valid_from = 2027-01-01"))
+    first = tre.ok("approvals", "sync", "--json", as_user="ada", clock=clock()).json()
+    assert "bergen-care" not in first["locked_projects"]  # it starts later: nothing to lock yet
+
+    after_end = clock(dt.datetime(2028, 1, 2, tzinfo=dt.UTC))  # valid until 2027-12-31
+    expired = tre.ok("approvals", "sync", "--json", as_user="ada", clock=after_end).json()
+    assert "bergen-care" in expired["locked_projects"]
+
+    path.write_text(path.read_text().replace("valid_until = 2027-12-31", "valid_until = 2028-12-31"))
+    renewed = tre.ok("approvals", "sync", "--json", as_user="ada", clock=after_end).json()
+    assert renewed["unlocked_projects"] == ["bergen-care"]
+
+    tre.ok("project", "lock", "bergen-care", "--reason", "audit of the municipality's use", as_user="ada")
+    again = tre.ok("approvals", "sync", "--json", as_user="ada", clock=after_end).json()
+    assert again["unlocked_projects"] == []  # an admin's own lock stays

@@ -43,6 +43,7 @@ def approvals_sync(ctx, args):
             ("revoked", result.revoked),
             ("expired", result.expired),
             ("projects locked", result.locked_projects),
+            ("projects unlocked", result.unlocked_projects),
         )
         if ids
     ] + [f"skipped {p}" for p in result.problems]

@@ -42,7 +42,7 @@ import pyarrow as pa
 from sqlalchemy import select
 
 from tre import audit
-from tre.approvals import ApprovalRecord, record_from_store
+from tre.approvals import SYSTEM_LOCK, ApprovalRecord, record_from_store
 from tre.config import Settings
 from tre.db import Store
 from tre.enums import ApprovalKind, ExtractStatus, ReleaseKind, ReservationKind
@@ -276,7 +276,7 @@ def _approval_in_force(metadata: Store, project_id: str, *, actor: str, now: dt.
         project = get_project(session, project_id)
         approvals = valid_approvals(session, project_id, now.date())
         if not approvals:
-            lock_project(session, project_id, "no valid approval", actor=actor, now=now)
+            lock_project(session, project_id, SYSTEM_LOCK, actor=actor, now=now)
         elif project.status.value == "locked":
             raise ApprovalError(f"project {project_id} is locked ({project.lock_reason}): unlock it before building")
     if not approvals:
@@ -340,9 +340,11 @@ def build_extract(
         result.manifest_sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
         # § 4-10: the release is recorded before the project can see anything.
         _record_release(settings, metadata, record, result, keys, actor=actor, now=now)
-        _publish(ws, build_dir, _project_gid(metadata, project_id))
+        # Marked ready before it is published: a crash in between leaves a record that purge
+        # and the next build find, never data nobody accounts for.
         result.path = str(ws.data)
         _finish(metadata, result, manifest, record, actor=actor, now=now)
+        _publish(ws, build_dir, _project_gid(metadata, project_id))
     return result
 
 
@@ -616,12 +618,30 @@ def _project_gid(metadata: Store, project_id: str) -> int | None:
         return None
 
 
-def _releases_db(settings: Settings) -> duckdb.DuckDBPyConnection:
+@contextmanager
+def releases_db(settings: Settings, *, write: bool) -> Iterator[duckdb.DuckDBPyConnection | None]:
+    """The persons of the release record (`central/releases.duckdb`), under a file lock:
+    exclusive to write, shared to read (DuckDB itself refuses a second process). None when
+    reading and nothing was ever recorded."""
     path = settings.central_dir / RELEASES_FILE
-    con = duckdb.connect(str(path))
-    con.execute("CREATE TABLE IF NOT EXISTS release_persons (release_record INTEGER NOT NULL, pid VARCHAR NOT NULL)")
-    os.chmod(path, 0o600)
-    return con
+    descriptor = os.open(settings.central_dir / "releases.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX if write else fcntl.LOCK_SH)
+        if not write and not path.exists():
+            yield None
+            return
+        con = duckdb.connect(str(path), read_only=not write)
+        try:
+            if write:
+                con.execute(
+                    "CREATE TABLE IF NOT EXISTS release_persons (release_record INTEGER NOT NULL, pid VARCHAR NOT NULL)"
+                )
+                os.chmod(path, 0o600)
+            yield con
+        finally:
+            con.close()
+    finally:
+        os.close(descriptor)
 
 
 def _record_release(settings, metadata, record: ApprovalRecord, result: ExtractResult, keys, *, actor, now) -> None:
@@ -642,15 +662,12 @@ def _record_release(settings, metadata, record: ApprovalRecord, result: ExtractR
         session.flush()
         record_id = entry.id
         # Persons are recorded centrally; a § 4-3 delivery is anonymous yet still about them.
-        con = _releases_db(settings)
-        try:
+        with releases_db(settings, write=True) as con:
             con.register("__tre_keys", keys)
             # Rows already under this new id were left by a build that died before its record
             # committed (SQLite hands the id out again): they belong to no release.
             con.execute("DELETE FROM release_persons WHERE release_record = $1", [record_id])
             con.execute("INSERT INTO release_persons SELECT $1, pid FROM __tre_keys", [record_id])
-        finally:
-            con.close()
         audit.record(
             session,
             at=now,

@@ -18,7 +18,7 @@ from tre import audit
 from tre.config import Settings
 from tre.db import Store
 from tre.linkage import vault
-from tre.linkage.extracts import RELEASES_FILE
+from tre.linkage.extracts import releases_db
 from tre.linkage.reservations import active_reservations, reservation_history
 from tre.linkage.store import DELIVERY, LINE, person_pids, quote
 from tre.linkage.zone import CentralZone
@@ -98,21 +98,15 @@ def _registered(con, pids: list[str]) -> list[dict]:
 
 
 def _releases(settings: Settings, metadata: Store, pids: list[str]) -> list[dict]:
-    path = settings.central_dir / RELEASES_FILE
-    if not path.exists():
-        return []
-    import duckdb
-
-    con = duckdb.connect(str(path), read_only=True)
-    try:
+    with releases_db(settings, write=False) as con:
+        if con is None:
+            return []
         ids = [
             r
             for (r,) in con.execute(
                 "SELECT DISTINCT release_record FROM release_persons WHERE pid = ANY($1::VARCHAR[])", [pids]
             ).fetchall()
         ]
-    finally:
-        con.close()
     with metadata.transaction() as session:
         records = session.execute(
             select(ReleaseRecord).where(ReleaseRecord.id.in_(ids)).order_by(ReleaseRecord.id)
