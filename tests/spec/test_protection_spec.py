@@ -19,6 +19,12 @@ kommune \ age | 0-17 | 18-66 | 67-79 | 80+
 4601          | 22   | 310   | 52    | 18
 """
 
+SIX_ONES = r"""
+kommune \ sex | F | M | X
+0301          | 1 | 1 | 1
+1103          | 1 | 1 | 1
+"""
+
 
 @dataclass
 class Spec:
@@ -181,6 +187,30 @@ SPECS = [
         1151          | 0    | 3     | 3     | 3   | 9
         4601          | 21   | 309   | 51    | 15  | 399
         Total         | 45   | 705   | 99    | 27  | 879
+        """,
+        method="midpoint6",
+    ),
+    Spec(
+        "midpoint-6: six counts of 1 under a grand total shown as 3 would each be exactly 1: "
+        "the rounding audit suppresses and protects enough of them",
+        SIX_ONES,
+        r"""
+        kommune \ sex | F | M | X | Total
+        0301          | P | P | 3 | 3
+        1103          | P | P | 3 | 3
+        Total         | 3 | 3 | 3 | 3
+        """,
+        method="midpoint6",
+        parameters={"threshold": 2},
+    ),
+    Spec(
+        "midpoint-6 with NPR's threshold: the small margins that pin the cells down are protected too",
+        SIX_ONES,
+        r"""
+        kommune \ sex | F | M | X | Total
+        0301          | P | 3 | 3 | P
+        1103          | 3 | 3 | 3 | 3
+        Total         | P | 3 | 3 | S
         """,
         method="midpoint6",
     ),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,13 @@ from tre.output_check.leaks import is_person_level, scan_frame, value_leaks
 from tre.output_check.merging import build_merged_table, plan_merges
 from tre.output_check.parameters import Parameters
 from tre.output_check.reports import Report
-from tre.output_check.rounding import midpoint_round, round_to_base, rounding_interval
+from tre.output_check.rounding import (
+    ROUNDING_METHODS,
+    ROUNDING_ROUNDS,
+    RoundedProtection,
+    build_rounded_protection,
+    rounding_interval,
+)
 from tre.output_check.suppression import (
     build_primary_mask,
     build_secondary_mask,
@@ -74,7 +81,8 @@ def build_table_report(
     differences: list[differencing.Difference] = []
     difference_mask = np.zeros(table.shape, dtype=bool)
     for _ in range(DIFFERENCING_ROUNDS):
-        hidden, secondary, published, rounded = _apply(table, params, method, primary, widths)
+        remedy = _apply(table, params, method, primary, widths)
+        hidden, secondary, published, rounded = remedy.hidden, remedy.secondary, remedy.published, remedy.rounded
         if not released or table.statistic != "count":
             break
         differences = differencing.find_differences(
@@ -89,6 +97,19 @@ def build_table_report(
         masks[Check.DIFFERENCING] = difference_mask
     for d in differences:
         findings.append(Finding(Check.DIFFERENCING, Status.FAIL, d.message(table.dimensions)))
+    rounding = remedy.rounding
+    if rounding is not None and rounding.recovered.any():
+        masks[Check.ROUNDING_RECOVERY] = rounding.recovered
+        primary = primary | rounding.recovered
+    if rounding is not None and rounding.unresolved.any():
+        findings.append(
+            Finding(
+                Check.ROUNDING_RECOVERY,
+                Status.FAIL,
+                f"{int(rounding.unresolved.sum())} cell(s) can still be recovered from the rounded values after "
+                f"{ROUNDING_ROUNDS} rounds of suppression: do not publish this table rounded; use --method suppress",
+            )
+        )
 
     audited = _audit(table, params, method, audit, hidden, primary, published, rounded, widths)
     if audited and audited["under_protected"]:
@@ -119,11 +140,13 @@ def build_table_report(
         "released_compared": [r.name for r in released],
         "audit": _audit_summary(audited, hidden),
     }
+    if rounding is not None:
+        details["rounding_audit"] = rounding.summary()
     return Report(
         kind=kind,
         status=status,
         parameters=params,
-        findings=findings + _cell_findings_summary(masks, method),
+        findings=findings + _cell_findings_summary(masks, method, hidden),
         cells=cells,
         inputs=list(inputs),
         details=details,
@@ -145,31 +168,39 @@ def _kind_of(table: Table) -> OutputKind:
     return OutputKind.MAGNITUDE
 
 
-def _apply(table: Table, params: Parameters, method, primary, widths):
-    """(hidden, secondary, published values, rounded mask) for the remedy `method`."""
+@dataclass
+class _Remedy:
+    """What a remedy publishes: hidden cells and values as published (rounded or not)."""
+
+    hidden: np.ndarray
+    secondary: np.ndarray
+    published: np.ndarray
+    rounded: np.ndarray
+    rounding: RoundedProtection | None = None  # the rounding audit's work, with a rounding method
+
+
+def _apply(table: Table, params: Parameters, method, primary, widths) -> _Remedy:
+    """The remedy `method` applied: what is hidden and what is published, rounded or not."""
     values = table.value * (params.rate_per if table.statistic == "rate" else 1)
     none = np.zeros(table.shape, dtype=bool)
     if method is None:
-        return none, none, values.copy(), none
+        return _Remedy(none, none, values.copy(), none)
     to_hide = primary.copy()
+    small = (table.count > 0) & (table.count < params.threshold)
     if method == "midpoint6" and params.midpoint_base >= params.threshold:
-        # midpoint rounding itself covers counts under the threshold (1..6 all show as 3)
-        only_small = primary & ((table.count > 0) & (table.count < params.threshold))
-        to_hide &= ~only_small
+        # midpoint rounding itself covers counts under the threshold (1..6 all show as 3), as
+        # long as the rounded values around them do not pin them down: the audit sees to that
+        to_hide &= ~(primary & small)
+    if method in ROUNDING_METHODS:  # count tables only
+        base = params.round_base if method == "round" else params.midpoint_base
+        rounding = build_rounded_protection(protection_values(table), to_hide, widths, small, method, base)
+        return _Remedy(rounding.hidden, rounding.secondary, rounding.published, ~rounding.hidden, rounding)
     if table.is_additive:
         secondary = build_secondary_mask(protection_values(table), to_hide, widths)
     else:  # medians, extremes, spreads: no published relation links the cells
         secondary = none.copy()
     hidden = to_hide | secondary
-    published = np.where(hidden, np.nan, values)
-    rounded = none
-    if method == "round":
-        published = round_to_base(published, params.round_base)
-        rounded = ~hidden
-    elif method == "midpoint6":
-        published = midpoint_round(published, params.midpoint_base)
-        rounded = ~hidden
-    return hidden, secondary, published, rounded
+    return _Remedy(hidden, secondary, np.where(hidden, np.nan, values), none)
 
 
 def _audit(table, params, method, audit, hidden, primary, published, rounded, widths) -> dict | None:
@@ -229,7 +260,7 @@ def _status(findings: list[Finding], masks: dict, unremedied: list) -> Status:
     return Status.PASS
 
 
-def _cell_findings_summary(masks: dict, method) -> list[Finding]:
+def _cell_findings_summary(masks: dict, method, hidden: np.ndarray) -> list[Finding]:
     """One finding per check that flagged cells, in plain words."""
     out = []
     for check, mask in masks.items():
@@ -241,7 +272,10 @@ def _cell_findings_summary(masks: dict, method) -> list[Finding]:
         elif method is None:
             status, tail = Status.FAIL, "rerun with --protect (or a safe.* call) to suppress them"
         elif method == "midpoint6" and check == Check.MINIMUM_THRESHOLD:
-            status, tail = Status.PASS, "shown midpoint-rounded"
+            suppressed = int((mask & hidden).sum())
+            status, tail = Status.PASS, f"{n - suppressed} shown midpoint-rounded"
+            if suppressed:
+                tail += f", {suppressed} suppressed and protected"
         else:
             status, tail = Status.PASS, "suppressed and protected"
         out.append(Finding(check, status, f"{n} cell(s): {EXPLANATIONS[check]}; {tail}"))

@@ -9,12 +9,15 @@ so each linear programme is small.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import linprog
 from scipy.sparse import csr_matrix
 
+from tre.output_check.suppression import Box, box_reach, build_box_moves, flip_signs, hypercube_corners
 from tre.output_check.tables import interior_mask
 
 EXACT = 1e-6  # an interval narrower than this is an exact recovery
@@ -193,3 +196,99 @@ def find_under_protected(
         if width < EXACT or (primary[index] and width < widths[index] - 1e-6):
             bad.append(index)
     return bad
+
+
+@dataclass
+class RoundingAudit:
+    """What the rounding audit found: the cells an attacker narrows too far, and how it knows."""
+
+    flagged: np.ndarray  # cells whose attainable whole numbers span less than they need
+    checked: int = 0  # cells audited
+    by_moves: int = 0  # ... shown safe by a feasible move of the table
+    by_lp: int = 0  # ... that needed the linear programmes
+    intervals: dict[tuple[int, ...], tuple[float, float]] = field(default_factory=dict)  # the LP's, when run
+
+
+def build_rounding_audit(
+    values: np.ndarray,
+    hidden: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    needs: np.ndarray,
+    boxes: Iterable[Box] = (),
+) -> RoundingAudit:
+    """Which cells an attacker who sees rounded values narrows too far.
+
+    `values` are the true extended counts; `hidden` the cells not published; `lower` and
+    `upper` the whole numbers each published (rounded) cell may stand for. `needs` is, per
+    cell, how many units its attainable range must span (0: not audited): 1 for a count
+    that must not be recovered exactly, the protection width for a suppressed primary cell.
+
+    The attacker knows every published interval, that hidden interior cells are >= 0 and
+    that hidden margins are their cells' sums. A cell is safe when two whole-number tables
+    that fit all of that give it values `needs` apart. The engine looks for such tables
+    cheaply first: the true table moved along a box (+1/-1 on its corners keeps every line
+    sum; `boxes` are the hypercubes secondary suppression chose, which normally settle every
+    hidden cell), or one cell moved with all its margins; only cells no move settles go to
+    the linear programmes of `build_attacker_intervals` (integer span of the LP interval).
+    """
+    values = np.asarray(values, dtype=float)
+    shape = values.shape
+    inside = interior_mask(shape)
+    known_lo, known_hi = known_ranges(hidden, lower, upper)
+    rise, fall = known_hi - values, values - known_lo
+    flip = flip_signs(shape)
+    targets = needs > 0
+    reach = np.zeros(shape)
+    for anchor, opposite in boxes:
+        width = box_reach(anchor, opposite, rise, fall, flip)
+        for corner in hypercube_corners(anchor, opposite):
+            reach[corner] = max(reach[corner], width)
+    reach = np.where(inside, np.maximum(reach, _own_move_reach(rise, fall)), reach)
+    open_cells = targets & (reach < needs - 1e-9)
+    for target in zip(*np.nonzero(open_cells), strict=True):
+        target = tuple(int(i) for i in target)
+        up, down, _ = build_box_moves(target, rise, fall, flip)
+        # two feasible tables, one with the cell up.max() higher, one down.max() lower
+        reach[target] = max(reach[target], up.max() + down.max())
+    unsettled = targets & (reach < needs - 1e-9)
+    audit = RoundingAudit(
+        flagged=np.zeros(shape, dtype=bool),
+        checked=int(targets.sum()),
+        by_moves=int((targets & ~unsettled).sum()),
+        by_lp=int(unsettled.sum()),
+    )
+    if not unsettled.any():
+        return audit
+    # a published cell whose interval is one number (a midpoint-rounded 0) is known exactly
+    rounded = ~hidden & (upper > lower)
+    bounds = {
+        tuple(int(i) for i in index): (float(lower[index]), float(upper[index]))
+        for index in zip(*np.nonzero(rounded), strict=True)
+    }
+    audit.intervals = build_attacker_intervals(values, hidden, bounds=bounds, targets=unsettled)
+    for index, (lo, hi) in audit.intervals.items():
+        span = np.floor(hi + EXACT) - np.ceil(lo - EXACT)  # the whole numbers the attacker cannot rule out
+        audit.flagged[index] = span < needs[index] - 1e-9
+    return audit
+
+
+def known_ranges(hidden: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What an attacker knows of each extended cell on its own: a published cell's rounding
+    interval; a hidden cell >= 0 (or anything, for a margin: it is its cells' sum)."""
+    inside = interior_mask(hidden.shape)
+    return np.where(hidden, np.where(inside, 0.0, -np.inf), lower), np.where(hidden, np.inf, upper)
+
+
+def _own_move_reach(rise: np.ndarray, fall: np.ndarray) -> np.ndarray:
+    """Per interior cell, how far it can move with every margin it is part of (all at once)."""
+    shape = rise.shape
+    up = np.full(tuple(n - 1 for n in shape), np.inf)
+    down = up.copy()
+    for pattern in itertools.product((0, 1), repeat=len(shape)):
+        index = tuple(slice(n - 1, n) if e else slice(0, n - 1) for e, n in zip(pattern, shape, strict=True))
+        up = np.minimum(up, rise[index])
+        down = np.minimum(down, fall[index])
+    out = np.zeros(shape)
+    out[tuple(slice(0, n - 1) for n in shape)] = up + down
+    return out

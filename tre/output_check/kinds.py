@@ -53,6 +53,7 @@ class Check(StrEnum):
     DIFFERENCING = "DifferencingCheck"
     DENOMINATOR = "DenominatorCheck"
     SECONDARY_PROTECTION = "SecondaryProtectionCheck"
+    ROUNDING_RECOVERY = "RoundingRecoveryCheck"
     UNCHECKED_IMAGE = "UncheckedImageCheck"
     UNCHECKED_CONTENT = "UncheckedContentCheck"
 
@@ -77,6 +78,8 @@ EXPLANATIONS: dict[Check, str] = {
     Check.DIFFERENCING: "subtracting an earlier release from this output reveals a small group",
     Check.DENOMINATOR: "the denominator of the rate is under the threshold",
     Check.SECONDARY_PROTECTION: "a suppressed cell can be recovered or narrowed from the published values",
+    Check.ROUNDING_RECOVERY: "recoverable from the rounded margins: the rounded values published around this "
+    "small count pin it down to one number",
     Check.UNCHECKED_IMAGE: "an image without its underlying data: a person must check it",
     Check.UNCHECKED_CONTENT: "content no rule can check: a person must look at it",
 }
@@ -93,6 +96,7 @@ SUPPRESSIBLE = frozenset(
         Check.DIFFERENCING,
         Check.DENOMINATOR,
         Check.DISALLOWED_STATISTIC,
+        Check.ROUNDING_RECOVERY,
     }
 )
 
