@@ -128,3 +128,13 @@ def test_validate_ascii_says_what_validate_array_says():
     by_buffer = validate_ascii("".join(numbers).encode("ascii"))
     for key, values in by_strings.items():
         assert np.array_equal(values.astype(str), by_buffer[key].astype(str)), key
+
+
+def test_validate_ascii_in_chunks_says_the_same(monkeypatch):
+    numbers = [r["number"] for r in spec_rows() if len(r["number"]) == 11]
+    whole = validate_ascii("".join(numbers).encode("ascii"))
+    monkeypatch.setattr("tre.linkage.idnumbers.CLASSIFY_CHUNK", 3)  # chunks of 3 numbers and a shorter last one
+    chunked = validate_ascii("".join(numbers).encode("ascii"))
+    assert len(numbers) % 3 and len(chunked["valid"]) == len(numbers)
+    for key, values in whole.items():
+        assert np.array_equal(values.astype(str), chunked[key].astype(str)), key

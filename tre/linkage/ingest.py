@@ -419,14 +419,14 @@ class _Run:
         checked = self.con.sql(
             f"SELECT id, bh, bl, pid, kind FROM __tre_known {'' if every else 'WHERE pid IS NULL'}"
         ).to_arrow_table()
-        result = idnumbers.validate_ascii(fixed_width_bytes(checked.column("id"), NUMBER_BYTES))
-        for name, values in (
-            ("reason", result["reason"]),
-            ("idkind", result["kind"]),
-            ("id_birth", result["birth_date"]),
-            ("id_sex", result["sex"]),
+        result = idnumbers.classify_ascii(fixed_width_bytes(checked.column("id"), NUMBER_BYTES))
+        for name, values, meaning in (
+            ("reason", result["reason"], idnumbers.REASONS),
+            ("idkind", result["kind"], idnumbers.KINDS),
+            ("id_sex", result["sex"], idnumbers.SEXES),
         ):
-            checked = checked.append_column(name, pa.array(values))
+            checked = checked.append_column(name, decoded(values, meaning))
+        checked = checked.append_column("id_birth", pa.array(result["birth_date"]))
         self.con.register("__tre_checked_view", checked)
         rules = " ".join(f"WHEN {literal(k)} THEN {literal(v)}" for k, v in ID_RULES.items())
         # Aligned rows, no join: the checked numbers, the known ones not checked, the misshapen.
@@ -454,18 +454,20 @@ class _Run:
         if not keys:
             return
         columns = ", ".join(f"r.{quote(k)}" for k in keys)
-        # One aggregation finds the repeated keys and their first line; the rest of their lines
-        # are duplicates (a join with the few repeated keys).
+        # An aggregation over the keys' 64-bit hash (a third faster than over the text), on
+        # every row (no join with the rejected ones), finds the few hashes seen more than once;
+        # the exact keys are then grouped among those rows that are not rejected: a key's first
+        # line stays, its later lines are duplicates.
         self.sql(
-            f"""CREATE TABLE __tre_repeated AS
-                SELECT {columns}, min(r.rowid) AS first FROM {self.good_rows} GROUP BY ALL HAVING count(*) > 1"""
+            f"CREATE TABLE __tre_repeated AS SELECT hash({columns}) AS h FROM __tre_raw r GROUP BY h HAVING count(*) > 1"
         )
         if self.scalar("SELECT count(*) FROM __tre_repeated"):
-            same = " AND ".join(f"d.{quote(k)} = r.{quote(k)}" for k in keys)
             self.sql(
                 f"""INSERT INTO __tre_fail
-                    SELECT r.rowid + 2, 'duplicate', {literal(keys[0])} FROM {self.good_rows}
-                    JOIN __tre_repeated d ON {same} WHERE r.rowid <> d.first"""
+                    SELECT line, 'duplicate', {literal(keys[0])} FROM (
+                        SELECT r.rowid + 2 AS line, row_number() OVER (PARTITION BY {columns} ORDER BY r.rowid) AS nth
+                        FROM {self.good_rows} SEMI JOIN __tre_repeated d ON d.h = hash({columns}))
+                    WHERE nth > 1"""
             )
             self._mark_bad()
         table = f"registers.{quote(self.source.name)}"
@@ -770,6 +772,11 @@ def fixed_width_bytes(column: pa.ChunkedArray | pa.Array, width: int) -> bytes:
     if not np.all(np.diff(offsets) == width):
         raise ValueError(f"fixed_width_bytes: not every value is {width} bytes")
     return array.buffers()[2].to_pybytes()[offsets[0] : offsets[-1]]
+
+
+def decoded(codes: np.ndarray, meaning: tuple[str, ...]) -> pa.Array:
+    """Integer codes as the strings they index (made by Arrow, not one Python string each)."""
+    return pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(meaning)).dictionary_decode()
 
 
 def uuid_array(buffer: bytes) -> pa.Array:
