@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from tre.errors import DeliveryError, Problems
 from tre.linkage.zone import redact
 from tre.registers import SCHEMA_VERSION, SOURCES, Manifest, Source, manifest_path
@@ -26,8 +28,6 @@ MAX_LINE_BYTES = 1 << 20
 # Within one run: the population register and the messages first, so that the ID history and
 # every opt-out are in place before the rows they concern; the historic key before its rows.
 ORDER = {"dsf": 0, "dsf_idhistory": 1, "reservasjon": 2, "iplos_historisk_nokkel": 3, "iplos_historisk": 9}
-# Control characters other than line ends: a field holding one is rejected.
-CONTROL_BYTES = bytes([*range(0, 10), 11, 12, *range(14, 32), 127])
 
 
 def located(where: str, message: str, *, line: int | None = None, column: str | None = None) -> DeliveryError:
@@ -185,10 +185,14 @@ def scan_file(path: Path, *, text: bool) -> FileScan:
         while chunk := f.read(1 << 24):
             digest.update(chunk)
             if text:
-                control += len(chunk) - len(chunk.translate(None, CONTROL_BYTES))
-                newlines += chunk.count(b"\n")
-                if b"\r" in chunk:  # a fast search; most deliveries have no carriage return at all
-                    returns += chunk.count(b"\r")
+                # numpy counts bytes several times faster than bytes.count or translate, and
+                # without the GIL, so the scan keeps out of the way of DuckDB reading the file.
+                octets = np.frombuffer(chunk, dtype=np.uint8)
+                lows, line_ends = np.count_nonzero(octets < 0x20), np.count_nonzero(octets == 0x0A)
+                ends = line_ends + (np.count_nonzero(octets == 0x0D) if b"\r" in chunk else 0)
+                control += lows - ends + (np.count_nonzero(octets == 0x7F) if b"\x7f" in chunk else 0)
+                newlines += line_ends
+                returns += ends - line_ends
             last = chunk[-1:]
     return FileScan(digest.hexdigest(), control, newlines, returns, last == b"\n")
 
