@@ -37,6 +37,7 @@ RULES = {
 # What `idnumbers.validate_array` says, as rule names.
 ID_RULES = {"not 11 digits": "id_not_11_digits", "check digits": "id_check_digits", "birth date": "id_birth_date"}
 MAX_FIELD = 200
+FORMULA_STARTS = ("=", "+", "-", "@")
 EARLIEST_DATE = "1854-01-01"  # the oldest birth date an ID number can hold
 FUTURE_ALLOWED = {("iplos", "end_date")}  # a service decision may end after the day of ingest
 EMBEDDED_NEWLINE = "embedded_newline"  # not a row rule: a hard failure (line numbers would shift)
@@ -68,8 +69,9 @@ def _cast_type(c: Column) -> str | None:
     }.get(c.type)
 
 
-def column_rule_sql(source: Source, c: Column, *, today: str, control: bool) -> str:
-    """A CASE naming the first rule column `c` breaks (`rule:column`), or NULL.
+def column_cases(source: Source, c: Column, *, today: str, control: bool) -> list[tuple[str, str | None]]:
+    """The tests of column `c` in order, as (SQL condition, rule it breaks); the first true one
+    decides, and a rule of None means the field is fine (an optional field left empty).
 
     `control`: also look for control characters and line breaks (a scan of the file's bytes
     tells when a CSV delivery has none, which saves a regular expression per field).
@@ -84,26 +86,48 @@ def column_rule_sql(source: Source, c: Column, *, today: str, control: bool) -> 
             (rf"regexp_matches({raw}, '[\x00-\x09\x0b\x0c\x0e-\x1f\x7f]')", "control_character"),
         ]
     cases += [
-        (f"length({raw}) > {MAX_FIELD}", "too_long"),
+        # strlen (bytes, stored with the string) first: only a long field has its characters counted.
+        (f"strlen({raw}) > {MAX_FIELD} AND length({raw}) > {MAX_FIELD}", "too_long"),
         (f"{v} IS NULL", "missing" if c.required else None),
     ]
     if c.role != "identity":
         cases += _type_cases(c, v, t) + _code_cases(c, v) + _range_cases(source, c, t, today)
         if c.type == "VARCHAR" and c.codes is None:
-            cases.append((f"left({v}, 1) IN ('=', '+', '-', '@')", "formula"))
+            # prefix() compares bytes in place, where left() makes a string per field.
+            formula = " OR ".join(f"prefix({v}, {literal(c)})" for c in FORMULA_STARTS)
+            cases.append((formula, "formula"))
             # The cheap tests first: most fields are short or hold no run of 11 digits. Ingest
             # then keeps the mark only where a run is a valid ID number.
             cases.append(
                 (
-                    f"length({v}) >= 11 AND regexp_matches({v}, '[0-9]{{11}}') "
+                    f"strlen({v}) >= 11 AND regexp_matches({v}, '[0-9]{{11}}') "
                     f"AND regexp_matches({v}, '(^|[^0-9])[0-9]{{11}}([^0-9]|$)')",
                     "id_in_field",
                 )
             )
+    return cases
+
+
+def column_rule_sql(c: Column, cases: list[tuple[str, str | None]]) -> str:
+    """A CASE naming the first rule the column breaks (`rule:column`), or NULL."""
     whens = " ".join(
         f"WHEN {condition} THEN {literal(rule + ':' + c.name) if rule else 'NULL'}" for condition, rule in cases
     )
     return f"CASE {whens} END"
+
+
+def may_fail_sql(cases: list[tuple[str, str | None]]) -> str:
+    """True where the CASE of `column_rule_sql` names a rule: some test of a rule holds, and
+    no test that clears the field holds before it. Plain conditions, no strings made."""
+    clearing: list[str] = []
+    failing: list[str] = []
+    for condition, rule in cases:
+        if rule is None:
+            clearing.append(f"({condition})")
+        else:
+            guard = f"NOT ({' OR '.join(clearing)}) AND " if clearing else ""
+            failing.append(f"({guard}({condition}))")
+    return " OR ".join(failing) or "false"
 
 
 def _type_cases(c: Column, v: str, t: str) -> list[tuple[str, str]]:
@@ -143,8 +167,14 @@ def _range_cases(source: Source, c: Column, t: str, today: str) -> list[tuple[st
 
 
 def validation_sql(source: Source, *, today: str, control: bool) -> str:
-    """SQL creating `__tre_fail (line, rule, col)` from `__tre_raw`: one row per broken rule."""
-    checks = ", ".join(column_rule_sql(source, c, today=today, control=control) for c in source.columns)
+    """SQL creating `__tre_fail (line, rule, col)` from `__tre_raw`: one row per broken rule.
+
+    Two stages: plain conditions pick the rows that break some rule (a few in a thousand), and
+    only those get the CASEs that name the rules (a string per field is the costly part).
+    """
+    cases = {c.name: column_cases(source, c, today=today, control=control) for c in source.columns}
+    checks = ", ".join(column_rule_sql(c, cases[c.name]) for c in source.columns)
+    suspect = " OR ".join(f"({may_fail_sql(cases[c.name])})" for c in source.columns)
     # Each typed column is cast once, in an inner projection the rules read.
     typed = "".join(
         f", TRY_CAST(NULLIF({quote(c.name)}, '') AS {_cast_type(c)}) AS {typed_name(c)}"
@@ -155,5 +185,5 @@ def validation_sql(source: Source, *, today: str, control: bool) -> str:
         SELECT line, split_part(f, ':', 1) AS rule, split_part(f, ':', 2) AS col
         FROM (SELECT line, unnest(string_split(fs, ',')) AS f
               FROM (SELECT line, concat_ws(',', {checks}) AS fs
-                    FROM (SELECT rowid + 2 AS line, *{typed} FROM __tre_raw))
+                    FROM (SELECT rowid + 2 AS line, *{typed} FROM __tre_raw) WHERE {suspect})
               WHERE fs <> '')"""
