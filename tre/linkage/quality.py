@@ -63,11 +63,27 @@ def _event_findings(source: Source) -> str | None:
     )
 
 
+def _count(con: duckdb.DuckDBPyConnection, query: str) -> int:
+    return con.execute(query).fetchall()[0][0]
+
+
+def _linked_persons(con: duckdb.DuckDBPyConnection, source: Source) -> tuple:
+    """(persons, rows linked to the population register, rows after death, rows after emigration)."""
+    day = f"t.{quote(source.event_date)}::DATE" if _dated(source) else "NULL::DATE"
+    counted = ", ".join(f"count(*) FILTER (WHERE {condition})" for condition in _after("p.day").values())
+    return con.execute(
+        f"""SELECT count(DISTINCT p.person), count(d.person), {counted} FROM (
+                SELECT coalesce(m.canonical_pid, t.pid) AS person, {day} AS day FROM {quote(source.name)} t
+                LEFT JOIN __tre_q_map m ON m.pid = t.pid) p
+            LEFT JOIN __tre_q_dsf d ON d.person = p.person"""
+    ).fetchall()[0]
+
+
 def build_report(con: duckdb.DuckDBPyConnection, *, now: dt.datetime | None = None) -> dict:
     """The linkage and quality report over everything committed in the register store."""
     deliveries = con.execute("SELECT source, report FROM __tre_deliveries ORDER BY id").fetchall()
     _prepare(con)
-    dsf_persons = con.execute("SELECT count(*) FROM __tre_q_dsf").fetchall()[0][0]
+    dsf_persons = _count(con, "SELECT count(*) FROM __tre_q_dsf")
     sources: dict[str, dict] = {}
     for name, report in deliveries:
         report = json.loads(report) if isinstance(report, str) else report
@@ -103,14 +119,12 @@ def build_report(con: duckdb.DuckDBPyConnection, *, now: dt.datetime | None = No
             entry["findings"][rule] = entry["findings"].get(rule, 0) + n
     for name, entry in sources.items():
         source = SOURCES[name]
-        day = f"t.{quote(source.event_date)}::DATE" if _dated(source) else "NULL::DATE"
-        counted = ", ".join(f"count(*) FILTER (WHERE {condition})" for condition in _after("p.day").values())
-        persons, linked, *found = con.execute(
-            f"""SELECT count(DISTINCT p.person), count(d.person), {counted} FROM (
-                    SELECT coalesce(m.canonical_pid, t.pid) AS person, {day} AS day FROM {quote(name)} t
-                    LEFT JOIN __tre_q_map m ON m.pid = t.pid) p
-                LEFT JOIN __tre_q_dsf d ON d.person = p.person"""
-        ).fetchall()[0]
+        if name == "dsf":
+            # The population register's persons are those of __tre_q_dsf, each of its linked
+            # rows is theirs, and its rows have no event date to check: no join needed.
+            persons, linked, *found = dsf_persons, _count(con, "SELECT count(pid) FROM dsf"), 0, 0
+        else:
+            persons, linked, *found = _linked_persons(con, source)
         entry["persons"] = persons
         entry["rows_linked"] = linked
         entry["link_rate"] = round(linked / entry["rows_stored"], 4) if entry["rows_stored"] else None

@@ -60,6 +60,10 @@ class Recovery:
         return bool(self.removed_deliveries or self.rolled_forward)
 
 
+def _third_of_memory() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 3
+
+
 class CentralZone:
     """The central zone of one installation. Pass it in; it keeps no connections between uses."""
 
@@ -91,6 +95,9 @@ class CentralZone:
         """An in-memory connection with the vault and the store attached ("rw", "ro" or None)."""
         con = duckdb.connect(config={"temp_directory": str(self.tmp_dir)})
         con.execute("SET enable_progress_bar = false")
+        # Freed blocks are kept for reuse instead of going back to the OS: every staging table
+        # of a national delivery would otherwise fault its pages in again (a tenth of ingest).
+        con.execute(f"SET block_allocator_memory = '{_third_of_memory()}B'")
         for path, alias, mode in ((self.vault_path, "vault", vault), (self.store_path, "registers", store)):
             if mode:
                 options = " (READ_ONLY)" if mode == "ro" else ""
