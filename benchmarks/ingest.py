@@ -112,7 +112,7 @@ def main(argv=None) -> int:
             f"tre ingest + link:  {ours:7.1f} s  {rows / ours:12,.0f} rows/s  "
             f"(ingest {ingest_seconds:.1f} s, report {report_seconds:.1f} s; {persons:,} persons)"
         )
-        print(f"ratio (tre / bare): {ratio:.2f}  (target ≥ {TARGET_RATIO:.2f}); time target ≤ {TARGET_SECONDS} s")
+        print(f"ratio (tre / bare): {ratio:.3f}  (target ≥ {TARGET_RATIO:.3f}); time target ≤ {TARGET_SECONDS} s")
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
         print(f"peak memory of this process: {peak:.1f} GB")
         met = ours <= TARGET_SECONDS and ratio >= TARGET_RATIO
