@@ -165,8 +165,6 @@ def build_root(spec: SandboxSpec, root: Path) -> None:
     _write(root, "/etc/hosts", "127.0.0.1 localhost\n::1 localhost\n")
     _write(root, "/etc/hostname", "tre-project\n")
     _write(root, "/etc/resolv.conf", "# no name service: this server has no network beyond the hub\n")
-    for path in spec.read_only:
-        _bind_path(root, path, path, read_only=True)
 
     # /dev: the harmless character devices only, and a private shared-memory tmpfs.
     dev = root / "dev"
@@ -186,6 +184,11 @@ def build_root(spec: SandboxSpec, root: Path) -> None:
     # sysfs of the server's own network namespace (numpy and DuckDB read CPU counts here).
     _mount("sysfs", _target(root, "/sys"), "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
     _mount("tmpfs", _target(root, "/tmp"), "tmpfs", MS_NOSUID | MS_NODEV, f"mode=1777,size={spec.tmp_size}")
+    # After the private /tmp: an installation under /tmp (a checkout in /tmp/...) is bound onto
+    # it, where it would otherwise be hidden under it. Its mount points in the sticky /tmp are
+    # root's, so the researcher can neither remove nor replace them.
+    for path in spec.read_only:
+        _bind_path(root, path, path, read_only=True)
 
     _bind(spec.home_dir, _target(root, spec.inside_home), read_only=False)
     inside = spec.inside_project_dir
