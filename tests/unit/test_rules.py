@@ -3,7 +3,7 @@
 import duckdb
 import pytest
 
-from tre.linkage.rules import column_cases, column_rule_sql, create_code_tables, may_fail_sql
+from tre.linkage.rules import column_cases, column_rule_sql, create_code_tables, may_fail_sql, typed_name, typed_sql
 from tre.linkage.store import quote
 from tre.registers import SOURCES
 
@@ -51,9 +51,8 @@ def test_first_stage_picks_what_the_cases_flag(name, control):
     con.executemany("INSERT INTO v VALUES (?)", [[value] for value in VALUES])
     for c in source.columns:
         cases = column_cases(source, c, today="2026-11-26", control=control)
-        typed = f"TRY_CAST(NULLIF(value, '') AS {c.type if c.type != 'INTEGER' else 'DOUBLE'})"
         query = f"""SELECT value, ({column_rule_sql(c, cases)}) IS NOT NULL AS flagged, coalesce({may_fail_sql(cases)}, false) AS picked
-                    FROM (SELECT value AS {quote(c.name)}, value, {typed} AS {quote("__typed_" + c.name)} FROM v)"""
+                    FROM (SELECT *, {typed_sql(c) or "NULL"} AS {typed_name(c)} FROM (SELECT value AS {quote(c.name)}, value FROM v))"""
         wrong = [
             (value, flagged, picked) for value, flagged, picked in con.execute(query).fetchall() if flagged != picked
         ]

@@ -59,6 +59,13 @@ def typed_name(c: Column) -> str:
     return quote("__typed_" + c.name)
 
 
+def typed_sql(c: Column) -> str | None:
+    """The staged text of a typed column cast to its type (NULL where it is not one), or None."""
+    if c.role == "identity" or not _cast_type(c):
+        return None
+    return f"TRY_CAST(NULLIF({quote(c.name)}, '') AS {_cast_type(c)})"
+
+
 def _cast_type(c: Column) -> str | None:
     return {
         "DATE": "DATE",
@@ -176,11 +183,7 @@ def validation_sql(source: Source, *, today: str, control: bool) -> str:
     checks = ", ".join(column_rule_sql(c, cases[c.name]) for c in source.columns)
     suspect = " OR ".join(f"({may_fail_sql(cases[c.name])})" for c in source.columns)
     # Each typed column is cast once, in an inner projection the rules read.
-    typed = "".join(
-        f", TRY_CAST(NULLIF({quote(c.name)}, '') AS {_cast_type(c)}) AS {typed_name(c)}"
-        for c in source.columns
-        if c.role != "identity" and _cast_type(c)
-    )
+    typed = "".join(f", {typed_sql(c)} AS {typed_name(c)}" for c in source.columns if typed_sql(c))
     return f"""CREATE OR REPLACE TABLE __tre_fail AS
         SELECT line, split_part(f, ':', 1) AS rule, split_part(f, ':', 2) AS col
         FROM (SELECT line, unnest(string_split(fs, ',')) AS f
