@@ -403,7 +403,7 @@ def status_html(frame: pd.DataFrame) -> str:
     table_html = frame.to_html()
     if not name:
         return table_html
-    colour = {"pass": "#2e7d32", "fail": "#c62828", "review": "#ef6c00"}.get(status, "#555")
+    colour = {"pass": "#2e7d32", "protected": "#1565c0", "fail": "#c62828", "review": "#ef6c00"}.get(status, "#555")
     return (
         f'<div data-tre-output="{html.escape(name)}"><p>tre.safe output <code>{html.escape(name)}</code>: '
         f'<b style="color:{colour}">{html.escape(str(status))}</b> (queued for review)</p>{table_html}</div>'

@@ -23,7 +23,7 @@ def test_check_table_needs_no_store_and_prints_the_contract(cli, cells, tmp_path
     result = cli("check", "table", str(cells), "--count-column", "n", "--protect", "--json")
     assert result.code == 0, result.err
     report = result.json()
-    assert report["status"] == "pass"
+    assert report["status"] == "protected"  # small cells were hidden
     assert report["parameters"]["threshold"] == 5 and report["parameters"]["version"]
     assert len(report["inputs"][0]["sha256"]) == 64
     assert len(report["cells"]) == 16  # 9 cells, 3 + 3 margins and the grand total
@@ -105,7 +105,7 @@ def test_bad_input_gets_one_line(cli, cells, tmp_path, argv, code, message):
 
 def test_the_installed_command_runs_as_a_process(cli, cells):
     result = cli.subprocess("check", "table", str(cells), "--count-column", "n", "--protect", "--json")
-    assert result.code == 0 and json.loads(result.out)["status"] == "pass"
+    assert result.code == 0 and json.loads(result.out)["status"] == "protected"
 
 
 # --- the --project forms ----------------------------------------------------------------
@@ -160,7 +160,7 @@ def test_output_check_of_a_queued_output_and_of_a_tampered_one(initialised, proj
     session.crosstab(records(300).kommune, records(300).sex, name="by-kommune")
     queued = project_dir / "requests" / "queue" / "by-kommune"
     ok = initialised("check", "output", str(queued), "--project", "p1", "--json", as_user="ada")
-    assert ok.code == 0 and ok.json()["status"] == "pass"
+    assert ok.code == 0 and ok.json()["status"] == "protected"
     (queued / "table.csv").write_text("kommune,F,M\n1151,1,2\n")
     tampered = initialised("check", "output", str(queued), "--project", "p1", "--json", as_user="ada")
     assert tampered.code == 10 and "table.csv changed after it was checked" in tampered.out

@@ -65,11 +65,11 @@ def test_a_request_from_the_queue_to_a_released_bundle(world, cli):
     world.queue_table("by_kommune")
     world.queue_file("note", "The table counts persons by municipality and sex.\n")
     queued = cli.ok("request", "outputs", PROJECT, "--json", as_user="rita").json()
-    assert [(q["name"], q["status"]) for q in queued] == [("by_kommune", "pass"), ("note", "review")]
+    assert [(q["name"], q["status"]) for q in queued] == [("by_kommune", "protected"), ("note", "review")]
 
     label = cli.ok("request", "new", PROJECT, "--title", "Follow-up", "--json", as_user="rita").json()["request"]
     added = cli.ok("request", "add", label, "by_kommune", *CONTEXT, "--json", as_user="rita").json()
-    assert added["check_status"] == "pass" and added["missing_context"] == []
+    assert added["check_status"] == "protected" and added["missing_context"] == []
     assert not (world.project_dir / "requests" / "queue" / "by_kommune").exists()
     assert (world.project_dir / "requests" / label / "by_kommune" / "cells.csv").is_file()
     cli.ok("request", "add", label, "note", "--population", "all persons in the extract", as_user="rita")
@@ -123,7 +123,7 @@ def test_a_request_from_the_queue_to_a_released_bundle(world, cli):
         f"{label}/reports/note.json",
     } <= names
     assert not any(n.endswith("meta.json") for n in names)  # it names the OS account
-    assert report["format"] == "tre-output-check/1" and report["recheck"]["status"] == "pass"
+    assert report["format"] == "tre-output-check/1" and report["recheck"]["status"] == "protected"
     assert manifest["approval"]["reference"] == "REF-2026-0001"
     assert manifest["released_by"] == "olav" and manifest["project"]["id"] == PROJECT
     assert "2026.1/threshold=5" in manifest["check_parameters"]

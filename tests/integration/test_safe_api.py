@@ -45,8 +45,8 @@ def test_crosstab_returns_the_protected_table_and_queues_it(session, project):
     assert table.loc["1151"].isna().all() or table.loc["1151", "All"] > 0  # 1151 is a tiny municipality
     assert table.loc["All", "All"] == 400  # NPR keeps totals
     assert np.nanmin(table.to_numpy()) >= 5
-    assert table.attrs["tre_status"] == "pass"
-    assert "tre.safe: output_0 (crosstab) pass" in session.out.getvalue()
+    assert table.attrs["tre_status"] == "protected"
+    assert "tre.safe: output_0 (crosstab) protected" in session.out.getvalue()
     directory, meta, report = _queued(project[0], "output_0")
     assert sorted(p.name for p in directory.iterdir()) == [
         "cells.csv", "cells.csv.json", "meta.json", "report.html", "report.json", "table.csv",
@@ -54,7 +54,7 @@ def test_crosstab_returns_the_protected_table_and_queues_it(session, project):
     assert meta["kind"] == "frequency" and meta["call"] == "crosstab" and meta["project"] == "p1"
     assert meta["os_user"] and meta["created_at"] and "session.crosstab(data.kommune" in meta["arguments"]["code"]
     assert {f["name"] for f in meta["files"]} == {"cells.csv", "cells.csv.json", "table.csv"}
-    assert report["status"] == "pass" and report["parameters"]["threshold"] == 5
+    assert report["status"] == "protected" and report["parameters"]["threshold"] == 5
 
 
 def test_magnitude_tables_keep_contributors_for_dominance(session):
@@ -176,9 +176,9 @@ def test_a_notebook_using_tre_safe_in_a_real_kernel_passes_its_check(project, tm
     path = tmp_path / "analysis.ipynb"
     nbformat.write(notebook, str(path))
     html = notebook.cells[1].outputs[-1]["data"]["text/html"]
-    assert 'data-tre-output="output_0"' in html and ">pass</b>" in html
+    assert 'data-tre-output="output_0"' in html and ">protected</b>" in html
     report = build_notebook_report(
         path, load_parameters(), frozenset(project[1]), queue_dir=project[0] / "requests" / "queue"
     )
-    assert report.status == "pass", report.summary()
+    assert report.status == "protected", report.summary()  # its tables were protected
     assert [o["type"] for o in report.as_dict()["outputs"]][-1] == "image"

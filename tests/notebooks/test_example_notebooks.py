@@ -70,7 +70,7 @@ def test_notebook_runs_and_queues_only_checked_outputs(demo_tre, project, tmp_pa
     assert len(queued) == outputs, queued
     for name in queued:
         report = json.loads((queue / name / "report.json").read_text())
-        assert report["status"] in ("pass", "review"), (name, report["status"])
+        assert report["status"] in ("pass", "protected", "review"), (name, report["status"])
         leaks = [f for f in report["findings"] if f["check"] in LEAK_CHECKS]
         assert not leaks, (name, leaks)
 
@@ -79,7 +79,7 @@ def test_notebook_runs_and_queues_only_checked_outputs(demo_tre, project, tmp_pa
     cli = CLI(env)
     checked = cli("check", "notebook", str(executed), "--project", project, "--json", as_user="ada")
     assert checked.code == 0, checked.err
-    assert checked.json()["status"] in ("pass", "review")
+    assert checked.json()["status"] in ("pass", "protected", "review")
 
 
 @pytest.mark.slow

@@ -34,7 +34,7 @@ class Spec:
     method: str | None = "suppress"
     parameters: dict = field(default_factory=dict)
     options: dict = field(default_factory=dict)
-    status: str = "pass"
+    status: str = "protected"  # cells were hidden, rounded or merged
 
 
 SPECS = [

@@ -39,7 +39,7 @@ def test_the_engine_suppresses_counts_recoverable_from_the_rounded_margins():
     table = build_count_table(np.ones((2, 3), dtype=np.int64))
     report = build_table_report(table, params, method="midpoint6", audit=False)
     data = report.as_dict()
-    assert data["status"] == "pass"
+    assert data["status"] == "protected"
     suppressed = [c for c in data["cells"] if c["published"] is None]
     assert len(suppressed) == 4 and {c["status"] for c in suppressed} == {"primary"}
     assert all(c["checks"] == ["MinimumThresholdCheck", "RoundingRecoveryCheck"] for c in suppressed)
@@ -47,7 +47,7 @@ def test_the_engine_suppresses_counts_recoverable_from_the_rounded_margins():
     assert {(c["status"], c["published"]) for c in shown} == {("rounded", 3)}
     messages = {f["check"]: f for f in data["findings"]}
     assert "recoverable from the rounded margins" in messages["RoundingRecoveryCheck"]["message"]
-    assert messages["RoundingRecoveryCheck"]["status"] == "pass"
+    assert messages["RoundingRecoveryCheck"]["status"] == "protected"
     assert "2 shown midpoint-rounded, 4 suppressed and protected" in messages["MinimumThresholdCheck"]["message"]
     assert data["rounding_audit"]["suppressed"] == 4 and data["rounding_audit"]["unresolved"] == 0
     assert "recoverable from the rounded margins" in render_html(report, "diabetes by kommune")
@@ -97,6 +97,6 @@ def test_base_rounding_hides_small_counts_and_its_audit_finds_nothing_to_add():
     params = load_parameters()
     values = np.array([[1, 1, 1], [1, 1, 1]])
     report = build_table_report(build_count_table(values), params, method="round", audit=False).as_dict()
-    assert report["status"] == "pass"
+    assert report["status"] == "protected"
     assert {c["status"] for c in report["cells"] if c["value"] == 1} == {"primary"}
     assert report["rounding_audit"]["suppressed"] == 0 and report["rounding_audit"]["run"]

@@ -17,7 +17,17 @@ import pandas as pd
 
 from tre.output_check import differencing, intervals
 from tre.output_check.checks import Finding, build_cell_findings, build_label_findings, build_table_findings
-from tre.output_check.kinds import EXPLANATIONS, REVIEW_ONLY, SUPPRESSIBLE, TOTAL, CellStatus, Check, OutputKind, Status
+from tre.output_check.kinds import (
+    EXPLANATIONS,
+    REVIEW_ONLY,
+    SEVERITY,
+    SUPPRESSIBLE,
+    TOTAL,
+    CellStatus,
+    Check,
+    OutputKind,
+    Status,
+)
 from tre.output_check.leaks import is_person_level, scan_frame, value_leaks
 from tre.output_check.merging import build_merged_table, plan_merges
 from tre.output_check.parameters import Parameters
@@ -123,7 +133,8 @@ def build_table_report(
         )
 
     unremedied = [c for c in masks if c in SUPPRESSIBLE and c != Check.DIFFERENCING] if method is None else []
-    status = _status(findings, masks, unremedied)
+    changed = bool(hidden.any() or rounded.any() or plan)
+    status = _status(findings, masks, unremedied, changed)
     cells = _cell_records(table, params, masks, label_mask, primary, hidden, secondary, published, rounded, method)
     if plan:
         cells += _merged_records(original, params, plan)
@@ -252,12 +263,13 @@ def _add_intervals(cells: list[dict], table: Table, audited: dict | None) -> Non
             record["interval"] = [_number(lo), _number(hi)]
 
 
-def _status(findings: list[Finding], masks: dict, unremedied: list) -> Status:
+def _status(findings: list[Finding], masks: dict, unremedied: list, changed: bool) -> Status:
+    """fail, review, protected (cells hidden, rounded or merged) or pass, in that order."""
     if unremedied or any(f.status == Status.FAIL for f in findings):
         return Status.FAIL
     if any(c in REVIEW_ONLY for c in masks) or any(f.status == Status.REVIEW for f in findings):
         return Status.REVIEW
-    return Status.PASS
+    return Status.PROTECTED if changed else Status.PASS
 
 
 def _cell_findings_summary(masks: dict, method, hidden: np.ndarray) -> list[Finding]:
@@ -273,11 +285,11 @@ def _cell_findings_summary(masks: dict, method, hidden: np.ndarray) -> list[Find
             status, tail = Status.FAIL, "rerun with --protect (or a safe.* call) to suppress them"
         elif method == "midpoint6" and check == Check.MINIMUM_THRESHOLD:
             suppressed = int((mask & hidden).sum())
-            status, tail = Status.PASS, f"{n - suppressed} shown midpoint-rounded"
+            status, tail = Status.PROTECTED, f"{n - suppressed} shown midpoint-rounded"
             if suppressed:
                 tail += f", {suppressed} suppressed and protected"
         else:
-            status, tail = Status.PASS, "suppressed and protected"
+            status, tail = Status.PROTECTED, "suppressed and protected"
         out.append(Finding(check, status, f"{n} cell(s): {EXPLANATIONS[check]}; {tail}"))
     return out
 
@@ -495,10 +507,5 @@ def _frame_records(frame: pd.DataFrame) -> list[dict]:
 
 
 def combine_status(statuses) -> Status:
-    """The worst of several statuses: fail over review over pass."""
-    statuses = set(statuses)
-    if Status.FAIL in statuses:
-        return Status.FAIL
-    if Status.REVIEW in statuses:
-        return Status.REVIEW
-    return Status.PASS
+    """The most serious of several statuses: fail over review over protected over pass."""
+    return max((Status(s) for s in statuses), key=SEVERITY.index, default=Status.PASS)

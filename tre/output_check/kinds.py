@@ -21,9 +21,14 @@ class OutputKind(StrEnum):
 class Status(StrEnum):
     """The verdict on a whole output."""
 
-    PASS = "pass"  # every check passes on what would be published
-    FAIL = "fail"  # something disclosive would be published
+    PASS = "pass"  # every check passes on the values as they are: nothing was hidden or changed
+    PROTECTED = "protected"  # safe only because cells were suppressed, rounded or merged
     REVIEW = "review"  # no rule fails, but a person must look (images, missing values, ...)
+    FAIL = "fail"  # something disclosive would be published
+
+
+# From least to most serious: an output's status is the most serious of its parts'.
+SEVERITY = (Status.PASS, Status.PROTECTED, Status.REVIEW, Status.FAIL)
 
 
 class CellStatus(StrEnum):

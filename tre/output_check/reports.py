@@ -97,7 +97,7 @@ _COLOURS = {
     "merged": "#cfe0f5",
     "rounded": "#e3efd9",
 }
-_STATUS_COLOURS = {"pass": "#2e7d32", "fail": "#c62828", "review": "#ef6c00"}
+_STATUS_COLOURS = {"pass": "#2e7d32", "protected": "#1565c0", "fail": "#c62828", "review": "#ef6c00"}
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
 h1 { font-size: 1.4em; } h2 { font-size: 1.1em; margin-top: 1.5em; }
@@ -110,6 +110,7 @@ td.flagged { outline: 2px solid #c62828; outline-offset: -3px; }
 .true { color: #777; font-size: .8em; display: block; }
 .legend span { display: inline-block; padding: .1em .6em; margin-right: .5em; border: 1px solid #bbb; }
 ul.findings li.fail { color: #c62828; } ul.findings li.review { color: #ef6c00; }
+ul.findings li.protected { color: #1565c0; }
 table.params td { padding: .1em .8em; border-bottom: 1px solid #eee; }
 """
 
