@@ -70,6 +70,7 @@ def make_approval(
     valid_until: dt.date | None = None,
     status: ApprovalStatus = ApprovalStatus.ACTIVE,
     kind: ApprovalKind = ApprovalKind.HRL20,
+    threshold: int | None = None,
 ) -> Approval:
     today = dt.date.today()
     approval = Approval(
@@ -85,7 +86,8 @@ def make_approval(
         retention_years=5,
         sha256="0" * 64,
         path=f"approvals/{project.id}.toml",
-        document={"members": [m.user.name for m in project.members]},
+        document={"members": [m.user.name for m in project.members]}
+        | ({"threshold": threshold} if threshold is not None else {}),
         synced_at=utc_now(),
     )
     session.add(approval)

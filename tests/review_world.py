@@ -37,6 +37,17 @@ class World:
     def project_dir(self) -> Path:
         return self.settings.projects_dir / PROJECT
 
+    @property
+    def cli(self):
+        """The CLI in this TRE, as a user types it."""
+        from conftest import CLI
+
+        return CLI(self.env)
+
+    def leaving(self, label: str, name: str) -> Path:
+        """The central copy of an output's files that will leave."""
+        return self.settings.outputs_dir / PROJECT / label / name / "leaving"
+
     def run(self, step):
         """`step(requests)` in one transaction of the store."""
         with self.store.transaction() as session:
@@ -45,7 +56,7 @@ class World:
     def workflow(self, session) -> Requests:
         return Requests(
             SqlRequestStore(session),
-            WorkspaceOutputs(self.settings.projects_dir),
+            WorkspaceOutputs.from_settings(self.settings),
             self.settings.exports_dir,
             self.clock,
         )

@@ -17,6 +17,7 @@ from tre.output_check.notebooks import build_file_report, build_notebook_report,
 from tre.output_check.queue import build_queued_output_report, queue_dir
 from tre.output_check.reports import Report, input_record, render_html
 from tre.output_check.sources import extract_path, read_csv, read_pseudonyms, read_released_file, read_released_tables
+from tre.workspace import disclosure_threshold
 
 group("check", "check outputs for disclosure risk before they leave a project")
 
@@ -137,10 +138,16 @@ def check_output(ctx, args):
 
 def _project_context(ctx, args):
     """The parameters, the project's folder and its extract's pseudonyms, for a --project check."""
-    params = load_parameters(threshold=args.threshold)
     with ctx.store.transaction() as session:
         if session.get(Project, args.project) is None:
             raise NotFound(f"no project {args.project!r}: see the approvals for the projects that exist")
+        central = disclosure_threshold(session, args.project)
+    if args.threshold is not None and central is not None and args.threshold < central:
+        raise UsageError(
+            f"project {args.project} checks outputs with threshold {central} (its approval): "
+            f"--threshold {args.threshold} cannot go below it"
+        )
+    params = load_parameters(threshold=args.threshold if args.threshold is not None else central)
     pseudonyms = read_pseudonyms(extract_path(ctx.settings.projects_dir, args.project))
     return params, ctx.settings.projects_dir / args.project, pseudonyms
 

@@ -29,7 +29,7 @@ def workflow(ctx):
     """The workflow in one transaction of the metadata store."""
     with ctx.store.transaction() as session:
         yield Requests(
-            SqlRequestStore(session), WorkspaceOutputs(ctx.settings.projects_dir), ctx.settings.exports_dir, ctx.now
+            SqlRequestStore(session), WorkspaceOutputs.from_settings(ctx.settings), ctx.settings.exports_dir, ctx.now
         )
 
 
@@ -68,7 +68,8 @@ def request_outputs(ctx, args):
 
 @command(
     "request add",
-    help="add a queued output to a PENDING request (re-checked; its files move into the request)",
+    help="add a queued output to a PENDING request: its files are copied to the central side (links, FIFOs, "
+    "hard links, oversize files and types that may not leave are refused), re-checked there, and leave the queue",
     args=[REQUEST_ARG, OUTPUT_ARG, *CONTEXT_ARGS],
     roles=ANY_ROLE,
 )
@@ -183,6 +184,10 @@ def print_request(console, data: dict) -> None:
         for finding in f["findings"]:
             if finding.get("status") != "pass":
                 console.print(f"  • {finding['check']}: {finding['message']}")
+        for c in f.get("files", []):
+            console.print(f"  leaves: {c['name']} ({c['size']} bytes, sha256 {c['sha256'][:16]}…)")
+            for note in c.get("notes", []):
+                console.print(f"    ! {note}")
         if f["decision"]:
             console.print(f"  decision: {f['decision']}")
         for v in f["votes"]:
