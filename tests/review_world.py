@@ -78,7 +78,7 @@ class World:
         Session(self.project_dir, PROJECT, out=io.StringIO()).custom_output(path, "a note", name=name)
 
 
-def build_world(root: Path) -> World:
+def build_world(root: Path, *, threshold: int | None = None) -> World:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRE_")}
     env.update(
         TRE_HOME=str(root / "home"),
@@ -95,6 +95,6 @@ def build_world(root: Path) -> World:
         project = make_project(session, PROJECT, "GP follow-up of diabetes patients")
         for name in ("rita", "reidar", "omar"):
             make_member(session, project, people[name])
-        make_approval(session, project)
+        make_approval(session, project, threshold=threshold)
     make_extract(settings.projects_dir / PROJECT, pseudonyms(300, seed=4))
     return World(env, settings, store)

@@ -179,6 +179,8 @@ def print_request(console, data: dict) -> None:
     )
     for f in data["files"]:
         console.print(f"\n[bold]{f['name']}[/bold] ({f['kind']}): check {f['check_status'].upper()} — {f['summary']}")
+        if f.get("threshold"):
+            console.print(f"  checked with threshold {f['threshold']}")
         for key, words in CONTEXT_FIELDS.items():
             console.print(f"  {words}: {f['context'].get(key) or '(missing)'}")
         for finding in f["findings"]:

@@ -677,6 +677,7 @@ def describe(request: RequestState, project: ProjectInfo, viewer: Person, releas
                 "check_status": f.check_status,
                 "summary": f.summary,
                 "findings": recheck.get("findings", f.report.get("findings", [])),
+                "threshold": (recheck.get("parameters") or {}).get("threshold"),
                 "sha256": f.sha256,
                 "context": f.context,
                 "missing_context": f.missing_context(),
