@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import socket
 import stat
 import time
 import zipfile
@@ -98,9 +97,7 @@ def _make_device(path: Path, host: Path) -> None:
 
 
 def _make_socket(path: Path, host: Path) -> None:
-    server = socket.socket(socket.AF_UNIX)
-    server.bind(str(path))
-    server.close()
+    os.mknod(path, stat.S_IFSOCK | 0o600)  # a socket's inode, as bind() leaves it
 
 
 def _make_hard_link(path: Path, host: Path) -> None:
@@ -338,3 +335,15 @@ def test_bundle_verify_names_every_problem(world, tmp_path):
         f"{label}/outputs/t1/cells.csv: sha256 differs from the manifest",
     ]
     assert refused.err == "tre: tampered.zip: 3 problem(s): it is not the bundle that was released\n"
+
+
+def test_tre_check_output_reads_a_queued_folder_as_intake_does(world):
+    cli = world.cli
+    world.queue_table("t1")
+    checked = cli.ok("check", "output", str(_queue(world, "t1")), "--project", PROJECT, "--json", as_user="rita")
+    assert checked.json()["status"] == "protected"
+    os.mkfifo(_queue(world, "t1") / "extra.csv")
+    started = time.monotonic()
+    refused = cli("check", "output", str(_queue(world, "t1")), "--project", PROJECT, as_user="rita")
+    assert time.monotonic() - started < 5
+    assert refused.code == 12 and refused.err == "tre: t1/extra.csv: is a FIFO (named pipe), not a regular file\n"

@@ -165,6 +165,32 @@ def _matches(path: Path, sha256: str | None) -> bool:
     return path.is_file() and sha256 is not None and sha256_file(path) == sha256
 
 
+def copy_output_folder(source: Folder, dest: Folder, file_limit: int, evidence_limit: int) -> list[dict]:
+    """Every file of a queued output's open folder, copied without following links into `dest`
+    ({name, sha256, size} each). Refuses (UnsafeFile) hidden files, checkpoint and other
+    folders, names outside the rule, and anything `Folder.copy_file` refuses."""
+    entries = source.entries()
+    if len(entries) > MAX_FILES:
+        raise UnsafeFile(source.where, f"holds {len(entries)} entries, more than an output may ({MAX_FILES})")
+    copied = []
+    for entry in entries:
+        where = f"{source.where}/{shown(entry.name)}"
+        if entry.name == ".ipynb_checkpoints":
+            raise UnsafeFile(where, "is a JupyterLab checkpoint folder: an output is one folder of files; delete it")
+        if entry.name.startswith("."):
+            raise UnsafeFile(where, "is a hidden file or folder, which may not leave; delete it")
+        if entry.is_dir:
+            raise UnsafeFile(where, "is a folder: an output is one folder of files")
+        problem = name_problem(entry.name)
+        if problem:
+            raise UnsafeFile(where, f"has a name outside the rule ({problem})")
+        central_only = is_central_only(entry.name)
+        limit = evidence_limit if central_only else file_limit
+        setting = "output_evidence_limit" if central_only else "output_file_limit"
+        copied.append(source.copy_file(entry.name, dest, limit, setting=setting))
+    return copied
+
+
 class WorkspaceOutputs:
     """Outputs of project workspaces under `projects_dir` and their central copies under
     `outputs_dir` (the filesystem side of the workflow)."""
@@ -322,29 +348,8 @@ class WorkspaceOutputs:
         queue = self._queue(project_id)
         if queue is None or not queue.exists(name):
             self._not_queued(project_id, name)
-        copied = []
         with queue, queue.folder(name) as source, Folder.open(target, "") as dest:
-            entries = source.entries()
-            if len(entries) > MAX_FILES:
-                raise UnsafeFile(source.where, f"holds {len(entries)} entries, more than an output may ({MAX_FILES})")
-            for entry in entries:
-                where = f"{source.where}/{shown(entry.name)}"
-                if entry.name == ".ipynb_checkpoints":
-                    raise UnsafeFile(
-                        where, "is a JupyterLab checkpoint folder: an output is one folder of files; delete it"
-                    )
-                if entry.name.startswith("."):
-                    raise UnsafeFile(where, "is a hidden file or folder, which may not leave; delete it")
-                if entry.is_dir:
-                    raise UnsafeFile(where, "is a folder: an output is one folder of files")
-                problem = name_problem(entry.name)
-                if problem:
-                    raise UnsafeFile(where, f"has a name outside the rule ({problem})")
-                central_only = is_central_only(entry.name)
-                limit = self.evidence_limit if central_only else self.file_limit
-                setting = "output_evidence_limit" if central_only else "output_file_limit"
-                copied.append(source.copy_file(entry.name, dest, limit, setting=setting))
-        return copied
+            return copy_output_folder(source, dest, self.file_limit, self.evidence_limit)
 
     @staticmethod
     def _write_leaving(directory: Path, leaving: list[LeavingFile]) -> list[dict]:

@@ -204,12 +204,21 @@ class Home(Base):
                         "title": project.title,
                         "status": project.status.value,
                         "requests": wf.of_project(project.id, name),
-                        "queued": len(wf.outputs.queued(project.id)),
+                        "queued": _queued_count(wf, project.id),
                     }
                 )
             return {"officer": officer, "queue": wf.queue(name) if officer else [], "projects": projects}
 
         self.render("home.html", **await self.fetch(page))
+
+
+def _queued_count(wf: Requests, project_id: str) -> int | str:
+    """How many outputs a project has queued; "?" when its queue is not a folder (a link the
+    project made: the project page says why)."""
+    try:
+        return len(wf.outputs.queued(project_id))
+    except UnsafeFile:
+        return "?"
 
 
 class Login(Base):
