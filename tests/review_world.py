@@ -37,6 +37,17 @@ class World:
     def project_dir(self) -> Path:
         return self.settings.projects_dir / PROJECT
 
+    @property
+    def cli(self):
+        """The CLI in this TRE, as a user types it."""
+        from conftest import CLI
+
+        return CLI(self.env)
+
+    def leaving(self, label: str, name: str) -> Path:
+        """The central copy of an output's files that will leave."""
+        return self.settings.outputs_dir / PROJECT / label / name / "leaving"
+
     def run(self, step):
         """`step(requests)` in one transaction of the store."""
         with self.store.transaction() as session:
@@ -45,7 +56,7 @@ class World:
     def workflow(self, session) -> Requests:
         return Requests(
             SqlRequestStore(session),
-            WorkspaceOutputs(self.settings.projects_dir),
+            WorkspaceOutputs.from_settings(self.settings),
             self.settings.exports_dir,
             self.clock,
         )
@@ -67,7 +78,7 @@ class World:
         Session(self.project_dir, PROJECT, out=io.StringIO()).custom_output(path, "a note", name=name)
 
 
-def build_world(root: Path) -> World:
+def build_world(root: Path, *, threshold: int | None = None) -> World:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRE_")}
     env.update(
         TRE_HOME=str(root / "home"),
@@ -84,6 +95,6 @@ def build_world(root: Path) -> World:
         project = make_project(session, PROJECT, "GP follow-up of diabetes patients")
         for name in ("rita", "reidar", "omar"):
             make_member(session, project, people[name])
-        make_approval(session, project)
+        make_approval(session, project, threshold=threshold)
     make_extract(settings.projects_dir / PROJECT, pseudonyms(300, seed=4))
     return World(env, settings, store)

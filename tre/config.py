@@ -129,6 +129,26 @@ class Settings:
         help="Release bundles, one zip per released output request (`<project>/REQ-<n>.zip`): the only path "
         "out of a project. Central side, never inside a project; created mode 0700.",
     )
+    outputs_dir: Path = setting(
+        env="TRE_OUTPUTS_DIR",
+        default=_under_home("outputs"),
+        shown="`$TRE_HOME/outputs`",
+        help="Central copies of the outputs in requests (`<project>/REQ-<n>/<output>/`): at `tre request add` "
+        "every file of a queued output is copied here, and everything after (checks, previews, review, "
+        "release) reads this copy only. Central side, never inside a project; created mode 0700.",
+    )
+    output_file_limit: int = setting(
+        env="TRE_OUTPUT_FILE_LIMIT",
+        default=16 * 1024 * 1024,
+        help="Largest file (bytes) an output may hold for release (tables, figures, text, notebooks); a larger "
+        "one is refused when it is added to a request, before a byte of it is read.",
+    )
+    output_evidence_limit: int = setting(
+        env="TRE_OUTPUT_EVIDENCE_LIMIT",
+        default=512 * 1024 * 1024,
+        help="Largest central-only file (bytes) of an output: its check evidence (`evidence.*`, which never "
+        "leaves) and the kernel's reports. Larger ones are refused when the output is added to a request.",
+    )
     user: str = setting(
         env="TRE_USER",
         default="",

@@ -76,6 +76,17 @@ class IntegrityError(UserError):
     exit_code = 11
 
 
+class UnsafeFile(UserError):
+    """A file or folder a project wrote that privileged code refuses: a link, a FIFO, a device,
+    a hard link, one too large, of a type that may not leave, or with a name outside the rule."""
+
+    exit_code = 12
+
+    def __init__(self, where: str, rule: str):
+        self.where, self.rule = where, rule
+        super().__init__(f"{where}: {rule}")
+
+
 class Problems(UserError):
     """Validation that collects every problem and raises once.
 

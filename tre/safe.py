@@ -7,9 +7,10 @@ and secondary suppression by default), and queue it with its check report in the
 shows its status: printed when made, and above the table when a notebook displays it.
 
 The kernel has no metadata store: the project comes from the environment the TRE starts the
-server with, `TRE_PROJECT_DIR` (the project folder) and `TRE_PROJECT` (its id), plus
-`TRE_OUTPUT_THRESHOLD` when the approval sets its own threshold. `Session` takes them as
-arguments, for scripts and tests.
+server with, `TRE_PROJECT_DIR` (the project folder) and `TRE_PROJECT` (its id). The threshold
+is the project's, decided centrally: written with the extract (`data/manifest.json`) and set
+by the hub as `TRE_OUTPUT_THRESHOLD`; neither the environment nor an argument can lower it
+below the manifest's. `Session` takes them as arguments, for scripts and tests.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import functools
 import html
 import inspect
 import io
+import json
 import math
 import os
 import shutil
@@ -30,10 +32,10 @@ import pandas as pd
 
 from tre.db import utc_now
 from tre.errors import UserError
-from tre.output_check import OutputKind, build_table, build_table_report, load_parameters
+from tre.output_check import Check, OutputKind, build_table, build_table_report, load_parameters
 from tre.output_check.assessments import build_regression_report
 from tre.output_check.notebooks import build_file_report, table_fingerprint
-from tre.output_check.queue import list_queue, next_output_name, queue_dir, write_queued_output
+from tre.output_check.queue import Queued, list_queue, next_output_name, queue_dir, write_queued_output
 from tre.output_check.reports import Report
 from tre.output_check.sources import read_pseudonyms, read_released_tables, write_published_table
 from tre.output_check.tables import category_label
@@ -61,7 +63,7 @@ class Session:
     ):
         self.project_dir = Path(project_dir)
         self.project = project
-        self.params = load_parameters(threshold=threshold)
+        self.params = load_parameters(threshold=effective_threshold(self.project_dir, threshold))
         self.method = method
         self.clock = clock
         self.out = out  # where status lines go (default: stdout)
@@ -195,17 +197,24 @@ class Session:
         )
         report.details["released_not_compared"] = skipped
         data = report.as_dict()
-        frame = _wide_frame(data, dims, n_rows, margins, margins_name, categories, arguments.get("values") or "count")
+        frame = _wide_frame(
+            data,
+            dims,
+            n_rows,
+            margins,
+            margins_name,
+            categories,
+            arguments.get("values") or "count",
+            counts=statistic == "count",
+        )
         name = name or next_output_name(self.queue)
         value_column = "count" if statistic == "count" else statistic
         files = {
             "table.csv": lambda p: frame.to_csv(p),
             "cells.csv": lambda p: write_published_table(data, "cells", value_column, p.parent),
         }
-        self._queue(name, report, files, call, arguments, shown=frame)
-        frame.attrs["tre_output"] = name
-        frame.attrs["tre_status"] = str(report.status)
-        self._say(name, call, report)
+        queued = self._queue(name, report, files, call, arguments, shown=frame)
+        self._mark(frame, queued, report)
         return frame
 
     # --- regressions --------------------------------------------------------------------
@@ -256,9 +265,8 @@ class Session:
             "observations": int(results.nobs),
             "residual_dof": float(results.df_resid),
         }
-        self._queue(name, report, files, call, arguments)
-        self._say(name, call, report)
-        results.tre_output = name
+        queued = self._queue(name, report, files, call, arguments)
+        results.tre_output = queued.name
         results.tre_status = str(report.status)
         return results
 
@@ -308,7 +316,7 @@ class Session:
             report.details["outside_range"] = "some values fall outside the bins"
         data_ = report.as_dict()
         published = [c["published"] for c in data_["cells"] if c["key"][column] != "Total"]
-        frame = pd.DataFrame({"bin": labels, "count": published}).set_index("bin")
+        frame = _as_counts(pd.DataFrame({"bin": labels, "count": published}).set_index("bin"))
         png = _draw_histogram(edges, published, column, title)
         name = name or next_output_name(self.queue)
         files = {
@@ -319,10 +327,8 @@ class Session:
         }
         arguments = {"column": column, "bins": [_fmt(e) for e in edges], "widened": widened}
         queued = self._queue(name, report, files, "hist", arguments, shown=frame)
-        self._say(name, "hist", report)
-        frame.attrs["tre_output"] = name
-        frame.attrs["tre_status"] = str(report.status)
-        return SafeFigure(name, str(report.status), frame, png, queued / "figure.png")
+        self._mark(frame, queued, report)
+        return SafeFigure(queued.name, str(report.status), frame, png, queued.path / "figure.png")
 
     # --- anything else ------------------------------------------------------------------
 
@@ -336,7 +342,6 @@ class Session:
         name = name or next_output_name(self.queue)
         files = {path.name: lambda p: shutil.copyfile(path, p)}
         self._queue(name, report, files, "custom_output", {"filename": path.name, "comment": comment})
-        self._say(name, "custom_output", report)
         return True
 
     def finalise(self) -> pd.DataFrame:
@@ -359,10 +364,10 @@ class Session:
 
     # --- plumbing -----------------------------------------------------------------------
 
-    def _queue(self, name, report: Report, files, call, arguments, shown: pd.DataFrame | None = None) -> Path:
+    def _queue(self, name, report: Report, files, call, arguments, shown: pd.DataFrame | None = None) -> Queued:
         arguments = {**arguments, "code": _caller_code()}
         extra = {"shown_fingerprint": table_fingerprint(shown)} if shown is not None else None
-        return write_queued_output(
+        queued = write_queued_output(
             self.queue,
             name,
             kind=report.kind,
@@ -375,9 +380,29 @@ class Session:
             title=f"{call} {name}",
             extra=extra,
         )
+        self._say(queued, call, report)
+        return queued
 
-    def _say(self, name: str, call: str, report: Report) -> None:
-        self._print(f"tre.safe: {name} ({call}) {report.summary()} -- queued for review as requests/queue/{name}")
+    def _mark(self, frame: pd.DataFrame, queued: Queued, report: Report) -> None:
+        frame.attrs["tre_output"] = queued.name
+        frame.attrs["tre_status"] = str(report.status)
+        frame.attrs["tre_report"] = str(queued.path / "report.html")
+
+    def _say(self, queued: Queued, call: str, report: Report) -> None:
+        where = f"requests/queue/{queued.name}"
+        if queued.unchanged:
+            self._print(f"tre.safe: {queued.name} ({call}) is already queued with the same results: nothing new queued")
+            return
+        if queued.replaces:
+            self._print(
+                f"tre.safe: WARNING: an output named {queued.replaces} is already queued with different results; "
+                f"this one is queued as {queued.name} (delete the folder requests/queue/<name> you do not want)"
+            )
+        self._print(f"tre.safe: {queued.name} ({call}) {report.summary()} -- queued for review as {where}")
+        advice = protection_advice(report)
+        if advice:
+            self._print(f"tre.safe: {advice}")
+        self._print(f"tre.safe: the check report: {where}/report.html")
 
     def _print(self, line: str) -> None:
         print(line, file=self.out or sys.stdout)
@@ -397,16 +422,68 @@ class SafeFigure:
         return {"image/png": self.png, "text/html": status_html(self.table), "text/plain": repr(self)}
 
 
+HIDDEN = "hidden"  # how a protected table shows a suppressed cell
+
+
 def status_html(frame: pd.DataFrame) -> str:
-    """A safe table's HTML with its status above it, marked so a notebook check can find it."""
+    """A safe table's HTML with its status above it and a link to its check report, marked so
+    a notebook check can find it; hidden cells show as `hidden`."""
     name, status = frame.attrs.get("tre_output"), frame.attrs.get("tre_status")
-    table_html = frame.to_html()
+    # (to_html's na_rep does not reach pandas' <NA> of nullable integers: mark by hand)
+    table_html = frame.astype(object).where(frame.notna(), HIDDEN).to_html()
     if not name:
         return table_html
     colour = {"pass": "#2e7d32", "protected": "#1565c0", "fail": "#c62828", "review": "#ef6c00"}.get(status, "#555")
+    report = frame.attrs.get("tre_report")
+    link = ""
+    if report:
+        # Relative to the kernel's working folder (the notebook's): JupyterLab opens it in a tab.
+        href = os.path.relpath(report, os.getcwd())
+        link = f' &middot; <a href="{html.escape(href)}" target="_blank">check report</a>'
+    hidden = int(frame.isna().sum().sum())
+    note = f" &middot; {hidden} cell(s) {HIDDEN} to protect people" if hidden else ""
     return (
         f'<div data-tre-output="{html.escape(name)}"><p>tre.safe output <code>{html.escape(name)}</code>: '
-        f'<b style="color:{colour}">{html.escape(str(status))}</b> (queued for review)</p>{table_html}</div>'
+        f'<b style="color:{colour}">{html.escape(str(status))}</b> (queued for review){note}{link}</p>'
+        f"{table_html}</div>"
+    )
+
+
+_REASONS = {
+    Check.MINIMUM_THRESHOLD: "too small",
+    Check.NK: "dominated by a few contributors",
+    Check.P_PERCENT: "dominated by a few contributors",
+    Check.DIFFERENCING: "would give away a small group by difference with a released table",
+    Check.CLASS_DISCLOSURE: "would tell everything about a group",
+}
+
+
+def protection_advice(report: Report, shown: int = 4) -> str:
+    """Which cells were too small (or dominated), which were hidden to protect them, and what
+    would help: for the researcher, in words."""
+    cells = report.cells
+    primary = [c for c in cells if c["status"] == "primary" and c["published"] is None]
+    secondary = [c for c in cells if c["status"] == "secondary"]
+    if not primary and not secondary:
+        return ""
+
+    def names(group):
+        listed = "; ".join(", ".join(f"{d}={v}" for d, v in c["key"].items()) for c in group[:shown])
+        return listed + (f"; and {len(group) - shown} more" if len(group) > shown else "")
+
+    parts = []
+    by_reason: dict[str, list] = {}
+    for c in primary:
+        reason = next((_REASONS[Check(x)] for x in c["checks"] if x in _REASONS), "failing a check")
+        by_reason.setdefault(reason, []).append(c)
+    for reason, group in by_reason.items():
+        parts.append(f"{len(group)} cell(s) hidden as {reason} ({names(group)})")
+    if secondary:
+        parts.append(f"{len(secondary)} more hidden to protect them ({names(secondary)})")
+    return (
+        "; ".join(parts)
+        + ". To show more: merge small categories (method='merge'), or use coarser bands (wider age groups, "
+        "regions instead of municipalities, years instead of months)"
     )
 
 
@@ -452,7 +529,7 @@ def _sorted_categories(series: pd.Series) -> list[str]:
     return [category_label(v) for v in values]
 
 
-def _wide_frame(data, dims, n_rows, margins, margins_name, categories, label) -> pd.DataFrame:
+def _wide_frame(data, dims, n_rows, margins, margins_name, categories, label, counts=False) -> pd.DataFrame:
     """The published cells as pandas shows a crosstab: rows by the index dimensions."""
     cells = [c for c in data["cells"] if c["status"] != "merged"]
     total = "Total"
@@ -486,9 +563,19 @@ def _wide_frame(data, dims, n_rows, margins, margins_name, categories, label) ->
     wide.columns.name = col_dims[0] if len(col_dims) == 1 else wide.columns.name
     if len(row_dims) == 1:
         wide.index.name = row_dims[0]
-    if wide.notna().all().all() and np.allclose(wide.to_numpy(dtype=float), np.round(wide.to_numpy(dtype=float))):
-        wide = wide.astype("int64")
-    return wide
+    return _as_counts(wide) if counts else _whole_numbers(wide)
+
+
+def _as_counts(frame: pd.DataFrame) -> pd.DataFrame:
+    """Counts stay whole numbers; a hidden cell is missing (pandas' <NA>), not a float NaN."""
+    return frame.astype("Int64")
+
+
+def _whole_numbers(frame: pd.DataFrame) -> pd.DataFrame:
+    values = frame.to_numpy(dtype=float, na_value=np.nan)
+    if not np.isnan(values).any() and np.allclose(values, np.round(values)):
+        return frame.astype("int64")
+    return frame
 
 
 def _round_edges(low: float, high: float, bins: int) -> np.ndarray:
@@ -549,8 +636,30 @@ def session() -> Session:
             "tre.safe needs TRE_PROJECT_DIR and TRE_PROJECT (the TRE sets them when it starts your server); "
             "outside the TRE, use tre.safe.Session(project_dir, project)"
         )
-    threshold = os.environ.get("TRE_OUTPUT_THRESHOLD")
+    threshold = os.environ.get("TRE_OUTPUT_THRESHOLD", "").strip()
+    if threshold and not (threshold.isdigit() and int(threshold) >= 1):
+        raise SafeError(f"TRE_OUTPUT_THRESHOLD must be a whole number above 0, got {threshold[:20]!r}")
     return _session_for(project_dir, project, int(threshold) if threshold else None)
+
+
+def central_threshold(project_dir: Path) -> int | None:
+    """The project's threshold as the TRE decided it centrally, written with its extract into
+    `data/manifest.json` (read-only for the project); None without one."""
+    try:
+        manifest = json.loads((Path(project_dir) / "data" / "manifest.json").read_text(encoding="utf-8"))
+        value = manifest["disclosure"]["threshold"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else None
+
+
+def effective_threshold(project_dir: Path, asked: int | None) -> int | None:
+    """The threshold a session checks with: the central one, or a stricter one asked for (by
+    the environment the server was started with, or a script); never a lower one."""
+    central = central_threshold(project_dir)
+    if central is None:
+        return asked
+    return max(central, asked or 0)
 
 
 @functools.cache

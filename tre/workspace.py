@@ -30,7 +30,6 @@ import datetime as dt
 import hashlib
 import os
 import re
-import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +43,7 @@ from tre.enums import ApprovalStatus, ProjectStatus
 from tre.errors import ConfigError, NotFound, PermissionDenied, UserError
 from tre.models import Approval, Project, ProjectMember, User
 from tre.os_accounts import PosixAccounts, is_root
+from tre.project_files import Folder
 
 WORKSPACE_DIRS = ("data", "work", "requests", "released")
 QUEUE_DIR = "requests/queue"
@@ -322,6 +322,27 @@ def valid_approvals(session: Session, project_id: str, today: dt.date) -> list[A
     )
 
 
+def project_approval(session: Session, project_id: str) -> Approval | None:
+    """The approval a project's work rests on: an active one if any, else the latest."""
+    approvals = list(session.execute(select(Approval).where(Approval.project_id == project_id)).scalars())
+    if not approvals:
+        return None
+    return max(approvals, key=lambda a: (a.status == ApprovalStatus.ACTIVE, a.valid_until, a.id))
+
+
+def approval_threshold(approval: Approval | None) -> int | None:
+    """An approval's own output threshold (`threshold` in its record), or None for the default."""
+    value = (approval.document or {}).get("threshold") if approval is not None else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def disclosure_threshold(session: Session, project_id: str) -> int | None:
+    """The project's output threshold, decided centrally: the one value that the kernel (through
+    the server's environment and the extract's manifest), intake, the CLI and the review page
+    all use. None: the default of the output-check parameters."""
+    return approval_threshold(project_approval(session, project_id))
+
+
 def _no_approval_reason(session: Session, project_id: str, today: dt.date) -> str:
     approvals = list(session.execute(select(Approval).where(Approval.project_id == project_id)).scalars())
     if not approvals:
@@ -393,28 +414,48 @@ def user_projects(session: Session, user_name: str) -> list[Project]:
 # --- first spawn --------------------------------------------------------------------------
 
 
-def seed_notebooks(ws: Workspace, notebooks_dir: Path, owner: tuple[int, int] | None) -> list[str]:
-    """Copy the example notebooks into work/ once (at the first server start); returns names copied.
+NOTEBOOKS_MARKER = ".tre-notebooks-copied"
+
+
+@dataclass(frozen=True)
+class Seeded:
+    copied: list[str]  # notebooks copied into work/
+    refused: list[str]  # names in work/ that are not regular files (a planted link): left alone
+
+
+def seed_notebooks(ws: Workspace, notebooks_dir: Path, owner: tuple[int, int] | None) -> Seeded:
+    """Copy the example notebooks into work/ once (at the first server start).
 
     A marker file remembers it was done, so notebooks a researcher deleted do not come back.
+    work/ belongs to the project, and this runs as root: work/ is opened without following
+    links and every file is created new (`O_EXCL | O_NOFOLLOW`), so a name the project planted
+    (a dangling link to anywhere on the host) is never written through; it is left alone and
+    reported in `refused`.
     """
-    marker = ws.work / ".tre-notebooks-copied"
-    if marker.exists() or not notebooks_dir.is_dir():
-        return []
-    copied = []
-    for source in sorted(notebooks_dir.glob("*.ipynb")):
-        target = ws.work / source.name
-        if not target.exists():
-            shutil.copyfile(source, target)
-            target.chmod(0o660)
-            if owner:
-                os.chown(target, *owner)
-            copied.append(source.name)
-    marker.write_text("The example notebooks were copied here at the first server start.\n")
-    marker.chmod(0o660)
-    if owner:
-        os.chown(marker, *owner)
-    return copied
+    if not notebooks_dir.is_dir() or not ws.root.is_dir():
+        return Seeded([], [])
+    copied, refused = [], []
+    with Folder.open(ws.root, "") as root:
+        if not root.exists("work"):
+            return Seeded([], [])
+        with root.folder("work") as work:
+            sources = sorted(notebooks_dir.glob("*.ipynb"))
+            for name in [NOTEBOOKS_MARKER, *(s.name for s in sources)]:
+                entry = work.entry(name)
+                if entry is not None and not entry.is_file:
+                    refused.append(name)
+            marker = work.entry(NOTEBOOKS_MARKER)
+            if marker is not None:
+                return Seeded([], refused)
+            for source in sources:
+                if work.exists(source.name):
+                    continue
+                work.write_new(source.name, source.read_bytes(), 0o660, owner)
+                copied.append(source.name)
+            work.write_new(
+                NOTEBOOKS_MARKER, b"The example notebooks were copied here at the first server start.\n", 0o660, owner
+            )
+    return Seeded(copied, refused)
 
 
 # --- status -------------------------------------------------------------------------------

@@ -143,6 +143,13 @@ def test_a_request_walks_from_the_queue_to_release(setup):
     olav.wait_for_selector("#output-by_kommune iframe.report")
     olav.wait_for_load_state("load")
     assert olav.frame_locator("#output-by_kommune iframe.report").locator("table.grid").count() >= 1
+    # The report frame shows the whole report, its table and parameters, without scrolling.
+    frame_box = olav.locator("#output-by_kommune iframe.report").bounding_box()
+    last = olav.frame_locator("#output-by_kommune iframe.report").locator("table").last.bounding_box()
+    assert last["y"] + last["height"] <= frame_box["y"] + frame_box["height"]
+    # Every file that leaves is previewed, the table's sidecar too; the kernel's reports are not among them.
+    previews = olav.locator("#output-by_kommune .preview").evaluate_all("ps => ps.map(p => p.dataset.file)")
+    assert sorted(previews) == ["cells.csv", "cells.csv.json", "table.csv"]
     assert olav.locator("#output-age_histogram img").evaluate("img => img.naturalWidth") > 100
     notebook = olav.frame_locator("#output-analysis iframe.notebook")
     notebook.locator("text=safe.crosstab").first.wait_for(timeout=30_000)

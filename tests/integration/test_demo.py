@@ -1,10 +1,27 @@
 """`tre demo`: what a person running `make demo` sees, on a small population."""
 
+import json
 import re
 import shutil
 from pathlib import Path
 
+from leaks import Facts, find_leaks, published_numbers, read_bundle, read_tree
+
 REPO = Path(__file__).resolve().parents[2]
+
+
+def _nothing_hidden_left(bundle: Path, central: Path, env: dict) -> None:
+    """The demo's release holds no value its published tables do not show: searched for the
+    hidden and unrounded values of the kernel's reports (kept centrally)."""
+    reports = {p.parent.parent.name: json.loads(p.read_text()) for p in central.glob("*/received/report.json")}
+    assert reports and any(c["published"] is None for r in reports.values() for c in r.get("cells", []))
+    facts = Facts()
+    published = published_numbers(list(reports.values()))
+    for name, report in reports.items():
+        facts.add_report(name, report, published)
+    assert find_leaks(read_bundle(bundle), facts) == []
+    projects = Path(env["TRE_PROJECTS_DIR"])
+    assert find_leaks(read_tree(projects / "diabetes" / "released" / "REQ-1"), facts) == []
 
 
 def test_demo_runs_and_is_quick_to_rerun(cli, tre_env):
@@ -20,6 +37,7 @@ def test_demo_runs_and_is_quick_to_rerun(cli, tre_env):
     assert "olav reviewed REQ-1: approve" in first.out and "oda reviewed REQ-1: approve" in first.out
     bundle = Path(tre_env["TRE_HOME"]) / "exports" / "diabetes" / "REQ-1.zip"
     assert f"released bundle: {bundle}" in first.out and bundle.is_file()
+    _nothing_hidden_left(bundle, Path(tre_env["TRE_HOME"]) / "outputs" / "diabetes" / "REQ-1", tre_env)
 
     def releases():
         return cli.ok("audit", "log", "--action", "release.record", "--json", as_user="ada").json()

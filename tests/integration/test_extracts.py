@@ -350,6 +350,13 @@ def test_the_direct45_delivery_leaves_out_exactly_the_opted_out(built):
     assert manifest["representativeness"]["excluded"] == {"persons": 2}
     assert manifest["representativeness"]["included"]["persons"] == 4
     assert manifest["representativeness"]["included"]["share_women"] == 0.5  # persons 2-5
+    # The approval's threshold (3) is written with the extract: the kernel's tre.safe reads it
+    # there and cannot go below it.
+    assert manifest["disclosure"] == {"threshold": 3}
+    from tre.safe import Session
+
+    kernel = Session(Path(built.environ["TRE_PROJECTS_DIR"]) / "heart", "heart", threshold=2)
+    assert kernel.params.threshold == 3
     decryptions = built.ok("audit", "log", "--action", "vault.decrypt", "--json", as_user="ada").json()
     assert len(decryptions) == 4 and len({e["subject"] for e in decryptions}) == 4
 

@@ -16,7 +16,7 @@ import traceback
 from tre.cli.framework import ANY_ROLE, Context, build_parser
 from tre.config import Settings, ensure_dirs, ensure_private_dir, load_settings
 from tre.db import utc_now
-from tre.errors import PermissionDenied, UserError
+from tre.errors import PermissionDenied, UnsafeFile, UserError
 from tre.users import check_active, check_role, count_users, find_user
 
 # One module per command group; each registers its commands on import.
@@ -89,7 +89,7 @@ def _run(ctx: Context, args) -> None:
         if command.roles is not None:
             _authorise(ctx, getattr(args, "acting_user", None) or ctx.settings.user)
         command.func(ctx, args)
-    except PermissionDenied as refusal:
+    except (PermissionDenied, UnsafeFile) as refusal:
         if not getattr(refusal, "audited", False):  # some refusals are audited where they happen
             _audit_refusal(ctx, getattr(args, "acting_user", None) or ctx.settings.user, refusal)
         raise
@@ -114,17 +114,21 @@ def _authorise(ctx: Context, name: str) -> None:
         ctx.actor = user.name
 
 
-def _audit_refusal(ctx: Context, name: str, refusal: PermissionDenied) -> None:
+def _audit_refusal(ctx: Context, name: str, refusal: PermissionDenied | UnsafeFile) -> None:
+    """A refusal in the audit chain: a missing right (`access.denied`), or a file of a project
+    that privileged code would not read (`project.file_refused`: a link, a FIFO, ...)."""
     from tre import audit
+    from tre.project_files import shown
 
+    unsafe = isinstance(refusal, UnsafeFile)
     with ctx.store.transaction() as session:
         audit.record(
             session,
             at=ctx.now(),
             actor=name or "(nobody)",
-            action="access.denied",
+            action="project.file_refused" if unsafe else "access.denied",
             object=ctx.command.name,
-            details={"reason": str(refusal)},
+            details={"reason": shown(str(refusal), 400)} if unsafe else {"reason": str(refusal)},
         )
 
 

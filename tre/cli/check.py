@@ -7,16 +7,20 @@ A check that fails prints its report and exits with the DisclosureRisk code (10)
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 from tre.cli.framework import ANY_ROLE, arg, command, group, table
 from tre.errors import DisclosureRisk, NotFound, UsageError
 from tre.models import Project
 from tre.output_check import METHODS, Status, build_table, build_table_report, load_parameters
+from tre.output_check.intake import copy_output_folder
 from tre.output_check.notebooks import build_file_report, build_notebook_report, render_notebook_report_html
 from tre.output_check.queue import build_queued_output_report, queue_dir
 from tre.output_check.reports import Report, input_record, render_html
 from tre.output_check.sources import extract_path, read_csv, read_pseudonyms, read_released_file, read_released_tables
+from tre.project_files import Folder
+from tre.workspace import disclosure_threshold
 
 group("check", "check outputs for disclosure risk before they leave a project")
 
@@ -124,7 +128,12 @@ def check_output(ctx, args):
     path = args.path
     if path.is_dir():
         released, skipped = read_released_tables(project_dir / "released")
-        report = build_queued_output_report(path, params, pseudonyms, released, now=ctx.now())
+        with tempfile.TemporaryDirectory(prefix="tre-check-") as copy:
+            # A queued output is the project's to write: read it as intake does (no links,
+            # no FIFOs, sizes from fstat), then check the copy.
+            with Folder.open(path, path.name) as source, Folder.open(Path(copy), "") as dest:
+                copy_output_folder(source, dest, ctx.settings.output_file_limit, ctx.settings.output_evidence_limit)
+            report = build_queued_output_report(Path(copy), params, pseudonyms, released, now=ctx.now())
         report.details["released_not_compared"] = skipped
     elif path.suffix.lower() == ".ipynb":
         report = build_notebook_report(path, params, pseudonyms, queue_dir=queue_dir(project_dir), now=ctx.now())
@@ -137,10 +146,16 @@ def check_output(ctx, args):
 
 def _project_context(ctx, args):
     """The parameters, the project's folder and its extract's pseudonyms, for a --project check."""
-    params = load_parameters(threshold=args.threshold)
     with ctx.store.transaction() as session:
         if session.get(Project, args.project) is None:
             raise NotFound(f"no project {args.project!r}: see the approvals for the projects that exist")
+        central = disclosure_threshold(session, args.project)
+    if args.threshold is not None and central is not None and args.threshold < central:
+        raise UsageError(
+            f"project {args.project} checks outputs with threshold {central} (its approval): "
+            f"--threshold {args.threshold} cannot go below it"
+        )
+    params = load_parameters(threshold=args.threshold if args.threshold is not None else central)
     pseudonyms = read_pseudonyms(extract_path(ctx.settings.projects_dir, args.project))
     return params, ctx.settings.projects_dir / args.project, pseudonyms
 

@@ -29,7 +29,7 @@ def workflow(ctx):
     """The workflow in one transaction of the metadata store."""
     with ctx.store.transaction() as session:
         yield Requests(
-            SqlRequestStore(session), WorkspaceOutputs(ctx.settings.projects_dir), ctx.settings.exports_dir, ctx.now
+            SqlRequestStore(session), WorkspaceOutputs.from_settings(ctx.settings), ctx.settings.exports_dir, ctx.now
         )
 
 
@@ -68,7 +68,8 @@ def request_outputs(ctx, args):
 
 @command(
     "request add",
-    help="add a queued output to a PENDING request (re-checked; its files move into the request)",
+    help="add a queued output to a PENDING request: its files are copied to the central side (links, FIFOs, "
+    "hard links, oversize files and types that may not leave are refused), re-checked there, and leave the queue",
     args=[REQUEST_ARG, OUTPUT_ARG, *CONTEXT_ARGS],
     roles=ANY_ROLE,
 )
@@ -178,11 +179,17 @@ def print_request(console, data: dict) -> None:
     )
     for f in data["files"]:
         console.print(f"\n[bold]{f['name']}[/bold] ({f['kind']}): check {f['check_status'].upper()} — {f['summary']}")
+        if f.get("threshold"):
+            console.print(f"  checked with threshold {f['threshold']}")
         for key, words in CONTEXT_FIELDS.items():
             console.print(f"  {words}: {f['context'].get(key) or '(missing)'}")
         for finding in f["findings"]:
             if finding.get("status") != "pass":
                 console.print(f"  • {finding['check']}: {finding['message']}")
+        for c in f.get("files", []):
+            console.print(f"  leaves: {c['name']} ({c['size']} bytes, sha256 {c['sha256'][:16]}…)")
+            for note in c.get("notes", []):
+                console.print(f"    ! {note}")
         if f["decision"]:
             console.print(f"  decision: {f['decision']}")
         for v in f["votes"]:

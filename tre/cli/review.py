@@ -5,9 +5,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tre.cli.framework import arg, command, group, table
 from tre.cli.requests import REQUEST_ARG, print_request, workflow
 from tre.enums import Role, VoteDecision
+from tre.errors import IntegrityError, NotFound
+from tre.output_check.releases import verify_bundle
 
 group("review", "officers: the review queue, a request's outputs and checks, votes; `tre review serve` runs the page")
 
@@ -136,6 +140,29 @@ def release(ctx, args):
         f"{done.request} released: bundle {done.bundle} (sha256 {done.bundle_sha256[:16]}…); "
         f"released tables in {done.released_dir}",
     )
+
+
+group("bundle", "release bundles: check one against its manifest")
+
+
+@command(
+    "bundle verify",
+    help="recompute every sha256 in a release bundle's manifest; one line per problem, non-zero exit on any",
+    args=[arg("bundle", metavar="BUNDLE", type=Path, help="a bundle, e.g. $TRE_EXPORTS_DIR/<project>/REQ-4.zip")],
+    roles=None,
+    needs_store=False,
+)
+def bundle_verify(ctx, args):
+    if not args.bundle.is_file():
+        raise NotFound(f"no bundle at {args.bundle}")
+    manifest, problems = verify_bundle(args.bundle)
+    hashed = len((manifest or {}).get("files") or [])
+    ctx.emit(
+        {"bundle": str(args.bundle), "ok": not problems, "files": hashed, "problems": problems},
+        "\n".join(problems) if problems else f"{args.bundle.name}: all {hashed} files match the manifest",
+    )
+    if problems:
+        raise IntegrityError(f"{args.bundle.name}: {len(problems)} problem(s): it is not the bundle that was released")
 
 
 @command(

@@ -24,7 +24,14 @@ from tre.errors import PermissionDenied
 from tre.hub_config import network
 from tre.hub_config.sandbox import SandboxSpec
 from tre.hub_config.store import hub_store
-from tre.workspace import EXTRACT_FILE, Workspace, check_server_access, seed_notebooks, workspace
+from tre.workspace import (
+    EXTRACT_FILE,
+    Workspace,
+    check_server_access,
+    disclosure_threshold,
+    seed_notebooks,
+    workspace,
+)
 
 JUPYTER_CONFIG_DIR = PACKAGE_DIR / "hub_config" / "jupyter"
 
@@ -114,6 +121,9 @@ class TRESpawner(LocalProcessSpawner):
             JUPYTERLAB_WORKSPACES_DIR=f"{env['HOME']}/.jupyter/lab/workspaces",
             PYTHONNOUSERSITE="1",
         )
+        if self._threshold is not None:
+            # The project's threshold, decided centrally (tre.safe can only raise it).
+            env["TRE_OUTPUT_THRESHOLD"] = str(self._threshold)
         return env
 
     def get_args(self):
@@ -136,6 +146,7 @@ class TRESpawner(LocalProcessSpawner):
         return [str(Path(sys.executable).parent / "jupyterhub-singleuser")]
 
     _grant_account: str | None = None
+    _threshold: int | None = None
 
     @property
     def _home_on_host(self) -> Path:
@@ -159,6 +170,8 @@ class TRESpawner(LocalProcessSpawner):
     async def start(self):
         grant = await self._authorise()
         self._grant_account = grant.os_account
+        project = self.project_id
+        self._threshold = await self.store.call(lambda s: disclosure_threshold(s, project))
         ws = self.workspace
         home = self._home_on_host
         home.mkdir(parents=True, exist_ok=True)
@@ -168,7 +181,18 @@ class TRESpawner(LocalProcessSpawner):
             entry = pwd.getpwnam(grant.os_account)
             owner = (entry.pw_uid, entry.pw_gid)
             os.chown(home, *owner)
-        seed_notebooks(ws, Path(self.notebooks_dir), owner)
+        seeded = seed_notebooks(ws, Path(self.notebooks_dir), owner)
+        if seeded.refused:
+            await self.store.record(
+                actor=self.user.name,
+                action="project.file_refused",
+                object=f"project:{self.project_id}",
+                details={
+                    "folder": "work",
+                    "names": seeded.refused,
+                    "rule": "not a regular file: never written through",
+                },
+            )
 
         if self.isolation:
             net = network.load(Path(self.hub_dir) / "network.json")

@@ -583,6 +583,8 @@ def _manifest(record: ApprovalRecord, result: ExtractResult, build_dir: Path, re
         "tables": result.tables,
         "excluded_release_with_fnr_opt_out": result.excluded_opt_out,
         "representativeness": representativeness,
+        # The output checks' threshold, decided centrally: tre.safe in the kernel reads it here.
+        "disclosure": {"threshold": _threshold(record)},
         "files": files,
         "built_at": now.isoformat(),
         "notes": _notes(record),

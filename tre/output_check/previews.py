@@ -24,9 +24,9 @@ from tre.output_check.leaks import redact_text
 from tre.output_check.notebooks import render_notebook_html
 from tre.output_check.parameters import Parameters
 from tre.output_check.reports import Report, render_html
-from tre.output_check.sources import SIDECAR_SUFFIX, read_csv
+from tre.output_check.sources import read_csv
 
-NOT_PREVIEWED = frozenset({"report.json", "report.html", "meta.json"})
+NOT_PREVIEWED = frozenset({"report.json", "report.html", "meta.json"})  # central-only: never among leaving files
 IMAGES = {
     ".png": "image/png",
     ".jpg": "image/jpeg",
@@ -51,7 +51,8 @@ class Preview:
 
 
 def is_previewed(name: str) -> bool:
-    return name not in NOT_PREVIEWED and not name.endswith(".csv" + SIDECAR_SUFFIX)
+    """Every file that leaves is previewed, a table's sidecar too."""
+    return name not in NOT_PREVIEWED
 
 
 def build_previews(directory: Path, names: list[str], pseudonyms: frozenset[str] = frozenset()) -> list[Preview]:
@@ -134,6 +135,28 @@ def render_report(stored: dict, title: str) -> str:
         checked_at=dt.datetime.fromisoformat(stored["checked_at"]) if stored.get("checked_at") else None,
     )
     return render_html(report, title)
+
+
+def report_height(stored: dict) -> int:
+    """Pixels the report frame needs to show the whole report: its table (every layer of a
+    3-D table), findings, coefficients and notebook outputs. Pages run no scripts, so the
+    frame cannot size itself."""
+    cells = [c for c in stored.get("cells") or [] if c.get("status") != "merged"]
+    findings = len((stored.get("recheck") or {}).get("findings", stored.get("findings", [])))
+    rows = 0
+    if cells:
+        dims = stored.get("dimensions") or list(cells[0].get("key", {}))
+        cats = [len({str(c["key"].get(d)) for c in cells}) for d in dims]
+        if len(cats) == 1:
+            rows = cats[0] + 1
+        else:
+            layers = 1
+            for n in cats[:-2]:
+                layers *= n
+            rows = layers * (cats[-2] + 3)
+    rows += len(stored.get("coefficients") or []) + 2 * len(stored.get("outputs") or [])
+    height = 520 + 31 * rows + 40 * findings + 22 * len(stored.get("parameters") or {})
+    return min(height, 40_000)
 
 
 def _check(name: str) -> Check:

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import shutil
-import tempfile
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from tre import audit
-from tre.config import ensure_private_dir
 from tre.enums import RequestStatus, Role, VoteDecision
 from tre.errors import InvalidTransition, NotFound, PermissionDenied, UsageError
 from tre.output_check import policies
@@ -30,6 +28,9 @@ from tre.output_check.releases import (
     build_manifest,
     bundle_path,
     keep_until,
+    list_tree,
+    remove_stage,
+    stage_dir,
     stage_outputs,
     write_release,
 )
@@ -45,6 +46,7 @@ from tre.output_check.workflow import (
     file_decisions,
     is_vote_visible,
 )
+from tre.project_files import check_name, shown
 
 S = RequestStatus
 _LABEL = re.compile(r"^(?:REQ-?)?(\d{1,9})$", re.IGNORECASE)
@@ -95,7 +97,6 @@ class RequestStore(Protocol):
     def create_request(self, project_id: str, author: str, title: str, now: dt.datetime) -> int: ...
     def add_file(self, request_id: int, output: OutputFile) -> None: ...
     def set_context(self, request_id: int, name: str, context: dict) -> None: ...
-    def set_digest(self, request_id: int, name: str, sha256: str, contents: list[dict]) -> None: ...
     def remove_file(self, request_id: int, name: str) -> None: ...
     def set_status(
         self, request_id: int, status: RequestStatus, now: dt.datetime, reason: str | None = None
@@ -149,7 +150,7 @@ class Requests:
         policies.check_member(person, project, "a new output request")
         policies.check_project_open(project, "a new output request")
         now = self.clock()
-        request_id = self.store.create_request(project_id, author, title.strip()[:400], now)
+        request_id = self.store.create_request(project_id, author, check_title(title), now)
         self._audit(author, "request.create", f"REQ-{request_id}", now, project=project_id)
         return self.store.request(request_id)
 
@@ -158,13 +159,14 @@ class Requests:
         request, person, project = self._load(label, author, lock=True)
         policies.check_author(person, request, "add outputs to")
         policies.check_editable(request, "add outputs to")
+        check_name(name)
         if request.has_file(name):
             raise InvalidTransition(f"{request.label} already has an output named {name!r}")
         now = self.clock()
-        output = self.outputs.check_queued(project.id, name, project.threshold, now)
+        output = self.outputs.take_in(project.id, name, request.label, project.threshold, now)
         output = _with_context(output, context or {})
         self.store.add_file(request.id, output)
-        self.outputs.claim(project.id, name, request.label)
+        self.outputs.claim(project.id, name)
         self._audit(
             author,
             "request.add",
@@ -218,14 +220,12 @@ class Requests:
             contents = self.outputs.current_contents(project.id, request.label, f.name)
             if contents_digest(contents) != f.sha256:
                 raise InvalidTransition(
-                    f"cannot submit {request.label}: output {f.name} changed after it was added; "
-                    "remove it and queue it again"
+                    f"cannot submit {request.label}: the central copy of output {f.name} changed after it was "
+                    "added; remove it and add it again"
                 )
-            self.store.set_digest(request.id, f.name, f.sha256, contents)
             digests[f.name] = audit.digest(f.sha256)
         now = self.clock()
         self.store.set_status(request.id, S.SUBMITTED, now)
-        self.outputs.seal(project.id, request.label)
         self._audit(
             author, "request.submit", request.label, now, project=project.id, round=request.round, outputs=digests
         )
@@ -248,7 +248,6 @@ class Requests:
         now = self.clock()
         round_ = self.store.next_round(request.id)
         self.store.set_status(request.id, S.PENDING, now)
-        self.outputs.unseal(project.id, request.label)
         self._audit(author, "request.reopen", request.label, now, project=project.id, round=round_)
         return self.store.request(request.id)
 
@@ -426,9 +425,10 @@ class Requests:
                 keep_until=keep_until(now),
             )
         )
-        manifest = build_manifest(request, project, released_by=actor, released_at=now, record_id=record_id)
-        files = self._write(request, project, manifest, now)
-        self.store.add_release(ReleaseInfo(request.id, now, actor, str(files.bundle), files.bundle_sha256, manifest))
+        files = self._write(request, project, actor, now, record_id)
+        self.store.add_release(
+            ReleaseInfo(request.id, now, actor, str(files.bundle), files.bundle_sha256, files.manifest)
+        )
         self.store.set_status(request.id, S.RELEASED, now)
         self._audit(
             actor,
@@ -443,19 +443,32 @@ class Requests:
         )
         return Release(request.label, project.id, files.bundle, files.bundle_sha256, files.released_dir, record_id)
 
-    def _write(self, request: RequestState, project: ProjectInfo, manifest: dict, now: dt.datetime) -> ReleasedFiles:
-        bundle = bundle_path(self.exports_dir, project.id, request.label)
-        ensure_private_dir(self.exports_dir, "the exports directory (TRE_EXPORTS_DIR)")
-        staging_root = ensure_private_dir(self.exports_dir / ".staging", "the exports directory (TRE_EXPORTS_DIR)")
-        staging = Path(tempfile.mkdtemp(prefix=f"{project.id}-{request.label}-", dir=staging_root))
+    def _write(
+        self, request: RequestState, project: ProjectInfo, actor: str, now: dt.datetime, record_id: int
+    ) -> ReleasedFiles:
+        staging = stage_dir(self.exports_dir, project.id, request.label)
+        tree = staging / request.label
         try:
-            stage_outputs(self.outputs, request, staging)
-            released_root = self.outputs.project_dir(project.id) / "released"
+            records = stage_outputs(self.outputs, request, tree)
+            manifest = build_manifest(
+                request,
+                project,
+                released_by=actor,
+                released_at=now,
+                record_id=record_id,
+                records=records,
+                files=list_tree(tree),
+            )
             return write_release(
-                staging, request, manifest, released_root=released_root, bundle=bundle, released_at=now
+                tree,
+                request.label,
+                manifest,
+                project_root=self.outputs.project_dir(project.id),
+                bundle=bundle_path(self.exports_dir, project.id, request.label),
+                released_at=now,
             )
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            remove_stage(staging)
 
     def bundle(self, label: str, viewer: str) -> Path:
         """The bundle of a released request, for download (audited)."""
@@ -488,16 +501,18 @@ class Requests:
         return describe(request, project, person, self.store.release(request.id))
 
     def view_file(self, label: str, viewer: str, name: str, part: str | None = None) -> tuple[OutputFile, Path]:
-        """One output (or one file of it) for viewing: its record and its folder; audited."""
+        """One output (or one file of it) for viewing: its record and the folder of its central
+        copy's leaving files (never the project's folder); audited."""
         request, person, project = self._load(label, viewer)
         policies.check_viewer(person, request, project)
         output = request.file(name)
-        if part is not None and part not in {c["name"] for c in output.contents}:
+        # "report.json" names the check report the request holds (rendered, never read from a file).
+        if part is not None and part != "report.json" and part not in {c["name"] for c in output.contents}:
             raise NotFound(f"output {name} of {request.label} has no file {part!r}")
         self._audit(
             viewer, "request.view_file", request.label, self.clock(), project=project.id, output=name, file=part or ""
         )
-        return output, self.outputs.output_dir(project.id, request.label, name)
+        return output, self.outputs.leaving_dir(project.id, request.label, name)
 
     def queue(self, officer: str) -> list[dict]:
         """Requests waiting for officers (submitted, in review, reviewed, approved), each with
@@ -546,11 +561,11 @@ class Requests:
         policies.check_member(person, project, f"the output queue of project {project_id}")
         return self.outputs.queued(project_id)
 
-    def queued_report(self, project_id: str, viewer: str, name: str) -> Path:
+    def queued_report(self, project_id: str, viewer: str, name: str) -> dict:
         """The check report (report.json) of a queued output, for its project's members."""
         person, project = self.store.person(viewer), self.store.project(project_id)
         policies.check_member(person, project, f"the output queue of project {project_id}")
-        return self.outputs.queued_dir(project_id, name) / "report.json"
+        return self.outputs.queued_report(project_id, name)
 
     # --- plumbing ---------------------------------------------------------------------------
 
@@ -560,6 +575,26 @@ class Requests:
 
     def _audit(self, actor: str, action: str, label: str, now: dt.datetime, **details) -> None:
         self.store.audit(actor=actor, action=action, object=f"request:{label}", details=details, now=now)
+
+
+MAX_TITLE = 200
+
+
+def check_title(title: str) -> str:
+    """A request's title: one line of printable text, at most 200 characters."""
+    title = title.strip()
+    problem = None
+    if len(title) > MAX_TITLE:
+        problem = f"it has {len(title)} characters (at most {MAX_TITLE})"
+    elif any(c in "\r\n" for c in title):
+        problem = "it contains a line break"
+    elif any(unicodedata.category(c) == "Cf" for c in title):
+        problem = "it contains an invisible formatting character (such as a right-to-left override)"
+    elif not title.isprintable():
+        problem = "it contains control characters"
+    if problem:
+        raise UsageError(f"request title {shown(title)!r} is refused: {problem}; use one line of plain text")
+    return title
 
 
 def _with_context(output: OutputFile, context: dict) -> OutputFile:
@@ -642,6 +677,7 @@ def describe(request: RequestState, project: ProjectInfo, viewer: Person, releas
                 "check_status": f.check_status,
                 "summary": f.summary,
                 "findings": recheck.get("findings", f.report.get("findings", [])),
+                "threshold": (recheck.get("parameters") or {}).get("threshold"),
                 "sha256": f.sha256,
                 "context": f.context,
                 "missing_context": f.missing_context(),

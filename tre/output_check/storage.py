@@ -14,10 +14,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from tre import audit
-from tre.enums import ApprovalStatus, RequestStatus, ReviewStatus, VoteDecision
+from tre.enums import RequestStatus, ReviewStatus, VoteDecision
 from tre.errors import NotFound
 from tre.models import (
-    Approval,
     OutputRequest,
     ProjectMember,
     Release,
@@ -32,7 +31,7 @@ from tre.output_check.requests import ReleaseEntry, ReleaseInfo
 from tre.output_check.workflow import DECIDED, OutputFile, RequestState, ReviewState
 from tre.output_check.workflow import Vote as VoteState
 from tre.users import find_user
-from tre.workspace import get_project
+from tre.workspace import approval_threshold, get_project, project_approval
 
 S = RequestStatus
 # An output removed from a reopened request keeps its row (earlier rounds voted on it) under this
@@ -65,11 +64,9 @@ class SqlRequestStore:
 
     def _approval(self, project_id: str) -> ApprovalRef | None:
         """The project's approval to cite: an active one if any, else the latest."""
-        approvals = list(self.session.execute(select(Approval).where(Approval.project_id == project_id)).scalars())
-        if not approvals:
+        best = project_approval(self.session, project_id)
+        if best is None:
             return None
-        best = max(approvals, key=lambda a: (a.status == ApprovalStatus.ACTIVE, a.valid_until, a.id))
-        threshold = (best.document or {}).get("threshold")
         return ApprovalRef(
             id=best.id,
             kind=best.kind.value,
@@ -79,7 +76,7 @@ class SqlRequestStore:
             status=best.status.value,
             valid_until=best.valid_until,
             retention_years=best.retention_years,
-            threshold=int(threshold) if isinstance(threshold, int) else None,
+            threshold=approval_threshold(best),
         )
 
     def projects_of(self, name: str) -> list[str]:
@@ -166,11 +163,6 @@ class SqlRequestStore:
 
     def set_context(self, request_id: int, name: str, context: dict) -> None:
         self._file(request_id, name).context = dict(context)
-        self.session.flush()
-
-    def set_digest(self, request_id: int, name: str, sha256: str, contents: list[dict]) -> None:
-        row = self._file(request_id, name)
-        row.sha256, row.contents = sha256, list(contents)
         self.session.flush()
 
     def remove_file(self, request_id: int, name: str) -> None:

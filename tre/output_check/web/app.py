@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import secrets
 import signal
@@ -18,14 +17,22 @@ from tornado import web
 from tre.config import Settings
 from tre.db import Store, utc_now
 from tre.enums import RequestStatus, Role
-from tre.errors import ConfigError, NotFound, PermissionDenied, UserError
+from tre.errors import ConfigError, NotFound, PermissionDenied, UnsafeFile, UserError
 from tre.output_check import policies
 from tre.output_check.intake import WorkspaceOutputs
-from tre.output_check.previews import build_previews, read_text, regular_file, render_notebook, render_report
+from tre.output_check.previews import (
+    build_previews,
+    read_text,
+    regular_file,
+    render_notebook,
+    render_report,
+    report_height,
+)
 from tre.output_check.requests import Requests, parse_label
 from tre.output_check.storage import SqlRequestStore
 from tre.output_check.web import SERVICE_NAME
 from tre.output_check.workflow import CONTEXT_FIELDS, VOTABLE
+from tre.project_files import shown
 
 HERE = Path(__file__).resolve().parent
 USER_COOKIE = "tre_review_user"
@@ -56,7 +63,7 @@ class Review:
     def call(self, step: Callable[[Requests, SqlRequestStore], Any]) -> Any:
         with self.store.transaction() as session:
             store = SqlRequestStore(session)
-            outputs = WorkspaceOutputs(self.settings.projects_dir)
+            outputs = WorkspaceOutputs.from_settings(self.settings)
             return step(Requests(store, outputs, self.settings.exports_dir, utc_now), store)
 
     async def run(self, step: Callable[[Requests, SqlRequestStore], Any]) -> Any:
@@ -138,6 +145,9 @@ class Base(web.RequestHandler):
         except PermissionDenied as refusal:
             await self._audit_refusal(refusal)
             self.fail(403, str(refusal))
+        except UnsafeFile as refused:
+            await self._audit_refusal(refused)
+            self.fail(400, str(refused))
         except NotFound as missing:
             self.fail(404, str(missing))
         except UserError as problem:
@@ -148,7 +158,7 @@ class Base(web.RequestHandler):
         try:
             result = await self.review.run(step)
         except UserError as problem:
-            if isinstance(problem, PermissionDenied):
+            if isinstance(problem, PermissionDenied | UnsafeFile):
                 await self._audit_refusal(problem)
             self.flash(str(problem), "error")
         else:
@@ -158,12 +168,14 @@ class Base(web.RequestHandler):
     async def _audit_refusal(self, refusal: UserError) -> None:
         name, path = self.user_name or "(nobody)", self.request.path
 
+        unsafe = isinstance(refusal, UnsafeFile)
+
         def record(_, store):
             store.audit(
                 actor=name,
-                action="access.denied",
-                object=f"review-page:{path}"[:200],
-                details={"reason": str(refusal)},
+                action="project.file_refused" if unsafe else "access.denied",
+                object=f"review-page:{shown(path, 180)}",
+                details={"reason": shown(str(refusal), 400)},
                 now=utc_now(),
             )
 
@@ -192,12 +204,21 @@ class Home(Base):
                         "title": project.title,
                         "status": project.status.value,
                         "requests": wf.of_project(project.id, name),
-                        "queued": len(wf.outputs.queued(project.id)),
+                        "queued": _queued_count(wf, project.id),
                     }
                 )
             return {"officer": officer, "queue": wf.queue(name) if officer else [], "projects": projects}
 
         self.render("home.html", **await self.fetch(page))
+
+
+def _queued_count(wf: Requests, project_id: str) -> int | str:
+    """How many outputs a project has queued; "?" when its queue is not a folder (a link the
+    project made: the project page says why)."""
+    try:
+        return len(wf.outputs.queued(project_id))
+    except UnsafeFile:
+        return "?"
 
 
 class Login(Base):
@@ -304,11 +325,10 @@ class QueuedReport(Base):
     @web.authenticated
     async def get(self, project_id: str, output: str):
         name = self.user_name
-        path = await self.fetch(lambda wf, _: wf.queued_report(project_id, name, output))
+        stored = await self.fetch(lambda wf, _: wf.queued_report(project_id, name, output))
         try:
-            stored = json.loads(path.read_text(encoding="utf-8"))
             page = render_report(stored, f"{output} (queued in {project_id})")
-        except (OSError, ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError):
             self.fail(400, f"output {output} has no readable check report: queue it again")
         self.set_header("Content-Security-Policy", DOCUMENT_CSP)
         self.set_header("Content-Type", "text/html; charset=utf-8")
@@ -344,11 +364,13 @@ def request_page(wf: Requests, store: SqlRequestStore, label: str, name: str) ->
     # Read only when there is something to redact; an unreadable extract refuses the page (closed).
     pseudonyms = wf.outputs.pseudonyms(project.id) if data["files"] else frozenset()
     for f in data["files"]:
-        directory = wf.outputs.output_dir(project.id, request.label, f["name"])
+        directory = wf.outputs.leaving_dir(project.id, request.label, f["name"])
         try:
             f["previews"] = build_previews(directory, [c["name"] for c in f["files"]], pseudonyms)
         except NotFound as missing:
             f["previews"], f["missing"] = [], str(missing)
+        f["notes"] = {c["name"]: c.get("notes", []) for c in f["files"]}
+        f["report_height"] = report_height(request.file(f["name"]).report)
         f["failed"] = f["check_status"] == "fail"
     return {
         "r": data,
@@ -463,6 +485,7 @@ class OutputDocument(Base):
         if what == "report":
             self._document(render_report(found.report, f"{output} of {label}").encode("utf-8"))
             return
+        # `directory` is the central copy of the files that leave, never the project's folder.
         try:
             path = regular_file(directory, part)
         except NotFound as missing:
@@ -474,7 +497,7 @@ class OutputDocument(Base):
         media = _media_type(path)
         self.set_header("Content-Type", media)
         if media.startswith("image/"):
-            self.finish(path.read_bytes())
+            self.finish(await asyncio.to_thread(path.read_bytes))
         else:
             self.set_header("Content-Disposition", f'inline; filename="{path.name}"')
             self.finish(await asyncio.to_thread(read_text, path, pseudonyms))
