@@ -1,0 +1,16 @@
+// Renders each chart's Vega-Lite specification (in the <script type="application/json"> beside
+// it) with vega-embed; the SVG drawn at build time stays as the fallback if anything fails.
+"use strict";
+document.addEventListener("DOMContentLoaded", function () {
+  if (typeof vegaEmbed !== "function") return;
+  document.querySelectorAll("figure.chart").forEach(function (figure) {
+    var source = document.getElementById(figure.dataset.spec);
+    var target = figure.querySelector(".vega");
+    if (!source || !target) return;
+    var spec;
+    try { spec = JSON.parse(source.textContent); } catch (e) { return; }
+    vegaEmbed(target, spec, { actions: false, renderer: "svg" })
+      .then(function () { figure.classList.add("rendered"); })
+      .catch(function () { figure.classList.add("failed"); });
+  });
+});
