@@ -445,22 +445,22 @@ def lifted_move(
     codes = [(int(cube.tables[t][a][anchor[a]]), int(cube.tables[t][a][opposite[a]])) for a in range(len(anchor))]
     sides = []
     for axis, (h, parent, (u, v)) in enumerate(zip(cube.hierarchies, parents, codes, strict=True)):
-        fixed = [c for a, c in enumerate(codes) if a != axis]
+        open_codes = _open_codes(hidden, axis, [c for a, c in enumerate(codes) if a != axis])
         if parent in (u, v):
             child = v if u == parent else u
-            paths = _leaf_paths(cube, hidden, axis, child, fixed)
+            paths = _leaf_paths(h, child, open_codes)
             up = _to_root(h, parent)
             options = [([*p, *up], [1] * (len(p) + len(up))) for p in paths]
             grand = h.parents[parent]
             for sibling in h.children[grand] if grand >= 0 else ():
                 if sibling == parent:
                     continue
-                for q in _leaf_paths(cube, hidden, axis, sibling, fixed):
+                for q in _leaf_paths(h, sibling, open_codes):
                     options += [([*p, parent, *q], [1] * (len(p) + 1) + [-1] * len(q)) for p in paths[:2]]
             sides.append(options)
         else:
-            a_paths = _leaf_paths(cube, hidden, axis, u, fixed)
-            b_paths = _leaf_paths(cube, hidden, axis, v, fixed)
+            a_paths = _leaf_paths(h, u, open_codes)
+            b_paths = _leaf_paths(h, v, open_codes)
             sides.append([([*pa, *pb], [1] * len(pa) + [-1] * len(pb)) for pa in a_paths for pb in b_paths])
         if not sides[-1]:
             return None
@@ -486,22 +486,22 @@ def _to_root(h: Hierarchy, node: int) -> list[int]:
     return out
 
 
-def _leaf_paths(
-    cube: LinkedCube, hidden: np.ndarray, axis: int, node: int, fixed: list[tuple[int, int]]
-) -> list[list[int]]:
-    """Up to MAX_PATHS paths from a leaf up to `node` (inclusive) whose every code is hidden at
-    the box's codes on the other axes (a move through a published cell is seen)."""
-    h = cube.hierarchies[axis]
-    others = [np.array(pair) for pair in fixed]
+def _open_codes(hidden: np.ndarray, axis: int, fixed: list[tuple[int, int]]) -> np.ndarray:
+    """Per code of `axis`: whether it is hidden at every combination of the box's codes on the
+    other axes (a move through a published cell is seen)."""
+    index = [np.array(pair) for pair in fixed]
+    index.insert(axis, np.arange(hidden.shape[axis]))
+    slab = hidden[np.ix_(*index)]
+    others = tuple(a for a in range(hidden.ndim) if a != axis)
+    return slab.all(axis=others)
 
-    def open_(code: int) -> bool:
-        index = [*others[:axis], np.array([code]), *others[axis:]]
-        return bool(hidden[np.ix_(*index)].all())
 
+def _leaf_paths(h: Hierarchy, node: int, open_codes: np.ndarray) -> list[list[int]]:
+    """Up to MAX_PATHS paths from a leaf up to `node` (inclusive) through open codes only."""
     out: list[list[int]] = []
 
     def walk(code: int, path: list[int]) -> None:
-        if len(out) >= MAX_PATHS or not open_(code):
+        if len(out) >= MAX_PATHS or not open_codes[code]:
             return
         if not h.children[code]:
             out.append([code, *path])

@@ -9,7 +9,9 @@ document.addEventListener("DOMContentLoaded", function () {
     if (!source || !target) return;
     var spec;
     try { spec = JSON.parse(source.textContent); } catch (e) { return; }
-    vegaEmbed(target, spec, { actions: false, renderer: "svg" })
+    // Norwegian numbers: decimal comma, a space between thousands.
+    var locale = { decimal: ",", thousands: "\u00a0", grouping: [3], currency: ["", " kr"] };
+    vegaEmbed(target, spec, { actions: false, renderer: "svg", formatLocale: locale })
       .then(function () { figure.classList.add("rendered"); })
       .catch(function () { figure.classList.add("failed"); });
   });
