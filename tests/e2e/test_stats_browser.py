@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,17 +20,8 @@ from tre.hub_config.launch import set_demo_logins
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from e2e.test_review_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS  # noqa: E402 - the same browser
+
 LINE = (0x1F, 0x5F, 0x8B)  # the chart's colour of the region itself
 
 

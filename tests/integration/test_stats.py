@@ -5,15 +5,14 @@ the latest version of a decision; and what the publication shows of them."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 
 import duckdb
 import numpy as np
 import pandas as pd
 import pytest
 from delivery_factory import Person, row, write_delivery
+from stats_world import fresh_cli
 
-from tre.config import load_settings
 from tre.db import Store
 from tre.linkage.idnumbers import generate_synthetic
 from tre.linkage.zone import CentralZone
@@ -61,16 +60,8 @@ def decision(
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from conftest import CLI
-
     base = tmp_path_factory.mktemp("stats")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRE_")}
-    env.update(
-        TRE_HOME=str(base / "home"), TRE_PROJECTS_DIR=str(base / "projects"), TRE_APPROVALS_DIR=str(base / "approvals")
-    )
-    cli = CLI(env)
-    cli.ok("init")
-    cli.ok("user", "add", "ada", "--role", "admin")
+    cli = fresh_cli(base)
 
     adults = persons([dt.date(1990, 1 + i % 12, 1 + i) for i in range(30)], ["M", "K"] * 15, seed=1)  # 18-44 in Bergen
     (d_person,) = persons([dt.date(1985, 5, 5)], ["K"], seed=2, d_number=True)
@@ -118,7 +109,6 @@ def world(tmp_path_factory):
     cli.ok("ingest", str(deliveries), as_user="ada", clock=lambda: NOW)
     cli.people = {"adults": adults, "old": old, "oslo": oslo}
     cli.build = cli.ok("stats", "build", "--json", as_user="ada", clock=lambda: NOW).json()
-    cli.settings = load_settings(env)
     return cli
 
 

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import html
-import os
 import re
 import secrets
-import signal
 import time
 import urllib.parse
 
@@ -29,7 +27,7 @@ from tre import audit
 from tre.config import Settings
 from tre.db import Store, utc_now
 from tre.enums import Role
-from tre.errors import ConfigError
+from tre.serving import run_until_stopped, service_address
 from tre.stats.feedback import FEEDBACK
 from tre.stats.site import SITE
 from tre.users import find_user, municipalities_of
@@ -318,36 +316,15 @@ def make_app(
 def serve(settings: Settings, *, hub: bool = False, ip: str | None = None, port: int | None = None, info=print) -> None:
     """Run the statistics site until SIGTERM or SIGINT."""
     if hub:
-        service_url = os.environ.get("JUPYTERHUB_SERVICE_URL")
-        if not service_url:
-            raise ConfigError("`tre stats serve --hub` runs as the hub's service: start the hub with `tre hub`")
-        parsed = urllib.parse.urlparse(service_url)
-        ip, port = parsed.hostname, parsed.port
-        prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{SERVICE_NAME}/")
+        ip, port, prefix = service_address(SERVICE_NAME, "tre stats serve")
     else:
         ip, port, prefix = ip or settings.stats_ip, port or settings.stats_port, "/"
-        if ip not in ("127.0.0.1", "::1", "localhost"):
-            info(f"WARNING: the statistics site on {ip} speaks plain HTTP: put a TLS-terminating proxy in front of it")
     store = Store(settings.db_url)
     store.check_ready()
     app = make_app(settings, prefix=prefix, hub=hub, store=store)
-
-    async def main():
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        try:
-            server = app.listen(port, address=ip, xheaders=hub)
-        except OSError as e:
-            raise ConfigError(f"cannot listen on {ip}:{port} ({e.strerror}): set stats_port to a free port") from None
-        info(
-            f"statistics site on http://{ip}:{port}{prefix} ({'hub OAuth' if hub else 'own login'} for the feedback); Ctrl-C stops it"
-        )
-        await stop.wait()
-        server.stop()
-
-    asyncio.run(main())
+    login = "hub OAuth" if hub else "own login"
+    started = f"statistics site on http://{ip}:{port}{prefix} ({login} for the feedback); Ctrl-C stops it"
+    run_until_stopped(app, ip, port, hub=hub, setting="stats_port", started=started, info=info)
 
 
 def site_url(settings: Settings) -> str:
