@@ -13,15 +13,17 @@ import pytest
 from delivery_factory import row, write_delivery
 from pyaxis import pyaxis
 from pyjstat import pyjstat
-from stats_world import NOW, make_world
+from stats_world import NOW, PERSONS, make_world
 
 from tre.db import Store
 from tre.linkage.zone import CentralZone
 from tre.output_check.linked import LinkedCube, build_linked_intervals
+from tre.registers import municipalities
 from tre.stats.compute import build_year
 from tre.stats.formats import CSV_COLUMNS
 from tre.stats.indicators import load_catalogue, regions
 from tre.stats.protect import protection
+from tre.synth.population import allocate_municipalities
 
 pytestmark = pytest.mark.slow
 
@@ -42,6 +44,19 @@ def cells(world, run: int | None = None) -> pd.DataFrame:
 
 def publication(world, indicator: str) -> pd.DataFrame:
     return pd.read_csv(world.settings.stats_dir / "publication" / f"{indicator}.csv", dtype=str, keep_default_na=False)
+
+
+def test_the_denominators_are_the_population_on_1_january(world):
+    """In the first year every first resident of the synthetic population counts, in the
+    municipality it was given in proportion to kommuner-2024.csv (at 5 550 203 persons exactly
+    Statistics Norway's figures: benchmarks/stats.py checks every municipality)."""
+    counts = np.bincount(allocate_municipalities(np.random.default_rng(0), PERSONS), minlength=357)
+    pub = publication(world, "fastlege")
+    first = pub[(pub["aar"] == "2023") & (pub["kjonn"] == "0") & (pub["alder"] == "alle")].set_index("region")
+    assert int(first.loc["0", "befolkning"]) == PERSONS
+    assert {m.number: int(first.loc[m.number, "befolkning"]) for m in municipalities()} == {
+        m.number: int(c) for m, c in zip(municipalities(), counts, strict=True)
+    }
 
 
 def test_no_hidden_cell_can_be_worked_out_from_all_the_published_tables(world):
@@ -80,8 +95,8 @@ def test_a_municipality_is_never_its_county_minus_the_rest(world):
         hidden = frame.set_index(["aar", "kjonn", "alder", "region"])["prikk"] == ":"
         for (year, sex, age), group in hidden.groupby(level=[0, 1, 2]):
             shown = group.droplevel([0, 1, 2])
-            for county, municipalities in counties.items():
-                alone = [m for m in municipalities if shown.get(m, False)]
+            for county, members in counties.items():
+                alone = [m for m in members if shown.get(m, False)]
                 if not shown.get(county, False):
                     assert len(alone) != 1, (indicator.id, year, sex, age, county, alone)
             assert sum(shown.get(c, False) for c in counties) != 1 or shown.get("0", False), (
