@@ -207,3 +207,18 @@ def test_a_year_without_a_population_register_is_refused_in_one_line(world):
     assert result.code == 1 and "no population register for 2019" in result.err and "\n" not in result.err.strip()
     refused = world("stats", "build", as_user="nobody")
     assert refused.code == 5
+
+
+def test_feedback_counts_each_reporting_municipalitys_rows(world):
+    from tre.stats.feedback import build_feedback
+
+    zone = CentralZone(world.settings)
+    with zone.reading(Store(world.settings.db_url)) as con:
+        documents = build_feedback(con, zone.rejects_dir, now=NOW)
+    assert set(documents) == {"4602"}  # only IPLOS here comes from the municipalities
+    latest, earlier = documents["4602"]["deliveries"]
+    assert (latest["period"], earlier["period"]) == ("2024", "2023")
+    assert latest["rows_stored"] == 8 and latest["persons"] == 7 and latest["rows_rejected"] == 0
+    assert latest["not_in_population_register"] == 0 and latest["registered_elsewhere"] == 0
+    assert latest["previous_period"] == {"period": "2023", "rows": 1, "persons": 1}
+    assert latest["completeness"] == 8.0 and earlier["completeness"] is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tre import audit
 from tre.cli.framework import arg, command, group, positive_int, table
 from tre.enums import Role
 
@@ -85,6 +86,15 @@ def stats_feedback(ctx, args):
         documents = build_feedback(con, zone.rejects_dir, now=ctx.now())
     path = write_feedback(ctx.settings.stats_dir, documents, ctx.now().strftime("%Y%m%d%H%M%S"))
     deliveries = sum(len(d["deliveries"]) for d in documents.values())
+    with ctx.store.transaction() as session:
+        audit.record(
+            session,
+            at=ctx.now(),
+            actor=ctx.actor,
+            action="stats.feedback",
+            object="feedback",
+            details={"municipalities": len(documents), "delivery_reports": deliveries},
+        )
     ctx.emit(
         {"feedback": str(path), "municipalities": len(documents), "deliveries": deliveries},
         f"feedback for {len(documents)} municipalities ({deliveries} delivery reports) in {path}",
