@@ -106,8 +106,12 @@ def _arrays(indicator: Indicator, cells: pd.DataFrame, years: list[int]):
     index = []
     for (dim, _, _), column in zip(DIMENSIONS, ("region", "sex", "age", "year"), strict=True):
         position = {code: i for i, (code, _, _) in enumerate(cats[dim])}
-        index.append(cells[column].astype(str).map(position).to_numpy())
-    index = tuple(np.asarray(i, dtype=np.int64) for i in index)
+        index.append(cells[column].astype(str).map(position))
+    # cells of codes the indicator no longer has (its bands changed since a run) are left out:
+    # rebuild every year after changing an indicator's breakdown
+    known = np.logical_and.reduce([i.notna().to_numpy() for i in index])
+    cells = cells[known]
+    index = tuple(i[known].to_numpy(dtype=np.int64) for i in index)
     value[index] = cells["shown"].astype(float).to_numpy()
     population[index] = cells["population"].to_numpy()
     marker[index] = cells["marker"].to_numpy()

@@ -37,6 +37,7 @@ HIDDEN, NOT_DEFINED = ":", "."
 # Public reasons for a marker; their texts are in `site.MARKERS` and the data dictionary.
 SMALL_GROUP, SMALL_POPULATION, NOBODY = "konfidensiell", "liten_befolkning", "ingen"
 EARLIER = "EarlierPublication"  # internal reason: hidden in an earlier run of the same year
+KEPT_WIDTH = 1e-3  # what a cell kept hidden only to protect others owes: not to be one value
 
 
 @dataclass
@@ -44,6 +45,7 @@ class Earlier:
     """What was published before for one indicator and year (from the publication record)."""
 
     hidden: np.ndarray  # hidden in any earlier run
+    flagged: np.ndarray | None = None  # ... because a check flagged it (not only to protect others)
     values: list[np.ndarray] = field(default_factory=list)  # per earlier run: the protected quantity, NaN if hidden
     units: list[np.ndarray] = field(default_factory=list)  # per earlier run: persons behind it, NaN if hidden
     runs: list[int] = field(default_factory=list)
@@ -150,7 +152,16 @@ def protect(cube: Cube, params: Parameters, earlier: Earlier | None = None) -> P
     for mask in checks.values():
         primary |= mask
     upper = cube.population.astype(float) if cube.indicator.counts_persons else None
-    result = protect_linked(protection(cube), primary, widths(cube, params), cube.hierarchies, upper=upper)
+    width = widths(cube, params)
+    if earlier is not None and earlier.flagged is not None:
+        # A cell hidden before only to protect others stays hidden, owing no width of its own
+        # (it must still not be one value): otherwise every rebuild would hide more.
+        only_kept = earlier.hidden & ~earlier.flagged
+        for name, mask in checks.items():
+            if name != EARLIER:
+                only_kept &= ~mask
+        width = np.where(only_kept, KEPT_WIDTH, width)
+    result = protect_linked(protection(cube), primary, width, cube.hierarchies, upper=upper)
     seconds = time.perf_counter() - started
     hidden = result.hidden
     shown = cube.shown()

@@ -28,7 +28,7 @@ import pandas as pd
 
 from tre.config import ensure_private_dir
 from tre.errors import UserError
-from tre.stats.protect import HIDDEN, Earlier, ProtectedCube, rounded
+from tre.stats.protect import EARLIER, HIDDEN, Earlier, ProtectedCube, rounded
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS runs (
@@ -59,7 +59,7 @@ class Record:
     def earlier(self, cube_shape: tuple[int, ...], hierarchies, indicator: str, year: int) -> Earlier | None:
         """What earlier runs published of `indicator` in `year` (None: nothing yet)."""
         frame = self.con.execute(
-            """SELECT run, region, sex, age, marker, protected, units FROM cells
+            """SELECT run, region, sex, age, marker, protected, units, checks FROM cells
                WHERE indicator = $1 AND year = $2 ORDER BY run""",
             [indicator, year],
         ).df()
@@ -71,14 +71,18 @@ class Record:
         ]
         known = positions[0].notna() & positions[1].notna() & positions[2].notna()
         frame, positions = frame[known], [p[known].astype(int).to_numpy() for p in positions]
-        earlier = Earlier(hidden=np.zeros(cube_shape, dtype=bool))
+        earlier = Earlier(hidden=np.zeros(cube_shape, dtype=bool), flagged=np.zeros(cube_shape, dtype=bool))
+        reasons = frame["checks"].str.split(",")
+        flagged = reasons.map(lambda r: any(c not in ("", "secondary", EARLIER) for c in r)).to_numpy()
         for run in sorted(frame["run"].unique()):
             rows = (frame["run"] == run).to_numpy()
             index = tuple(p[rows] for p in positions)
             values, units = np.full(cube_shape, np.nan), np.full(cube_shape, np.nan)
             values[index] = frame.loc[rows, "protected"].astype(float).to_numpy()
             units[index] = frame.loc[rows, "units"].astype(float).to_numpy()
-            earlier.hidden[index] |= (frame.loc[rows, "marker"] == HIDDEN).to_numpy()
+            hidden = (frame.loc[rows, "marker"] == HIDDEN).to_numpy()
+            earlier.hidden[index] |= hidden
+            earlier.flagged[index] |= hidden & flagged[rows]
             earlier.values.append(values)
             earlier.units.append(units)
             earlier.runs.append(int(run))
