@@ -16,24 +16,12 @@ from stats_world import fresh_cli
 from tre.db import Store
 from tre.linkage.idnumbers import generate_synthetic
 from tre.linkage.zone import CentralZone
+from tre.registers import SOURCES
 from tre.stats.compute import build_year
 from tre.stats.indicators import load_catalogue
 
 NOW = dt.datetime(2025, 3, 1, 12, tzinfo=dt.UTC)
-SCORES = (
-    "housework",
-    "shopping",
-    "cooking",
-    "personal_hygiene",
-    "dressing",
-    "eating",
-    "toilet",
-    "mobility_indoor",
-    "mobility_outdoor",
-    "memory",
-    "communication",
-    "own_health",
-)
+SCORES = [c.name for c in SOURCES["iplos"].columns if c.name.startswith("f_")]
 
 
 def persons(births: list[dt.date], sexes: list[str], seed: int, *, d_number: bool = False) -> list[Person]:
@@ -54,7 +42,7 @@ def decision(
         "start_date": start,
         "end_date": end,
         "hours_per_week": hours,
-        **{f"f_{n}": "2" for n in SCORES},
+        **dict.fromkeys(SCORES, "2"),
     }
 
 
