@@ -161,8 +161,11 @@ def series(cells: dict, years: list[int], region: str, root: str) -> list[tuple[
 
 
 def chart(chart_id: str, lines: list[tuple[str, list[tuple[int, float | None]]]], unit: str, title: str) -> str:
-    """A Vega-Lite line chart with an SVG drawn here as its fallback."""
+    """A Vega-Lite line chart with an SVG drawn here as its fallback (a note when every value is hidden)."""
     values = [{"region": label, "aar": str(year), "verdi": value} for label, points in lines for year, value in points]
+    if all(v["verdi"] is None for v in values):
+        return f"""<figure class="chart-empty"><p class="note">Ingen verdier å vise: alle tallene er skjult
+(<abbr>:</abbr>) eller ikke definert (<abbr>.</abbr>).</p><figcaption>{e(title)}</figcaption></figure>"""
     spec = {
         "$schema": "https://vega.github.io/schema/vega-lite/v6.json",
         "description": title,
