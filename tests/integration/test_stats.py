@@ -210,3 +210,10 @@ def test_feedback_counts_each_reporting_municipalitys_rows(world):
     assert latest["not_in_population_register"] == 0 and latest["registered_elsewhere"] == 0
     assert latest["previous_period"] == {"period": "2023", "rows": 1, "persons": 1}
     assert latest["completeness"] == 8.0 and earlier["completeness"] is None
+
+
+def test_feedback_never_shows_an_id_number_shaped_key():
+    from tre.stats.feedback import _key
+
+    assert _key("IV000123") == "IV000123" and _key(None) is None
+    assert "12345678901" not in _key("K-12345678901")

@@ -29,6 +29,7 @@ from pathlib import Path
 import duckdb
 
 from tre.linkage.store import quote
+from tre.linkage.zone import redact
 from tre.registers import SOURCES, municipalities
 from tre.stats.build import publish
 
@@ -61,7 +62,7 @@ def build_feedback(con: duckdb.DuckDBPyConnection, rejects_dir: Path, *, now: dt
                 "source": source,
                 "title": SOURCES[source].title,
                 "period": period,
-                "file": filename,
+                "file": redact(filename),
                 "committed_at": committed_at.isoformat(timespec="seconds") if committed_at else None,
                 **{k: v for k, v in row.items() if k != "municipality"},
                 "rows_rejected": 0,
@@ -149,7 +150,10 @@ def _findings(con: duckdb.DuckDBPyConnection, source, delivery: int) -> list[dic
         [delivery],
     ).fetchall()
     return [
-        {"municipality": number, "row": {"line": int(line), "key": record, "rule": rule, "column": source.event_date}}
+        {
+            "municipality": number,
+            "row": {"line": int(line), "key": _key(record), "rule": rule, "column": source.event_date},
+        }
         for number, line, record, rule in found
     ]
 
@@ -176,7 +180,7 @@ def _add_rejects(con, rejects_dir: Path, per: dict, names: dict, deliveries: dic
                 source=d[1],
                 title=SOURCES[d[1]].title,
                 period=d[2],
-                file=d[3],
+                file=redact(d[3]),
                 committed_at=d[4].isoformat(timespec="seconds") if d[4] else None,
                 not_in_population_register=0,
                 registered_elsewhere=0,
@@ -186,7 +190,12 @@ def _add_rejects(con, rejects_dir: Path, per: dict, names: dict, deliveries: dic
         entry["rows_rejected"] += 1
         entry["rejects"].setdefault(rule, {}).setdefault(column, 0)
         entry["rejects"][rule][column] += 1
-        entry["rows_to_check"].append({"line": line, "key": record, "rule": rule, "column": column})
+        entry["rows_to_check"].append({"line": line, "key": _key(record), "rule": rule, "column": column})
+
+
+def _key(record) -> str | None:
+    """A reporter's record key as shown: never anything shaped like an ID number."""
+    return None if record is None else redact(str(record))
 
 
 def _previous_period(period: str | None) -> str | None:
