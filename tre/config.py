@@ -246,6 +246,31 @@ class Settings:
         default=8010,
         help="Port of the review page. Under the hub it is reached at /services/tre-review/ through the proxy.",
     )
+    stats_dir: Path = setting(
+        env="TRE_STATS_DIR",
+        default=_under_home("stats"),
+        shown="`$TRE_HOME/stats`",
+        help="The § 4-6 statistics: the publication record (what every run published; central, 0600), the "
+        "published files (`publication/`), the static site (`site/`) and the municipalities' § 3-3 feedback "
+        "(`feedback/`, behind a login). Created mode 0700.",
+    )
+    stats_ip: str = setting(
+        env="TRE_STATS_IP",
+        default="127.0.0.1",
+        help="Address the statistics site listens on (`tre stats serve`; the hub's `tre-stats` service too).",
+    )
+    stats_port: int = setting(
+        env="TRE_STATS_PORT",
+        default=8020,
+        help="Port of the statistics site. Under the hub it is reached at /services/tre-stats/ through the proxy.",
+    )
+    stats_vega_dir: Path = setting(
+        env="TRE_STATS_VEGA_DIR",
+        default=_beside_repo("node_modules"),
+        shown="`node_modules/` in the source checkout",
+        help="Where `make node` installed vega, vega-lite and vega-embed; `tre stats site` copies their "
+        "scripts into the site (no page loads anything from elsewhere).",
+    )
 
     # Where each value came from ("default", "file", "env"); not itself a setting.
     sources: dict = field(default_factory=dict, compare=False, repr=False, metadata={"internal": True})

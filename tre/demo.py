@@ -30,7 +30,7 @@ from tre.models import Extract, OutputRequest
 from tre.os_accounts import PosixAccounts
 from tre.output_check.demo import review_and_release
 from tre.registers import Manifest
-from tre.users import add_user
+from tre.users import add_user, bind_municipalities
 from tre.workspace import (
     ISOLATION_OFF_WARNING,
     isolation_enabled,
@@ -51,7 +51,10 @@ DEMO_USERS: dict[str, tuple[Role, ...]] = {
     "reidar": (Role.RESEARCHER,),
     "sara": (Role.RESEARCHER,),
     "mona": (Role.RESEARCHER,),
+    "oslo": (Role.MUNICIPALITY,),
 }
+# The demo's municipal user reads the § 3-3 feedback of these municipalities.
+DEMO_MUNICIPALITIES = {"oslo": ("0301",)}
 ADMIN = "ada"
 
 
@@ -103,6 +106,8 @@ def step_users(demo: Demo) -> None:
                 _, changed = add_user(session, name, role, actor=ADMIN if name != ADMIN else "demo", now=demo.now())
                 if changed:
                     added.append(name)
+            if name in DEMO_MUNICIPALITIES:
+                bind_municipalities(session, name, DEMO_MUNICIPALITIES[name], actor=ADMIN, now=demo.now())
     who = ", ".join(f"{n} ({'/'.join(r.value for r in roles)})" for n, roles in DEMO_USERS.items())
     demo.say(f"demo users: {who}" + ("" if added else " — already there"))
 
@@ -265,6 +270,50 @@ def _released_before(demo: Demo) -> bool:
         )
 
 
+def step_statistics(demo: Demo) -> None:
+    """§ 4-6 statistics from the demo's registers: every indicator checked and protected, the
+    publication, the site; and each municipality's § 3-3 feedback."""
+    from tre.stats.build import build_statistics
+    from tre.stats.feedback import build_feedback, write_feedback
+    from tre.stats.record import open_record
+    from tre.stats.site import build_site
+
+    zone = demo.zone()
+    with zone.reading(demo.store) as con:
+        newest = con.execute("SELECT max(committed_at) FROM __tre_deliveries").fetchall()[0][0]
+        documents = build_feedback(con, zone.rejects_dir, now=demo.now())
+    with open_record(demo.settings.stats_dir, write=False) as record:
+        runs = record.runs() if record is not None else None
+    fresh = runs is not None and len(runs) and newest is not None and runs["published_at"].max() >= newest
+    if fresh and (demo.settings.stats_dir / "site").exists():
+        demo.say(f"statistics: already published (run {int(runs['run'].max())}) from these deliveries")
+    else:
+        result = build_statistics(demo.settings, demo.store, actor=ADMIN, clock=demo.store.clock)
+        demo.say(
+            f"statistics run {result.run}: {len(result.tables)} tables ({result.cells:,} cells) for "
+            f"{', '.join(map(str, result.years))}; {result.hidden:,} cells hidden and protected "
+            f"({result.seconds['total']:.0f} s, the checks {result.seconds['check']:.0f} s)"
+        )
+    site = build_site(demo.settings.stats_dir, demo.settings.stats_vega_dir)
+    feedback = write_feedback(demo.settings.stats_dir, documents, demo.now().strftime("%Y%m%d%H%M%S"))
+    demo.say(f"statistics site in {site}; § 3-3 feedback for {len(documents)} municipalities in {feedback}")
+    demo.results["stats_site"] = site
+
+
+def step_statistics_url(demo: Demo) -> None:
+    """The last line: where the statistics site is."""
+    if demo.options.hub:
+        url = f"http://{demo.settings.hub_ip}:{demo.settings.hub_port}/services/tre-stats/"
+        demo.say(
+            f"Statistics site (§ 4-6): {url}  — municipal feedback (§ 3-3, log in as oslo): {url}tilbakemelding/0301/"
+        )
+    else:
+        demo.say(
+            f"Statistics site (§ 4-6) built in {demo.results['stats_site']}: serve it with `tre stats serve` "
+            f"(http://{demo.settings.stats_ip}:{demo.settings.stats_port}/)"
+        )
+
+
 def step_hub(demo: Demo) -> None:
     """End with JupyterHub running: its URL and how to log in as each demo user."""
     from tre.hub_config.launch import format_demo_accounts, running_hub_pid, set_demo_logins, start_hub_background
@@ -294,7 +343,9 @@ STEPS: list[Callable[[Demo], None]] = [
     step_extracts_once,
     step_notebook,
     step_review,
+    step_statistics,
     step_hub,
+    step_statistics_url,
 ]
 
 

@@ -13,6 +13,7 @@ class Role(StrEnum):
     OFFICER = "officer"  # disclosure officer: reviews outputs, two per output
     ADMIN = "admin"  # ingests deliveries, records approvals, provisions projects
     CUSTODIAN = "custodian"  # key custodian: the only role that may decrypt an FNR
+    MUNICIPALITY = "municipality"  # a municipality's user: reads its own § 3-3 feedback (bound to numbers)
 
 
 class ProjectStatus(StrEnum):

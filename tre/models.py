@@ -121,6 +121,19 @@ class UserRole(Base):
     user: Mapped[User] = relationship(back_populates="roles")
 
 
+class MunicipalityAccess(Base):
+    """A municipality number a user with the `municipality` role acts for (§ 3-3 feedback)."""
+
+    __tablename__ = "municipality_access"
+    __table_args__ = (UniqueConstraint("user_id", "municipality"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    municipality: Mapped[str] = mapped_column(String(4))
+    granted_at: Mapped[dt.datetime]
+    granted_by: Mapped[str | None] = mapped_column(String(64))
+
+
 class LoginCredential(Base):
     """A user's hub login: a bcrypt password hash and the TOTP secret of their second factor.
 

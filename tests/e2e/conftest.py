@@ -145,6 +145,7 @@ def running_hub(tmp_path_factory, *, isolation: str, projects: dict = PROJECTS):
         TRE_HUB_PROXY_API_PORT=str(_free_port()),
         TRE_HUB_API_PORT=str(_free_port()),
         TRE_REVIEW_PORT=str(_free_port()),
+        TRE_STATS_PORT=str(_free_port()),
         TRE_HUB_ENFORCE_INTERVAL="2",
         TRE_HUB_ISOLATION=isolation,
         TRE_HUB_NOTEBOOKS_DIR=str(root / "notebooks"),

@@ -43,10 +43,17 @@ def test_demo_runs_and_is_quick_to_rerun(cli, tre_env):
         return cli.ok("audit", "log", "--action", "release.record", "--json", as_user="ada").json()
 
     assert len(releases()) == 3  # one per example project's extract
+    site = Path(tre_env["TRE_HOME"]) / "stats" / "site"
+    assert re.search(r"statistics run 1: 8 tables \([\d,]+ cells\) for 2024", first.out)
+    assert (site / "index.html").is_file() and (site / "kommune" / "0301.html").is_file()
+    last = first.out.strip().splitlines()[-1]
+    assert "Statistics site (§ 4-6) built in" in last and str(site) in last and "tre stats serve" in last
     again = cli.ok("demo", "--persons", "1500", "--years", "1", "--no-hub")
     assert "synthetic deliveries already in" in again.out and "already there" in again.out
     assert "already built for its approval in force" in again.out
     assert "were reviewed and released in an earlier run" in again.out and "REQ-2" not in again.out
     assert len(releases()) == 3  # the second run built nothing again: no new release record
+    assert "statistics: already published (run 1)" in again.out
     users = {u["name"]: u["roles"] for u in cli.ok("user", "list", "--json", as_user="ada").json()}
     assert users["olav"] == ["officer"] and users["kari"] == ["custodian"] and users["ada"] == ["admin"]
+    assert users["oslo"] == ["municipality"]

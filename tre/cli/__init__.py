@@ -35,6 +35,7 @@ COMMAND_MODULES = (
     "tre.cli.extracts",
     "tre.cli.requests",
     "tre.cli.review",
+    "tre.cli.stats",
 )
 
 INTERNAL_ERROR = 70  # EX_SOFTWARE

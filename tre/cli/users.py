@@ -5,7 +5,7 @@ from __future__ import annotations
 from tre.cli.framework import arg, command, group, table
 from tre.enums import Role
 from tre.errors import UserError
-from tre.users import add_user, list_users, revoke_role
+from tre.users import add_user, bind_municipalities, list_users, municipalities_of, revoke_role
 
 group("user", "add users, grant and revoke roles, list users")
 
@@ -15,7 +15,17 @@ ROLE_ARG = arg("--role", required=True, choices=[r.value for r in Role], help="t
 @command(
     "user add",
     help="add a user with a role, or grant an existing user another role",
-    args=[arg("name", help="login name (lowercase letters, digits, - and _)"), ROLE_ARG],
+    args=[
+        arg("name", help="login name (lowercase letters, digits, - and _)"),
+        ROLE_ARG,
+        arg(
+            "--municipality",
+            action="append",
+            default=[],
+            metavar="NUMBER",
+            help="with --role municipality: a municipality number the user acts for (repeat for more)",
+        ),
+    ],
     roles=[Role.ADMIN],
     bootstrap=True,
 )
@@ -23,13 +33,23 @@ def user_add(ctx, args):
     role = Role(args.role)
     if ctx.bootstrapping and role != Role.ADMIN:
         raise UserError("the store has no users yet: the first user must be an admin (`--role admin`)")
+    if args.municipality and role != Role.MUNICIPALITY:
+        raise UserError("--municipality goes with --role municipality")
     with ctx.store.transaction() as session:
+        if role == Role.MUNICIPALITY and not args.municipality and not municipalities_of(session, args.name):
+            raise UserError("a municipality user acts for at least one municipality: add --municipality NUMBER")
         user, changed = add_user(session, args.name, role, actor=ctx.actor, now=ctx.now())
+        numbers = (
+            bind_municipalities(session, args.name, args.municipality, actor=ctx.actor, now=ctx.now())
+            if role == Role.MUNICIPALITY
+            else []
+        )
         roles = sorted(r.role.value for r in user.roles)
     verb = "added" if changed else "already has"
+    acts_for = f"; acts for {', '.join(numbers)}" if numbers else ""
     ctx.emit(
-        {"name": args.name, "roles": roles, "changed": changed},
-        f"{args.name}: {verb} role {role} (roles: {', '.join(roles)})",
+        {"name": args.name, "roles": roles, "changed": changed, "municipalities": numbers},
+        f"{args.name}: {verb} role {role} (roles: {', '.join(roles)}){acts_for}",
     )
 
 
@@ -54,13 +74,23 @@ def user_list(ctx, args):
                 "roles": sorted(r.role.value for r in u.roles),
                 "active": u.active,
                 "created_at": u.created_at,
+                "municipalities": municipalities_of(session, u.name),
             }
             for u in list_users(session)
         ]
     ctx.emit(
         rows,
         table(
-            ["user", "roles", "active", "created"],
-            ([r["name"], ", ".join(r["roles"]), r["active"], f"{r['created_at']:%Y-%m-%d %H:%M}"] for r in rows),
+            ["user", "roles", "active", "created", "municipalities"],
+            (
+                [
+                    r["name"],
+                    ", ".join(r["roles"]),
+                    r["active"],
+                    f"{r['created_at']:%Y-%m-%d %H:%M}",
+                    " ".join(r["municipalities"]),
+                ]
+                for r in rows
+            ),
         ),
     )

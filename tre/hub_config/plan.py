@@ -11,6 +11,7 @@ from tre.config import PACKAGE_DIR, Settings, load_settings, setting_fields
 from tre.errors import ConfigError, PermissionDenied
 from tre.hub_config import enforcer, network
 from tre.output_check.web import SERVICE_NAME as REVIEW_SERVICE
+from tre.stats.web import SERVICE_NAME as STATS_SERVICE
 from tre.workspace import check_server_access, isolation_enabled, user_projects
 
 TEMPLATES_DIR = PACKAGE_DIR / "hub_config" / "templates"
@@ -85,7 +86,8 @@ class HubPlan:
         return classes[kind]
 
     def services(self) -> list[dict]:
-        """Hub-managed services: the enforcer, and the review page behind hub OAuth."""
+        """Hub-managed services: the enforcer, the review page behind hub OAuth, and the statistics
+        site (public pages; the municipalities' feedback behind hub OAuth)."""
         tre = str(Path(sys.executable).parent / "tre")
         return [
             {
@@ -109,11 +111,21 @@ class HubPlan:
                 "display": True,
                 "info": {"description": "Review and release of output requests"},
             },
+            {
+                "name": STATS_SERVICE,
+                "url": f"http://127.0.0.1:{self.settings.stats_port}",
+                "command": [tre, "stats", "serve", "--hub"],
+                "environment": settings_environment(self.settings),
+                "oauth_no_confirm": True,
+                "display": True,
+                "info": {"description": "KPR statistics (§ 4-6) and the municipalities' feedback (§ 3-3)"},
+            },
         ]
 
     def extra_user_scopes(self) -> list[str]:
-        """Every hub user may reach the review page; the TRE's roles decide what it shows them."""
-        return [f"access:services!service={REVIEW_SERVICE}"]
+        """Every hub user may reach the review page and the statistics site; the TRE's roles
+        decide what they show them."""
+        return [f"access:services!service={REVIEW_SERVICE}", f"access:services!service={STATS_SERVICE}"]
 
     def roles(self) -> list[dict]:
         return [{"name": enforcer.SERVICE_NAME, "scopes": enforcer.SERVICE_SCOPES, "services": [enforcer.SERVICE_NAME]}]

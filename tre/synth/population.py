@@ -160,7 +160,8 @@ def build_population(
     immigrant = rng.random(n) < a.RESIDENT_IMMIGRANT_SHARE[band(age0, a.RESIDENT_IMMIGRANT_EDGES)]
     d_only = (age0 >= 20) & (age0 < 60) & (rng.random(n) < a.RESIDENT_D_NUMBER_SHARE)
     immigrant |= d_only
-    arrived = birth + 1 + np.floor(rng.random(n) * (start0 - 1 - birth)).astype(np.int64)
+    # A first resident lived here when the period began: one born on its eve arrived that day.
+    arrived = np.minimum(birth + 1 + np.floor(rng.random(n) * (start0 - 1 - birth)).astype(np.int64), start0 - 1)
     people = _Growing(
         birth=birth,
         male=male,

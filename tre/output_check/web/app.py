@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
-import signal
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -17,7 +15,7 @@ from tornado import web
 from tre.config import Settings
 from tre.db import Store, utc_now
 from tre.enums import RequestStatus, Role
-from tre.errors import ConfigError, NotFound, PermissionDenied, UnsafeFile, UserError
+from tre.errors import NotFound, PermissionDenied, UnsafeFile, UserError
 from tre.output_check import policies
 from tre.output_check.intake import WorkspaceOutputs
 from tre.output_check.previews import (
@@ -33,6 +31,7 @@ from tre.output_check.storage import SqlRequestStore
 from tre.output_check.web import SERVICE_NAME
 from tre.output_check.workflow import CONTEXT_FIELDS, VOTABLE
 from tre.project_files import shown
+from tre.serving import run_until_stopped, service_address
 
 HERE = Path(__file__).resolve().parent
 USER_COOKIE = "tre_review_user"
@@ -585,31 +584,11 @@ def make_app(
 def serve(settings: Settings, *, hub: bool = False, ip: str | None = None, port: int | None = None, info=print) -> None:
     """Run the review page until SIGTERM or SIGINT."""
     if hub:
-        service_url = os.environ.get("JUPYTERHUB_SERVICE_URL")
-        if not service_url:
-            raise ConfigError("`tre review serve --hub` runs as the hub's service: start the hub with `tre hub`")
-        parsed = urllib.parse.urlparse(service_url)
-        ip, port = parsed.hostname, parsed.port
-        prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{SERVICE_NAME}/")
+        ip, port, prefix = service_address(SERVICE_NAME, "tre review serve")
     else:
         ip, port, prefix = ip or settings.review_ip, port or settings.review_port, "/"
-        if ip not in ("127.0.0.1", "::1", "localhost"):
-            info(f"WARNING: the review page on {ip} speaks plain HTTP: put a TLS-terminating proxy in front of it")
     store = Store(settings.db_url)
     store.check_ready()
     app = make_app(settings, prefix=prefix, hub=hub, store=store)
-
-    async def main():
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        try:
-            server = app.listen(port, address=ip, xheaders=hub)
-        except OSError as e:
-            raise ConfigError(f"cannot listen on {ip}:{port} ({e.strerror}): set review_port to a free port") from None
-        info(f"review page on http://{ip}:{port}{prefix} ({'hub OAuth' if hub else 'own login'}); Ctrl-C stops it")
-        await stop.wait()
-        server.stop()
-
-    asyncio.run(main())
+    started = f"review page on http://{ip}:{port}{prefix} ({'hub OAuth' if hub else 'own login'}); Ctrl-C stops it"
+    run_until_stopped(app, ip, port, hub=hub, setting="review_port", started=started, info=info)
