@@ -113,9 +113,12 @@ def _hidden_of(name: str, facts: Facts) -> list[dict]:
 def _json_leaks(value, hidden_keys: list[dict]) -> list[str]:
     found = []
     if isinstance(value, dict):
-        for forbidden in ("value", "units", "interval", "contributors", "numerator", "denominator"):
+        for forbidden in ("value", "units", "interval", "contributors", "numerator", "denominator", "checks"):
             if forbidden in value and "key" in value:
                 found.append(f"a cell record with {forbidden!r}")
+        if "key" in value and value.get("status") in ("primary", "secondary", "ok"):
+            # primary (1..threshold-1) or secondary tells a reader about the hidden value
+            found.append(f"a cell record with the engine's status {value['status']!r}")
         if value.get("key") in hidden_keys and value.get("published") is not None:
             found.append(f"hidden cell {value['key']} published as {value['published']}")
         for inner in value.values():

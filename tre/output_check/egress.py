@@ -291,13 +291,19 @@ def _sidecar(filename: str, data: bytes, table: LeavingFile, name: str, label: s
 
 
 _HIDDEN = {"primary", "secondary", "merged"}
+# What a reader may know of a cell. Whether a hidden cell failed a check itself or was hidden to
+# protect another, or which check flagged a cell shown rounded, is a fact about its true value
+# (a primary count is 1..threshold-1, a midpoint-rounded 3 flagged MinimumThreshold is 1..4):
+# publishing it narrows what the suppression and the rounding keep open. Officers see it centrally.
+PUBLIC_STATUS = {"ok": "published", "rounded": "rounded", "primary": "hidden", "secondary": "hidden", "merged": "merged"}
 
 
 def build_check_record(name: str, report: dict) -> dict:
     """What leaves of an output's check: which checks ran and what they found (by name and in
     plain words), the parameters, and per cell its key, the published value, what happened to
-    it and why. Never a hidden cell's value, an unrounded value, units, intervals or messages:
-    fields are copied by name, so nothing new in a report can slip out."""
+    it (published, rounded, hidden, merged) and, for the table as a whole, why. Never a hidden
+    cell's value, an unrounded value, units, intervals or messages, nor which check flagged which
+    cell (see PUBLIC_STATUS): fields are copied by name, so nothing new in a report can slip out."""
     recheck = report.get("recheck") or {}
     status = recheck.get("status") or report.get("status")
     findings = [*report.get("findings", []), *recheck.get("findings", [])]
@@ -325,11 +331,8 @@ def build_check_record(name: str, report: dict) -> dict:
     cells = report.get("cells") or []
     if cells:
         record["cells"] = [_cell(c) for c in cells]
-        hidden = [c for c in record["cells"] if c["status"] in ("primary", "secondary")]
         record["hidden"] = {
-            "too_small_or_dominated": sum(1 for c in hidden if c["status"] == "primary"),
-            "to_protect_others": sum(1 for c in hidden if c["status"] == "secondary"),
-            "merged": sum(1 for c in record["cells"] if c["status"] == "merged"),
+            status: sum(1 for c in record["cells"] if c["status"] == status) for status in ("hidden", "merged", "rounded")
         }
     if report.get("outputs"):
         record["notebook_outputs"] = [
@@ -362,8 +365,7 @@ def _cell(cell: dict) -> dict:
     return {
         "key": {str(k): str(v) for k, v in (cell.get("key") or {}).items()},
         "published": published,
-        "status": status,
-        "checks": sorted(str(c) for c in cell.get("checks") or []),
+        "status": PUBLIC_STATUS.get(status, "hidden") if published is None or status != "ok" else "published",
     }
 
 
@@ -373,15 +375,15 @@ def build_record_summary(record: dict) -> str:
     hidden = record.get("hidden")
     if hidden:
         total = len(record.get("cells", []))
-        if hidden["too_small_or_dominated"]:
-            parts.append(f"{hidden['too_small_or_dominated']} of {total} cells hidden as too small or dominated")
-        if hidden["to_protect_others"]:
-            parts.append(f"{hidden['to_protect_others']} hidden to protect them")
+        if hidden["hidden"]:
+            parts.append(
+                f"{hidden['hidden']} of {total} cells hidden (too small, dominated, or to protect those; "
+                "which is which is not published)"
+            )
         if hidden["merged"]:
             parts.append(f"{hidden['merged']} merged into another category")
-        rounded = sum(1 for c in record["cells"] if c["status"] == "rounded")
-        if rounded:
-            parts.append(f"{rounded} published rounded")
+        if hidden["rounded"]:
+            parts.append(f"{hidden['rounded']} published rounded")
     failing = sorted({c["check"] for c in record["checks"] if c["status"] in (Status.FAIL, Status.REVIEW)})
     if failing:
         parts.append("needed a person's judgement: " + ", ".join(failing))
