@@ -31,6 +31,7 @@ from tre.os_accounts import PosixAccounts
 from tre.output_check.demo import review_and_release
 from tre.registers import Manifest
 from tre.users import add_user
+from tre.volumes import volumes
 from tre.workspace import (
     ISOLATION_OFF_WARNING,
     isolation_enabled,
@@ -185,6 +186,7 @@ def step_projects(demo: Demo) -> None:
                 accounts=PosixAccounts() if isolation else None,
                 actor=ADMIN,
                 now=demo.now(),
+                volumes=volumes(demo.settings, isolation=isolation),
             )
             accounts = ", ".join(f"{u} as {a}" for u, a in sorted(result.accounts.items())) or "no OS accounts"
             demo.say(f"project {project}: workspace {result.path} ({accounts})")

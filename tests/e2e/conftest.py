@@ -32,7 +32,8 @@ from tre.hub_config import network
 from tre.hub_config.launch import RunningHub, set_demo_logins, start_hub_background, stop_hub
 from tre.models import Project
 from tre.os_accounts import PosixAccounts
-from tre.workspace import Workspace, seal_data
+from tre.volumes import volumes
+from tre.workspace import Workspace, isolation_enabled, seal_data
 
 from .hubclient import Researcher, login_token
 
@@ -131,7 +132,7 @@ def dev_hub(tmp_path_factory) -> Hub:
 
 
 @contextmanager
-def running_hub(tmp_path_factory, *, isolation: str, projects: dict = PROJECTS):
+def running_hub(tmp_path_factory, *, isolation: str, projects: dict = PROJECTS, settings_env: dict | None = None):
     root = tmp_path_factory.mktemp("hub")
     root.chmod(0o755)  # pytest's temp dirs are 0700; the servers' accounts must reach projects/
     prefix = "t" + "".join(random.choices(string.ascii_lowercase, k=4))
@@ -149,7 +150,10 @@ def running_hub(tmp_path_factory, *, isolation: str, projects: dict = PROJECTS):
         TRE_HUB_ISOLATION=isolation,
         TRE_HUB_NOTEBOOKS_DIR=str(root / "notebooks"),
         PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        # Small project volumes: sparse, but each is a loop device while the module runs.
+        TRE_PROJECT_DISK_QUOTA="256M",
     )
+    env.update(settings_env or {})
     (root / "notebooks").mkdir()
     (root / "notebooks" / "example.ipynb").write_text(
         '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
@@ -187,11 +191,18 @@ def running_hub(tmp_path_factory, *, isolation: str, projects: dict = PROJECTS):
         hub_net = network.load(settings.hub_dir / "network.json")
         if running is not None:
             stop_hub(running.pid)
+        _release_volumes(settings, projects)
         _remove_accounts(prefix)
         if hub_net is not None:
             left = sorted(n for n in os.listdir(network.NETNS_DIR) if n.startswith(hub_net.netns_prefix))
             assert not left, f"the hub left network namespaces behind: {left}"
             assert not (settings.hub_dir / "network.json").exists(), "the hub left its network block allocated"
+
+
+def _release_volumes(settings: Settings, projects: dict) -> None:
+    found = volumes(settings, isolation=isolation_enabled(settings))
+    for project_id in projects if found else ():
+        found.release(settings.projects_dir / project_id, project_id)
 
 
 def _remove_accounts(prefix: str) -> None:

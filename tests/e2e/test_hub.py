@@ -83,7 +83,7 @@ def test_kernel_sees_nothing_else_of_the_tre(hub, alpha):
     olav = hub.researcher("olav")
     olav.spawn("alpha")
     olav.wait_ready("alpha")  # olav's home now exists on the host
-    olav_home = next(Path(hub.settings.hub_dir, "homes").glob(f"{hub.prefix}-olav-*"))
+    olav_home = next(Path(hub.settings.home, "volumes", "alpha", "homes").glob(f"{hub.prefix}-olav-*"))
     beta = hub.workspace("beta")
     probes = {
         "beta extract (host path)": str(beta.extract),

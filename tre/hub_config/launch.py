@@ -3,7 +3,9 @@
 `run_hub` sets up what JupyterHub cannot: the hub's block of the namespace network and its
 firewall (with isolation), the state directory, the enforcer's token; then runs JupyterHub as
 a child process with the TRE's configuration, forwards SIGTERM/SIGINT to it, and tears the
-network down when it exits. JupyterHub itself stops every server at shutdown.
+network down when it exits. JupyterHub itself stops every server at shutdown; whatever is left
+in the servers' control groups then (a JupyterHub killed with SIGKILL stops nothing) is
+killed here, and at the next start of the same hub.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from tre import credentials
 from tre.config import Settings, ensure_private_dir
 from tre.db import Store, utc_now
 from tre.errors import ConfigError, UserError
-from tre.hub_config import enforcer, network
+from tre.hub_config import cgroups, enforcer, network
 from tre.hub_config.plan import CONFIG_FILE, HubPlan, settings_environment
 from tre.workspace import ISOLATION_OFF_WARNING, isolation_enabled
 
@@ -50,6 +52,8 @@ def run_hub(settings: Settings, environ: dict, *, info=print) -> int:
     if not isolation:
         info(ISOLATION_OFF_WARNING)
     shutil.rmtree(hub_dir / "slots", ignore_errors=True)
+    if isolation:
+        _kill_server_groups(hub_dir, info)
     net = (
         network.allocate(hub_dir / "network.json", settings.hub_netns_pool, settings.hub_api_port)
         if isolation
@@ -73,10 +77,19 @@ def run_hub(settings: Settings, environ: dict, *, info=print) -> int:
                 signal.signal(s, handler)
     finally:
         enforcer.info_path(hub_dir).unlink(missing_ok=True)
+        if isolation:
+            _kill_server_groups(hub_dir, info)
         if net is not None:
             network.release(net)
             (hub_dir / "network.json").unlink(missing_ok=True)
         shutil.rmtree(hub_dir / "slots", ignore_errors=True)
+
+
+def _kill_server_groups(hub_dir: Path, info) -> None:
+    layout = cgroups.Layout.discover()
+    left = cgroups.release_all(layout, cgroups.hub_id(hub_dir))
+    if left:
+        info(f"killed the processes of {left} server(s) the hub left behind")
 
 
 @dataclass(frozen=True)

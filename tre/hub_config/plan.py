@@ -54,6 +54,22 @@ class HubPlan:
     def proxy_api_url(self) -> str:
         return f"http://127.0.0.1:{self.settings.hub_proxy_api_port}"
 
+    @property
+    def volumes_dir(self) -> str:
+        volumes = self.project_volumes
+        return str(volumes.root) if volumes else ""
+
+    @property
+    def disk_quota(self) -> int:
+        volumes = self.project_volumes
+        return volumes.size if volumes else 0
+
+    @property
+    def project_volumes(self):
+        from tre.volumes import volumes
+
+        return volumes(self.settings, isolation=self.isolation)
+
     def path(self, name: str) -> str:
         return str(self.settings.hub_dir / name)
 
