@@ -28,7 +28,7 @@ from tre.config import Settings, load_settings
 from tre.credentials import current_totp
 from tre.db import Store
 from tre.enums import Role
-from tre.hub_config import network
+from tre.hub_config import cgroups, network
 from tre.hub_config.launch import RunningHub, set_demo_logins, start_hub_background, stop_hub
 from tre.models import Project
 from tre.os_accounts import PosixAccounts
@@ -197,6 +197,8 @@ def running_hub(tmp_path_factory, *, isolation: str, projects: dict = PROJECTS, 
             left = sorted(n for n in os.listdir(network.NETNS_DIR) if n.startswith(hub_net.netns_prefix))
             assert not left, f"the hub left network namespaces behind: {left}"
             assert not (settings.hub_dir / "network.json").exists(), "the hub left its network block allocated"
+            groups = cgroups.existing(cgroups.Layout.discover(), cgroups.hub_id(settings.hub_dir))
+            assert not groups, f"the hub left control groups behind: {[g.name for g in groups]}"
 
 
 def _release_volumes(settings: Settings, projects: dict) -> None:

@@ -62,7 +62,19 @@ def run_hub(settings: Settings, environ: dict, *, info=print) -> int:
     try:
         plan = HubPlan(settings, isolation, net)
         env = {**environ, **settings_environment(settings)}
-        child = subprocess.Popen([sys.executable, "-m", "jupyterhub", "-f", str(CONFIG_FILE)], cwd=hub_dir, env=env)
+        # JupyterHub, its proxy and its services in a group of their own: nothing of the hub
+        # outlives it, even when it exits without stopping its services (a failed start).
+        group = (
+            cgroups.create(cgroups.Layout.discover(), cgroups.hub_id(hub_dir), HUB_GROUP, cgroups.Limits())
+            if isolation
+            else None
+        )
+        child = subprocess.Popen(
+            [sys.executable, "-m", "jupyterhub", "-f", str(CONFIG_FILE)],
+            cwd=hub_dir,
+            env=env,
+            preexec_fn=(lambda: cgroups.join(group.as_list())) if group else None,
+        )
         enforcer.info_path(hub_dir).write_text(
             json.dumps(
                 {"pid": os.getpid(), "jupyterhub_pid": child.pid, "api_url": plan.api_url, "url": plan.public_url}
@@ -85,11 +97,16 @@ def run_hub(settings: Settings, environ: dict, *, info=print) -> int:
         shutil.rmtree(hub_dir / "slots", ignore_errors=True)
 
 
+HUB_GROUP = "hub"
+
+
 def _kill_server_groups(hub_dir: Path, info) -> None:
     layout = cgroups.Layout.discover()
-    left = cgroups.release_all(layout, cgroups.hub_id(hub_dir))
-    if left:
-        info(f"killed the processes of {left} server(s) the hub left behind")
+    hub = cgroups.hub_id(hub_dir)
+    servers = [g for g in cgroups.existing(layout, hub) if g.name != HUB_GROUP and g.pids()]
+    cgroups.release_all(layout, hub)
+    if servers:
+        info(f"killed the processes of {len(servers)} server(s) the hub left behind")
 
 
 @dataclass(frozen=True)
