@@ -273,7 +273,7 @@ def step_hub(demo: Demo) -> None:
 
     if not demo.options.hub:
         return
-    logins = set_demo_logins(demo.store, list(DEMO_USERS), actor=ADMIN)
+    logins = set_demo_logins(demo.store, list(DEMO_USERS), actor=ADMIN, settings=demo.settings, environ=os.environ)
     url = f"http://{demo.settings.hub_ip}:{demo.settings.hub_port}"
     pid = running_hub_pid(demo.settings.hub_dir)
     if pid is None:

@@ -22,6 +22,7 @@ from pathlib import Path
 import duckdb
 import pytest
 from factories import make_approval, make_member, make_project, make_user
+from totp_codes import fresh_code
 
 from tre.cli import main
 from tre.config import Settings, load_settings
@@ -64,6 +65,7 @@ class Hub:
     logins: dict
     prefix: str
     created_projects: list = field(default_factory=list)
+    researchers: dict = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -77,14 +79,21 @@ class Hub:
         code = main(list(argv), environ=self.env, stdout=out, stderr=err)
         return code, out.getvalue(), err.getvalue()
 
-    def code_for(self, name: str) -> str:
-        return current_totp(self.logins[name].totp_secret)
+    def code_for(self, name: str, *, use: bool = True) -> str:
+        """A code the hub has not accepted yet: each is good for one login (waits if needed).
+        `use=False` for an attempt meant to fail on something else: the code stays unused."""
+        if not use:
+            return current_totp(self.logins[name].totp_secret)
+        return fresh_code(self.logins[name].totp_secret)
 
-    def researcher(self, name: str) -> Researcher:
-        login = self.logins[name]
-        response = login_token(self.url, name, login.password, self.code_for(name))
-        assert response.status == 201, response
-        return Researcher(self.url, name, response.body["token"])
+    def researcher(self, name: str, *, fresh: bool = False) -> Researcher:
+        """A researcher logged in through the REST API (one login per name, unless `fresh`)."""
+        if fresh or name not in self.researchers:
+            login = self.logins[name]
+            response = login_token(self.url, name, login.password, self.code_for(name))
+            assert response.status == 201, response
+            self.researchers[name] = Researcher(self.url, name, response.body["token"])
+        return self.researchers[name]
 
     def workspace(self, project: str) -> Workspace:
         return Workspace(self.settings.projects_dir / project)
@@ -183,7 +192,12 @@ def running_hub(tmp_path_factory, *, isolation: str, projects: dict = PROJECTS, 
             with store.transaction() as session:
                 group = session.get(Project, project_id).os_group
             seal_data(ws, grp.getgrnam(group).gr_gid if group else None)
-        logins = {login.user: login for login in set_demo_logins(store, ["ada", "rita", "olav", "nils"], actor="ada")}
+        logins = {
+            login.user: login
+            for login in set_demo_logins(
+                store, ["ada", "rita", "olav", "nils"], actor="ada", settings=settings, environ=env
+            )
+        }
         running = start_hub_background(settings, env)
         hub = Hub(settings, env, store, running, logins, prefix)
         yield hub

@@ -60,6 +60,15 @@ class Browser:
         xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.body).group(1)
         return self.open("/hub/login", {"username": name, "password": password, "2fa": code, "_xsrf": xsrf})
 
+    def plant(self, name: str, value: str, path: str = "/") -> None:
+        """A cookie put into the browser by someone else (a sibling site, a shared machine)."""
+        host = urllib.parse.urlparse(self.url).hostname
+        self.jar.set_cookie(
+            http.cookiejar.Cookie(
+                0, name, value, None, False, host, False, False, path, True, False, None, False, None, None, {}
+            )
+        )
+
     def cookies(self) -> dict[str, str]:
         return {c.name: c.value for c in self.jar}
 

@@ -18,7 +18,7 @@ import pytest
 
 from tre.models import Approval
 
-from .hubclient import login_token, request
+from .hubclient import Researcher, login_token, request
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -42,12 +42,20 @@ def alpha(hub, rita):
 def test_rest_login_needs_password_and_second_factor(hub):
     login = hub.logins["rita"]
     assert login_token(hub.url, "rita", login.password, "000000").status == 403
-    assert login_token(hub.url, "rita", "not-the-password-at-all", hub.code_for("rita")).status == 403
+    assert login_token(hub.url, "rita", "not-the-password-at-all", hub.code_for("rita", use=False)).status == 403
     assert login_token(hub.url, "mallory", "whatever-password", "123456").status == 403
-    ok = login_token(hub.url, "rita", login.password, hub.code_for("rita"))
+    code = hub.code_for("rita")
+    ok = login_token(hub.url, "rita", login.password, code)
     assert ok.status == 201 and ok.body["token"]
+    assert login_token(hub.url, "rita", login.password, code).status == 403  # a code is good once
+    hub.researchers["rita"] = Researcher(hub.url, "rita", ok.body["token"])
     failed = {(e["actor"], e["details"]["reason"]) for e in hub.audit("hub.login_failed")}
-    assert {("rita", "wrong second-factor code"), ("rita", "wrong password"), ("mallory", "unknown user")} <= failed
+    assert {
+        ("rita", "wrong second-factor code"),
+        ("rita", "wrong password"),
+        ("mallory", "unknown user"),
+        ("rita", "second-factor code already used"),
+    } <= failed
     assert any(e["actor"] == "rita" for e in hub.audit("hub.login"))
 
 
@@ -298,7 +306,7 @@ def test_login_form_in_chromium_opens_jupyterlab(hub, alpha):
         finally:
             browser.close()
     assert (ARTIFACTS / "hub-jupyterlab.png").stat().st_size > 10_000
-    assert login_token(hub.url, "rita", login.password, hub.code_for("rita")).status == 403
+    assert login_token(hub.url, "rita", login.password, hub.code_for("rita", use=False)).status == 403
     assert login_token(hub.url, "rita", "a brand new passphrase 7", hub.code_for("rita")).status == 201
     hub.logins["rita"] = replace(login, password="a brand new passphrase 7")
 
@@ -313,3 +321,32 @@ def test_the_audit_chain_holds_every_hub_event(hub, alpha):
     assert {"hub.login", "hub.login_failed", "hub.spawn", "hub.stop", "hub.spawn_refused"} <= actions
     code, out, _ = hub.cli("audit", "verify", "--json")
     assert code == 0 and json.loads(out)["ok"] is True
+
+
+def test_a_logout_ends_the_session_and_a_planted_session_id_is_not_kept(hub, alpha):
+    import time
+
+    from tre.hub_config.sessions import TOKEN_CACHE_SECONDS
+
+    from .hubclient import Browser
+
+    browser = Browser(hub.url)
+    browser.plant("jupyterhub-session-id", "planted-by-mallory", "/hub/")
+    assert browser.login("rita", hub.logins["rita"].password, hub.code_for("rita")).status == 200
+    assert browser.cookies()["jupyterhub-session-id"] != "planted-by-mallory"
+    # Into rita's server and the review page, each by the hub's OAuth: cookies of their own.
+    assert browser.open("/user/rita/alpha/lab").status == 200
+    assert browser.open("/user/rita/alpha/api/contents/work").status == 200
+    assert browser.open("/services/tre-review/").status == 200
+    copied = browser.cookies()
+    assert browser.replay("/hub/home", copied).status == 200
+    assert browser.open("/hub/logout").status == 200
+    time.sleep(TOKEN_CACHE_SECONDS + 1)
+    # Replayed after the logout, every cookie of the session is worth nothing.
+    home = browser.replay("/hub/home", copied)
+    assert home.status == 302 and "/hub/login" in home.body
+    assert browser.replay("/user/rita/alpha/api/contents/work", copied).status in (302, 403)
+    review = browser.replay("/services/tre-review/", copied)
+    assert review.status == 302 and "oauth2/authorize" in review.body
+    logouts = [e for e in hub.audit("hub.logout") if e["actor"] == "rita"]
+    assert logouts and logouts[-1]["details"]["tokens_revoked"] >= 2

@@ -40,6 +40,7 @@ from pathlib import Path
 from tre.errors import ConfigError
 
 CONTROLLERS = ("pids", "memory", "cpu")
+HUB_GROUP = "hub"  # JupyterHub, its proxy and services (`tre hub`); the servers' groups beside it
 CPU_PERIOD_US = 100_000
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -80,7 +81,9 @@ class Hierarchy:
     own: str  # this process's cgroup, relative to the mount ("/" or "/a/b")
 
     def base(self, hub_id: str) -> Path:
-        return self.mount / self.own.lstrip("/") / f"tre-{hub_id}"
+        # Inside the hub (JupyterHub runs in <base>/hub), the servers' groups are its siblings.
+        own = self.own.removesuffix(f"/tre-{hub_id}/{HUB_GROUP}") or "/"
+        return self.mount / own.lstrip("/") / f"tre-{hub_id}"
 
 
 def _parse_mountinfo(text: str) -> list[tuple[str, Path, str, set[str]]]:
@@ -264,18 +267,20 @@ class _Freezer:
         _write(self.path, self.off)
 
 
-def _rmdir(directory: Path) -> None:
-    for _ in range(50):
+def _rmdir(directory: Path, timeout: float = 15) -> None:
+    # A killed process keeps its group busy until its parent has reaped it; an orphan's parent is
+    # init, which may take a moment.
+    deadline = time.monotonic() + timeout
+    while True:
         try:
             directory.rmdir()
             return
         except FileNotFoundError:
             return
         except OSError as e:
-            if e.errno != errno.EBUSY:
+            if e.errno != errno.EBUSY or time.monotonic() > deadline:
                 raise
-            time.sleep(0.05)  # the last process is still leaving
-    directory.rmdir()
+            time.sleep(0.1)
 
 
 def _enable(parent: Path, controllers: list[str]) -> None:

@@ -5,6 +5,7 @@ A site's additions (OIDC endpoints and secrets, TLS) go in the file named by hub
 """
 
 from tre.hub_config.plan import TEMPLATES_DIR, HubPlan
+from tre.hub_config.sessions import TOKEN_CACHE_SECONDS, new_session
 
 plan = HubPlan.load()
 settings = plan.settings
@@ -34,6 +35,7 @@ c.JupyterHub.authenticator_class = plan.authenticator_class
 c.TREAuthenticator.db_url = settings.db_url
 c.TREAuthenticator.two_factor = settings.hub_two_factor
 c.TREOAuthenticator.db_url = settings.db_url
+c.Authenticator.post_auth_hook = new_session  # a login never keeps a session id it finds
 c.Authenticator.refresh_pre_spawn = True
 c.Authenticator.auth_refresh_age = 60
 c.JupyterHub.admin_access = False
@@ -57,7 +59,11 @@ c.TRESpawner.start_timeout = 120
 c.TRESpawner.http_timeout = 60
 c.TRESpawner.interrupt_timeout = 5
 c.TRESpawner.term_timeout = 5
-c.TRESpawner.args = ["--ServerApp.terminals_enabled=False"]
+c.TRESpawner.args = [
+    "--ServerApp.terminals_enabled=False",
+    # A token the hub revoked (logout) stops opening the server within seconds.
+    f"--HubOAuth.cache_max_age={TOKEN_CACHE_SECONDS}",
+]
 
 if settings.hub_config_file:
     load_subconfig(settings.hub_config_file)  # noqa: F821 - provided by JupyterHub

@@ -27,6 +27,7 @@ from tre.db import Store, utc_now
 from tre.errors import ConfigError, UserError
 from tre.hub_config import cgroups, enforcer, network
 from tre.hub_config.plan import CONFIG_FILE, HubPlan, settings_environment
+from tre.sealed import login_box
 from tre.workspace import ISOLATION_OFF_WARNING, isolation_enabled
 
 
@@ -65,7 +66,7 @@ def run_hub(settings: Settings, environ: dict, *, info=print) -> int:
         # JupyterHub, its proxy and its services in a group of their own: nothing of the hub
         # outlives it, even when it exits without stopping its services (a failed start).
         group = (
-            cgroups.create(cgroups.Layout.discover(), cgroups.hub_id(hub_dir), HUB_GROUP, cgroups.Limits())
+            cgroups.create(cgroups.Layout.discover(), cgroups.hub_id(hub_dir), cgroups.HUB_GROUP, cgroups.Limits())
             if isolation
             else None
         )
@@ -97,14 +98,14 @@ def run_hub(settings: Settings, environ: dict, *, info=print) -> int:
         shutil.rmtree(hub_dir / "slots", ignore_errors=True)
 
 
-HUB_GROUP = "hub"
-
-
 def _kill_server_groups(hub_dir: Path, info) -> None:
     layout = cgroups.Layout.discover()
     hub = cgroups.hub_id(hub_dir)
-    servers = [g for g in cgroups.existing(layout, hub) if g.name != HUB_GROUP and g.pids()]
-    cgroups.release_all(layout, hub)
+    servers = [g for g in cgroups.existing(layout, hub) if g.name != cgroups.HUB_GROUP and g.pids()]
+    try:
+        cgroups.release_all(layout, hub)
+    except OSError as problem:
+        info(f"WARNING: the hub's control groups could not all be removed ({problem}); the next start retries")
     if servers:
         info(f"killed the processes of {len(servers)} server(s) the hub left behind")
 
@@ -180,14 +181,15 @@ class DemoLogin:
     totp_secret: str
 
 
-def set_demo_logins(store: Store, names: list[str], *, actor: str) -> list[DemoLogin]:
+def set_demo_logins(store: Store, names: list[str], *, actor: str, settings: Settings, environ) -> list[DemoLogin]:
     """Give each demo user a fresh random password and TOTP secret (audited, not the values)."""
     logins = []
     with store.transaction() as session:
+        box = login_box(settings, environ, session, now=utc_now())
         for name in names:
             password = credentials.generate_password()
             credentials.set_password(session, name, password, actor=actor, now=utc_now())
-            secret = credentials.enrol_totp(session, name, actor=actor, now=utc_now())
+            secret = credentials.enrol_totp(session, name, actor=actor, now=utc_now(), box=box)
             logins.append(DemoLogin(name, password, secret))
     return logins
 

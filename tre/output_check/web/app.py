@@ -228,7 +228,11 @@ class Login(Base):
         else:
 
             def check(_, store):
-                return check_login(store.session, name, password, code, two_factor=two_factor)
+                from tre.sealed import login_box
+
+                settings = self.review.settings
+                box = login_box(settings, os.environ, store.session, now=utc_now()) if two_factor else None
+                return check_login(store.session, name, password, code, two_factor=two_factor, box=box)
 
             result = await self.review.run(check)
             reason = result.reason
