@@ -193,14 +193,56 @@ def test_no_network_beyond_the_hub(hub, alpha):
     assert outcomes[3] == "connected"  # the hub itself stays reachable
 
 
-def test_downloads_and_terminals_are_closed(alpha):
+def test_downloads_and_terminals_are_closed_and_each_refusal_audited(hub, alpha):
     assert alpha.server_get("alpha", "files/work/example.ipynb").status == 403
     assert alpha.server_get("alpha", "nbconvert/html/work/example.ipynb").status == 403
-    assert alpha.server_get("alpha", "api/terminals").status == 404
+    assert alpha.server_get("alpha", "api/terminals").status == 403
     lab = alpha.server_get("alpha", "lab")
     assert lab.status == 200
     for plugin in ("@jupyterlab/docmanager-extension:download", "@jupyterlab/filebrowser-extension:download"):
         assert plugin in lab.body
+    denied = {
+        (e["actor"], e["object"], e["details"]["what"], e["details"]["path"])
+        for e in hub.audit("access.denied")
+        if e["details"].get("via") == "server"
+    }
+    assert {
+        ("rita", "project:alpha", "download", "/user/rita/alpha/files/work/example.ipynb"),
+        ("rita", "project:alpha", "export", "/user/rita/alpha/nbconvert/html/work/example.ipynb"),
+        ("rita", "project:alpha", "terminal", "/user/rita/alpha/api/terminals"),
+    } <= denied
+
+
+def test_from_a_server_the_hub_answers_only_the_api_a_server_needs(hub, alpha):
+    """A kernel that knows its user's password and code cannot mint a token, nor see the login
+    form or the token page: the hub's address in the servers' network serves a few API paths."""
+    import urllib.parse
+
+    login = hub.logins["rita"]
+    body = {"auth": {"username": "rita", "password": login.password, "2fa": hub.code_for("rita", use=False)}}
+    code = textwrap.dedent(
+        f"""
+        import json, os, urllib.error, urllib.request
+        api = os.environ["JUPYTERHUB_API_URL"]          # http://<hub address>:<port>/hub/api
+        hub = api.rsplit("/hub/api", 1)[0]
+        def status(url, body=None):
+            data = json.dumps(body).encode() if body is not None else None
+            try:
+                with urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=10) as r:
+                    return r.status
+            except urllib.error.HTTPError as e:
+                return e.code
+        print(status(api + "/"))
+        print(status(hub + "/hub/login"))
+        print(status(hub + "/hub/token"))
+        print(status(api + "/users/rita/tokens", {body!r}))
+        print(status(hub + "/hub/api/users"))
+        """
+    )
+    result = alpha.run("alpha", code)
+    assert result.error is None, result
+    assert result.stdout.split() == ["200", "404", "404", "404", "404"]
+    assert urllib.parse.urlparse(hub.url).hostname == "127.0.0.1"
 
 
 def test_a_non_member_cannot_start_a_server(hub):

@@ -4,6 +4,7 @@ Only assignments here; what they are computed from lives in `tre.hub_config.plan
 A site's additions (OIDC endpoints and secrets, TLS) go in the file named by hub_config_file.
 """
 
+from tre.hub_config.denials import DenialHandler
 from tre.hub_config.plan import TEMPLATES_DIR, HubPlan
 from tre.hub_config.sessions import TOKEN_CACHE_SECONDS, new_session
 
@@ -29,6 +30,7 @@ c.JupyterHub.template_vars = plan.template_vars()
 c.JupyterHub.services = plan.services()
 c.JupyterHub.load_roles = plan.roles()
 c.JupyterHub.extra_user_scopes = plan.extra_user_scopes()
+c.JupyterHub.extra_handlers = [(r"/api/tre/denials", DenialHandler)]  # servers' refusals, audited
 
 # --- login: TRE users only; hub admins are the TRE's admins, and cannot enter servers -------
 c.JupyterHub.authenticator_class = plan.authenticator_class
@@ -50,6 +52,7 @@ c.TRESpawner.projects_dir = str(settings.projects_dir)
 c.TRESpawner.hub_dir = str(settings.hub_dir)
 c.TRESpawner.notebooks_dir = str(settings.hub_notebooks_dir)
 c.TRESpawner.isolation = plan.isolation
+c.TRESpawner.hub_connect_url = plan.servers_hub_url  # the API gate (`apigate.py`), not the whole hub
 c.TRESpawner.pids_max = settings.hub_server_pids_max
 c.TRESpawner.memory_max = settings.hub_server_memory_max
 c.TRESpawner.cpus = settings.hub_server_cpus

@@ -25,7 +25,7 @@ from tre import credentials
 from tre.config import Settings, ensure_private_dir
 from tre.db import Store, utc_now
 from tre.errors import ConfigError, UserError
-from tre.hub_config import cgroups, enforcer, network
+from tre.hub_config import apigate, cgroups, enforcer, network
 from tre.hub_config.plan import CONFIG_FILE, HubPlan, settings_environment
 from tre.sealed import login_box
 from tre.workspace import ISOLATION_OFF_WARNING, isolation_enabled
@@ -60,8 +60,11 @@ def run_hub(settings: Settings, environ: dict, *, info=print) -> int:
         if isolation
         else None
     )
+    gate = None
     try:
         plan = HubPlan(settings, isolation, net)
+        if net is not None:
+            gate = apigate.RunningGate((net.hub_address, net.api_port), plan.hub_bind_url).start()
         env = {**environ, **settings_environment(settings)}
         # JupyterHub, its proxy and its services in a group of their own: nothing of the hub
         # outlives it, even when it exits without stopping its services (a failed start).
@@ -89,6 +92,8 @@ def run_hub(settings: Settings, environ: dict, *, info=print) -> int:
             for s, handler in previous.items():
                 signal.signal(s, handler)
     finally:
+        if gate is not None:
+            gate.stop()
         enforcer.info_path(hub_dir).unlink(missing_ok=True)
         if isolation:
             _kill_server_groups(hub_dir, info)
