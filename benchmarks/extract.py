@@ -102,6 +102,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRE_")}
+    env["TRE_CLI_IDENTITY"] = "demo"  # who acts is asserted here, as in make demo (tre/identity.py)
     env.update(
         TRE_HOME=str(args.home),
         TRE_PROJECTS_DIR=str(args.home / "projects"),

@@ -103,6 +103,7 @@ def main_(servers: int) -> None:
     root.chmod(0o755)
     prefix = "b" + "".join(random.choices(string.ascii_lowercase, k=4))
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRE_")}
+    env["TRE_CLI_IDENTITY"] = "demo"  # who acts is asserted here, as in make demo (tre/identity.py)
     env.update(
         TRE_HOME=str(root / "home"),
         TRE_PROJECTS_DIR=str(root / "projects"),

@@ -73,7 +73,8 @@ def record(
     subject: str | None = None,
 ) -> AuditEvent:
     """Append one event in `session`'s transaction and return it."""
-    text = canonical_json(details or {})
+    context = session.info.get("audit_context")
+    text = canonical_json({**(details or {}), **context} if context else (details or {}))
     if _ID_NUMBER.search(text) or _ID_NUMBER.search(object):
         # An 11-digit number in an audit event is an ID number until proven otherwise.
         raise ValueError(f"audit event {action}: details must not contain an ID number")

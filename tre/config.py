@@ -134,6 +134,14 @@ class Settings:
         default="",
         help="The TRE user the CLI acts as when `--as` is not given.",
     )
+    cli_identity: str = setting(
+        env="TRE_CLI_IDENTITY",
+        default="os",
+        help="`os`: the CLI acts as a TRE user (`--as`, `TRE_USER`) only if the OS account running it is bound to "
+        "that user (`tre user bind-os`; under sudo, the account sudo authenticated); the first admin is bound to "
+        "whoever creates them. `demo`: the name is taken as given (make demo, the test suite); every audit event "
+        "then says so.",
+    )
     os_account_prefix: str = setting(
         env="TRE_OS_ACCOUNT_PREFIX",
         default="tre",

@@ -18,7 +18,7 @@ from pathlib import Path
 from rich.table import Table
 from sqlalchemy import select
 
-from tre import approvals, deadlines, synth
+from tre import approvals, deadlines, identity, synth
 from tre.config import Settings, ensure_dirs
 from tre.db import Store
 from tre.enums import ExtractStatus, RequestStatus, Role
@@ -104,8 +104,17 @@ def step_users(demo: Demo) -> None:
                 _, changed = add_user(session, name, role, actor=ADMIN if name != ADMIN else "demo", now=demo.now())
                 if changed:
                     added.append(name)
+        # The admin works from this OS account without demo mode too (cli_identity = os).
+        account = identity.caller(os.environ)
+        if identity.OS_NAME.fullmatch(account):
+            identity.bind(session, ADMIN, account, actor="demo", now=demo.now())
     who = ", ".join(f"{n} ({'/'.join(r.value for r in roles)})" for n, roles in DEMO_USERS.items())
     demo.say(f"demo users: {who}" + ("" if added else " — already there"))
+    demo.say(
+        f"the OS account {account} may act as {ADMIN} on the command line; the other demo users act with "
+        "TRE_CLI_IDENTITY=demo (the name is then asserted, and every audit event says so) or after "
+        "`tre user bind-os NAME ACCOUNT`"
+    )
 
 
 def step_synthetic_registers(demo: Demo) -> None:

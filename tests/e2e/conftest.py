@@ -146,6 +146,7 @@ def running_hub(tmp_path_factory, *, isolation: str, projects: dict = PROJECTS, 
     root.chmod(0o755)  # pytest's temp dirs are 0700; the servers' accounts must reach projects/
     prefix = "t" + "".join(random.choices(string.ascii_lowercase, k=4))
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRE_")}
+    env["TRE_CLI_IDENTITY"] = "demo"  # who acts is asserted here, as in make demo (tre/identity.py)
     env.update(
         TRE_HOME=str(root / "home"),
         TRE_PROJECTS_DIR=str(root / "projects"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tre import identity
 from tre.cli.framework import arg, command, group, table
 from tre.enums import Role
 from tre.errors import UserError
@@ -23,14 +24,45 @@ def user_add(ctx, args):
     role = Role(args.role)
     if ctx.bootstrapping and role != Role.ADMIN:
         raise UserError("the store has no users yet: the first user must be an admin (`--role admin`)")
+    bound = None
     with ctx.store.transaction() as session:
         user, changed = add_user(session, args.name, role, actor=ctx.actor, now=ctx.now())
         roles = sorted(r.role.value for r in user.roles)
+        if ctx.bootstrapping and identity.mode(ctx.settings) == "os":
+            # The first admin acts from the OS account that created the store's first user.
+            bound = identity.caller(ctx.environ)
+            identity.bind(session, args.name, bound, actor=ctx.actor, now=ctx.now())
     verb = "added" if changed else "already has"
-    ctx.emit(
-        {"name": args.name, "roles": roles, "changed": changed},
-        f"{args.name}: {verb} role {role} (roles: {', '.join(roles)})",
-    )
+    text = f"{args.name}: {verb} role {role} (roles: {', '.join(roles)})"
+    if bound:
+        text += f"; the OS account {bound} may act as {args.name} (`tre user bind-os` adds others)"
+    ctx.emit({"name": args.name, "roles": roles, "changed": changed, "os_login": bound}, text)
+
+
+@command(
+    "user bind-os",
+    help="let an OS account act as a TRE user on the command line (cli_identity = os)",
+    args=[arg("name", help="the TRE user"), arg("os_user", metavar="ACCOUNT", help="the OS account")],
+    roles=[Role.ADMIN],
+)
+def user_bind_os(ctx, args):
+    with ctx.store.transaction() as session:
+        changed = identity.bind(session, args.name, args.os_user, actor=ctx.actor, now=ctx.now())
+    verb = "may now act" if changed else "could already act"
+    ctx.emit({"name": args.name, "os_user": args.os_user, "changed": changed}, f"{args.os_user} {verb} as {args.name}")
+
+
+@command(
+    "user unbind-os",
+    help="stop an OS account acting as a TRE user",
+    args=[arg("name", help="the TRE user"), arg("os_user", metavar="ACCOUNT", help="the OS account")],
+    roles=[Role.ADMIN],
+)
+def user_unbind_os(ctx, args):
+    with ctx.store.transaction() as session:
+        changed = identity.unbind(session, args.name, args.os_user, actor=ctx.actor, now=ctx.now())
+    verb = "may no longer act" if changed else "could not act"
+    ctx.emit({"name": args.name, "os_user": args.os_user, "changed": changed}, f"{args.os_user} {verb} as {args.name}")
 
 
 @command(
@@ -54,13 +86,23 @@ def user_list(ctx, args):
                 "roles": sorted(r.role.value for r in u.roles),
                 "active": u.active,
                 "created_at": u.created_at,
+                "os_logins": identity.os_logins(session, u.name),
             }
             for u in list_users(session)
         ]
     ctx.emit(
         rows,
         table(
-            ["user", "roles", "active", "created"],
-            ([r["name"], ", ".join(r["roles"]), r["active"], f"{r['created_at']:%Y-%m-%d %H:%M}"] for r in rows),
+            ["user", "roles", "active", "created", "OS accounts"],
+            (
+                [
+                    r["name"],
+                    ", ".join(r["roles"]),
+                    r["active"],
+                    f"{r['created_at']:%Y-%m-%d %H:%M}",
+                    ", ".join(r["os_logins"]),
+                ]
+                for r in rows
+            ),
         ),
     )
