@@ -267,7 +267,7 @@ def provision_project(
             "group": result.group,
             "accounts": sorted(result.accounts.values()),
             "locked_accounts": result.locked_accounts,
-            "disk_quota": volumes.size if volumes is not None else None,
+            "disk_quota": f"{volumes.size >> 20} MiB" if volumes is not None else None,
         },
     )
     return result

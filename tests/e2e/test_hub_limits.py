@@ -88,8 +88,9 @@ ESCAPE = textwrap.dedent(
     # A double fork with setsid: the grandchild is orphaned into a session of its own.
     detach = "import os, sys; os.setsid(); os.fork() == 0 and os.execv(sys.argv[1], sys.argv[1:]); os._exit(0)"
     subprocess.run([py, "-c", detach, py, script, work + "/.beat-setsid"], **quiet)
-    # nohup in the background, as a notebook's `!` runs it (IPython gives it a terminal of its own).
-    get_ipython().system(f"(nohup {{py}} {{script}} {{work}}/.beat-nohup > /dev/null 2>&1 &)")
+    # nohup in the background, as a notebook's `!` runs it (IPython gives it a terminal of its own;
+    # the subshell ignores the hangup its closing sends before nohup has set up).
+    get_ipython().system(f"(trap '' HUP; nohup {{py}} {{script}} {{work}}/.beat-nohup > /dev/null 2>&1 &)")
     # A process group of its own: out of reach of the kernel's clean-up of its children.
     subprocess.Popen([py, script, work + "/.beat-pgroup"], process_group=0, **quiet)
     print("started")
@@ -135,8 +136,8 @@ def _assert_all_gone(hub, project: str, uid: int) -> None:
     before = {b: (work / b).read_text() for b in BEATS}
     time.sleep(1.0)
     assert before == {b: (work / b).read_text() for b in BEATS}, "a heartbeat went on after the stop"
-    hub_id = cgroups.hub_id(hub.settings.hub_dir)
-    assert [g.name for g in cgroups.existing(cgroups.Layout.discover(), hub_id)] == []
+    groups = cgroups.existing(cgroups.Layout.discover(), cgroups.hub_id(hub.settings.hub_dir))
+    assert [g.name for g in groups if g.name != cgroups.HUB_GROUP] == []  # the hub's own runs on
 
 
 def test_a_stop_kills_what_detached_from_the_server(hub, rita):
@@ -319,3 +320,4 @@ def test_the_hubs_shutdown_kills_what_detached_from_its_servers(hub, rita):
     uid = _plant_escapees(hub, rita, "alpha")
     stop_hub(hub.running.pid)
     _assert_all_gone(hub, "alpha", uid)
+    assert cgroups.existing(cgroups.Layout.discover(), cgroups.hub_id(hub.settings.hub_dir)) == []
