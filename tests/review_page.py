@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tre.credentials import current_totp
+from totp_codes import fresh_code
 
 TRE = str(Path(sys.executable).parent / "tre")
 
@@ -108,7 +108,7 @@ class Client:
 
     def login(self, name: str, password: str, secret: str) -> Page:
         self.get("/login")
-        return self.post("/login", {"username": name, "password": password, "code": current_totp(secret), "next": "/"})
+        return self.post("/login", {"username": name, "password": password, "code": fresh_code(secret), "next": "/"})
 
     def _open(self, request) -> Page:
         try:

@@ -80,6 +80,8 @@ class World:
 
 def build_world(root: Path, *, threshold: int | None = None) -> World:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRE_")}
+    env["TRE_CLI_IDENTITY"] = "demo"  # who acts is asserted here, as in make demo (tre/identity.py)
+    env["TRE_PROJECT_DISK_QUOTA"] = "0"  # no loop-mounted volumes unless a test wants them
     env.update(
         TRE_HOME=str(root / "home"),
         TRE_PROJECTS_DIR=str(root / "projects"),

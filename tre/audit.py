@@ -6,6 +6,9 @@ same transaction as the change it records: pass the session that makes the chang
 `verify_chain` recomputes the chain and names the first bad event: edited, deleted, inserted
 or reordered events all break it, and the head row catches a deleted tail.
 
+Sequence numbers and times agree: an event is never earlier than the one before it (a writer
+that waited for the chain's head takes the time of the event it follows, if that is later).
+
 Details never hold an FNR, a key or a health value; `record` refuses details that contain
 something shaped like an ID number. Person-linked events (a decryption, a release that
 included the person) carry the person's internal key in `subject`, which is what a data
@@ -70,7 +73,8 @@ def record(
     subject: str | None = None,
 ) -> AuditEvent:
     """Append one event in `session`'s transaction and return it."""
-    text = canonical_json(details or {})
+    context = session.info.get("audit_context")
+    text = canonical_json({**(details or {}), **context} if context else (details or {}))
     if _ID_NUMBER.search(text) or _ID_NUMBER.search(object):
         # An 11-digit number in an audit event is an ID number until proven otherwise.
         raise ValueError(f"audit event {action}: details must not contain an ID number")
@@ -80,6 +84,11 @@ def record(
         session.add(head)
     seq, prev = head.seq + 1, head.hash
     stamp = format_time(at)
+    # `at` was taken before this transaction waited for the chain's head; a writer that waited
+    # longer than another must not appear earlier in time than the event before it.
+    previous_at = session.execute(select(AuditEvent.at).where(AuditEvent.seq == head.seq)).scalar_one_or_none()
+    if previous_at is not None and previous_at > stamp:
+        stamp = previous_at
     digest = event_hash(seq, stamp, actor, action, object, subject, text, prev)
     event = AuditEvent(
         seq=seq,

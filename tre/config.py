@@ -154,11 +154,27 @@ class Settings:
         default="",
         help="The TRE user the CLI acts as when `--as` is not given.",
     )
+    cli_identity: str = setting(
+        env="TRE_CLI_IDENTITY",
+        default="os",
+        help="`os`: the CLI acts as a TRE user (`--as`, `TRE_USER`) only if the OS account running it is bound to "
+        "that user (`tre user bind-os`; under sudo, the account sudo authenticated); the first admin is bound to "
+        "whoever creates them. `demo`: the name is taken as given (make demo, the test suite); every audit event "
+        "then says so.",
+    )
     os_account_prefix: str = setting(
         env="TRE_OS_ACCOUNT_PREFIX",
         default="tre",
         help="Prefix of the OS groups and accounts `tre project provision` creates (one group per project, "
         "one account per member and project); 1-5 lowercase letters. See docs/hub.md for the naming scheme.",
+    )
+    project_disk_quota: str = setting(
+        env="TRE_PROJECT_DISK_QUOTA",
+        default="20G",
+        help="Disk space of each project's own filesystem (a sparse ext4 image, loop-mounted as root) that holds "
+        "its work/, requests/ and its members' homes: a project that fills it gets 'No space left on device', "
+        "the machine's disk stays free. A size such as 500M or 20G; 0: no volume (work/ on the projects "
+        "folder's disk, unbounded). Raising it grows the volumes; lowering it does not shrink them.",
     )
     hub_dir: Path = setting(
         env="TRE_HUB_DIR",
@@ -223,6 +239,25 @@ class Settings:
         default=60,
         help="Seconds between the hub's checks that every running server still has an active approval and "
         "an unlocked project; servers that do not are stopped.",
+    )
+    hub_server_pids_max: int = setting(
+        env="TRE_HUB_SERVER_PIDS_MAX",
+        default=1024,
+        help="Processes and threads a researcher's server may have at once, kernels and everything they "
+        "start included (cgroup pids.max); 0: no limit.",
+    )
+    hub_server_memory_max: str = setting(
+        env="TRE_HUB_SERVER_MEMORY_MAX",
+        default="8G",
+        help="Memory a researcher's server may use, kernels and their children included (cgroup memory.max, "
+        "or memory.limit_in_bytes on a cgroup v1 machine); past it the kernel's OOM killer ends the largest "
+        "process of that server only. A size such as 512M or 8G; 0: no limit.",
+    )
+    hub_server_cpus: float = setting(
+        env="TRE_HUB_SERVER_CPUS",
+        default=2.0,
+        help="CPU time a researcher's server may use, in CPUs (cgroup cpu.max, or cpu.cfs_quota_us on cgroup "
+        "v1): 0.5 is half a core however many processes it runs; 0: no limit.",
     )
     hub_notebooks_dir: Path = setting(
         env="TRE_HUB_NOTEBOOKS_DIR",

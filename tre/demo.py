@@ -18,7 +18,7 @@ from pathlib import Path
 from rich.table import Table
 from sqlalchemy import select
 
-from tre import approvals, deadlines, synth
+from tre import approvals, deadlines, identity, synth
 from tre.config import Settings, ensure_dirs
 from tre.db import Store
 from tre.enums import ExtractStatus, RequestStatus, Role
@@ -31,6 +31,7 @@ from tre.os_accounts import PosixAccounts
 from tre.output_check.demo import review_and_release
 from tre.registers import Manifest
 from tre.users import add_user, bind_municipalities
+from tre.volumes import volumes
 from tre.workspace import (
     ISOLATION_OFF_WARNING,
     isolation_enabled,
@@ -108,8 +109,17 @@ def step_users(demo: Demo) -> None:
                     added.append(name)
             if name in DEMO_MUNICIPALITIES:
                 bind_municipalities(session, name, DEMO_MUNICIPALITIES[name], actor=ADMIN, now=demo.now())
+        # The admin works from this OS account without demo mode too (cli_identity = os).
+        account = identity.caller(os.environ)
+        if identity.OS_NAME.fullmatch(account):
+            identity.bind(session, ADMIN, account, actor="demo", now=demo.now())
     who = ", ".join(f"{n} ({'/'.join(r.value for r in roles)})" for n, roles in DEMO_USERS.items())
     demo.say(f"demo users: {who}" + ("" if added else " — already there"))
+    demo.say(
+        f"the OS account {account} may act as {ADMIN} on the command line; the other demo users act with "
+        "TRE_CLI_IDENTITY=demo (the name is then asserted, and every audit event says so) or after "
+        "`tre user bind-os NAME ACCOUNT`"
+    )
 
 
 def step_synthetic_registers(demo: Demo) -> None:
@@ -190,6 +200,7 @@ def step_projects(demo: Demo) -> None:
                 accounts=PosixAccounts() if isolation else None,
                 actor=ADMIN,
                 now=demo.now(),
+                volumes=volumes(demo.settings, isolation=isolation),
             )
             accounts = ", ".join(f"{u} as {a}" for u, a in sorted(result.accounts.items())) or "no OS accounts"
             demo.say(f"project {project}: workspace {result.path} ({accounts})")
@@ -320,7 +331,7 @@ def step_hub(demo: Demo) -> None:
 
     if not demo.options.hub:
         return
-    logins = set_demo_logins(demo.store, list(DEMO_USERS), actor=ADMIN)
+    logins = set_demo_logins(demo.store, list(DEMO_USERS), actor=ADMIN, settings=demo.settings, environ=os.environ)
     url = f"http://{demo.settings.hub_ip}:{demo.settings.hub_port}"
     pid = running_hub_pid(demo.settings.hub_dir)
     if pid is None:

@@ -15,11 +15,13 @@ from enum import StrEnum
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Date,
     DateTime,
     ForeignKey,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     String,
@@ -134,12 +136,28 @@ class MunicipalityAccess(Base):
     granted_by: Mapped[str | None] = mapped_column(String(64))
 
 
+class OsLogin(Base):
+    """An operating-system account that may act as a TRE user on the command line."""
+
+    __tablename__ = "os_logins"
+    __table_args__ = (UniqueConstraint("user_id", "os_user"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    os_user: Mapped[str] = mapped_column(String(64))
+    granted_at: Mapped[dt.datetime]
+    granted_by: Mapped[str] = mapped_column(String(64))
+
+    user: Mapped[User] = relationship()
+
+
 class LoginCredential(Base):
     """A user's hub login: a bcrypt password hash and the TOTP secret of their second factor.
 
     Set by an admin with `tre user password` / `tre user totp`; read by the hub's authenticator.
-    The TOTP secret has to be readable to check a code, which is one more reason this store is
-    controller-only (mode 0600 file).
+    The TOTP secret is sealed (AES-GCM) under the logins data key, which the master key wraps
+    (`tre.sealed`); `totp_last_step` is the time step of the last code accepted, so that no
+    code is accepted twice.
     """
 
     __tablename__ = "login_credentials"
@@ -148,10 +166,28 @@ class LoginCredential(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), unique=True)
     password_hash: Mapped[str | None] = mapped_column(String(100))
     password_set_at: Mapped[dt.datetime | None]
-    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    totp_secret: Mapped[str | None] = mapped_column(String(255))
     totp_set_at: Mapped[dt.datetime | None]
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
 
     user: Mapped[User] = relationship()
+
+
+class WrappedKey(Base):
+    """A data key of the secrets this store keeps sealed, wrapped by one master key.
+
+    One row per (key, master key): during a master-key rotation the key is wrapped by both,
+    so that a rotation stopped half-way loses nothing; the old row goes when it completes.
+    """
+
+    __tablename__ = "wrapped_keys"
+    __table_args__ = (UniqueConstraint("name", "master_key_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(32))
+    master_key_id: Mapped[str] = mapped_column(String(64))
+    wrapped: Mapped[bytes] = mapped_column(LargeBinary)
+    wrapped_at: Mapped[dt.datetime]
 
 
 # --- projects and approvals ---------------------------------------------------------------

@@ -223,11 +223,13 @@ def provision_project(
     accounts: PosixAccounts | None,
     actor: str,
     now: dt.datetime,
+    volumes=None,
 ) -> ProvisionResult:
     """Create (or bring up to date) a project's workspace; idempotent.
 
     With `accounts` (root), also the project's group and one account per active member, and
-    locks the accounts of members no longer active. Without, only the folders.
+    locks the accounts of members no longer active. Without, only the folders. With `volumes`
+    (a `tre.volumes.ProjectVolumes`), work/ and requests/ live on the project's own filesystem.
     """
     project = get_project(session, project_id)
     if project.status == ProjectStatus.CLOSED:
@@ -249,6 +251,8 @@ def provision_project(
             elif member.os_account:
                 accounts.lock_account(member.os_account)
                 result.locked_accounts.append(member.os_account)
+    if volumes is not None:
+        volumes.ensure(ws.root, project_id)
     _make_dirs(ws, gid)
     seal_data(ws, gid)
     project.provisioned_at = now
@@ -263,6 +267,7 @@ def provision_project(
             "group": result.group,
             "accounts": sorted(result.accounts.values()),
             "locked_accounts": result.locked_accounts,
+            "disk_quota": f"{volumes.size >> 20} MiB" if volumes is not None else None,
         },
     )
     return result

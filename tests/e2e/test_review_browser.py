@@ -17,8 +17,8 @@ import pytest
 from output_check_factories import make_notebook, records
 from review_page import review_page
 from review_world import PROJECT, build_world
+from totp_codes import fresh_code
 
-from tre.credentials import current_totp
 from tre.hub_config.launch import set_demo_logins
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -74,7 +74,12 @@ def setup(tmp_path_factory):
     world = build_world(root)
     (world.project_dir / "work").mkdir(parents=True, exist_ok=True)
     _queue_outputs(world)
-    logins = {x.user: x for x in set_demo_logins(world.store, ["rita", "olav", "oda"], actor="ada")}
+    logins = {
+        x.user: x
+        for x in set_demo_logins(
+            world.store, ["rita", "olav", "oda"], actor="ada", settings=world.settings, environ=world.env
+        )
+    }
     ARTIFACTS.mkdir(exist_ok=True)
     with review_page(world.env, root / "page.log") as url, playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -90,7 +95,7 @@ def _login(browser, url, login):
     page.goto(f"{url}/")
     page.fill("#username", login.user)
     page.fill("#password", login.password)
-    page.fill("#code", current_totp(login.totp_secret))
+    page.fill("#code", fresh_code(login.totp_secret))
     page.click("#login")
     page.wait_for_selector("header .who")
     return page

@@ -220,6 +220,8 @@ def world(tmp_path_factory):
 
     base = tmp_path_factory.mktemp("extracts")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRE_")}
+    env["TRE_CLI_IDENTITY"] = "demo"  # who acts is asserted here, as in make demo (tre/identity.py)
+    env["TRE_PROJECT_DISK_QUOTA"] = "0"  # no loop-mounted volumes unless a test wants them
     env.update(
         TRE_HOME=str(base / "home"), TRE_PROJECTS_DIR=str(base / "projects"), TRE_APPROVALS_DIR=str(base / "approvals")
     )

@@ -26,7 +26,16 @@ CONTEXT = {"population": "adults in the cohort", "shows": "persons by municipali
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("page")
     world = build_world(root)
-    logins = {x.user: x for x in set_demo_logins(world.store, ["rita", "reidar", "olav", "oda", "omar"], actor="ada")}
+    logins = {
+        x.user: x
+        for x in set_demo_logins(
+            world.store,
+            ["rita", "reidar", "olav", "oda", "omar"],
+            actor="ada",
+            settings=world.settings,
+            environ=world.env,
+        )
+    }
     with review_page(world.env, root / "page.log") as url:
         yield world, logins, url
 
@@ -61,7 +70,7 @@ def test_the_page_needs_a_login_with_password_and_code(setup):
     assert "Review queue" in home.get("/").text
     # Five failures lock the name out for five minutes, even with the right password then.
     CLI(world.env).ok("user", "add", "ruth", "--role", "researcher", as_user="ada")
-    (right,) = set_demo_logins(world.store, ["ruth"], actor="ada")
+    (right,) = set_demo_logins(world.store, ["ruth"], actor="ada", settings=world.settings, environ=world.env)
     for _ in range(5):
         client.post("/login", {"username": "ruth", "password": "wrong password!", "code": "000000"})
     locked = client.post(

@@ -114,6 +114,7 @@ def test_rotation_rewraps_under_a_new_key_file_and_loses_nothing(central, person
     old_key = settings.master_key_file.read_text()
     assert settings.master_key_file.stat().st_mode & 0o777 == 0o600
     assert not settings.master_key_file.is_relative_to(settings.central_dir)
+    secret = central.ok("user", "totp", "carl", "--json", as_user="ada").json()["secret"]  # sealed, master key
     rotated = central.ok("vault", "rotate-key", "--json", as_user="carl").json()
     assert rotated["old_master_key"] != rotated["new_master_key"]
     assert settings.master_key_file.read_text() != old_key
@@ -121,11 +122,28 @@ def test_rotation_rewraps_under_a_new_key_file_and_loses_nothing(central, person
     assert lookup(central, persons[2].fnr).json()["pid"] == before
     revealed = central.ok("vault", "reveal", "--pid", before, "--reason", REASON, "--json", as_user="carl").json()
     assert revealed["numbers"][0]["number"] == persons[2].fnr
+    _assert_totp_secret_opens(central, tre_env, "carl", secret)  # the logins key was re-wrapped too
     # the old key no longer opens the vault
     settings.master_key_file.write_text(old_key)
     stale = lookup(central, persons[2].fnr)
     assert stale.code == 11 and "wrapped by master key" in stale.err
     assert central("vault", "rotate-key", as_user="ada").code == 5  # custodians only
+
+
+def _assert_totp_secret_opens(cli, env, name, secret):
+    from sqlalchemy import select
+
+    from tre.db import Store, utc_now
+    from tre.models import LoginCredential, User, WrappedKey
+    from tre.sealed import login_box
+
+    settings = load_settings(env)
+    with Store(settings.db_url).transaction() as session:
+        stored = session.execute(
+            select(LoginCredential.totp_secret).join(User, User.id == LoginCredential.user_id).where(User.name == name)
+        ).scalar_one()
+        assert login_box(settings, cli.environ, session, now=utc_now()).open(stored, f"totp:{name}") == secret
+        assert len(session.execute(select(WrappedKey)).scalars().all()) == 1  # the old wrap is gone
 
 
 def test_rotation_with_the_key_in_the_environment(initialised, tmp_path, tre_env, persons):

@@ -33,6 +33,8 @@ def demo_tre(tmp_path_factory):
     """The demo path up to the extracts, on a small synthetic population."""
     base = tmp_path_factory.mktemp("notebooks")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRE_")}
+    env["TRE_CLI_IDENTITY"] = "demo"  # who acts is asserted here, as in make demo (tre/identity.py)
+    env["TRE_PROJECT_DISK_QUOTA"] = "0"  # no loop-mounted volumes unless a test wants them
     env.update(TRE_HOME=str(base / "home"), TRE_PROJECTS_DIR=str(base / "projects"), TRE_HUB_ISOLATION="off")
     settings = load_settings(env)
     console = Console(file=io.StringIO())

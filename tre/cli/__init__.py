@@ -13,6 +13,7 @@ import re
 import sys
 import traceback
 
+from tre import identity
 from tre.cli.framework import ANY_ROLE, Context, build_parser
 from tre.config import Settings, ensure_dirs, ensure_private_dir, load_settings
 from tre.db import utc_now
@@ -65,6 +66,8 @@ def main(argv=None, environ=None, stdout=None, stderr=None, clock=None) -> int:
             stderr=stderr,
             clock=clock or utc_now,
         )
+        if identity.mode(settings) == "demo":
+            ctx.store.audit_context = dict(identity.DEMO_MARK)
         _run(ctx, args)
         return 0
     except UserError as e:
@@ -108,11 +111,32 @@ def _authorise(ctx: Context, name: str) -> None:
         user = find_user(session, name)
         if user is None:
             raise PermissionDenied(f"{command.name} refused: {name!r} is not a TRE user")
-        if command.roles == (ANY_ROLE,):
-            check_active(user, command.name)
-        else:
-            check_role(user, command.roles, command.name)
-        ctx.actor = user.name
+        os_user = identity.caller(ctx.environ) if identity.mode(ctx.settings) == "os" else None
+        bound = os_user is None or identity.is_bound(session, user.name, os_user)
+        if bound:
+            if command.roles == (ANY_ROLE,):
+                check_active(user, command.name)
+            else:
+                check_role(user, command.roles, command.name)
+            ctx.actor = user.name
+    if not bound:
+        refusal = identity.refusal(command.name, user.name, os_user)
+        _audit_identity_refusal(ctx, user.name, os_user, refusal)
+        raise refusal
+
+
+def _audit_identity_refusal(ctx: Context, name: str, os_user: str, refusal: PermissionDenied) -> None:
+    from tre import audit
+
+    with ctx.store.transaction() as session:
+        audit.record(
+            session,
+            at=ctx.now(),
+            actor=name,
+            action="cli.identity_refused",
+            object=ctx.command.name,
+            details={"os_user": os_user, "reason": str(refusal)},
+        )
 
 
 def _audit_refusal(ctx: Context, name: str, refusal: PermissionDenied | UnsafeFile) -> None:

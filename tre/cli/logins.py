@@ -9,6 +9,7 @@ from tre.cli.framework import arg, command
 from tre.credentials import current_totp, enrol_totp, generate_password, set_password, totp_uri
 from tre.enums import Role
 from tre.errors import UsageError, UserError
+from tre.sealed import login_box
 
 
 def _read_password(args) -> tuple[str, bool]:
@@ -54,7 +55,8 @@ def user_password(ctx, args):
 )
 def user_totp(ctx, args):
     with ctx.store.transaction() as session:
-        secret = enrol_totp(session, args.name, actor=ctx.actor, now=ctx.now())
+        box = login_box(ctx.settings, ctx.environ, session, now=ctx.now())
+        secret = enrol_totp(session, args.name, actor=ctx.actor, now=ctx.now(), box=box)
     uri = totp_uri(args.name, secret)
     ctx.emit(
         {"name": args.name, "secret": secret, "uri": uri},

@@ -5,6 +5,7 @@ from __future__ import annotations
 from tre.cli.framework import arg, command, group, table
 from tre.enums import Role
 from tre.os_accounts import PosixAccounts
+from tre.volumes import volumes
 from tre.workspace import (
     ISOLATION_OFF_WARNING,
     isolation_enabled,
@@ -38,6 +39,7 @@ def project_provision(ctx, args):
             accounts=PosixAccounts() if isolation else None,
             actor=ctx.actor,
             now=ctx.now(),
+            volumes=volumes(ctx.settings, isolation=isolation),
         )
     lines = [f"provisioned {result.project_id} at {result.path}"]
     if result.isolation:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tre import identity
 from tre.cli.framework import arg, command, group, table
 from tre.enums import Role
 from tre.errors import UserError
@@ -35,6 +36,7 @@ def user_add(ctx, args):
         raise UserError("the store has no users yet: the first user must be an admin (`--role admin`)")
     if args.municipality and role != Role.MUNICIPALITY:
         raise UserError("--municipality goes with --role municipality")
+    bound = None
     with ctx.store.transaction() as session:
         if role == Role.MUNICIPALITY and not args.municipality and not municipalities_of(session, args.name):
             raise UserError("a municipality user acts for at least one municipality: add --municipality NUMBER")
@@ -45,12 +47,45 @@ def user_add(ctx, args):
             else []
         )
         roles = sorted(r.role.value for r in user.roles)
+        if ctx.bootstrapping and identity.mode(ctx.settings) == "os":
+            # The first admin acts from the OS account that created the store's first user.
+            bound = identity.caller(ctx.environ)
+            identity.bind(session, args.name, bound, actor=ctx.actor, now=ctx.now())
     verb = "added" if changed else "already has"
-    acts_for = f"; acts for {', '.join(numbers)}" if numbers else ""
+    text = f"{args.name}: {verb} role {role} (roles: {', '.join(roles)})"
+    if numbers:
+        text += f"; acts for {', '.join(numbers)}"
+    if bound:
+        text += f"; the OS account {bound} may act as {args.name} (`tre user bind-os` adds others)"
     ctx.emit(
-        {"name": args.name, "roles": roles, "changed": changed, "municipalities": numbers},
-        f"{args.name}: {verb} role {role} (roles: {', '.join(roles)}){acts_for}",
+        {"name": args.name, "roles": roles, "changed": changed, "municipalities": numbers, "os_login": bound}, text
     )
+
+
+@command(
+    "user bind-os",
+    help="let an OS account act as a TRE user on the command line (cli_identity = os)",
+    args=[arg("name", help="the TRE user"), arg("os_user", metavar="ACCOUNT", help="the OS account")],
+    roles=[Role.ADMIN],
+)
+def user_bind_os(ctx, args):
+    with ctx.store.transaction() as session:
+        changed = identity.bind(session, args.name, args.os_user, actor=ctx.actor, now=ctx.now())
+    verb = "may now act" if changed else "could already act"
+    ctx.emit({"name": args.name, "os_user": args.os_user, "changed": changed}, f"{args.os_user} {verb} as {args.name}")
+
+
+@command(
+    "user unbind-os",
+    help="stop an OS account acting as a TRE user",
+    args=[arg("name", help="the TRE user"), arg("os_user", metavar="ACCOUNT", help="the OS account")],
+    roles=[Role.ADMIN],
+)
+def user_unbind_os(ctx, args):
+    with ctx.store.transaction() as session:
+        changed = identity.unbind(session, args.name, args.os_user, actor=ctx.actor, now=ctx.now())
+    verb = "may no longer act" if changed else "could not act"
+    ctx.emit({"name": args.name, "os_user": args.os_user, "changed": changed}, f"{args.os_user} {verb} as {args.name}")
 
 
 @command(
@@ -75,13 +110,14 @@ def user_list(ctx, args):
                 "active": u.active,
                 "created_at": u.created_at,
                 "municipalities": municipalities_of(session, u.name),
+                "os_logins": identity.os_logins(session, u.name),
             }
             for u in list_users(session)
         ]
     ctx.emit(
         rows,
         table(
-            ["user", "roles", "active", "created", "municipalities"],
+            ["user", "roles", "active", "created", "municipalities", "OS accounts"],
             (
                 [
                     r["name"],
@@ -89,6 +125,7 @@ def user_list(ctx, args):
                     r["active"],
                     f"{r['created_at']:%Y-%m-%d %H:%M}",
                     " ".join(r["municipalities"]),
+                    ", ".join(r["os_logins"]),
                 ]
                 for r in rows
             ),

@@ -44,8 +44,17 @@ class HubPlan:
 
     @property
     def hub_bind_url(self) -> str:
-        host = self.network.hub_address if self.network else "127.0.0.1"
-        return f"http://{host}:{self.settings.hub_api_port}"
+        """Where JupyterHub listens: 127.0.0.1 only (with isolation, the API gate faces the servers)."""
+        if self.network:
+            return f"http://127.0.0.1:{self.network.internal_port}"
+        return f"http://127.0.0.1:{self.settings.hub_api_port}"
+
+    @property
+    def servers_hub_url(self) -> str | None:
+        """The hub as researchers' servers reach it: the API gate on the hub's address."""
+        if not self.network:
+            return None
+        return f"http://{self.network.hub_address}:{self.settings.hub_api_port}"
 
     @property
     def api_url(self) -> str:
@@ -54,6 +63,22 @@ class HubPlan:
     @property
     def proxy_api_url(self) -> str:
         return f"http://127.0.0.1:{self.settings.hub_proxy_api_port}"
+
+    @property
+    def volumes_dir(self) -> str:
+        volumes = self.project_volumes
+        return str(volumes.root) if volumes else ""
+
+    @property
+    def disk_quota(self) -> int:
+        volumes = self.project_volumes
+        return volumes.size if volumes else 0
+
+    @property
+    def project_volumes(self):
+        from tre.volumes import volumes
+
+        return volumes(self.settings, isolation=self.isolation)
 
     def path(self, name: str) -> str:
         return str(self.settings.hub_dir / name)

@@ -6,10 +6,17 @@ first asks the metadata store whether the user may run a server on that project 
 isolation on it then makes the server's network namespace, copies the example notebooks at
 the first start, and starts `jupyterhub-singleuser` through the sandbox launcher, which runs it
 as the pair's OS account with only that project's folders (see `sandbox.py`, `network.py`).
+
+With isolation every server also gets a control group of its own with its limits (`cgroups.py`):
+stopping the server, for whatever reason (the user, `tre project lock`, the enforcer, the hub's
+shutdown), kills every process in it, however it detached from the server's process tree. The
+project's work/, requests/ and the account's home live on the project's volume (`tre.volumes`),
+which bounds the disk space it can take.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pwd
 import sys
@@ -17,13 +24,14 @@ from pathlib import Path
 
 from jupyterhub.spawner import LocalProcessSpawner
 from tornado import web
-from traitlets import Bool, Dict, List, Unicode, default
+from traitlets import Bool, Dict, Float, Integer, List, Unicode, default
 
 from tre.config import PACKAGE_DIR
-from tre.errors import PermissionDenied
-from tre.hub_config import network
+from tre.errors import ConfigError, PermissionDenied
+from tre.hub_config import cgroups, network
 from tre.hub_config.sandbox import SandboxSpec
 from tre.hub_config.store import hub_store
+from tre.volumes import ProjectVolumes
 from tre.workspace import (
     EXTRACT_FILE,
     Workspace,
@@ -58,7 +66,14 @@ class TRESpawner(LocalProcessSpawner):
         help="Host paths the sandbox shows read-only at the same path: the Python environment and the tre package.",
     ).tag(config=True)
 
+    pids_max = Integer(0, help="Processes and threads per server (cgroup pids.max); 0: no limit.").tag(config=True)
+    memory_max = Unicode("0", help="Memory per server, e.g. 8G (cgroup memory.max); 0: no limit.").tag(config=True)
+    cpus = Float(0.0, help="CPUs' worth of time per server (cgroup cpu.max); 0: no limit.").tag(config=True)
+    volumes_dir = Unicode(help="Where the projects' volumes live ($TRE_HOME/volumes).").tag(config=True)
+    disk_quota = Integer(0, help="Bytes per project volume; 0: no volume.").tag(config=True)
+
     link = Dict(help="The server's network namespace and veth pair, while it runs.")
+    cgroup = Dict(help="The server's control group directories, while it runs.")
 
     @default("read_only_paths")
     def _default_read_only(self):
@@ -87,11 +102,14 @@ class TRESpawner(LocalProcessSpawner):
         state = super().get_state()
         if self.link:
             state["link"] = self.link
+        if self.cgroup:
+            state["cgroup"] = self.cgroup
         return state
 
     def load_state(self, state):
         super().load_state(state)
         self.link = state.get("link", {})
+        self.cgroup = state.get("cgroup", {})
 
     # --- environment ----------------------------------------------------------------------
 
@@ -149,9 +167,22 @@ class TRESpawner(LocalProcessSpawner):
     _threshold: int | None = None
 
     @property
+    def volumes(self) -> ProjectVolumes | None:
+        if not (self.isolation and self.disk_quota):
+            return None
+        return ProjectVolumes(Path(self.volumes_dir), self.disk_quota)
+
+    @property
     def _home_on_host(self) -> Path:
         name = self._grant_account or f"{self.user.name}-{self.project_id}"
+        if self.volumes:
+            return self.volumes.home(self.project_id, name)
         return Path(self.hub_dir) / "homes" / name
+
+    def limits(self) -> cgroups.Limits:
+        return cgroups.Limits(
+            pids=self.pids_max, memory=cgroups.parse_size(self.memory_max, "hub_server_memory_max"), cpus=self.cpus
+        )
 
     # --- start and stop -------------------------------------------------------------------
 
@@ -173,6 +204,8 @@ class TRESpawner(LocalProcessSpawner):
         project = self.project_id
         self._threshold = await self.store.call(lambda s: disclosure_threshold(s, project))
         ws = self.workspace
+        if self.volumes:
+            await asyncio.to_thread(self.volumes.ensure, ws.root, self.project_id)
         home = self._home_on_host
         home.mkdir(parents=True, exist_ok=True)
         home.chmod(0o700)
@@ -206,6 +239,7 @@ class TRESpawner(LocalProcessSpawner):
                 raise
             self.link = {**link.as_dict(), "slot": slot}
             self.ip, self.port = link.server_ip, network.SERVER_PORT
+            group = await self._make_cgroup(grant.os_account)
             spec = SandboxSpec(
                 account=grant.os_account,
                 uid=owner[0],
@@ -217,6 +251,7 @@ class TRESpawner(LocalProcessSpawner):
                 netns=link.netns_path,
                 read_only=list(self.read_only_paths),
                 tmp_size=self.tmp_size,
+                cgroups=group.as_list(),
             )
             self.cmd = [
                 sys.executable,
@@ -233,6 +268,7 @@ class TRESpawner(LocalProcessSpawner):
         try:
             url = await super().start()
         except Exception:
+            await self._kill_cgroup()
             await self._remove_link()
             raise
         await self.store.record(
@@ -246,9 +282,42 @@ class TRESpawner(LocalProcessSpawner):
     async def stop(self, now=False):
         was_running = bool(self.pid)
         await super().stop(now=now)
+        # The server's pid is gone; whatever it started, detached or not, goes with its group.
+        killed = await self._kill_cgroup()
+        if killed:
+            self.log.info("killed %d process(es) left in %s's group after the server stopped", killed, self._log_name)
         await self._remove_link()
         if was_running:
             await self.store.record(actor=self.user.name, action="hub.stop", object=f"project:{self.project_id}")
+
+    async def _make_cgroup(self, account: str) -> cgroups.ServerGroup:
+        try:
+            layout = cgroups.Layout.discover()
+            group = await asyncio.to_thread(
+                cgroups.create, layout, cgroups.hub_id(self.hub_dir), account, self.limits()
+            )
+        except (ConfigError, OSError) as problem:
+            await self._remove_link()
+            raise web.HTTPError(500, f"the server's control group could not be made: {problem}") from None
+        self.cgroup = {
+            "name": group.name,
+            "v2": str(group.v2) if group.v2 else None,
+            "v1": {k: str(v) for k, v in group.v1.items()},
+        }
+        return group
+
+    async def _kill_cgroup(self) -> int:
+        """Kill every process of the server's group and remove it; returns how many were left."""
+        if not self.cgroup:
+            return 0
+        saved = self.cgroup
+        group = cgroups.ServerGroup(
+            saved["name"], Path(saved["v2"]) if saved.get("v2") else None, {k: Path(v) for k, v in saved["v1"].items()}
+        )
+        left = len(group.pids())
+        await asyncio.to_thread(group.remove)
+        self.cgroup = {}
+        return left
 
     async def _remove_link(self):
         if not self.link:

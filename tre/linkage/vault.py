@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import duckdb
 
 from tre import audit
+from tre import sealed as sealed_secrets
 from tre.db import Store
 from tre.enums import Role
 from tre.errors import IntegrityError, NotFound, PermissionDenied, UserError
@@ -140,6 +141,9 @@ def rotate_master_key(zone: CentralZone, metadata: Store, *, actor: str) -> tupl
             if new.unwrap(blob, context) != data:
                 raise IntegrityError("the new master key does not unwrap what it wrapped: rotation stopped")
             rewrapped.append((name, blob))
+        # The metadata store's sealed secrets (TOTP): their data key wrapped by both keys first.
+        with metadata.transaction() as session:
+            sealed_secrets.wrap_for(session, current, new, now=now)
         con.execute("BEGIN")
         for name, blob in rewrapped:
             con.execute(
@@ -150,6 +154,7 @@ def rotate_master_key(zone: CentralZone, metadata: Store, *, actor: str) -> tupl
         con.execute("CHECKPOINT vault")
         rotation.finish()
         with metadata.transaction() as session:
+            sealed_secrets.forget_other_wraps(session, new)
             audit.record(
                 session,
                 at=now,

@@ -295,7 +295,13 @@ _HIDDEN = {"primary", "secondary", "merged"}
 # protect another, or which check flagged a cell shown rounded, is a fact about its true value
 # (a primary count is 1..threshold-1, a midpoint-rounded 3 flagged MinimumThreshold is 1..4):
 # publishing it narrows what the suppression and the rounding keep open. Officers see it centrally.
-PUBLIC_STATUS = {"ok": "published", "rounded": "rounded", "primary": "hidden", "secondary": "hidden", "merged": "merged"}
+PUBLIC_STATUS = {
+    "ok": "published",
+    "rounded": "rounded",
+    "primary": "hidden",
+    "secondary": "hidden",
+    "merged": "merged",
+}
 
 
 def build_check_record(name: str, report: dict) -> dict:
@@ -332,7 +338,8 @@ def build_check_record(name: str, report: dict) -> dict:
     if cells:
         record["cells"] = [_cell(c) for c in cells]
         record["hidden"] = {
-            status: sum(1 for c in record["cells"] if c["status"] == status) for status in ("hidden", "merged", "rounded")
+            status: sum(1 for c in record["cells"] if c["status"] == status)
+            for status in ("hidden", "merged", "rounded")
         }
     if report.get("outputs"):
         record["notebook_outputs"] = [

@@ -15,7 +15,7 @@ from alembic import op
 import tre.models
 
 revision = "0014"
-down_revision = "0006"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 

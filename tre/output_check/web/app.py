@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import time
 import urllib.parse
@@ -40,6 +41,8 @@ SESSION_HOURS = 8
 LOCKOUT = (5, 300)  # failed logins, within seconds: the name is locked out for that long
 NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}"
 LABEL = r"[Rr][Ee][Qq]-\d{1,9}"
+HUB_TIMEOUT = 10  # seconds: every call of a page to the hub gives up after this
+HUB_CACHE_SECONDS = 5  # how long the hub's word on a token is trusted
 
 PAGE_CSP = (
     "default-src 'self'; script-src 'none'; style-src 'self'; img-src 'self' data:; frame-src 'self'; "
@@ -246,7 +249,11 @@ class Login(Base):
         else:
 
             def check(_, store):
-                return check_login(store.session, name, password, code, two_factor=two_factor)
+                from tre.sealed import login_box
+
+                settings = self.review.settings
+                box = login_box(settings, os.environ, store.session, now=utc_now()) if two_factor else None
+                return check_login(store.session, name, password, code, two_factor=two_factor, box=box)
 
             result = await self.review.run(check)
             reason = result.reason
@@ -551,6 +558,48 @@ def routes(prefix: str) -> list[tuple[str, type[Base]]]:
     ]
 
 
+class HubLogin:
+    """Under the hub: who is asking is asked of the hub asynchronously, with a time limit.
+
+    jupyterhub's HubAuthenticated answers `current_user` with a *blocking* call to the hub,
+    run on a pool of one thread. Checking a form's XSRF token can ask for `current_user`
+    again from inside that call (a POST whose `_xsrf` cookie does not match the login, with
+    any `_xsrf` field): the one thread then waits for itself, the event loop waits for the
+    thread, and the service never answers anyone again, nor its SIGTERM. Here the user is
+    looked up once, in `prepare`, without blocking; `get_current_user` only reads the answer.
+    """
+
+    hub_timeout = HUB_TIMEOUT
+
+    def get_current_user(self):
+        return getattr(self, "_hub_user", None)
+
+    async def prepare(self):
+        from jupyterhub.services.auth import UserNotAllowed
+
+        try:
+            model = await asyncio.wait_for(self.hub_auth.get_user(self, sync=False), self.hub_timeout)
+        except TimeoutError:
+            raise web.HTTPError(503, "the hub did not answer in time: try again in a moment") from None
+        user = None
+        if model:
+            try:
+                user = self.check_hub_user(model)
+            except UserNotAllowed:
+                raise web.HTTPError(403, f"{model.get('name')} may not use the review page") from None
+        self._hub_user = user
+        self.current_user = user
+        if user:
+            self.hub_auth._persist_url_token_if_set(self)
+
+
+def _hub_auth(settings: Settings):
+    from jupyterhub.services.auth import HubOAuth
+
+    # A token revoked at the hub (logout) stops working here within seconds, not minutes.
+    return HubOAuth(cache_max_age=HUB_CACHE_SECONDS)
+
+
 def make_app(
     settings: Settings, *, prefix: str = "/", hub: bool = False, store: Store | None = None
 ) -> web.Application:
@@ -558,16 +607,26 @@ def make_app(
     prefix = "/" + prefix.strip("/") + "/" if prefix.strip("/") else "/"
     review = Review(settings, store or Store(settings.db_url), prefix, hub)
     handlers = []
+    hub_auth = _hub_auth(settings) if hub else None
     for pattern, handler in routes(prefix):
         if hub:
             from jupyterhub.services.auth import HubOAuthenticated
 
-            handler = type(handler.__name__, (HubOAuthenticated, handler), {})
+            handler = type(handler.__name__, (HubLogin, HubOAuthenticated, handler), {"_hub_auth": hub_auth})
         handlers.append((pattern, handler, {"review": review}))
     if hub:
         from jupyterhub.services.auth import HubOAuthCallbackHandler
 
-        handlers.append((rf"{prefix}oauth_callback", HubOAuthCallbackHandler))
+        class Callback(HubLogin, HubOAuthCallbackHandler):
+            _hub_auth = hub_auth
+
+            async def get(self):
+                try:
+                    await asyncio.wait_for(super().get(), self.hub_timeout)
+                except TimeoutError:
+                    raise web.HTTPError(503, "the hub did not answer in time: try again in a moment") from None
+
+        handlers.append((rf"{prefix}oauth_callback", Callback))
     return web.Application(
         handlers,
         template_path=str(HERE / "templates"),
