@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 from review_page import serving
 from stats_world import make_world
+from totp_codes import fresh_code
 
-from tre.credentials import current_totp
 from tre.db import Store
 from tre.hub_config.launch import set_demo_logins
 
@@ -33,7 +33,9 @@ def site(tmp_path_factory):
     root = tmp_path_factory.mktemp("statssite")
     world = make_world(root)
     world.ok("user", "add", "oslo", "--role", "municipality", "--municipality", "0301", as_user="ada")
-    (login,) = set_demo_logins(Store(world.settings.db_url), ["oslo"], actor="ada")
+    (login,) = set_demo_logins(
+        Store(world.settings.db_url), ["oslo"], actor="ada", settings=world.settings, environ=world.environ
+    )
     ARTIFACTS.mkdir(exist_ok=True)
     with (
         serving(["stats", "serve"], world.environ, root / "site.log", "the statistics site") as url,
@@ -111,7 +113,7 @@ def test_feedback_needs_a_login_and_shows_only_the_users_municipality(site):
     assert "/login" in page.url
     page.fill("input[name=username]", "oslo")
     page.fill("input[name=password]", login.password)
-    page.fill("input[name=code]", current_totp(login.totp_secret))
+    page.fill("input[name=code]", fresh_code(login.totp_secret))
     page.click("button[type=submit]")
     page.wait_for_selector("h1:has-text('0301 Oslo')")
     page.screenshot(path=str(ARTIFACTS / "stats-5-feedback.png"), full_page=True)

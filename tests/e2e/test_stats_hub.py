@@ -25,7 +25,9 @@ def test_the_site_through_the_hub_and_the_feedback_behind_its_login(dev_hub):
         (stats / "feedback-1" / number / "index.html").write_text(f"<h1>kommune {number}</h1>", encoding="utf-8")
     (stats / "feedback").symlink_to("feedback-1")
     assert hub.cli("user", "add", "oslo", "--role", "municipality", "--municipality", "0301")[0] == 0
-    hub.logins.update({x.user: x for x in set_demo_logins(hub.store, ["oslo"], actor="ada")})
+    hub.logins.update(
+        {x.user: x for x in set_demo_logins(hub.store, ["oslo"], actor="ada", settings=hub.settings, environ=hub.env)}
+    )
     service = f"{hub.url}/services/tre-stats/"
 
     public = request(service)  # no login for the published statistics

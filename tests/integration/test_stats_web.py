@@ -21,7 +21,12 @@ def served(tmp_path_factory):
     cli.ok("user", "add", "oslo", "--role", "municipality", "--municipality", "0301", as_user="ada")
     cli.ok("user", "add", "rita", "--role", "researcher", as_user="ada")
     settings = cli.settings
-    logins = {x.user: x for x in set_demo_logins(Store(settings.db_url), ["ada", "oslo", "rita"], actor="ada")}
+    logins = {
+        x.user: x
+        for x in set_demo_logins(
+            Store(settings.db_url), ["ada", "oslo", "rita"], actor="ada", settings=settings, environ=cli.environ
+        )
+    }
     stats = settings.stats_dir
     (stats / "site-1").mkdir(parents=True)
     (stats / "site-1" / "index.html").write_text("<h1>Statistikk</h1>")

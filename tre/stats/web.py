@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import os
 import re
 import secrets
 import time
@@ -243,8 +244,11 @@ class Login(Base):
         else:
 
             def check():
+                from tre.sealed import login_box
+
                 with self.stats.store.transaction() as session:
-                    return check_login(session, name, password, code, two_factor=two_factor)
+                    box = login_box(self.stats.settings, os.environ, session, now=utc_now()) if two_factor else None
+                    return check_login(session, name, password, code, two_factor=two_factor, box=box)
 
             result = await asyncio.to_thread(check)
             ok, reason = result.ok, result.reason
