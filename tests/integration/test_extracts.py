@@ -32,7 +32,7 @@ import numpy as np
 import pytest
 from delivery_factory import Person, row, write_delivery
 
-from tre.linkage.idnumbers import generate_synthetic
+from tre.idnumbers import generate_synthetic
 
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
 

@@ -28,11 +28,10 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from tre import audit
+from tre import audit, idnumbers
 from tre.db import Store
 from tre.enums import Role
 from tre.errors import IntegrityError, NotFound, PermissionDenied, UserError
-from tre.linkage import idnumbers
 from tre.linkage import keys as vault_keys
 from tre.linkage.crypto import Crypto, blind_parts
 from tre.linkage.store import first, person_pids, resolve_pids
@@ -207,7 +206,7 @@ def _check_reason(reason: str) -> str:
     reason = (reason or "").strip()
     if len(reason) < 10:
         raise UserError("give a reason of at least 10 characters (--reason): it goes to the person's access log")
-    if audit._ID_NUMBER.search(reason):
+    if audit._ID_NUMBER.search(reason) or idnumbers.count_in_text(reason):
         raise UserError("the reason must not contain an ID number: describe the case instead")
     return reason
 

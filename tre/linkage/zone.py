@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import duckdb
 from sqlalchemy import select
 
-from tre import audit
+from tre import audit, idnumbers
 from tre.config import Settings, ensure_private_dir
 from tre.db import Clock, Store, utc_now
 from tre.enums import DeliveryStatus
@@ -287,8 +287,9 @@ def record_delivery(session, marker: DeliveryMarker, *, recovered: bool = False)
 
 
 def redact(text: str) -> str:
-    """Text safe to show or audit: no ID-number-shaped digits."""
-    return _ID_SHAPE.sub("<11 digits>", text)
+    """Text safe to show or audit: no ID number in any written form (`tre.idnumbers`), and no
+    run of 11 digits either, valid or not."""
+    return _ID_SHAPE.sub("<11 digits>", idnumbers.redact_text(text, "<ID number>"))
 
 
 def _has_schema(con: duckdb.DuckDBPyConnection, alias: str) -> bool:
