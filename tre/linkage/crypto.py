@@ -85,6 +85,11 @@ class Crypto:
     def __repr__(self) -> str:
         return f"Crypto(workers={self.workers})"
 
+    @property
+    def keys(self):
+        """The data keys this works with (to tell whether the vault's keys changed)."""
+        return self._keys
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown()
