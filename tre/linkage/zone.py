@@ -40,10 +40,11 @@ from sqlalchemy import select
 from tre import audit, idnumbers
 from tre.config import Settings, ensure_private_dir
 from tre.db import Clock, Store, utc_now
-from tre.enums import DeliveryStatus
+from tre.enums import DeliveryStatus, ExtractStatus
+from tre.linkage import releases
 from tre.linkage import store as register_store
 from tre.linkage import vault as vault_schema
-from tre.models import Delivery
+from tre.models import Delivery, Extract
 
 SYSTEM_ACTOR = "tre"
 _ID_SHAPE = re.compile(r"(?<!\d)\d{11}(?!\d)")
@@ -54,10 +55,14 @@ class Recovery:
     removed_deliveries: list[int] = field(default_factory=list)
     removed_identities: int = 0
     rolled_forward: list[int] = field(default_factory=list)
+    removed_builds: list[str] = field(default_factory=list)  # projects whose killed build left files
+    removed_release_batches: int = 0  # persons of releases whose record never committed
 
     @property
     def happened(self) -> bool:
-        return bool(self.removed_deliveries or self.rolled_forward)
+        return bool(
+            self.removed_deliveries or self.rolled_forward or self.removed_builds or self.removed_release_batches
+        )
 
 
 def _third_of_memory() -> int:
@@ -198,6 +203,8 @@ class CentralZone:
             if not number.isdigit() or int(number) not in committed:
                 path.unlink()
         recovery.rolled_forward = self._roll_forward(con, metadata)
+        recovery.removed_builds = self._remove_dead_builds(metadata)
+        recovery.removed_release_batches = len(releases.recover_orphans(self.settings, metadata))
         if recovery.happened:
             with metadata.transaction() as session:
                 audit.record(
@@ -210,9 +217,33 @@ class CentralZone:
                         "removed_uncommitted_deliveries": recovery.removed_deliveries,
                         "removed_identities": recovery.removed_identities,
                         "rolled_forward_deliveries": recovery.rolled_forward,
+                        "removed_builds": recovery.removed_builds,
+                        "removed_release_batches": recovery.removed_release_batches,
                     },
                 )
         return recovery
+
+    def _remove_dead_builds(self, metadata: Store) -> list[str]:
+        """What killed extract builds left: their files in `building/<project>/` (a § 4-5
+        build's copy holds ID numbers in plain text) are removed, and their extracts, still
+        `building` in the metadata store, marked failed, wherever no build holds the project's
+        lock."""
+        root = self.settings.central_dir / "building"
+        folders = [p.name for p in root.iterdir() if p.is_dir() and not p.is_symlink()] if root.is_dir() else []
+        with metadata.transaction() as session:
+            building = session.execute(select(Extract).where(Extract.status == ExtractStatus.BUILDING)).scalars().all()
+            projects = sorted(set(folders) | {e.project_id for e in building})
+            dead = []
+            for project in projects:
+                with build_lock(self.settings, project, wait=False) as held:
+                    if not held:
+                        continue
+                    shutil.rmtree(root / project, ignore_errors=True)
+                    for extract in building:
+                        if extract.project_id == project:
+                            extract.status = ExtractStatus.FAILED
+                    dead.append(project)
+        return dead
 
     def _roll_forward(self, con: duckdb.DuckDBPyConnection, metadata: Store) -> list[int]:
         markers = con.execute(
@@ -284,6 +315,24 @@ def record_delivery(session, marker: DeliveryMarker, *, recovered: bool = False)
         object=f"delivery:{marker.id}",
         details=details,
     )
+
+
+@contextmanager
+def build_lock(settings: Settings, project_id: str, *, wait: bool) -> Iterator[bool]:
+    """The lock of one project's extract build (`building/<project>.lock`): yields whether it
+    is held; without `wait`, False at once when another process holds it."""
+    root = settings.central_dir / "building"
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    descriptor = os.open(root / f"{project_id}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(descriptor)  # releases the lock
 
 
 def redact(text: str) -> str:
