@@ -51,7 +51,7 @@ from tre.linkage import pseudonyms, releases, vault
 from tre.linkage.reservations import active_reservations
 from tre.linkage.rules import id_shape_sql
 from tre.linkage.store import literal, quote
-from tre.linkage.zone import CentralZone, build_lock
+from tre.linkage.zone import CentralZone, build_gate, build_lock
 from tre.models import Extract, Project, ReleaseRecord
 from tre.registers import SOURCES, Column, Source
 from tre.workspace import get_project, lock_project, seal_folder, valid_approvals, workspace
@@ -357,7 +357,7 @@ def _building(settings: Settings, project_id: str) -> Iterator[Path]:
     there is removed first (and by the zone's recovery, when no build holds the lock); the
     folder goes when the build ends, however it ends. Everything the build writes is readable
     by its owner only (0600): a § 4-5 build's copy holds ID numbers in plain text."""
-    with build_lock(settings, project_id, wait=False) as held:
+    with build_gate(settings, exclusive=False), build_lock(settings, project_id, wait=False) as held:
         if not held:
             raise UserError(f"an extract of {project_id} is being built right now: wait until it is done")
         build_dir = settings.central_dir / "building" / project_id

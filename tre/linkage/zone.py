@@ -6,7 +6,8 @@ Files (all in `central_dir`, mode 0700):
 - `registers.duckdb`: the register store (rows keyed by pid; no ID numbers);
 - `rejects/<delivery>-<file>.csv`: the rejected rows of each delivery (line, rule, column, key);
 - `tmp/`: DuckDB's spill space while an ingest runs (wiped by recovery);
-- `central.lock`: writers (ingest, key rotation) hold it exclusively, readers shared.
+- `central.lock`: writers (ingest, key rotation) hold it exclusively, readers shared;
+  `central.turn` makes them take it in turn.
 
 Atomicity across three databases. DuckDB commits one attached database per transaction, and
 the metadata store is a third database, so an ingest commits in a fixed order:
@@ -41,6 +42,7 @@ from tre import audit, idnumbers
 from tre.config import Settings, ensure_private_dir
 from tre.db import Clock, Store, utc_now
 from tre.enums import DeliveryStatus, ExtractStatus
+from tre.errors import IntegrityError
 from tre.linkage import releases
 from tre.linkage import store as register_store
 from tre.linkage import vault as vault_schema
@@ -82,6 +84,7 @@ class CentralZone:
         self.rejects_dir = root / "rejects"
         self.tmp_dir = root / "tmp"
         self.lock_path = root / "central.lock"
+        self.turnstile_path = root / "central.turn"
         self.last_recovery = Recovery()
 
     # --- locking and connections -----------------------------------------------------------
@@ -91,7 +94,15 @@ class CentralZone:
         ensure_private_dir(self.settings.central_dir, "the central zone (TRE_CENTRAL_DIR)")
         descriptor = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(descriptor, mode)
+            # In turn: whoever waits for the zone holds the turnstile, so that an ingest, which
+            # takes the zone again right after each delivery, cannot starve a reader or a
+            # backup waiting for the moment between two deliveries.
+            turnstile = os.open(self.turnstile_path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(turnstile, fcntl.LOCK_EX)
+                fcntl.flock(descriptor, mode)
+            finally:
+                os.close(turnstile)
             yield descriptor
         finally:
             os.close(descriptor)  # releases the lock
@@ -122,12 +133,19 @@ class CentralZone:
                 self._private_files()
 
     @contextmanager
-    def reading(self, metadata: Store, *, vault: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        """The zone recovered and locked for reading: the store attached read-only as `registers`
-        (the default schema), the vault as `vault` when asked for."""
+    def consistent(self, metadata: Store) -> Iterator[None]:
+        """The zone recovered and locked against writers (shared): its files are at rest, in step
+        with the metadata store, for as long as this lasts (readers, backups)."""
         with self._locked(fcntl.LOCK_EX) as descriptor:
             self._prepare(metadata)
             fcntl.flock(descriptor, fcntl.LOCK_SH)
+            yield
+
+    @contextmanager
+    def reading(self, metadata: Store, *, vault: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The zone recovered and locked for reading: the store attached read-only as `registers`
+        (the default schema), the vault as `vault` when asked for."""
+        with self.consistent(metadata):
             con = self._connect(vault="ro" if vault else None, store="ro")
             con.execute("USE registers")
             try:
@@ -175,6 +193,7 @@ class CentralZone:
     # --- recovery --------------------------------------------------------------------------
 
     def _recover(self, con: duckdb.DuckDBPyConnection, metadata: Store) -> Recovery:
+        check_same_age(con, metadata)
         recovery = Recovery()
         for leftover in self.tmp_dir.iterdir():
             # DuckDB's spill files of a killed ingest may hold staged rows.
@@ -265,6 +284,40 @@ class CentralZone:
         return [m[0] for m in missing]
 
 
+def check_same_age(con: duckdb.DuckDBPyConnection, metadata: Store) -> None:
+    """The zone and the metadata store must be of one age: every delivery the metadata store
+    records as ingested has its commit marker in the register store, and at most one committed
+    delivery lacks its record (the one a crash after the commit point left, which recovery
+    rolls forward; deliveries are committed one at a time, each recovered before the next).
+    Anything else means one of them was restored from another backup than the other."""
+    markers = dict(con.execute("SELECT sha256, id FROM registers.__tre_deliveries").fetchall())
+    with metadata.transaction() as session:
+        recorded = {
+            sha: (source, period, at)
+            for sha, source, period, at in session.execute(
+                select(Delivery.sha256, Delivery.source, Delivery.period, Delivery.ingested_at).where(
+                    Delivery.status == DeliveryStatus.INGESTED
+                )
+            ).all()
+        }
+    missing = [recorded[sha] for sha in recorded if sha not in markers]
+    if missing:
+        source, period, at = max(missing, key=lambda m: m[2])
+        raise IntegrityError(
+            f"the central zone lacks {len(missing)} of the {len(recorded)} deliveries the metadata store records as "
+            f"ingested (the latest: {source} {period or ''}, {at:%Y-%m-%d}): the zone is older than the metadata "
+            "store, as after restoring the zone alone from an older backup; restore both from one backup "
+            "(`tre restore`)"
+        )
+    unrecorded = sorted(markers[sha] for sha in markers if sha not in recorded)
+    if len(unrecorded) > 1:
+        raise IntegrityError(
+            f"the central zone holds {len(unrecorded)} committed deliveries the metadata store has no record of "
+            f"(deliveries {unrecorded[0]}-{unrecorded[-1]}): the metadata store is older than the zone, as after "
+            "restoring it alone from an older backup; restore both from one backup (`tre restore`)"
+        )
+
+
 @dataclass(frozen=True)
 class DeliveryMarker:
     """A committed delivery as its commit marker in the register store describes it."""
@@ -315,6 +368,21 @@ def record_delivery(session, marker: DeliveryMarker, *, recovered: bool = False)
         object=f"delivery:{marker.id}",
         details=details,
     )
+
+
+@contextmanager
+def build_gate(settings: Settings, *, exclusive: bool) -> Iterator[None]:
+    """Every extract build passes the gate (shared) for as long as it runs; a backup closes it
+    (exclusive): it waits for the builds under way, and no new one starts until it is done, so
+    that key tables, release records and extracts are copied at rest."""
+    root = settings.central_dir / "building"
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    descriptor = os.open(root / ".gate", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(descriptor)
 
 
 @contextmanager
