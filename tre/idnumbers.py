@@ -37,8 +37,9 @@ every form people write it:
   notation (`1.0180123456E10`); and 10 digits whose leading zero was lost on the way (an ID
   number of someone born on day 1-9 of a month, read as a number by a spreadsheet).
 
-A candidate is a run of digit groups (digits joined by separators) making 11 digits, or 10
-with the lost zero put back; it counts only when both mod-11 check digits hold and its first
+A candidate is a run of digit groups (digits joined by separators) making 11 digits (not
+inside a hexadecimal code of 16 characters or more: a hash, a hex key), or 10 not glued to a
+letter, with the lost zero put back; it counts only when both mod-11 check digits hold and its first
 digits can be a day and a month (D-, H- and synthetic numbers, month + 80, included), so that
 phone numbers, amounts and account numbers are not false alarms. Digits glued to a longer run of
 digits (a 14-digit code) are not split: nobody writes an ID number that way by accident.
@@ -375,8 +376,9 @@ _FOLD = _Fold()
 _GAP = rf"(?:{INVISIBLE}*[ .\-]){{1,3}}{INVISIBLE}*|{INVISIBLE}+"
 _SEQUENCE = re.compile(rf"[0-9]+(?:(?:{_GAP})[0-9]+)*")
 _GROUP = re.compile(r"[0-9]+")
-# 1.0180123456E10, 1,018012345e+9: a number written in scientific notation.
-_SCIENTIFIC = re.compile(r"(?<![0-9.,])([0-9]+)(?:[.,]([0-9]+))?[eE]\+?([0-9]{1,3})(?![0-9])")
+# 1.0180123456E10, 1,018012345e+9: a number written in scientific notation, standing alone (in
+# "64c7111e7", a hex code, it is not one).
+_SCIENTIFIC = re.compile(r"(?<![0-9A-Za-z.,])([0-9]+)(?:[.,]([0-9]+))?[eE]\+?([0-9]{1,3})(?![0-9A-Za-z])")
 _MIN_DIGITS = 10
 
 
@@ -422,10 +424,36 @@ def _text_candidates(text: str) -> list[tuple[int, int, str]]:
                 length += groups[j][1] - groups[j][0]
                 if length > 11:
                     break
-                if length >= 10:
+                start, end = base + first, base + groups[j][1]
+                if (length == 11 and not _in_hex_code(folded, start, end)) or (
+                    length == 10 and _stands_alone(folded, start, end)
+                ):
                     digits = "".join(folded[base + a : base + b] for a, b in groups[i : j + 1])
-                    found.append((base + first, base + groups[j][1], digits.zfill(11)))
+                    found.append((start, end, digits.zfill(11)))
     return found
+
+
+def _stands_alone(text: str, start: int, end: int) -> bool:
+    """Whether text[start:end] is not glued to a letter: a number that lost its leading zero
+    was read as a number, so it stands alone; ten digits inside an opaque code such as
+    "bdf9482405980aba" are no ID number (one in a hundred such runs would pass its checks)."""
+    return not (start > 0 and text[start - 1].isalpha()) and not (end < len(text) and text[end].isalpha())
+
+
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def _in_hex_code(text: str, start: int, end: int) -> bool:
+    """Whether text[start:end] is part of a hexadecimal code of 16 characters or more (a hash,
+    a hex key such as historic IPLOS's pseudonyms): glued to its letters, its digits are the
+    code's, not an ID number (one such code in ten thousand holds 11 digits that pass)."""
+    left, right = start, end
+    while left > 0 and text[left - 1].isascii() and text[left - 1].isalnum():
+        left -= 1
+    while right < len(text) and text[right].isascii() and text[right].isalnum():
+        right += 1
+    token = text[left:right]
+    return (left < start or right > end) and len(token) >= 16 and _HEX.issuperset(token) and not token.isdigit()
 
 
 def _value_candidates(value) -> list[tuple[int, int, str]]:
@@ -524,7 +552,8 @@ def is_written_id_number(value) -> bool:
 # cheap first pass over millions of fields; `holds_id_number` decides on what it lets through.
 # It matches every ASCII text in which `find_in_text` can find a number: a window of digit
 # groups with a possible date (11 digits: day 01-31 or 41-71 and month 01-12, 41-52 or 81-92;
-# or a first digit 8 or 9, an FH-number; 10 digits: day 1-9 with its zero lost), or scientific
+# or a first digit 8 or 9, an FH-number; 10 digits not glued to a letter: day 1-9 with its zero
+# lost), or scientific
 # notation with the exponent 9 or 10. Text with other than ASCII goes through whole when it
 # holds ten digit-like characters at all.
 _G = r"[ .\t-]{0,3}"
@@ -533,7 +562,8 @@ _DAY = rf"(?:0{_G}[1-9]|[12]{_G}{_D}|3{_G}[01]|4{_G}[1-9]|[56]{_G}{_D}|7{_G}[01]
 _MONTH = rf"(?:0{_G}[1-9]|1{_G}[0-2]|4{_G}[1-9]|5{_G}[0-2]|8{_G}[1-9]|9{_G}[0-2])"
 _REST = rf"(?:{_G}{_D}){{7}}"
 SQL_SHAPE = (
-    rf"(?:^|[^0-9])(?:{_DAY}{_G}{_MONTH}{_REST}|[89](?:{_G}{_D}){{10}}|[1-9]{_G}{_MONTH}{_REST})(?:[^0-9]|$)"
-    rf"|[0-9][eE]\+?0*(?:9|10)(?:[^0-9]|$)"
+    rf"(?:^|[^0-9])(?:{_DAY}{_G}{_MONTH}{_REST}|[89](?:{_G}{_D}){{10}})(?:[^0-9]|$)"
+    rf"|(?:^|[^0-9A-Za-z])[1-9]{_G}{_MONTH}{_REST}(?:[^0-9A-Za-z]|$)"
+    rf"|[0-9][eE]\+?0*(?:9|10)(?:[^0-9A-Za-z]|$)"
 )
 SQL_UNICODE_SHAPE = r"\pN(?:[^\pN]*\pN){9}"

@@ -995,7 +995,7 @@ def _outside_sql(source) -> str | None:
     if source.event_date is None or source.central_only:
         return None
     start = f"CAST({stored_sql(source.column(source.event_date), 'r.' + quote(source.event_date))} AS DATE)"
-    if source.date_order and "end_date" in source.column_names:  # a service decision counts while it runs
+    if "end_date" in source.column_names:  # a service decision counts while it runs (no end: ongoing)
         end = stored_sql(source.column("end_date"), "r.end_date")
-        return f"({start} > $2::DATE OR coalesce({end}, {start}) < $1::DATE)"
+        return f"({start} > $2::DATE OR {end} < $1::DATE)"
     return f"({start} < $1::DATE OR {start} > $2::DATE)"

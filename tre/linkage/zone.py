@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -124,9 +125,9 @@ class CentralZone:
     def writing(self, metadata: Store) -> Iterator[duckdb.DuckDBPyConnection]:
         """The zone locked for writing, recovered, with vault and store attached read-write."""
         with self._locked(fcntl.LOCK_EX):
-            self._prepare(metadata)
             con = self._connect(vault="rw", store="rw")
             try:
+                self._prepare(metadata, con)
                 yield con
             finally:
                 con.close()
@@ -164,25 +165,34 @@ class CentralZone:
         finally:
             con.close()
 
-    def _prepare(self, metadata: Store) -> None:
+    def _prepare(self, metadata: Store, con: duckdb.DuckDBPyConnection | None = None) -> None:
+        """Schema and recovery, on `con` (vault and store attached read-write) or on a
+        connection of its own."""
         ensure_private_dir(self.tmp_dir, "the central zone's spill directory")
         ensure_private_dir(self.rejects_dir, "the rejects directory")
-        con = self._connect(vault="rw", store="rw")
+        own = con is None
+        con = self._connect(vault="rw", store="rw") if own else con
         try:
             for alias, statements in (
                 ("vault", vault_schema.schema_statements),
                 ("registers", register_store.schema_statements),
             ):
                 # The statements are idempotent: a zone made by an older version gains the
-                # tables and views added since.
+                # tables and views added since. They run only when they changed.
+                listed = statements(alias)
+                version = hashlib.sha256("\n".join(listed).encode()).hexdigest()[:16]
+                if _schema_version(con, alias) == version:
+                    continue
                 new = not _has_schema(con, alias)
-                for statement in statements(alias):
+                for statement in listed:
                     con.execute(statement)
+                con.execute(f"INSERT OR REPLACE INTO {alias}.__tre_meta VALUES ('schema_statements', $1)", [version])
                 if new:
                     con.execute(f"CHECKPOINT {alias}")
             self.last_recovery = self._recover(con, metadata)
         finally:
-            con.close()
+            if own:
+                con.close()
         self._private_files()
 
     def _private_files(self) -> None:
@@ -199,14 +209,22 @@ class CentralZone:
             # DuckDB's spill files of a killed ingest may hold staged rows.
             shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
         committed = {row[0] for row in con.execute("SELECT id FROM registers.__tre_deliveries").fetchall()}
-        orphans = sorted(
-            {
-                row[0]
-                for table in vault_schema.DELIVERY_TAGGED
-                for row in con.execute(f"SELECT DISTINCT delivery FROM vault.{table}").fetchall()
-            }
-            - committed
+        # Uncommitted vault rows carry a delivery id above every committed one (ids count up,
+        # and recovery runs before every delivery): a maximum tells whether to look closer.
+        newest = max(
+            con.execute(f"SELECT coalesce(max(delivery), 0) FROM vault.{table}").fetchall()[0][0]
+            for table in vault_schema.DELIVERY_TAGGED
         )
+        orphans = []
+        if newest > max(committed, default=0):
+            orphans = sorted(
+                {
+                    row[0]
+                    for table in vault_schema.DELIVERY_TAGGED
+                    for row in con.execute(f"SELECT DISTINCT delivery FROM vault.{table}").fetchall()
+                }
+                - committed
+            )
         if orphans:
             con.execute("BEGIN")
             recovery.removed_identities = con.execute(
@@ -407,6 +425,14 @@ def redact(text: str) -> str:
     """Text safe to show or audit: no ID number in any written form (`tre.idnumbers`), and no
     run of 11 digits either, valid or not."""
     return _ID_SHAPE.sub("<11 digits>", idnumbers.redact_text(text, "<ID number>"))
+
+
+def _schema_version(con: duckdb.DuckDBPyConnection, alias: str) -> str | None:
+    """The hash of the schema statements last run on `alias` (None on a new or older zone)."""
+    if not _has_schema(con, alias):
+        return None
+    row = con.execute(f"SELECT value FROM {alias}.__tre_meta WHERE key = 'schema_statements'").fetchall()
+    return row[0][0] if row else None
 
 
 def _has_schema(con: duckdb.DuckDBPyConnection, alias: str) -> bool:
