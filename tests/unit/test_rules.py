@@ -59,7 +59,7 @@ def test_first_stage_picks_what_the_cases_flag(name, control):
     columns = ", ".join(f"value AS {quote(c.name)}" for c in source.columns)
     typed = "".join(f", {typed_sql(c)} AS {typed_name(c)}" for c in source.columns if typed_sql(c))
     for c in source.columns:
-        cases = column_cases(source, c, today="2026-11-26", control=control)
+        cases = column_cases(source, c, today="2026-11-26", control=control, period=("2023-01-01", "2023-12-31"))
         query = f"""SELECT value, ({column_rule_sql(c, cases)}) IS NOT NULL AS flagged, coalesce({may_fail_sql(cases)}, false) AS picked
                     FROM (SELECT *{typed} FROM (SELECT {columns}, value FROM v))"""
         wrong = [

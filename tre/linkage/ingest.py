@@ -51,7 +51,7 @@ from tre.linkage.deliveries import (
     read_header,
     scan_file,
 )
-from tre.linkage.rules import EMBEDDED_NEWLINE, ID_RULES, create_code_tables, stored_sql, validation_sql
+from tre.linkage.rules import EMBEDDED_NEWLINE, ID_RULES, OUTSIDE_PERIOD, create_code_tables, stored_sql, validation_sql
 from tre.linkage.store import DELIVERY, LINE, first, literal, quote, stored_columns
 from tre.linkage.vault import load_data_keys
 from tre.linkage.zone import CentralZone, DeliveryMarker, record_delivery, redact
@@ -479,7 +479,12 @@ class _Run:
             and self.scan.control_bytes == 0
             and self.scan.has_one_record_per_line(self.manifest.rows)
         )
-        self.sql(validation_sql(self.source, today=self.now.date().isoformat(), control=not clean))
+        bounds = period_bounds(self.manifest.period)
+        period = (bounds[0].isoformat(), bounds[1].isoformat()) if bounds else None
+        self.sql(validation_sql(self.source, today=self.now.date().isoformat(), control=not clean, period=period))
+        # Rows outside the period are a finding, not a reject: taken out, kept for `findings`.
+        self.sql(f"CREATE TABLE __tre_outside AS SELECT line FROM __tre_fail WHERE rule = '{OUTSIDE_PERIOD}'")
+        self.sql(f"DELETE FROM __tre_fail WHERE rule = '{OUTSIDE_PERIOD}'")
         self._confirm_ids_in_fields()
         broken = first(
             self.sql(f"SELECT line, col FROM __tre_fail WHERE rule = '{EMBEDDED_NEWLINE}' ORDER BY line LIMIT 1")
@@ -769,17 +774,15 @@ class _Run:
             )
 
     def _outside_period(self) -> None:
-        bounds = period_bounds(self.manifest.period)
-        condition = _outside_sql(self.source)
-        if bounds is None or condition is None:
+        """Stored rows whose event lies outside the delivery's period (marked by the rules)."""
+        if not self.scalar("SELECT count(*) FROM __tre_outside"):
             return
         identity = self.identity_columns[0] if self.identity_columns else None
         pid = "p.pid" if identity else "NULL"
         joined = f"LEFT JOIN __tre_pidmap p ON p.id = r.{quote(identity)}" if identity else ""
         self.sql(
-            f"""INSERT INTO __tre_found SELECT r.rowid + 2, {pid}, 'outside_period'
-                FROM {self.good_rows} {joined} WHERE {condition}""",
-            list(bounds),
+            f"""INSERT INTO __tre_found SELECT r.rowid + 2, {pid}, '{OUTSIDE_PERIOD}'
+                FROM {self.good_rows} {joined} SEMI JOIN __tre_outside o ON o.line = r.rowid + 2"""
         )
 
     # -- writing --
@@ -983,19 +986,3 @@ def period_bounds(period: str) -> tuple[dt.date, dt.date] | None:
     if not 1854 <= first <= last <= 2100:
         return None
     return dt.date(first, 1, 1), dt.date(last, 12, 31)
-
-
-def _outside_sql(source) -> str | None:
-    """SQL over a staged row `r` for: its event lies outside the period ($1, $2); None for
-    sources whose rows need not lie in it (the population register, historic IPLOS, and the
-    central-only messages and histories: a reservation may take effect later, an ID change
-    be reported late)."""
-    if source.name == "ses":
-        return "TRY_CAST(r.year AS INTEGER) NOT BETWEEN year($1::DATE) AND year($2::DATE)"
-    if source.event_date is None or source.central_only:
-        return None
-    start = f"CAST({stored_sql(source.column(source.event_date), 'r.' + quote(source.event_date))} AS DATE)"
-    if "end_date" in source.column_names:  # a service decision counts while it runs (no end: ongoing)
-        end = stored_sql(source.column("end_date"), "r.end_date")
-        return f"({start} > $2::DATE OR {end} < $1::DATE)"
-    return f"({start} < $1::DATE OR {start} > $2::DATE)"

@@ -45,6 +45,7 @@ FORMULA_STARTS = ("=", "+", "-", "@")
 EARLIEST_DATE = "1854-01-01"  # the oldest birth date an ID number can hold
 FUTURE_ALLOWED = {("iplos", "end_date")}  # a service decision may end after the day of ingest
 EMBEDDED_NEWLINE = "embedded_newline"  # not a row rule: a hard failure (line numbers would shift)
+OUTSIDE_PERIOD = "outside_period"  # not a row rule: a finding (a late report is a real record)
 DATE_FORMAT = "%Y-%m-%d"
 TIMESTAMP_FORMATS = (
     "%Y-%m-%d %H:%M:%S",
@@ -98,12 +99,16 @@ def stored_sql(c: Column, ref: str) -> str:
     return v if c.type == "VARCHAR" else f"CAST({v} AS {c.type})"
 
 
-def column_cases(source: Source, c: Column, *, today: str, control: bool) -> list[tuple[str, str | None]]:
+def column_cases(
+    source: Source, c: Column, *, today: str, control: bool, period: tuple[str, str] | None = None
+) -> list[tuple[str, str | None]]:
     """The tests of column `c` in order, as (SQL condition, rule it breaks); the first true one
     decides, and a rule of None means the field is fine (an optional field left empty).
 
     `control`: also look for control characters and line breaks (a scan of the file's bytes
     tells when a CSV delivery has none, which saves a regular expression per field).
+    `period`: the delivery's first and last day (ISO dates): a row whose event lies outside is
+    marked `outside_period`, which ingest takes out as a finding (it is no reject).
     """
     raw = quote(c.name)
     v = f"NULLIF({raw}, '')"
@@ -122,6 +127,8 @@ def column_cases(source: Source, c: Column, *, today: str, control: bool) -> lis
     if c.role != "identity":
         cases += _type_cases(c, v, t) + _code_cases(c, v) + _range_cases(source, c, t, today)
         cases += _order_cases(source, c, t)
+        if period is not None:
+            cases += _period_cases(source, c, t, period)
         if c.type == "VARCHAR" and c.codes is None:
             # prefix() compares bytes in place, where left() makes a string per field.
             formula = " OR ".join(f"prefix({v}, {literal(c)})" for c in FORMULA_STARTS)
@@ -191,6 +198,22 @@ def _type_cases(c: Column, v: str, t: str) -> list[tuple[str, str]]:
     return []
 
 
+def _period_cases(source: Source, c: Column, t: str, period: tuple[str, str]) -> list[tuple[str, str]]:
+    """The event outside the delivery's period: on the event column (the year for SES; for a
+    service decision, one that had ended before the period or began after it). Not for the
+    population register, historic IPLOS, and the central-only messages and histories: a
+    reservation may take effect later, an ID change be reported late."""
+    first, last = (f"DATE {literal(day)}" for day in period)
+    if source.name == "ses" and c.name == "year":
+        return [(f"{t} NOT BETWEEN year({first}) AND year({last})", OUTSIDE_PERIOD)]
+    if source.central_only or c.name != source.event_date:
+        return []
+    day = f"CAST({t} AS DATE)"
+    if "end_date" in source.column_names:  # a service decision counts while it runs (no end: ongoing)
+        return [(f"({day} > {last} OR {typed_name(source.column('end_date'))} < {first})", OUTSIDE_PERIOD)]
+    return [(f"({day} < {first} OR {day} > {last})", OUTSIDE_PERIOD)]
+
+
 def _order_cases(source: Source, c: Column, t: str) -> list[tuple[str, str]]:
     """A date that must not come before another of the same row (`Source.date_order`)."""
     return [
@@ -225,13 +248,13 @@ def _range_cases(source: Source, c: Column, t: str, today: str) -> list[tuple[st
     return cases
 
 
-def validation_sql(source: Source, *, today: str, control: bool) -> str:
+def validation_sql(source: Source, *, today: str, control: bool, period: tuple[str, str] | None = None) -> str:
     """SQL creating `__tre_fail (line, rule, col)` from `__tre_raw`: one row per broken rule.
 
     Two stages: plain conditions pick the rows that break some rule (a few in a thousand), and
     only those get the CASEs that name the rules (a string per field is the costly part).
     """
-    cases = {c.name: column_cases(source, c, today=today, control=control) for c in source.columns}
+    cases = {c.name: column_cases(source, c, today=today, control=control, period=period) for c in source.columns}
     checks = ", ".join(column_rule_sql(c, cases[c.name]) for c in source.columns)
     suspect = " OR ".join(f"({may_fail_sql(cases[c.name])})" for c in source.columns)
     # Each typed column is cast once, in an inner projection the rules read.
