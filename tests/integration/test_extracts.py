@@ -714,6 +714,15 @@ def test_a_killed_build_never_shows_a_partial_extract(built):
     final = built.subprocess("extract", "build", "sugar", "--as", "ada")
     assert final.code == 0, final.err
     assert len(extract_tables(built, "sugar")["persons"]) == 6
-    # Nothing the killed builds wrote is left behind, in the project or the central zone.
+    # Nothing the killed builds wrote is left behind, in the project or the central zone, and
+    # every release record has exactly its persons (a killed build's batch is gone).
     assert sorted(p.name for p in (projects / "sugar").iterdir()) == ["data", "released", "requests", "work"]
     assert not any((Path(built.environ["TRE_HOME"]) / "central" / "building").glob("*/"))
+    from tre.config import load_settings
+    from tre.db import Store
+    from tre.linkage import releases
+
+    settings = load_settings(built.environ)
+    store = Store(settings.db_url)
+    assert releases.check_records(settings, store) == []
+    assert releases.recover_orphans(settings, store) == []

@@ -454,7 +454,12 @@ CASES = [
     Case(
         "a CSV file with more rows than its manifest",
         simple([row("kuhr", PERSONS[i % 6]) for i in range(200)], manifest={"rows": 2}),
-        fails=("kuhr-2023.csv", "has more than the 2 data rows its manifest says"),
+        fails=("kuhr-2023.csv", "has 200 data rows; its manifest says 2"),
+    ),
+    Case(
+        "a CSV file with far more rows than its manifest",
+        simple([row("kuhr", PERSONS[i % 6]) for i in range(3000)], manifest={"rows": 2}),
+        fails=("kuhr-2023.csv", "has more lines than the 2 rows its manifest says (reading stopped there)"),
     ),
     Case(
         "a CSV file too small for its manifest's rows",

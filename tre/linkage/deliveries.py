@@ -304,6 +304,7 @@ class FileScan:
     carriage_returns: int
     ends_with_newline: bool
     utf8_text: bool = False  # bytes above 0x7f, and all of them valid UTF-8 (asked for Latin-1 files only)
+    stopped: bool = False  # more line ends than `max_newlines`: the scan stopped there (no hash)
 
     def has_one_record_per_line(self, rows: int) -> bool:
         """No field spans lines: the line ends are exactly the header's and the rows'."""
@@ -311,9 +312,13 @@ class FileScan:
         return lines == rows + 1 and self.carriage_returns in (0, self.newlines)
 
 
-def scan_file(path: Path | str, *, text: bool, encoding: str = "utf-8") -> FileScan:
+def scan_file(
+    path: Path | str, *, text: bool, encoding: str = "utf-8", max_newlines: int | None = None, on_stop=None
+) -> FileScan:
     """Hash the file; for a text file also count control bytes and line ends, in the same pass,
-    and for a file declared Latin-1 whether its bytes are in fact UTF-8."""
+    and for a file declared Latin-1 whether its bytes are in fact UTF-8. Past `max_newlines`
+    line ends it stops, calls `on_stop()` (which stops the load it runs beside) and says so:
+    such a file holds more rows than its manifest says, or a field spanning lines."""
     digest = hashlib.sha256()
     control = newlines = returns = 0
     last = b""
@@ -332,6 +337,10 @@ def scan_file(path: Path | str, *, text: bool, encoding: str = "utf-8") -> FileS
                 control += lows - ends + (np.count_nonzero(octets == 0x7F) if b"\x7f" in chunk else 0)
                 newlines += line_ends
                 returns += ends - line_ends
+                if max_newlines is not None and newlines > max_newlines:
+                    if on_stop is not None:
+                        on_stop()
+                    return FileScan("", control, newlines, returns, False, stopped=True)
                 if decoder is not None and (high or not chunk.isascii()):
                     high = True
                     try:

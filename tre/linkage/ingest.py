@@ -92,54 +92,37 @@ def ingest(
     """
     found = find_deliveries(paths, source=source)
     outcomes: list[Outcome] = []
-    blinds = _BlindCache()
     crypto: Crypto | None = None
-    try:
-        for item in found:
-            if isinstance(item, Outcome):
-                _record_failure(zone, metadata, item, actor=actor, sha256=None)
-                outcomes.append(item)
-                continue
-            with zone.writing(metadata) as con:
-                create_code_tables(con)
-                keys = load_data_keys(con, zone.settings, zone.environ, create=True, now=zone.clock())
-                if crypto is None or crypto.keys != keys:
-                    # First delivery, or the keys were replaced between two deliveries (a
-                    # re-encrypting rotation): blind indexes made under other keys are void.
-                    if crypto is not None:
-                        crypto.close()
-                    crypto = Crypto(keys, workers=zone.settings.ingest_workers)
-                    blinds.clear()
-                blinds.register(con)
-                if _size(item.data) > BIG_DELIVERY_BYTES:
-                    crypto.start()  # the workers start while the file is read
-                outcomes.append(_ingest_one(con, zone, metadata, item, crypto, blinds, actor=actor, progress=progress))
-    finally:
-        if crypto is not None:
-            crypto.close()
+    with zone.session() as con:
+        create_code_tables(con)
+        # The blind index of every number seen in this run: a number in several deliveries
+        # (the population register, then KUHR, NPR ...) is indexed once.
+        con.execute(f"CREATE TEMP TABLE {BLINDS} (id VARCHAR, bh UBIGINT, bl UBIGINT)")
+        try:
+            for item in found:
+                if isinstance(item, Outcome):
+                    _record_failure(zone, metadata, item, actor=actor, sha256=None)
+                    outcomes.append(item)
+                    continue
+                with zone.writing(metadata, con):
+                    keys = load_data_keys(con, zone.settings, zone.environ, create=True, now=zone.clock())
+                    if crypto is None or crypto.keys != keys:
+                        # First delivery, or the keys were replaced between two deliveries (a
+                        # re-encrypting rotation): blind indexes made under other keys are void.
+                        if crypto is not None:
+                            crypto.close()
+                        crypto = Crypto(keys, workers=zone.settings.ingest_workers)
+                        con.execute(f"DELETE FROM {BLINDS}")
+                    if _size(item.data) > BIG_DELIVERY_BYTES:
+                        crypto.start()  # the workers start while the file is read
+                    outcomes.append(_ingest_one(con, zone, metadata, item, crypto, actor=actor, progress=progress))
+        finally:
+            if crypto is not None:
+                crypto.close()
     return outcomes
 
 
-class _BlindCache:
-    """The blind index of every number seen in this run, kept between deliveries (and their
-    connections) as Arrow tables: a number in several deliveries (the population register,
-    then KUHR, NPR ...) is indexed once."""
-
-    SCHEMA = pa.schema([("id", pa.string()), ("bh", pa.uint64()), ("bl", pa.uint64())])
-
-    def __init__(self):
-        self.parts: list[pa.Table] = []
-
-    def clear(self) -> None:
-        self.parts = []
-
-    def register(self, con) -> None:
-        table = pa.concat_tables(self.parts) if self.parts else self.SCHEMA.empty_table()
-        con.register("__tre_blinds", table)
-
-    def add(self, table: pa.Table) -> None:
-        if table.num_rows:
-            self.parts.append(table.cast(self.SCHEMA))
+BLINDS = "temp.__tre_blinds"
 
 
 def _size(path: Path) -> int:
@@ -165,9 +148,7 @@ def summary(name: str, report: dict) -> str:
     return text
 
 
-def _ingest_one(
-    con, zone, metadata, item: DeliveryFile, crypto: Crypto, blinds: _BlindCache, *, actor, progress
-) -> Outcome:
+def _ingest_one(con, zone, metadata, item: DeliveryFile, crypto: Crypto, *, actor, progress) -> Outcome:
     manifest = item.manifest
     outcome = Outcome(file=item.name, status="failed", source=manifest.source, period=manifest.period)
     delivery_id = con.execute("SELECT coalesce(max(id), 0) + 1 FROM registers.__tre_deliveries").fetchall()[0][0]
@@ -177,8 +158,17 @@ def _ingest_one(
         # The bytes are hashed and scanned while DuckDB reads the file (it releases the GIL);
         # the hash decides first, so a changed file is reported as changed, whatever else.
         with ThreadPoolExecutor(1) as background:
+            # A text file with far more line ends than its manifest's rows is refused as soon as
+            # the scan, which outruns the load, counts them: the load is stopped there rather
+            # than left to read the rest. (A few more are left to the checks that say which
+            # line spans lines, or how many rows there are.)
             scanning = background.submit(
-                scan_file, run.opened.path, text=manifest.format == "csv", encoding=item.encoding
+                scan_file,
+                run.opened.path,
+                text=manifest.format == "csv",
+                encoding=item.encoding,
+                max_newlines=manifest.rows + 1 + max(1000, manifest.rows // 100),
+                on_stop=run.stop_load,
             )
             try:
                 run.load()
@@ -186,6 +176,12 @@ def _ingest_one(
             except DeliveryError as e:
                 unreadable = e
             run.scan = scan = scanning.result()
+        if scan.stopped:
+            raise located(
+                item.name,
+                f"has more lines than the {manifest.rows} rows its manifest says (reading stopped there): the manifest "
+                "is wrong, the file is not the one it describes, or a field spans lines",
+            )
         if scan.sha256 != manifest.sha256:
             raise DeliveryError(
                 redact(
@@ -223,7 +219,6 @@ def _ingest_one(
         run.undo()
         raise
     finally:
-        blinds.add(run.new_blinds)
         run.drop_staging()
         if run.opened is not None:
             run.opened.close()
@@ -286,7 +281,7 @@ class _Run:
         self.bad = 0  # rows rejected so far
         self.report: dict = {"new_identities": 0, "person_links": 0}
         self.opened: OpenData | None = None  # the data file, opened once
-        self.new_blinds = _BlindCache.SCHEMA.empty_table()  # numbers blind-indexed in this delivery
+        self.stopped = False  # the byte scan stopped the load (more lines than the manifest's rows)
 
     # -- helpers --
 
@@ -307,6 +302,11 @@ class _Run:
     def _mark_bad(self) -> None:
         self.sql("CREATE OR REPLACE TABLE __tre_bad AS SELECT DISTINCT line FROM __tre_fail")
         self.bad = self.scalar("SELECT count(*) FROM __tre_bad")
+
+    def stop_load(self) -> None:
+        """Called from the scanning thread: interrupt the load running on the connection."""
+        self.stopped = True
+        self.con.interrupt()
 
     def drop_staging(self) -> None:
         for (name,) in self.sql(
@@ -361,12 +361,6 @@ class _Run:
             if c.name not in header:  # an optional column the reporter left out
                 self.sql(f"ALTER TABLE __tre_raw ADD COLUMN {quote(c.name)} VARCHAR")
         rows = self.scalar("SELECT count(*) FROM __tre_raw")
-        if rows > self.manifest.rows:
-            raise located(
-                self.item.name,
-                f"has more than the {self.manifest.rows} data rows its manifest says (reading stopped there): "
-                "the manifest is wrong or the file is not the one it describes",
-            )
         if rows != self.manifest.rows:
             raise located(
                 self.item.name, f"has {rows} data rows; its manifest says {self.manifest.rows}: incomplete delivery"
@@ -378,15 +372,12 @@ class _Run:
                      strict_mode = true, encoding = $3, max_line_size = $4"""
         parameters = [self.opened.path, {name: "VARCHAR" for name in header}, self.item.encoding, MAX_LINE_BYTES]
         try:
-            # Never more than one row past the manifest's count: a file far longer than its
-            # manifest says is refused after that row, not after loading all of it.
-            self.sql(
-                f"CREATE TABLE __tre_raw AS SELECT * FROM read_csv($1, columns = $2, {options}) LIMIT $5",
-                [*parameters, self.manifest.rows + 1],
-            )
+            self.sql(f"CREATE TABLE __tre_raw AS SELECT * FROM read_csv($1, columns = $2, {options})", parameters)
             return
         except duckdb.Error:
-            pass  # DuckDB's message quotes the line: never shown. Read again to locate the error.
+            if self.stopped:
+                raise located(self.item.name, "reading stopped: more lines than its manifest's rows") from None
+            # DuckDB's message quotes the line: never shown. Read again to locate the error.
         try:
             self.sql(
                 f"""CREATE OR REPLACE TEMP TABLE __tre_csv_probe AS SELECT * FROM read_csv($1, columns = $2, {options},
@@ -441,7 +432,7 @@ class _Run:
         types = {name: kind for name, kind, *_ in described}
         casts = ", ".join(f"{self._as_text(h, types[h])} AS {quote(h)}" for h in header)
         try:
-            self.sql(f"CREATE TABLE __tre_raw AS SELECT {casts} FROM read_parquet($1) LIMIT $2", [path, rows + 1])
+            self.sql(f"CREATE TABLE __tre_raw AS SELECT {casts} FROM read_parquet($1)", [path])
         except duckdb.Error:
             raise located(self.item.name, "not a readable Parquet file (a column cannot be read as text)") from None
         return header
@@ -514,12 +505,12 @@ class _Run:
         shaped = "length(id) = 11 AND regexp_full_match(id, '[0-9]{11}')"
         self.sql(
             f"""CREATE TABLE __tre_idb AS SELECT s.id, c.bh, c.bl, {shaped} AS shaped
-                FROM __tre_idset s LEFT JOIN __tre_blinds c USING (id)"""
+                FROM __tre_idset s LEFT JOIN {BLINDS} c USING (id)"""
         )
         ids = self.con.sql("SELECT id FROM __tre_idb WHERE shaped AND bh IS NULL").to_arrow_table().column(0)
         high, low = blind_parts(self.crypto.blind_many(fixed_width_bytes(ids, NUMBER_BYTES)))
-        self.new_blinds = pa.table({"id": ids, "bh": high, "bl": low})
-        self.con.register("__tre_blind_view", self.new_blinds)
+        self.con.register("__tre_blind_view", pa.table({"id": ids, "bh": high, "bl": low}))
+        self.sql(f"INSERT INTO {BLINDS} SELECT id, bh, bl FROM __tre_blind_view")
         self.sql(
             """CREATE TABLE __tre_known AS
                SELECT b.id, b.bh, b.bl, coalesce(m.canonical_pid, i.pid) AS pid, i.kind

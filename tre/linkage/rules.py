@@ -208,10 +208,12 @@ def _period_cases(source: Source, c: Column, t: str, period: tuple[str, str]) ->
         return [(f"{t} NOT BETWEEN year({first}) AND year({last})", OUTSIDE_PERIOD)]
     if source.central_only or c.name != source.event_date:
         return []
-    day = f"CAST({t} AS DATE)"
     if "end_date" in source.column_names:  # a service decision counts while it runs (no end: ongoing)
-        return [(f"({day} > {last} OR {typed_name(source.column('end_date'))} < {first})", OUTSIDE_PERIOD)]
-    return [(f"({day} < {first} OR {day} > {last})", OUTSIDE_PERIOD)]
+        return [(f"({t} > {last} OR {typed_name(source.column('end_date'))} < {first})", OUTSIDE_PERIOD)]
+    if c.type == "TIMESTAMP":  # compared as it is: no cast per row
+        after = f"TIMESTAMP {literal(period[1])} + INTERVAL 1 DAY"
+        return [(f"({t} < TIMESTAMP {literal(period[0])} OR {t} >= {after})", OUTSIDE_PERIOD)]
+    return [(f"({t} < {first} OR {t} > {last})", OUTSIDE_PERIOD)]
 
 
 def _order_cases(source: Source, c: Column, t: str) -> list[tuple[str, str]]:

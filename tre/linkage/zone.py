@@ -25,6 +25,7 @@ store gets the `Delivery` record the marker describes.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fcntl
 import hashlib
@@ -32,9 +33,11 @@ import json
 import os
 import re
 import shutil
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import duckdb
 from sqlalchemy import select
@@ -108,29 +111,67 @@ class CentralZone:
         finally:
             os.close(descriptor)  # releases the lock
 
-    def _connect(self, *, vault: str | None, store: str | None) -> duckdb.DuckDBPyConnection:
+    def _connect(self, *, vault: str | None, store: str | None, spill: Path | None = None) -> duckdb.DuckDBPyConnection:
         """An in-memory connection with the vault and the store attached ("rw", "ro" or None)."""
-        con = duckdb.connect(config={"temp_directory": str(self.tmp_dir)})
+        con = duckdb.connect(config={"temp_directory": str(spill or self.tmp_dir)})
         con.execute("SET enable_progress_bar = false")
         # Freed blocks are kept for reuse instead of going back to the OS: every staging table
         # of a national delivery would otherwise fault its pages in again (a tenth of ingest).
         con.execute(f"SET block_allocator_memory = '{_third_of_memory()}B'")
+        self._attach(con, vault=vault, store=store)
+        return con
+
+    def _attach(self, con, *, vault: str | None, store: str | None) -> None:
         for path, alias, mode in ((self.vault_path, "vault", vault), (self.store_path, "registers", store)):
             if mode:
                 options = " (READ_ONLY)" if mode == "ro" else ""
                 con.execute(f"ATTACH {register_store.literal(str(path))} AS {alias}{options}")
-        return con
 
     @contextmanager
-    def writing(self, metadata: Store) -> Iterator[duckdb.DuckDBPyConnection]:
-        """The zone locked for writing, recovered, with vault and store attached read-write."""
+    def session(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """An in-memory connection for a run of several writes (an ingest's deliveries), with
+        nothing of the zone attached: `writing(metadata, con)` attaches the zone to it for one
+        write at a time, so that its temporary tables (a run's caches) last between them. Its
+        spill space is a folder of its own in `tmp/`, held by a lock while the run lasts, which
+        recovery (by another process, between two writes) leaves alone."""
+        ensure_private_dir(self.tmp_dir, "the central zone's spill directory")
+        spill = self.tmp_dir / f"run-{uuid.uuid4().hex}"
+        # The lock first: a folder without one is a dead run's, for recovery to remove.
+        descriptor = os.open(spill.with_name(spill.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        spill.mkdir(mode=0o700)
+        con = self._connect(vault=None, store=None, spill=spill)
+        try:
+            yield con
+        finally:
+            con.close()
+            shutil.rmtree(spill, ignore_errors=True)
+            spill.with_name(spill.name + ".lock").unlink(missing_ok=True)
+            os.close(descriptor)
+
+    @contextmanager
+    def writing(
+        self, metadata: Store, con: duckdb.DuckDBPyConnection | None = None
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The zone locked for writing, recovered, with vault and store attached read-write (to
+        `con`, a `session()`'s connection, and detached again afterwards; else to a new one)."""
         with self._locked(fcntl.LOCK_EX):
-            con = self._connect(vault="rw", store="rw")
+            own = con is None
+            if own:
+                con = self._connect(vault="rw", store="rw")
+            else:
+                self._attach(con, vault="rw", store="rw")
             try:
                 self._prepare(metadata, con)
                 yield con
             finally:
-                con.close()
+                if own:
+                    con.close()
+                else:
+                    with contextlib.suppress(duckdb.Error):  # no transaction was open
+                        con.execute("ROLLBACK")
+                    con.execute("DETACH vault")
+                    con.execute("DETACH registers")
                 self._private_files()
 
     @contextmanager
@@ -205,9 +246,7 @@ class CentralZone:
     def _recover(self, con: duckdb.DuckDBPyConnection, metadata: Store) -> Recovery:
         check_same_age(con, metadata)
         recovery = Recovery()
-        for leftover in self.tmp_dir.iterdir():
-            # DuckDB's spill files of a killed ingest may hold staged rows.
-            shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+        self._clear_spill()
         committed = {row[0] for row in con.execute("SELECT id FROM registers.__tre_deliveries").fetchall()}
         # Uncommitted vault rows carry a delivery id above every committed one (ids count up,
         # and recovery runs before every delivery): a maximum tells whether to look closer.
@@ -259,6 +298,23 @@ class CentralZone:
                     },
                 )
         return recovery
+
+    def _clear_spill(self) -> None:
+        """DuckDB's spill files of a killed ingest may hold staged rows: everything in `tmp/` goes,
+        but the spill folder of a run that is alive (its lock held, between two writes)."""
+        live = set()
+        for lock in self.tmp_dir.glob("run-*.lock"):
+            descriptor = os.open(lock, os.O_RDWR)
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                live |= {lock.name, lock.name.removesuffix(".lock")}
+            finally:
+                os.close(descriptor)
+        for leftover in self.tmp_dir.iterdir():
+            if leftover.name in live:
+                continue
+            shutil.rmtree(leftover) if leftover.is_dir() and not leftover.is_symlink() else leftover.unlink()
 
     def _remove_dead_builds(self, metadata: Store) -> list[str]:
         """What killed extract builds left: their files in `building/<project>/` (a § 4-5
