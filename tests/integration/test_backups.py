@@ -247,12 +247,22 @@ def test_a_zone_and_a_metadata_store_of_different_ages_are_refused(world):
     finally:
         shutil.rmtree(zone_a)
         shutil.copytree(saved, zone_a)
-    store_a = load_settings(a).metadata_store_path
-    current = store_a.read_bytes()
+    # The metadata store alone from the older backup (through SQLite's backup API, as a restore
+    # of that file would put it: its write-ahead log included).
+    store_a, store_d = load_settings(a).metadata_store_path, load_settings(d).metadata_store_path
+    saved_store = base / "saved.sqlite"
+    copy_sqlite(store_a, saved_store)
     try:
-        shutil.copy2(load_settings(d).metadata_store_path, store_a)
+        copy_sqlite(store_d, store_a)
         refused = tre(a, "linkage", "report", check=False)
         assert refused.returncode == 11 and "the metadata store is older than the zone" in refused.stderr
     finally:
-        store_a.write_bytes(current)
+        copy_sqlite(saved_store, store_a)
     tre(a, "linkage", "report")
+
+
+def copy_sqlite(source: Path, target: Path) -> None:
+    import sqlite3
+
+    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+        src.backup(dst)
