@@ -103,9 +103,10 @@ def test_backup_and_restore_with_the_metadata_store_on_postgresql(postgres_url, 
     from tre.config import load_settings
 
     url = make_url(postgres_url)
-    created = _as_postgres(f"{PG_BIN[-1]}/createdb", "-h", url.host, "-p", str(url.port), "tre_restored")
-    assert created.returncode == 0, created.stderr
-    cli.environ["TRE_DB_URL"] = postgres_url
+    for name in ("tre_backed_up", "tre_restored"):  # of their own: the module's database has users already
+        created = _as_postgres(f"{PG_BIN[-1]}/createdb", "-h", url.host, "-p", str(url.port), name)
+        assert created.returncode == 0, created.stderr
+    cli.environ["TRE_DB_URL"] = url.set(database="tre_backed_up").render_as_string(hide_password=False)
     cli.ok("init")
     cli.ok("user", "add", "ada", "--role", "admin")
     write_delivery(tmp_path / "d", "dsf", [row("dsf", p) for p in people(20, seed=71)])
