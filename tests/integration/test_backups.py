@@ -23,6 +23,7 @@ import pytest
 from delivery_factory import people, row, write_delivery
 
 from tre.config import load_settings
+from tre.linkage.backups import CHUNK, MAGIC, NONCE, TAG
 
 TRE = str(Path(sys.executable).parent / "tre")
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
@@ -195,10 +196,14 @@ def test_an_archive_holds_nothing_readable_and_opens_only_whole_with_its_keys(wo
     assert b"SQLite format 3" not in data and b"DUCK" not in data
     assert not any(p.fnr.encode() in data for p in world["persons"][:50])
     assert b"ustar" not in data  # not even the tar structure shows
-    # changed, truncated, or with another backup's key file: refused in one line
+    # changed, truncated (also right after a whole chunk), or with another backup's key file:
+    # refused in one line
+    boundary = len(MAGIC) + 16 + 4 + NONCE + CHUNK + TAG  # the header and the first chunk
+    assert len(data) > boundary
     for name, broken in (
         ("changed", data[:5000] + bytes([data[5000] ^ 1]) + data[5001:]),
         ("truncated", data[: len(data) // 2]),
+        ("cut after a chunk", data[:boundary]),
         ("extended", data + data[-100:]),
     ):
         copy = tmp_path / f"{name}.tre-backup"

@@ -379,6 +379,11 @@ CASES = [
         rejects={"id_in_field": {"refund_nok": 1}},
     ),
     Case(
+        "an ID number that lost its leading zero, in scientific notation",
+        simple(kuhr_rows(refund_nok=f"{float(ZERO.fnr):.9E}")),  # its digits glued to the E: only read as a number
+        rejects={"id_in_field": {"refund_nok": 1}},
+    ),
+    Case(
         "an ID number stored as a number in Parquet",
         parquet_with(KUHR_SELECT.format(fnr=PERSONS[0].fnr, refund=f"{PERSONS[5].fnr}::DOUBLE", n=1)),
         rejects={"id_in_field": {"refund_nok": 1}},
@@ -482,6 +487,17 @@ CASES = [
         fails=("kuhr-2023.csv", "hard link"),
     ),
     Case("a FIFO for a data file", fifo_data, fails=("kuhr-2023.csv", "not a regular file")),
+    # An ID number in a name: it would be shown, recorded and audited (and the audit refuses it)
+    Case(
+        "an ID number as the period, in the file names",
+        simple(period=spaced(PERSONS[5].fnr, "-")),
+        fails=("kuhr-<ID number>.manifest.json", "period must not hold an ID number"),
+    ),
+    Case(
+        "eleven digits in the period",
+        simple(period=f"2023_{PERSONS[5].fnr}"),
+        fails=("period must not hold an ID number or a run of 11 digits",),
+    ),
 ]
 
 
@@ -504,7 +520,7 @@ def test_hostile_delivery(case: Case, with_population, tre_env, tmp_path):
     result = with_population("ingest", *arguments, "--json", as_user="ada")
     numbers = [p.fnr for p in PERSONS] + [D_PERSON.fnr, ZERO.fnr]
     assert not any(n in result.err or n in result.out for n in numbers), "an ID number in the output"
-    assert not find_in_text(result.err), "an ID number in the messages"
+    assert not find_in_text(result.err + result.out), "an ID number in the messages"
     if case.fails:
         assert result.code == 7, result.err
         [line] = result.err.strip().splitlines()[-1:]

@@ -270,6 +270,10 @@ def _manifest_problems(manifest_file: Path, manifest: Manifest, source: str | No
     problems = []
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}", manifest.period):
         problems.append("period must be letters, digits, - and _ (up to 40), such as 2023 or 2006-2016")
+    elif redact(manifest.period.replace("_", "-")) != manifest.period.replace("_", "-"):
+        # It names the files and goes into messages, records and audit events: never a number
+        # of a person (an audit event refuses one, so a committed delivery could not be recorded).
+        problems.append("period must not hold an ID number or a run of 11 digits; it names a time, such as 2023")
     if manifest.source not in SOURCES:
         problems.append(f"unknown source {manifest.source!r}")
     if source is not None and manifest.source != source:

@@ -425,7 +425,7 @@ def record_delivery(session, marker: DeliveryMarker, *, recovered: bool = False)
     details = {
         "delivery": marker.id,
         "source": marker.source,
-        "period": marker.period,
+        "period": redact(marker.period),
         "file": redact(marker.filename),
         "sha256": audit.digest(marker.sha256),
         "rows": marker.rows,
