@@ -131,14 +131,25 @@ class Profile:
 
         CentralZone._prepare = timed_prepare
         holds = idnumbers.holds_id_numbers
+        confirm = ingest_module._Run._confirm_ids_in_fields
+        confirming = []
+
+        def confirming_ids(run):
+            confirming.append(True)
+            try:
+                return confirm(run)
+            finally:
+                confirming.pop()
 
         def counted(values):
             values = list(values)
             found = holds(values)
-            self.id_fields["fields the recogniser checked"] += len(values)
-            self.id_fields["ID numbers it found"] += int(found.sum())
+            what = "fields past the first pass" if confirming else "keys of rejected rows"
+            self.id_fields[(what, "checked")] += len(values)
+            self.id_fields[(what, "ID numbers")] += int(found.sum())
             return found
 
+        ingest_module._Run._confirm_ids_in_fields = confirming_ids
         ingest_module.idnumbers.holds_id_numbers = counted
 
     def _timed(self, step, original):
@@ -258,8 +269,12 @@ def main(argv=None) -> int:
             for c in s["rejects"].get("id_in_field", {})
         )
         print(
-            "ID numbers in fields: "
-            + ", ".join(f"{k} {v:,}" for k, v in profile.id_fields.items())
+            "the recogniser: "
+            + "; ".join(
+                f"{what}: {profile.id_fields[(what, 'checked')]:,} checked, "
+                f"{profile.id_fields[(what, 'ID numbers')]:,} ID numbers"
+                for what in ("fields past the first pass", "keys of rejected rows")
+            )
             + f"; rejected as id_in_field {confirmed:,} (synthetic data plants none: each is a false alarm)"
         )
         findings = collections.Counter()
