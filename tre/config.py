@@ -116,6 +116,21 @@ class Settings:
         "settings, returning an object with `key_id`, `wrap(data, context)`, `unwrap(blob, context)` and, "
         "for `tre vault rotate-key`, `rotated()` (see docs/central-zone.md).",
     )
+    backup_dir: Path = setting(
+        env="TRE_BACKUP_DIR",
+        default=_under_home("backups"),
+        shown="`$TRE_HOME/backups`",
+        help="Where `tre backup create` writes its encrypted archives (mode 0700). Point it at another disk or "
+        "machine: a backup beside what it copies is lost with it.",
+    )
+    backup_keys_dir: Path = setting(
+        env="TRE_BACKUP_KEYS_DIR",
+        default=_under_home("keys", "backups"),
+        shown="`$TRE_HOME/keys/backups`",
+        help="Where `tre backup create` writes each archive's key, wrapped by the master key (0600 files, 0700 "
+        "folder): never in the same place as the archives. Restoring needs the archive, its key file and the "
+        "master key that was in force when it was made.",
+    )
     ingest_workers: int = setting(
         env="TRE_INGEST_WORKERS",
         default=0,

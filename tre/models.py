@@ -337,8 +337,9 @@ class Extract(Base):
 class ReleaseRecord(Base):
     """The record of releases (§ 4-10): who received health data, on what basis, when.
 
-    Which persons an extract release covered is kept centrally beside the key tables
-    (the central zone), referenced by this entry's id. Entries are kept at least 5 years.
+    Which persons an extract release covered is kept centrally beside the key tables (the
+    central zone, `tre.linkage.releases`), as the batch this entry names, with the SHA-256 of
+    its sorted pids. Entries are kept at least 5 years.
     """
 
     __tablename__ = "release_records"
@@ -354,6 +355,8 @@ class ReleaseRecord(Base):
     reference: Mapped[str] = mapped_column(String(100))  # extract id or output request id
     released_at: Mapped[dt.datetime]
     keep_until: Mapped[dt.date] = mapped_column(Date)
+    persons_batch: Mapped[str | None] = mapped_column(String(40), unique=True)  # in central/releases.duckdb
+    persons_digest: Mapped[str | None] = mapped_column(String(64))  # SHA-256 of the batch's sorted pids
 
 
 @event.listens_for(ReleaseRecord, "before_delete")

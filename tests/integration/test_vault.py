@@ -235,3 +235,52 @@ def test_a_ciphertext_moved_to_another_person_does_not_decrypt(central, persons,
     with pytest.raises(IntegrityError):
         zone = CentralZone(settings, environ=tre_env)
         vault.reveal(zone, Store(settings.db_url), actor="carl", pid=pids[1], reason=REASON)
+
+
+def vault_rows(tre_env) -> dict:
+    import duckdb
+
+    path = load_settings(tre_env).central_dir / "vault.duckdb"
+    with duckdb.connect(str(path), read_only=True) as con:
+        return {
+            "identities": con.execute("SELECT blind_hi, blind_lo, pid::VARCHAR, sealed FROM identities").fetchall(),
+            "changes": con.execute("SELECT old_hi, old_lo, new_hi, new_lo FROM id_changes").fetchall(),
+            "keys": dict(con.execute("SELECT name, wrapped FROM __tre_keys").fetchall()),
+        }
+
+
+def test_a_compromised_key_is_replaced_by_encrypting_everything_again(central, persons, d_number, tmp_path, tre_env):
+    """`--reencrypt`: new data keys; every ID number sealed again, every blind index recomputed
+    (the ID history's too), the same persons behind the same numbers; an old master key with an
+    old copy of the vault opens only that copy."""
+    settings = load_settings(tre_env)
+    pid = lookup(central, persons[0].fnr).json()["pid"]
+    before = vault_rows(tre_env)
+    old_vault = (settings.central_dir / "vault.duckdb").read_bytes()
+    old_key = settings.master_key_file.read_text()
+    done = central.ok("vault", "rotate-key", "--reencrypt", "--json", as_user="carl").json()
+    assert done["reencrypted_identities"] == len(before["identities"]) == 4
+    after = vault_rows(tre_env)
+    assert {r[2] for r in after["identities"]} == {r[2] for r in before["identities"]}  # the same pids
+    assert not {(r[0], r[1]) for r in after["identities"]} & {(r[0], r[1]) for r in before["identities"]}
+    assert not {bytes(r[3]) for r in after["identities"]} & {bytes(r[3]) for r in before["identities"]}
+    assert after["changes"] != before["changes"] and len(after["changes"]) == 1
+    assert {bytes(v) for v in after["keys"].values()}.isdisjoint(bytes(v) for v in before["keys"].values())
+    # The same persons behind the same numbers, the history's current number still current.
+    assert lookup(central, persons[0].fnr).json()["pid"] == pid
+    assert lookup(central, d_number.fnr).json()["pid"] == pid
+    revealed = central.ok("vault", "reveal", "--pid", pid, "--reason", REASON, "--json", as_user="carl").json()
+    assert revealed["numbers"] == [
+        {"number": persons[0].fnr, "kind": "fnr", "current": True},
+        {"number": d_number.fnr, "kind": "d", "current": False},
+    ]
+    # A delivery ingested now finds its persons by the new blind indexes.
+    write_delivery(tmp_path / "kuhr", "kuhr", [row("kuhr", p) for p in persons])
+    [outcome] = central.ok("ingest", str(tmp_path / "kuhr"), "--json", as_user="ada").json()
+    assert outcome["report"]["new_identities"] == 0 and outcome["report"]["rows_stored"] == 3
+    # The old master key opens the old copy and nothing else.
+    settings.master_key_file.write_text(old_key)
+    assert lookup(central, persons[0].fnr).code == 11
+    (settings.central_dir / "vault.duckdb").write_bytes(old_vault)
+    (settings.central_dir / "vault.duckdb.wal").unlink(missing_ok=True)
+    assert lookup(central, persons[0].fnr).json()["pid"] == pid

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import importlib
 import os
-import re
 import sys
-import traceback
 
-from tre import identity
+from tre import errorlog, identity
 from tre.cli.framework import ANY_ROLE, Context, build_parser
-from tre.config import Settings, ensure_dirs, ensure_private_dir, load_settings
+from tre.config import Settings, ensure_dirs, load_settings
 from tre.db import utc_now
 from tre.errors import PermissionDenied, UnsafeFile, UserError
 from tre.users import check_active, check_role, count_users, find_user
@@ -163,19 +161,6 @@ def _group_help(parser, group: str, out) -> None:
             action.choices[group].print_help(out)
 
 
-_ID_NUMBER = re.compile(r"(?<!\d)\d{11}(?!\d)")
-
-
 def _log_internal_error(settings: Settings | None, error: Exception) -> str:
     """Keep the traceback for developers, without anything shaped like an ID number."""
-    if settings is None:
-        return ""
-    try:
-        logs = ensure_private_dir(settings.home / "logs", "the log directory")
-        text = "".join(traceback.format_exception(error))
-        with open(logs / "errors.log", "a", encoding="utf-8") as f:
-            os.chmod(logs / "errors.log", 0o600)
-            f.write(f"--- {utc_now().isoformat()}\n{_ID_NUMBER.sub('<id-number>', text)}")
-        return f"; the traceback is in {logs / 'errors.log'}"
-    except (OSError, UserError):
-        return ""
+    return "" if settings is None else errorlog.write(settings.home, error)
