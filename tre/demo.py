@@ -349,6 +349,13 @@ STEPS: list[Callable[[Demo], None]] = [
 ]
 
 
-def run(demo: Demo, steps: list[Callable[[Demo], None]] | None = None) -> None:
-    for step in steps or STEPS:
+def run(
+    demo: Demo,
+    steps: list[Callable[[Demo], None]] | None = None,
+    progress: Callable[[int, int, str], None] = lambda done, total, step: None,
+) -> None:
+    """Run the steps in order; `progress(done, total, step)` is told as each one begins."""
+    steps = steps or STEPS
+    for done, step in enumerate(steps):
+        progress(done, len(steps), step.__name__.removeprefix("step_").replace("_", " "))
         step(demo)

@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session, selectinload
 from tre import audit
 from tre.config import Settings
 from tre.enums import ApprovalStatus, ProjectStatus
-from tre.errors import ConfigError, NotFound, PermissionDenied, UserError
+from tre.errors import ConfigError, NotFound, PermissionDenied, UserError, did_you_mean
 from tre.models import Approval, Project, ProjectMember, User
 from tre.os_accounts import PosixAccounts, is_root
 from tre.project_files import Folder
@@ -210,8 +210,16 @@ def get_project(session: Session, project_id: str) -> Project:
         .options(selectinload(Project.members).selectinload(ProjectMember.user))
     ).scalar_one_or_none()
     if project is None:
-        raise NotFound(f"unknown project {project_id!r}: `tre project status` lists the projects")
+        raise NotFound(
+            f"unknown project {project_id!r}{suggest_project(session, project_id)}: "
+            "`tre project status` lists the projects"
+        )
     return project
+
+
+def suggest_project(session: Session, project_id: str) -> str:
+    """ "; did you mean diabetes?" for a mistyped project id, else ""."""
+    return did_you_mean(project_id, session.execute(select(Project.id)).scalars())
 
 
 def provision_project(

@@ -13,11 +13,9 @@ import re
 import sys
 import traceback
 
-from tre.cli.framework import ANY_ROLE, Context, build_parser
+from tre.cli.framework import ANY_ROLE, Context, build_parser, utc_now
 from tre.config import Settings, ensure_dirs, ensure_private_dir, load_settings
-from tre.db import utc_now
 from tre.errors import PermissionDenied, UnsafeFile, UserError
-from tre.users import check_active, check_role, count_users, find_user
 
 # One module per command group; each registers its commands on import.
 COMMAND_MODULES = (
@@ -97,6 +95,8 @@ def _run(ctx: Context, args) -> None:
 
 
 def _authorise(ctx: Context, name: str) -> None:
+    from tre.users import check_active, check_role, count_users, find_user, suggest_user
+
     command = ctx.command
     with ctx.store.transaction() as session:
         if command.bootstrap and count_users(session) == 0:
@@ -107,7 +107,7 @@ def _authorise(ctx: Context, name: str) -> None:
             raise PermissionDenied(f"{command.name} needs to know who you are: pass --as NAME or set TRE_USER")
         user = find_user(session, name)
         if user is None:
-            raise PermissionDenied(f"{command.name} refused: {name!r} is not a TRE user")
+            raise PermissionDenied(f"{command.name} refused: {name!r} is not a TRE user{suggest_user(session, name)}")
         if command.roles == (ANY_ROLE,):
             check_active(user, command.name)
         else:
