@@ -91,13 +91,17 @@ def audit_log(ctx, args):
         total = audit.count_events(session, **filters) if limit is not None and len(events) == limit else len(events)
         rows = [audit.event_as_dict(e) for e in events]
 
+    from tre.timezones import display_zone, readable
+
+    zone = display_zone(ctx.settings.time_zone)
+
     def render(console):
         table(
             ["seq", "time", "actor", "action", "object", "details"],
             (
                 [
                     r["seq"],
-                    local_time(r["at"]),
+                    readable(r["at"], zone),
                     r["actor"],
                     r["action"],
                     r["object"],
@@ -114,9 +118,3 @@ def audit_log(ctx, args):
             console.print(f"{len(rows)} of {total} matching events{more}")
 
     ctx.emit(rows, render)
-
-
-def local_time(at: str) -> str:
-    """An event's UTC time in the machine's local time zone, to the second."""
-    moment_ = dt.datetime.fromisoformat(at.replace("Z", "+00:00")).astimezone()
-    return moment_.strftime("%Y-%m-%d %H:%M:%S %Z")
