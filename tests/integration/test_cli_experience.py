@@ -80,7 +80,9 @@ def test_unknown_names_are_errors_that_suggest(initialised):
     cli = initialised
     cli.ok("user", "add", "reidar", "--role", "researcher", as_user="ada")
     typo = cli("user", "list", as_user="reidr")
-    assert typo.code == 5 and typo.err == "tre: tre user list refused: 'reidr' is not a TRE user; did you mean reidar?\n"
+    assert (
+        typo.code == 5 and typo.err == "tre: tre user list refused: 'reidr' is not a TRE user; did you mean reidar?\n"
+    )
     far = cli("user", "list", as_user="zzzzzz")
     assert far.code == 5 and "did you mean" not in far.err
     revoke = cli("user", "revoke", "reidr", "--role", "researcher", as_user="ada")

@@ -163,7 +163,7 @@ def test_the_page_filters_the_queue_and_carries_threads_and_exceptions(world, cl
         assert label not in olav.get("/?view=released").text
         assert olav.get("/?view=everything").status == 400
         page = olav.get(f"/requests/{label}").text
-        assert '<div class="report" id="report-t1">' in page and "iframe class=\"report\"" not in page
+        assert '<div class="report" id="report-t1">' in page and 'iframe class="report"' not in page
         assert "needed</blockquote>" in page
         olav.post(f"/requests/{label}/comments", {"text": "olav: fine", "output": "t1", "officers_only": "yes"})
         for name in ("t1", "t2"):
