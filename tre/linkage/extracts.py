@@ -570,7 +570,17 @@ def _write_parquet(extract_file: Path, build_dir: Path) -> None:
         con.execute("CHECKPOINT")
         for (table,) in con.execute("SELECT table_name FROM duckdb_tables() ORDER BY table_name").fetchall():
             target = build_dir / f"{table}.parquet"
-            con.execute(f"COPY {quote(table)} TO {literal(str(target))} (FORMAT parquet, COMPRESSION zstd)")
+            # Parquet's DATE reads into pandas as objects (`.dt` fails): dates are written as
+            # timestamps at midnight, which pandas reads as datetime64.
+            dates = [
+                name
+                for (name,) in con.execute(
+                    "SELECT column_name FROM duckdb_columns() WHERE table_name = ? AND data_type = 'DATE'", [table]
+                ).fetchall()
+            ]
+            replace = f" REPLACE ({', '.join(f'CAST({quote(d)} AS TIMESTAMP) AS {quote(d)}' for d in dates)})"
+            query = f"SELECT *{replace if dates else ''} FROM {quote(table)}"
+            con.execute(f"COPY ({query}) TO {literal(str(target))} (FORMAT parquet, COMPRESSION zstd)")
     finally:
         con.close()
 
