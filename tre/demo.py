@@ -227,7 +227,7 @@ def step_extracts_once(demo: Demo) -> None:
 def step_notebook(demo: Demo) -> None:
     """The researcher's part: run the § 20 project's example notebook headless (papermill),
     which queues its checked outputs for review."""
-    import papermill
+    from tre.headless import run_notebook
 
     ws = workspace(demo.settings.projects_dir, DEMO_PROJECT)
     if _released_before(demo):
@@ -235,13 +235,12 @@ def step_notebook(demo: Demo) -> None:
         return
     ws.work.mkdir(parents=True, exist_ok=True)
     executed = ws.work / f"demo-{DEMO_NOTEBOOK}"
-    papermill.execute_notebook(
-        str(demo.settings.hub_notebooks_dir / DEMO_NOTEBOOK),
-        str(executed),
-        parameters={"project": DEMO_PROJECT, "project_dir": str(ws.root)},
-        kernel_name="python3",
-        progress_bar=False,
-        cwd=str(ws.work),
+    run_notebook(
+        demo.settings.hub_notebooks_dir / DEMO_NOTEBOOK,
+        executed,
+        project_dir=ws.root,
+        project=DEMO_PROJECT,
+        cwd=ws.work,
     )
     queued = sorted(p.name for p in ws.queue.iterdir() if not p.name.startswith("."))
     demo.say(

@@ -24,11 +24,13 @@ from tre.errors import PermissionDenied
 from tre.hub_config import network
 from tre.hub_config.sandbox import SandboxSpec
 from tre.hub_config.store import hub_store
+from tre.project_readme import build_project_readme
 from tre.workspace import (
     EXTRACT_FILE,
     Workspace,
     check_server_access,
     disclosure_threshold,
+    project_notebooks,
     seed_notebooks,
     workspace,
 )
@@ -181,7 +183,10 @@ class TRESpawner(LocalProcessSpawner):
             entry = pwd.getpwnam(grant.os_account)
             owner = (entry.pw_uid, entry.pw_gid)
             os.chown(home, *owner)
-        seeded = seed_notebooks(ws, Path(self.notebooks_dir), owner)
+        notebooks = [n.name for n in project_notebooks(Path(self.notebooks_dir), project)]
+        review = self.hub.base_url.removesuffix("hub/") + f"services/tre-review/projects/{project}"
+        readme = await self.store.call(lambda s: build_project_readme(s, project, ws, notebooks, review_url=review))
+        seeded = seed_notebooks(ws, Path(self.notebooks_dir), owner, readme=readme)
         if seeded.refused:
             await self.store.record(
                 actor=self.user.name,
