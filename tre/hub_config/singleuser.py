@@ -17,13 +17,23 @@ REFUSAL = "downloads are disabled in this TRE: submit outputs for review with tr
 
 
 class ForbiddenFilesHandler(JupyterHandler):
-    """/files/...: 403 for every method (replaces jupyter_server's FilesHandler)."""
+    """/files/...: 403 for every method (replaces jupyter_server's FilesHandler), as a TRE page
+    that says what to do instead (`tre.hub_config.lab.closed_page`)."""
 
     def initialize(self, **kwargs):
         pass
 
     def prepare(self):
-        raise web.HTTPError(403, REFUSAL)
+        from tre.hub_config.lab import closed_page, project_name
+
+        what = "nbconvert" if "nbconvert" in self.request.path else "download"
+        base = self.settings.get("base_url", "/")
+        asked = self.request.path.removeprefix(base.rstrip("/")).split("/", 2)[-1]
+        self.set_status(403)
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(closed_page(what, project=project_name(), back=f"{base}lab", path=asked))
+        raise web.Finish()
 
 
 def _jupyter_server_extension_points():

@@ -36,6 +36,7 @@ from tre.workspace import (
 )
 
 JUPYTER_CONFIG_DIR = PACKAGE_DIR / "hub_config" / "jupyter"
+JUPYTER_DATA_DIR = JUPYTER_CONFIG_DIR / "data"
 
 
 class TRESpawner(LocalProcessSpawner):
@@ -119,6 +120,9 @@ class TRESpawner(LocalProcessSpawner):
             # Jupyter's configuration comes from the TRE (read-only), never from the home
             # directory, so a researcher cannot switch terminals or file downloads back on.
             JUPYTER_CONFIG_DIR=str(JUPYTER_CONFIG_DIR),
+            # The TRE's kernel spec (shell commands answered, tre's errors in one line) and its
+            # JupyterLab extension (Parquet preview, notes where Download and Terminal were).
+            JUPYTER_PATH=str(JUPYTER_DATA_DIR),
             JUPYTERLAB_SETTINGS_DIR=f"{env['HOME']}/.jupyter/lab/user-settings",
             JUPYTERLAB_WORKSPACES_DIR=f"{env['HOME']}/.jupyter/lab/workspaces",
             PYTHONNOUSERSITE="1",
