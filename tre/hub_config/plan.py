@@ -155,7 +155,13 @@ class HubPlan:
                     reason = why_not(session, p.id, today)
                     approval = approval_summary(project_approval(session, p.id))
                     found.append(
-                        {"id": p.id, "title": p.title, "may_open": reason is None, "reason": reason, "approval": approval}
+                        {
+                            "id": p.id,
+                            "title": p.title,
+                            "may_open": reason is None,
+                            "reason": reason,
+                            "approval": approval,
+                        }
                     )
                 return found
 

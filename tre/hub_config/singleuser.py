@@ -26,6 +26,11 @@ class ForbiddenFilesHandler(JupyterHandler):
     def prepare(self):
         from tre.hub_config.lab import closed_page, project_name
 
+        if self.request.method == "GET" and self.request.path.rstrip("/").endswith("/api/nbconvert"):
+            # JupyterLab asks which export formats there are: none (an error page would be an error in the page).
+            self.set_header("Content-Type", "application/json")
+            self.finish("{}")
+            raise web.Finish()
         what = "nbconvert" if "nbconvert" in self.request.path else "download"
         base = self.settings.get("base_url", "/")
         asked = self.request.path.removeprefix(base.rstrip("/")).split("/", 2)[-1]
