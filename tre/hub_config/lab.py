@@ -125,7 +125,7 @@ class ParquetPreviewHandler(APIHandler):
             rows = max(0, min(int(self.get_query_argument("rows", "200")), MAX_ROWS))
         except ValueError:
             raise web.HTTPError(400, "rows must be a whole number") from None
-        path = self._inside_root(relative)
+        path = parquet_path(Path(self.settings["server_root_dir"]), relative)
         try:
             preview = parquet_preview(path, rows)
         except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
@@ -136,16 +136,18 @@ class ParquetPreviewHandler(APIHandler):
         self.set_header("Cache-Control", "no-store")
         self.finish(json.dumps({"path": relative, **preview}))
 
-    def _inside_root(self, relative: str) -> Path:
-        """The file under the server's root folder; nothing outside it, nothing but .parquet."""
-        root = Path(self.settings["server_root_dir"]).resolve()
-        parts = Path(relative.lstrip("/")).parts
-        if not relative or ".." in parts or not relative.lower().endswith(".parquet"):
-            raise web.HTTPError(400, "path must name a .parquet file inside the project")
-        path = (root / Path(*parts)).resolve()
-        if not path.is_relative_to(root) or not path.is_file():
-            raise web.HTTPError(404, f"no Parquet file {relative}")
-        return path
+
+def parquet_path(root: Path, relative: str) -> Path:
+    """The Parquet file `relative` names under the server's root folder: nothing outside it
+    (no `..`, no link that leads out), nothing but a regular `.parquet` file."""
+    root = root.resolve()
+    parts = Path(relative.lstrip("/")).parts
+    if not relative or ".." in parts or not relative.lower().endswith(".parquet"):
+        raise web.HTTPError(400, "path must name a .parquet file inside the project")
+    path = (root / Path(*parts)).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        raise web.HTTPError(404, f"no Parquet file {relative}")
+    return path
 
 
 def _jupyter_server_extension_points():
