@@ -13,7 +13,6 @@ import io
 import json
 import os
 import shutil
-from pathlib import Path
 
 import duckdb
 import pytest
@@ -21,21 +20,10 @@ import pytest
 from tre.models import Approval, Project
 from tre.workspace import seal_data
 
-from .conftest import running_hub
+from .conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, running_hub
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 CONDITION = "Only aggregate results checked by the TRE may leave the project."
 NOTEBOOK = {
     "cells": [

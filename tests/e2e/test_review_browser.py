@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from pathlib import Path
 
 import pytest
 from output_check_factories import make_notebook, records
@@ -21,19 +20,10 @@ from review_world import PROJECT, build_world
 from tre.credentials import current_totp
 from tre.hub_config.launch import set_demo_logins
 
+from .conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 CONTEXT = {
     "by_kommune": (
         "adults with type 2 diabetes discharged in 2023",
