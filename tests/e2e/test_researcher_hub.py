@@ -204,10 +204,15 @@ def test_a_researcher_goes_from_login_to_a_submitted_request(hub):
             page.goto(f"{hub.url}/user/rita/alpha/lab/tree/work/alpha_analysis.ipynb")
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
             page.wait_for_selector(".jp-StatusBar-Widget:has-text('Python 3 (TRE) | Idle')", timeout=60_000)
+            page.click(".jp-Notebook .jp-Cell >> nth=0 >> .jp-InputArea-prompt")
+            page.keyboard.press("Escape")  # command mode: Shift+Enter runs a cell and selects the next
             for i in range(3):  # cell by cell: the cells after a failing one still run
-                page.click(f".jp-Notebook .jp-Cell >> nth={i} >> .jp-InputArea-prompt")
                 page.keyboard.press("Shift+Enter")
                 page.wait_for_selector(f".jp-Cell >> nth={i} >> .jp-OutputArea-output", timeout=90_000)
+                # The kernel drops what comes while it clears up after an error: wait until it is done.
+                page.wait_for_selector(f".jp-Cell >> nth={i} >> .jp-InputPrompt:has-text('[{i + 1}]')")
+                page.wait_for_selector(".jp-StatusBar-Widget:has-text('| Idle')")
+                page.wait_for_timeout(500)
             outputs = [page.inner_text(f".jp-Cell >> nth={i} >> .jp-OutputArea") for i in range(3)]
             assert "born 1950 to 1989" in outputs[0] and "by_municipality" in outputs[0]
             assert outputs[1].startswith("Shell commands are closed: ") and "Traceback" not in outputs[1]

@@ -110,6 +110,14 @@ def test_threads_follow_the_rules_of_the_votes(world, cli):
         cli.ok("review", "vote", label, "t1", "changes", "--comment", f"{officer}: merge small areas", as_user=officer)
         cli.ok("review", "submit", label, as_user=officer)
     assert cli.ok("request", "status", label, "--json", as_user="rita").json()["status"] == "returned"
+
+    def view(name, officer="olav"):
+        return [r["request"] for r in cli.ok("review", "queue", "--view", name, "--json", as_user=officer).json()]
+
+    assert label in view("reviewed-by-me") and label in view("returned") and label not in view("waiting-for-me")
+    assert label not in view("reviewed-by-me", "otto") and label not in view("open")
+    bad = cli("review", "queue", "--view", "everything", as_user="olav")
+    assert bad.code == 2 and "invalid choice" in bad.err
     # Decided: the project reads the reviewers' comments, never the officers-only one.
     assert _thread(cli, label, "rita", "t1") == ["olav: is 0301 all of Oslo?"]
     assert _thread(cli, label, "reidar") == ["the notebook shows how the cohort was drawn"]

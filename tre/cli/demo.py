@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from tre.cli.framework import arg, command, positive_int
 from tre.cli.progress import progress
 
@@ -27,11 +25,10 @@ def run_demo(ctx, args):
     given = {k: getattr(args, k) for k in ("persons", "years", "seed") if getattr(args, k) is not None}
     options = demo.DemoOptions(**given, hub=not args.no_hub)
     console = ctx.console()
-    started = time.monotonic()
-    # The bar is drawn on the console the demo narrates to: its lines print above it.
+    # The bar is drawn on the console the demo narrates to: its lines print above it, and the
+    # last of them (where the statistics site is) stays the last line.
     with progress(ctx, "demo", total=len(demo.STEPS), unit="steps", console=console, log_lines=False) as report:
         state = demo.Demo(
             ctx.settings, ctx.store, options, say=lambda text: console.print(f"• {text}"), console=console
         )
         demo.run(state, progress=report.update)
-    console.print(f"demo finished in {time.monotonic() - started:.0f} s")

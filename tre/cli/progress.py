@@ -103,7 +103,7 @@ def progress(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     columns = [TextColumn(f"[bold]{what}[/bold]"), BarColumn()]
-    if total is not None or names:
+    if total is not None or names or unit:
         columns += [MofNCompleteColumn(), TextColumn(unit)] if unit else [MofNCompleteColumn()]
     columns += [TimeElapsedColumn(), TextColumn("{task.description}")]
     bar = Progress(*columns, console=console or Console(file=ctx.stderr), transient=True)
