@@ -167,6 +167,7 @@ def test_a_request_walks_from_the_queue_to_release(setup):
     olav.click("#view-waiting-for-me")
     olav.click(f"text={label}")
     olav.wait_for_selector("#output-by_kommune div.report table.grid")
+    olav.wait_for_load_state("load")  # the figures and the notebook frame are in
     assert olav.locator("iframe.report").count() == 0  # the report stands in the page, whole
     report = olav.locator("#report-by_kommune")
     assert report.evaluate("e => e.scrollHeight <= e.clientHeight + 1")
