@@ -96,7 +96,7 @@ class Client:
         fields = dict(data or {})
         if xsrf:
             fields["_xsrf"] = self.xsrf()
-        body = urllib.parse.urlencode(fields).encode()
+        body = urllib.parse.urlencode(fields, doseq=True).encode()  # a list: a field given several times
         return self._open(urllib.request.Request(self.base + path, data=body, method="POST"))
 
     def xsrf(self) -> str:

@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from tre.models import AuditEvent, AuditHead
@@ -167,11 +167,48 @@ def query_events(
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
     limit: int | None = None,
+    user: str | None = None,
+    project: str | None = None,
+    before: int | None = None,
+    newest_first: bool = False,
 ) -> list[AuditEvent]:
-    """Events matching every given filter, oldest first (the last `limit` when limited).
+    """Events matching every given filter, oldest first (the last `limit` when limited), or
+    newest first (the first `limit`).
 
-    `action` and `object` ending in `*` match as prefixes (`vault.*`).
+    `action` and `object` ending in `*` match as prefixes (`vault.*`). `user`: events by that
+    user or about them (`user:NAME`); `project`: events about the project, its object or a
+    `project` field of the details (requests, extracts, reviews); `before`: sequence numbers
+    below it (the next page, newest first).
     """
+    query = _filtered(
+        actor=actor,
+        action=action,
+        object=object,
+        subject=subject,
+        since=since,
+        until=until,
+        user=user,
+        project=project,
+        before=before,
+    )
+    if newest_first:
+        query = query.order_by(AuditEvent.seq.desc())
+        return list(session.execute(query if limit is None else query.limit(limit)).scalars())
+    if limit is not None:
+        newest = session.execute(query.order_by(AuditEvent.seq.desc()).limit(limit)).scalars().all()
+        return list(reversed(newest))
+    return list(session.execute(query.order_by(AuditEvent.seq)).scalars())
+
+
+def count_events(session: Session, **filters) -> int:
+    """How many events match the filters of `query_events` (without a limit)."""
+    query = _filtered(**filters)
+    return session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+
+
+def _filtered(
+    *, actor=None, action=None, object=None, subject=None, since=None, until=None, user=None, project=None, before=None
+):
     query = select(AuditEvent)
     for column, value in ((AuditEvent.actor, actor), (AuditEvent.subject, subject)):
         if value is not None:
@@ -179,14 +216,21 @@ def query_events(
     for column, value in ((AuditEvent.action, action), (AuditEvent.object, object)):
         if value is not None:
             query = query.where(column.startswith(value[:-1]) if value.endswith("*") else column == value)
+    if user is not None:
+        query = query.where(or_(AuditEvent.actor == user, AuditEvent.object == f"user:{user}"))
+    if project is not None:
+        # Details are canonical JSON: the field reads exactly `"project":"<id>"`.
+        field = canonical_json({"project": project})[1:-1]
+        query = query.where(
+            or_(AuditEvent.object == f"project:{project}", AuditEvent.details.contains(field, autoescape=True))
+        )
     if since is not None:
         query = query.where(AuditEvent.at >= format_time(since))
     if until is not None:
         query = query.where(AuditEvent.at < format_time(until))
-    if limit is not None:
-        newest = session.execute(query.order_by(AuditEvent.seq.desc()).limit(limit)).scalars().all()
-        return list(reversed(newest))
-    return list(session.execute(query.order_by(AuditEvent.seq)).scalars())
+    if before is not None:
+        query = query.where(AuditEvent.seq < before)
+    return query
 
 
 def event_as_dict(event: AuditEvent) -> dict:

@@ -296,6 +296,11 @@ class Settings:
         default=8010,
         help="Port of the review page. Under the hub it is reached at /services/tre-review/ through the proxy.",
     )
+    time_zone: str = setting(
+        env="TRE_TIME_ZONE",
+        default="Europe/Oslo",
+        help="Time zone (IANA name) of the times the review page and `tre audit log` show; stored times stay UTC.",
+    )
     stats_dir: Path = setting(
         env="TRE_STATS_DIR",
         default=_under_home("stats"),

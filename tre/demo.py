@@ -238,7 +238,7 @@ def step_extracts_once(demo: Demo) -> None:
 def step_notebook(demo: Demo) -> None:
     """The researcher's part: run the § 20 project's example notebook headless (papermill),
     which queues its checked outputs for review."""
-    import papermill
+    from tre.headless import run_notebook
 
     ws = workspace(demo.settings.projects_dir, DEMO_PROJECT)
     if _released_before(demo):
@@ -246,13 +246,12 @@ def step_notebook(demo: Demo) -> None:
         return
     ws.work.mkdir(parents=True, exist_ok=True)
     executed = ws.work / f"demo-{DEMO_NOTEBOOK}"
-    papermill.execute_notebook(
-        str(demo.settings.hub_notebooks_dir / DEMO_NOTEBOOK),
-        str(executed),
-        parameters={"project": DEMO_PROJECT, "project_dir": str(ws.root)},
-        kernel_name="python3",
-        progress_bar=False,
-        cwd=str(ws.work),
+    run_notebook(
+        demo.settings.hub_notebooks_dir / DEMO_NOTEBOOK,
+        executed,
+        project_dir=ws.root,
+        project=DEMO_PROJECT,
+        cwd=ws.work,
     )
     queued = sorted(p.name for p in ws.queue.iterdir() if not p.name.startswith("."))
     demo.say(
@@ -360,6 +359,13 @@ STEPS: list[Callable[[Demo], None]] = [
 ]
 
 
-def run(demo: Demo, steps: list[Callable[[Demo], None]] | None = None) -> None:
-    for step in steps or STEPS:
+def run(
+    demo: Demo,
+    steps: list[Callable[[Demo], None]] | None = None,
+    progress: Callable[[int, int, str], None] = lambda done, total, step: None,
+) -> None:
+    """Run the steps in order; `progress(done, total, step)` is told as each one begins."""
+    steps = steps or STEPS
+    for done, step in enumerate(steps):
+        progress(done, len(steps), step.__name__.removeprefix("step_").replace("_", " "))
         step(demo)

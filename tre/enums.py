@@ -84,6 +84,13 @@ class VoteDecision(StrEnum):
     REJECT = "reject"
 
 
+class CommentVisibility(StrEnum):
+    """Who reads a comment on an output request (as airlock's public and private comments)."""
+
+    EVERYONE = "everyone"  # the project's members and the officers
+    OFFICERS = "officers"  # officers only: never shown to the project
+
+
 class ReleaseKind(StrEnum):
     """What a § 4-10 release-record entry records."""
 

@@ -36,6 +36,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from tre.enums import (
     ApprovalKind,
     ApprovalStatus,
+    CommentVisibility,
     DeliveryStatus,
     ExtractStatus,
     MemberRole,
@@ -387,6 +388,7 @@ class OutputRequest(Base):
 
     files: Mapped[list[RequestFile]] = relationship(back_populates="request", order_by="RequestFile.id")
     reviews: Mapped[list[Review]] = relationship(back_populates="request", order_by="Review.id")
+    comments: Mapped[list[RequestComment]] = relationship(back_populates="request", order_by="RequestComment.id")
     author: Mapped[User] = relationship()
 
     @property
@@ -411,8 +413,32 @@ class RequestFile(Base):
     # The queued output's description (call, arguments, the line of code that made it).
     meta: Mapped[dict] = mapped_column(JSON, default=dict, server_default="{}")
     added_at: Mapped[dt.datetime]
+    # The author's exception request: why it should leave although its check flagged it.
+    exception: Mapped[str | None] = mapped_column(Text)
+    # Outputs added together share a context under a group name (airlock's file groups).
+    group_name: Mapped[str | None] = mapped_column(String(100))
 
     request: Mapped[OutputRequest] = relationship(back_populates="files")
+
+
+class RequestComment(Base):
+    """One comment of a request's thread, or of one output's thread (`output` names it)."""
+
+    __tablename__ = "request_comments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("output_requests.id"), index=True)
+    output: Mapped[str | None] = mapped_column(String(400))  # None: about the whole request
+    author_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    # As whom the author wrote: a member of the project or an officer reviewing it.
+    written_as: Mapped[str] = mapped_column(String(16))
+    visibility: Mapped[CommentVisibility] = mapped_column(enum_column(CommentVisibility))
+    round: Mapped[int] = mapped_column(Integer)
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime]
+
+    request: Mapped[OutputRequest] = relationship(back_populates="comments")
+    author: Mapped[User] = relationship()
 
 
 class Review(Base):

@@ -365,7 +365,7 @@ class Session:
     # --- plumbing -----------------------------------------------------------------------
 
     def _queue(self, name, report: Report, files, call, arguments, shown: pd.DataFrame | None = None) -> Queued:
-        arguments = {**arguments, "code": _caller_code()}
+        arguments = {**arguments, "code": _caller_code(), "cell": _caller_cell()}
         extra = {"shown_fingerprint": table_fingerprint(shown)} if shown is not None else None
         queued = write_queued_output(
             self.queue,
@@ -621,6 +621,25 @@ def _caller_code() -> str | None:
     for frame in inspect.stack()[3:8]:
         if frame.filename != __file__ and frame.code_context:
             return frame.code_context[0].strip()
+    return None
+
+
+MAX_CELL = 20_000  # characters of the notebook cell kept for the reviewers
+
+
+def _caller_cell() -> str | None:
+    """The whole notebook cell that made the call, when it runs in IPython (for the reviewers:
+    the code around the call shows how the data were prepared). IPython keeps each cell's
+    source in linecache under a name that is no file; a script's lines are not taken."""
+    import linecache
+
+    for frame in inspect.stack()[3:8]:
+        if frame.filename == __file__:
+            continue
+        entry = linecache.cache.get(frame.filename)
+        if entry is None or entry[1] is not None or os.path.exists(frame.filename):
+            return None  # a file on disk (mtime known): a script, not a cell
+        return "".join(entry[2])[:MAX_CELL] or None
     return None
 
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from tre import audit
 from tre.enums import Role
-from tre.errors import NotFound, PermissionDenied, UserError
+from tre.errors import NotFound, PermissionDenied, UserError, did_you_mean
 from tre.models import MunicipalityAccess, User, UserRole
 
 # Lowercase login names that are also valid POSIX account-name parts (the hub derives OS
@@ -33,8 +33,15 @@ def find_user(session: Session, name: str) -> User | None:
 def get_user(session: Session, name: str) -> User:
     user = find_user(session, name)
     if user is None:
-        raise NotFound(f"unknown user {name!r}: an admin adds users with `tre user add NAME --role ROLE`")
+        raise NotFound(
+            f"unknown user {name!r}{suggest_user(session, name)}: an admin adds users with `tre user add NAME --role ROLE`"
+        )
     return user
+
+
+def suggest_user(session: Session, name: str) -> str:
+    """ "; did you mean reidar?" for a mistyped user name, else ""."""
+    return did_you_mean(name, session.execute(select(User.name)).scalars())
 
 
 def count_users(session: Session) -> int:

@@ -332,7 +332,7 @@ def test_login_form_in_chromium_opens_jupyterlab(hub, alpha):
             page.wait_for_selector("#tre-projects")
             projects = page.inner_text("#tre-projects")
             assert "alpha" in projects
-            assert "closed: the approval of project gamma ended on" in projects
+            assert "Closed: the approval of project gamma ended on" in projects
             page.screenshot(path=str(ARTIFACTS / "hub-home.png"))
             page.goto(f"{hub.url}/user/rita/alpha/lab/tree/work")
             page.wait_for_selector("#jp-main-dock-panel", timeout=60_000)

@@ -60,7 +60,7 @@ def _reseal(folder: Path) -> None:
 
 
 def _refusals(cli) -> list[dict]:
-    return cli.ok("audit", "log", "--action", "project.file_refused", "--json", as_user="ada").json()
+    return cli.ok("audit", "log", "--action", "project.file_refused", "--oldest-first", "--json", as_user="ada").json()
 
 
 def test_a_request_folder_planted_as_a_link_to_a_host_folder_changes_nothing(world, host):

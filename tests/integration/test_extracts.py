@@ -378,6 +378,22 @@ def test_only_approved_variables_and_coarsened_dates(built):
     assert {d.day for d in heart["npr"]["admission_date"]} == {14, 2}  # day precision keeps the day
 
 
+def test_dates_are_dates_for_pandas_in_the_extract_and_its_parquet_files(built):
+    """A researcher's `df["birth_date"].dt.year` works whether the table came from DuckDB or
+    from its Parquet file (Parquet's DATE would read as objects)."""
+    import pandas as pd
+
+    data = Path(built.environ["TRE_PROJECTS_DIR"]) / "sugar" / "data"
+    from_duckdb = extract_tables(built, "sugar")["persons"]
+    from_parquet = pd.read_parquet(data / "persons.parquet")
+    for frame in (from_duckdb, from_parquet):
+        assert pd.api.types.is_datetime64_any_dtype(frame["birth_date"])
+        assert (frame["birth_date"].dt.day == 1).all()
+    assert list(from_parquet["birth_date"].dt.year) == list(from_duckdb["birth_date"].dt.year)
+    npr = pd.read_parquet(data / "npr.parquet")
+    assert pd.api.types.is_datetime64_any_dtype(npr["admission_date"])
+
+
 def test_consent_and_historic_iplos_are_exact(built):
     sugar = extract_tables(built, "sugar")
     assert len(sugar["persons"]) == 6  # persons 3-8

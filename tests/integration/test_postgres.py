@@ -88,7 +88,7 @@ def test_the_cli_runs_on_postgresql(postgres_url, cli, tre_env):
     assert [p.wait(timeout=300) for p in procs] == [0, 0]
     verified = cli.ok("audit", "verify", "--json", as_user="ada").json()
     assert verified["ok"] is True
-    events = cli.ok("audit", "log", "--json", as_user="ada").json()
+    events = cli.ok("audit", "log", "--oldest-first", "--json", as_user="ada").json()
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
     assert sum(e["action"] == "user.add" for e in events) == 1 + 4 + 12
 

@@ -58,7 +58,7 @@ def _approve_all(cli, label: str, outputs, *officers: str) -> None:
 
 
 def _events(cli, action: str) -> list[dict]:
-    return cli.ok("audit", "log", "--action", action, "--json", as_user="ada").json()
+    return cli.ok("audit", "log", "--action", action, "--oldest-first", "--json", as_user="ada").json()
 
 
 def test_a_request_from_the_queue_to_a_released_bundle(world, cli):
@@ -269,7 +269,12 @@ def test_approving_a_failed_check_needs_a_recorded_override(world, cli):
     from tre.safe import Session
 
     Session(world.project_dir, PROJECT).custom_output(failing, "municipalities per region", name="regions")
-    label = _submitted(world, cli, "regions")
+    label = cli.ok("request", "new", PROJECT, "--json", as_user="rita").json()["request"]
+    cli.ok("request", "add", label, "regions", *CONTEXT, as_user="rita")
+    unexplained = cli("request", "submit", label, as_user="rita")
+    assert unexplained.code == 9 and "output regions failed its check: ask for an exception" in unexplained.err
+    cli.ok("request", "exception", label, "regions", "two municipalities, not two persons", as_user="rita")
+    cli.ok("request", "submit", label, as_user="rita")
     refused = cli("review", "vote", label, "regions", "approve", "--comment", "fine", as_user="olav")
     assert refused.code == 9
     assert "its automatic check failed (fail: municipalities.csv: 1 count(s) under the threshold of 5)" in refused.err

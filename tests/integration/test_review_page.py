@@ -49,7 +49,7 @@ def _client(setup, name: str) -> Client:
 
 
 def _events(world, action: str) -> list[dict]:
-    return CLI(world.env).ok("audit", "log", "--action", action, "--json", as_user="ada").json()
+    return CLI(world.env).ok("audit", "log", "--action", action, "--oldest-first", "--json", as_user="ada").json()
 
 
 def test_the_page_needs_a_login_with_password_and_code(setup):
@@ -171,7 +171,8 @@ def test_officers_see_the_checked_report_and_no_pseudonyms(setup):
     (folder / "report.html").write_text("<h1>FORGED: nothing to see</h1>")  # the project can write its queue
     cli = CLI(world.env)
     label = cli.ok("request", "new", PROJECT, "--json", as_user="rita").json()["request"]
-    cli.ok("request", "add", label, "leaky", *[x for k, v in CONTEXT.items() for x in (f"--{k}", v)], as_user="rita")
+    context = [x for k, v in CONTEXT.items() for x in (f"--{k}", v)]
+    cli.ok("request", "add", label, "leaky", *context, "--exception", "officers decide", as_user="rita")
     cli.ok("request", "submit", label, as_user="rita")
     olav = _client(setup, "olav")
     page = olav.get(f"/requests/{label}")

@@ -55,7 +55,7 @@ def test_custodian_looks_up_and_reveals_and_both_are_in_the_persons_access_log(c
     ]
     text = central.ok("vault", "reveal", "--pid", pid, "--reason", REASON, as_user="carl").out
     assert f"{persons[0].fnr}  fnr  current" in text
-    log = central.ok("audit", "log", "--subject", pid, "--json", as_user="ada").json()
+    log = central.ok("audit", "log", "--subject", pid, "--oldest-first", "--json", as_user="ada").json()
     assert [(e["action"], e["actor"], e["details"]["reason"]) for e in log] == [
         ("vault.lookup", "carl", REASON),
         ("vault.lookup", "carl", REASON),
@@ -80,7 +80,7 @@ def test_a_non_custodian_cannot_decrypt_and_the_attempt_is_logged(central, perso
         assert refused.code == 5
         assert refused.err.strip() == f"tre: tre vault {command[0]} needs the custodian role; ada has admin"
         assert persons[1].fnr not in refused.out + refused.err and pid not in refused.out + refused.err
-    log = central.ok("audit", "log", "--action", "vault.refused", "--json", as_user="ada").json()
+    log = central.ok("audit", "log", "--action", "vault.refused", "--oldest-first", "--json", as_user="ada").json()
     assert [(e["actor"], e["object"], e["subject"]) for e in log] == [
         ("ada", "tre vault lookup", pid),
         ("ada", "tre vault reveal", pid),
@@ -100,7 +100,7 @@ def test_bad_look_ups_say_what_is_wrong_without_echoing_the_number(central, pers
     for not_known in (str(uuid.UUID(int=0)), "not-a-pid"):
         unknown = central("vault", "reveal", "--pid", not_known, "--reason", REASON, as_user="carl")
         assert unknown.code == 6 and "no person with that pid" in unknown.err
-    log = central.ok("audit", "log", "--action", "vault.*", "--json", as_user="ada").json()
+    log = central.ok("audit", "log", "--action", "vault.*", "--oldest-first", "--json", as_user="ada").json()
     assert [(e["action"], e["details"]["found"]) for e in log] == [
         ("vault.lookup", False),
         ("vault.reveal", False),

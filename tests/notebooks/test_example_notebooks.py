@@ -9,13 +9,13 @@ import os
 import shutil
 from pathlib import Path
 
-import papermill
 import pytest
 from rich.console import Console
 
 from tre import demo
 from tre.config import load_settings
 from tre.db import Store
+from tre.headless import run_notebook
 from tre.output_check.kinds import Check
 
 REPO = Path(__file__).resolve().parents[2]
@@ -59,14 +59,7 @@ def test_notebook_runs_and_queues_only_checked_outputs(demo_tre, project, tmp_pa
     project_dir = settings.projects_dir / project
     empty_queue(project_dir)
     executed = tmp_path / notebook
-    papermill.execute_notebook(
-        str(REPO / "notebooks" / notebook),
-        str(executed),
-        parameters={"project": project, "project_dir": str(project_dir)},
-        kernel_name="python3",
-        progress_bar=False,
-        cwd=str(tmp_path),
-    )
+    run_notebook(REPO / "notebooks" / notebook, executed, project_dir=project_dir, project=project, cwd=tmp_path)
     queue = project_dir / "requests" / "queue"
     queued = sorted(p.name for p in queue.iterdir())
     assert len(queued) == outputs, queued
@@ -75,6 +68,9 @@ def test_notebook_runs_and_queues_only_checked_outputs(demo_tre, project, tmp_pa
         assert report["status"] in ("pass", "protected", "review"), (name, report["status"])
         leaks = [f for f in report["findings"] if f["check"] in LEAK_CHECKS]
         assert not leaks, (name, leaks)
+        # The whole notebook cell that made it is kept for the reviewers.
+        meta = json.loads((queue / name / "meta.json").read_text())
+        assert "safe." in meta["arguments"]["cell"] and meta["arguments"]["code"] in meta["arguments"]["cell"]
 
     from conftest import CLI
 
@@ -97,14 +93,7 @@ def test_a_notebook_that_shows_id_numbers_fails_its_check(demo_tre, tmp_path):
     executed = tmp_path / "leaky-run.ipynb"
     project_dir = settings.projects_dir / "heartcohort"
     empty_queue(project_dir)
-    papermill.execute_notebook(
-        str(leaky),
-        str(executed),
-        parameters={"project": "heartcohort", "project_dir": str(project_dir)},
-        kernel_name="python3",
-        progress_bar=False,
-        cwd=str(tmp_path),
-    )
+    run_notebook(leaky, executed, project_dir=project_dir, project="heartcohort", cwd=tmp_path)
     from conftest import CLI
 
     checked = CLI(env)("check", "notebook", str(executed), "--project", "heartcohort", "--json", as_user="ada")

@@ -11,12 +11,9 @@ import importlib
 import os
 import sys
 
-from tre import errorlog, identity
-from tre.cli.framework import ANY_ROLE, Context, build_parser
+from tre.cli.framework import ANY_ROLE, Context, build_parser, utc_now
 from tre.config import Settings, ensure_dirs, load_settings
-from tre.db import utc_now
 from tre.errors import PermissionDenied, UnsafeFile, UserError
-from tre.users import check_active, check_role, count_users, find_user
 
 # One module per command group; each registers its commands on import.
 COMMAND_MODULES = (
@@ -64,6 +61,8 @@ def main(argv=None, environ=None, stdout=None, stderr=None, clock=None) -> int:
             stderr=stderr,
             clock=clock or utc_now,
         )
+        from tre import identity  # after parsing: `tre --help` imports no database code
+
         if identity.mode(settings) == "demo":
             ctx.store.audit_context = dict(identity.DEMO_MARK)
         _run(ctx, args)
@@ -98,6 +97,9 @@ def _run(ctx: Context, args) -> None:
 
 
 def _authorise(ctx: Context, name: str) -> None:
+    from tre import identity
+    from tre.users import check_active, check_role, count_users, find_user, suggest_user
+
     command = ctx.command
     with ctx.store.transaction() as session:
         if command.bootstrap and count_users(session) == 0:
@@ -108,7 +110,7 @@ def _authorise(ctx: Context, name: str) -> None:
             raise PermissionDenied(f"{command.name} needs to know who you are: pass --as NAME or set TRE_USER")
         user = find_user(session, name)
         if user is None:
-            raise PermissionDenied(f"{command.name} refused: {name!r} is not a TRE user")
+            raise PermissionDenied(f"{command.name} refused: {name!r} is not a TRE user{suggest_user(session, name)}")
         os_user = identity.caller(ctx.environ) if identity.mode(ctx.settings) == "os" else None
         bound = os_user is None or identity.is_bound(session, user.name, os_user)
         if bound:
@@ -163,4 +165,6 @@ def _group_help(parser, group: str, out) -> None:
 
 def _log_internal_error(settings: Settings | None, error: Exception) -> str:
     """Keep the traceback for developers, without anything shaped like an ID number."""
+    from tre import errorlog
+
     return "" if settings is None else errorlog.write(settings.home, error)

@@ -4,22 +4,27 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tre import audit
-from tre.cli.framework import ANY_ROLE, Context, arg, command, group
+from tre.cli.framework import ANY_ROLE, Context, arg, command, group, lazy
+from tre.cli.progress import progress
 from tre.enums import Role
 from tre.errors import DeliveryError
-from tre.linkage import backups, quality, vault
-from tre.linkage.ingest import ingest
-from tre.linkage.keys import NEW_MASTER_KEY_ENV, key_source
-from tre.linkage.zone import CentralZone
 from tre.registers import SOURCES
+
+if TYPE_CHECKING:
+    from tre.linkage.zone import CentralZone
+
+audit, quality, vault = lazy("tre.audit"), lazy("tre.linkage.quality"), lazy("tre.linkage.vault")
+backups = lazy("tre.linkage.backups")
 
 group("linkage", "the central linkage and quality report (§ 3-3)")
 group("vault", "the identity vault: look-ups and decryption (key custodians), key rotation")
 
 
 def _zone(ctx: Context) -> CentralZone:
+    from tre.linkage.zone import CentralZone
+
     return CentralZone(ctx.settings, environ=ctx.environ, clock=ctx.clock)
 
 
@@ -33,9 +38,13 @@ def _zone(ctx: Context) -> CentralZone:
     roles=[Role.ADMIN],
 )
 def ingest_command(ctx, args):
-    outcomes = ingest(
-        _zone(ctx), ctx.store, [Path(p) for p in args.paths], actor=ctx.actor, source=args.source, progress=ctx.info
-    )
+    from tre.linkage.deliveries import find_deliveries
+    from tre.linkage.ingest import ingest
+
+    paths = [Path(p) for p in args.paths]
+    names = [getattr(d, "name", None) or d.file for d in find_deliveries(paths, source=args.source)]
+    with progress(ctx, "ingest", names=names, unit="deliveries") as report:
+        outcomes = ingest(_zone(ctx), ctx.store, paths, actor=ctx.actor, source=args.source, progress=report)
     ctx.emit([o.as_dict() for o in outcomes], "\n".join(o.message for o in outcomes))
     failed = [o for o in outcomes if o.status == "failed"]
     if failed:
@@ -139,6 +148,8 @@ def vault_reveal(ctx, args):
     roles=[Role.CUSTODIAN],
 )
 def vault_rotate_key(ctx, args):
+    from tre.linkage.keys import NEW_MASTER_KEY_ENV, key_source
+
     zone = _zone(ctx)
     done = vault.rotate_master_key(zone, ctx.store, actor=ctx.actor, reencrypt=args.reencrypt)
     source = key_source(ctx.settings, ctx.environ)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from tre.cli.framework import command, group, table
 from tre.config import ensure_dirs, setting_fields, settings_table_markdown
-from tre.db import head_revision
 
 group("config", "show the settings and where each value came from")
 
@@ -44,6 +43,8 @@ def _seal_plain_secrets(ctx) -> int:
 
 @command("config show", help="print every setting, its value and its source", roles=None, needs_store=False)
 def config_show(ctx, args):
+    from tre.db import head_revision
+
     settings = ctx.settings
     rows = [
         {

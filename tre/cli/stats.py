@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from tre import audit
-from tre.cli.framework import arg, command, group, positive_int, table
+from tre.cli.framework import arg, command, group, lazy, positive_int, table
+from tre.cli.progress import progress
 from tre.enums import Role
+
+audit = lazy("tre.audit")
 
 group("stats", "§ 4-6 statistics: build and check them, make the site, serve it; § 3-3 feedback to municipalities")
 
@@ -27,9 +29,10 @@ group("stats", "§ 4-6 statistics: build and check them, make the site, serve it
 def stats_build(ctx, args):
     from tre.stats.build import build_statistics
 
-    result = build_statistics(
-        ctx.settings, ctx.store, actor=ctx.actor, years=args.year, clock=ctx.clock, progress=ctx.info
-    )
+    with progress(ctx, "statistics") as report:
+        result = build_statistics(
+            ctx.settings, ctx.store, actor=ctx.actor, years=args.year, clock=ctx.clock, progress=report
+        )
     rows = [
         [
             t["indicator"],

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from tre import identity
-from tre.cli.framework import arg, command, group, table
+from tre.cli.framework import arg, command, group, lazy, table
 from tre.enums import Role
 from tre.errors import UserError
-from tre.users import add_user, bind_municipalities, list_users, municipalities_of, revoke_role
+
+identity = lazy("tre.identity")
 
 group("user", "add users, grant and revoke roles, list users")
 
@@ -31,6 +31,8 @@ ROLE_ARG = arg("--role", required=True, choices=[r.value for r in Role], help="t
     bootstrap=True,
 )
 def user_add(ctx, args):
+    from tre.users import add_user, bind_municipalities, municipalities_of
+
     role = Role(args.role)
     if ctx.bootstrapping and role != Role.ADMIN:
         raise UserError("the store has no users yet: the first user must be an admin (`--role admin`)")
@@ -95,6 +97,8 @@ def user_unbind_os(ctx, args):
     roles=[Role.ADMIN],
 )
 def user_revoke(ctx, args):
+    from tre.users import revoke_role
+
     with ctx.store.transaction() as session:
         revoke_role(session, args.name, Role(args.role), actor=ctx.actor, now=ctx.now())
     ctx.emit({"name": args.name, "revoked": args.role}, f"{args.name}: revoked role {args.role}")
@@ -102,6 +106,8 @@ def user_revoke(ctx, args):
 
 @command("user list", help="list users and their roles", roles=[Role.ADMIN])
 def user_list(ctx, args):
+    from tre.users import list_users, municipalities_of
+
     with ctx.store.transaction() as session:
         rows = [
             {

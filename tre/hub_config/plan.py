@@ -12,7 +12,7 @@ from tre.errors import ConfigError, PermissionDenied
 from tre.hub_config import enforcer, network
 from tre.output_check.web import SERVICE_NAME as REVIEW_SERVICE
 from tre.stats.web import SERVICE_NAME as STATS_SERVICE
-from tre.workspace import check_server_access, isolation_enabled, user_projects
+from tre.workspace import check_server_access, isolation_enabled, project_approval, user_projects
 
 TEMPLATES_DIR = PACKAGE_DIR / "hub_config" / "templates"
 CONFIG_FILE = PACKAGE_DIR / "hub_config" / "jupyterhub_config.py"
@@ -157,6 +157,7 @@ class HubPlan:
 
     def template_vars(self) -> dict:
         from tre.hub_config.store import hub_store
+        from tre.project_readme import approval_summary
 
         store = hub_store(self.settings.db_url)
         isolation = self.isolation
@@ -177,7 +178,16 @@ class HubPlan:
                 found = []
                 for p in user_projects(session, user.name):
                     reason = why_not(session, p.id, today)
-                    found.append({"id": p.id, "title": p.title, "may_open": reason is None, "reason": reason})
+                    approval = approval_summary(project_approval(session, p.id))
+                    found.append(
+                        {
+                            "id": p.id,
+                            "title": p.title,
+                            "may_open": reason is None,
+                            "reason": reason,
+                            "approval": approval,
+                        }
+                    )
                 return found
 
             found = store.run(rows)

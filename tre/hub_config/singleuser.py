@@ -42,28 +42,51 @@ async def report_denial(what: str, path: str) -> None:
 
 
 class ForbiddenFilesHandler(JupyterHandler):
-    """/files/..., nbconvert: 403 for every method (replaces jupyter_server's handlers)."""
+    """/files/..., nbconvert: 403 for every method (replaces jupyter_server's handlers), as a TRE
+    page that says what to do instead (`tre.hub_config.lab.closed_page`)."""
 
-    what = "download"
-    message = REFUSAL
+    what = "download"  # as the hub audits it
+    page = "download"  # which TRE page answers
 
     def initialize(self, **kwargs):
         pass
 
     async def prepare(self):
+        from tre.hub_config.lab import closed_page, project_name
+
         await super().prepare()  # who is asking (the server's owner, or no one)
+        if self.request.method == "GET" and self.request.path.rstrip("/").endswith("/api/nbconvert"):
+            # JupyterLab asks which export formats there are: none (an error page would be an error in the page).
+            self.set_header("Content-Type", "application/json")
+            self.finish("{}")
+            raise web.Finish()
         if self.current_user:
             await report_denial(self.what, self.request.path)
-        raise web.HTTPError(403, self.message)
+        base = self.settings.get("base_url", "/")
+        asked = self.request.path.removeprefix(base.rstrip("/")).split("/", 2)[-1]
+        self.set_status(403)
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(closed_page(self.page, project=project_name(), back=f"{base}lab", path=asked))
+        raise web.Finish()
 
 
 class ForbiddenExportHandler(ForbiddenFilesHandler):
     what = "export"
+    page = "nbconvert"
 
 
-class ForbiddenTerminalHandler(ForbiddenFilesHandler):
-    what = "terminal"
-    message = TERMINALS_OFF
+class ForbiddenTerminalHandler(JupyterHandler):
+    """/terminals/..., /api/terminals: 403 (terminals are off; this answers if one is asked for)."""
+
+    def initialize(self, **kwargs):
+        pass
+
+    async def prepare(self):
+        await super().prepare()
+        if self.current_user:
+            await report_denial("terminal", self.request.path)
+        raise web.HTTPError(403, TERMINALS_OFF)
 
 
 def _jupyter_server_extension_points():

@@ -31,17 +31,20 @@ from tre.errors import ConfigError, PermissionDenied
 from tre.hub_config import cgroups, network
 from tre.hub_config.sandbox import SandboxSpec
 from tre.hub_config.store import hub_store
+from tre.project_readme import build_project_readme
 from tre.volumes import ProjectVolumes
 from tre.workspace import (
     EXTRACT_FILE,
     Workspace,
     check_server_access,
     disclosure_threshold,
+    project_notebooks,
     seed_notebooks,
     workspace,
 )
 
 JUPYTER_CONFIG_DIR = PACKAGE_DIR / "hub_config" / "jupyter"
+JUPYTER_DATA_DIR = JUPYTER_CONFIG_DIR / "data"
 
 
 class TRESpawner(LocalProcessSpawner):
@@ -135,6 +138,9 @@ class TRESpawner(LocalProcessSpawner):
             # Jupyter's configuration comes from the TRE (read-only), never from the home
             # directory, so a researcher cannot switch terminals or file downloads back on.
             JUPYTER_CONFIG_DIR=str(JUPYTER_CONFIG_DIR),
+            # The TRE's kernel spec (shell commands answered, tre's errors in one line) and its
+            # JupyterLab extension (Parquet preview, notes where Download and Terminal were).
+            JUPYTER_PATH=str(JUPYTER_DATA_DIR),
             JUPYTERLAB_SETTINGS_DIR=f"{env['HOME']}/.jupyter/lab/user-settings",
             JUPYTERLAB_WORKSPACES_DIR=f"{env['HOME']}/.jupyter/lab/workspaces",
             PYTHONNOUSERSITE="1",
@@ -214,7 +220,10 @@ class TRESpawner(LocalProcessSpawner):
             entry = pwd.getpwnam(grant.os_account)
             owner = (entry.pw_uid, entry.pw_gid)
             os.chown(home, *owner)
-        seeded = seed_notebooks(ws, Path(self.notebooks_dir), owner)
+        notebooks = [n.name for n in project_notebooks(Path(self.notebooks_dir), project)]
+        review = self.hub.base_url.removesuffix("hub/") + f"services/tre-review/projects/{project}"
+        readme = await self.store.call(lambda s: build_project_readme(s, project, ws, notebooks, review_url=review))
+        seeded = seed_notebooks(ws, Path(self.notebooks_dir), owner, readme=readme)
         if seeded.refused:
             await self.store.record(
                 actor=self.user.name,

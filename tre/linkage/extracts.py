@@ -31,7 +31,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -308,10 +308,21 @@ def _start(metadata: Store, project_id: str, approval_id: str, version: int, *, 
         return extract.id
 
 
+# The steps of a build, as `progress` names them (the CLI draws a bar over them).
+BUILD_STEPS = ("cohort", "pseudonyms", "tables", "parquet", "release record", "publish")
+
+
 def build_extract(
-    settings: Settings, zone: CentralZone, metadata: Store, project_id: str, *, actor: str
+    settings: Settings,
+    zone: CentralZone,
+    metadata: Store,
+    project_id: str,
+    *,
+    actor: str,
+    progress: Callable[[str], None] = lambda step: None,
 ) -> ExtractResult:
-    """Build the project's extract from its approval in force; see the module docstring."""
+    """Build the project's extract from its approval in force; see the module docstring.
+    `progress` is called with each of BUILD_STEPS as it begins."""
     now = zone.clock()
     approval_id, version, record = _approval_in_force(metadata, project_id, actor=actor, now=now)
     ws = workspace(settings.projects_dir, project_id)
@@ -321,12 +332,15 @@ def build_extract(
         extract_id = _start(metadata, project_id, approval_id, version, actor=actor, now=now)
         result = ExtractResult(extract_id, project_id, approval_id, version, record.kind.value, 0)
         with zone.reading(metadata) as con:
+            progress("cohort")
             cohort, excluded, representativeness = _cohort(con, record, now)
+            progress("pseudonyms")
             keys = pseudonyms.assign(settings.central_dir, project_id, cohort["pid"].to_numpy())
             result.persons, result.excluded_opt_out = keys.num_rows, excluded
             extract_file = build_dir / "extract.duckdb"
             _people(con, keys, cohort)
             con.execute(f"ATTACH {literal(str(extract_file))} AS extract")
+            progress("tables")
             if record.kind == ApprovalKind.ANON43:
                 result.tables = _write_statistics(con, record, settings)
             else:
@@ -335,17 +349,20 @@ def build_extract(
             con.execute("DETACH extract")
         if record.kind == ApprovalKind.DIRECT45:
             _add_id_numbers(zone, metadata, extract_file, keys, actor=actor, extract_id=extract_id, record=record)
+        progress("parquet")
         _write_parquet(extract_file, build_dir)
         manifest = _manifest(record, result, build_dir, representativeness, now)
         text = json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n"
         (build_dir / "manifest.json").write_text(text, encoding="utf-8")
         result.manifest_sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
         # § 4-10: the release is recorded before the project can see anything.
+        progress("release record")
         _record_release(settings, metadata, record, result, keys, actor=actor, now=now)
         # Marked ready before it is published: a crash in between leaves a record that purge
         # and the next build find, never data nobody accounts for.
         result.path = str(ws.data)
         _finish(metadata, result, manifest, record, actor=actor, now=now)
+        progress("publish")
         _publish(ws, build_dir, _project_gid(metadata, project_id))
     return result
 
@@ -589,7 +606,17 @@ def _write_parquet(extract_file: Path, build_dir: Path) -> None:
         con.execute("CHECKPOINT")
         for (table,) in con.execute("SELECT table_name FROM duckdb_tables() ORDER BY table_name").fetchall():
             target = build_dir / f"{table}.parquet"
-            con.execute(f"COPY {quote(table)} TO {literal(str(target))} (FORMAT parquet, COMPRESSION zstd)")
+            # Parquet's DATE reads into pandas as objects (`.dt` fails): dates are written as
+            # timestamps at midnight, which pandas reads as datetime64.
+            dates = [
+                name
+                for (name,) in con.execute(
+                    "SELECT column_name FROM duckdb_columns() WHERE table_name = ? AND data_type = 'DATE'", [table]
+                ).fetchall()
+            ]
+            replace = f" REPLACE ({', '.join(f'CAST({quote(d)} AS TIMESTAMP) AS {quote(d)}' for d in dates)})"
+            query = f"SELECT *{replace if dates else ''} FROM {quote(table)}"
+            con.execute(f"COPY ({query}) TO {literal(str(target))} (FORMAT parquet, COMPRESSION zstd)")
     finally:
         con.close()
 

@@ -94,7 +94,8 @@ class LeavingFile:
 # --- sniffing -------------------------------------------------------------------------------
 
 
-def _what_it_is(data: bytes) -> str | None:
+def what_it_is(data: bytes) -> str | None:
+    """What a file that is not text is, from its first bytes ("a Parquet file"), or None."""
     for magic, words in _MAGIC:
         if data.startswith(magic):
             return words
@@ -103,7 +104,7 @@ def _what_it_is(data: bytes) -> str | None:
 
 def _text(name: str, data: bytes, kind: str) -> str:
     """The file as UTF-8 text, or UnsafeFile naming what it really is."""
-    really = _what_it_is(data)
+    really = what_it_is(data)
     if really:
         raise UnsafeFile(name, f"is named like {kind} but its content is {really}: it may not leave")
     try:
@@ -175,7 +176,7 @@ def _plain(media: str, kind: str) -> Callable[[str, bytes], LeavingFile]:
 
 def _png(name: str, data: bytes) -> LeavingFile:
     if not data.startswith(b"\x89PNG\r\n\x1a\n"):
-        really = _what_it_is(data) or "not a PNG image"
+        really = what_it_is(data) or "not a PNG image"
         raise UnsafeFile(name, f"is named like a PNG image but its content is {really}: it may not leave")
     if not data.endswith(_PNG_END):
         raise UnsafeFile(name, "holds data after the end of its PNG image (something appended to it): it may not leave")

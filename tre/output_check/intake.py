@@ -359,6 +359,11 @@ class WorkspaceOutputs:
                 folder.write_new(f.name, f.data)
         return [f.entry() for f in leaving]
 
+    def discard(self, project_id: str, label: str, name: str) -> None:
+        """Remove a central copy that will not be added after all (an add of several outputs
+        that failed at a later one); the queued output stays in the queue."""
+        shutil.rmtree(self.central_dir(project_id, label, name), ignore_errors=True)
+
     def claim(self, project_id: str, name: str) -> None:
         """Remove a queued output from the project once its central copy is in a request."""
         queue = self._queue(project_id)

@@ -13,8 +13,11 @@ project's report.html (a file the project could write).
 from __future__ import annotations
 
 import datetime as dt
+import html
+import re
 import stat
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from pathlib import Path
 
 from tre.errors import NotFound, UserError
@@ -137,26 +140,93 @@ def render_report(stored: dict, title: str) -> str:
     return render_html(report, title)
 
 
-def report_height(stored: dict) -> int:
-    """Pixels the report frame needs to show the whole report: its table (every layer of a
-    3-D table), findings, coefficients and notebook outputs. Pages run no scripts, so the
-    frame cannot size itself."""
-    cells = [c for c in stored.get("cells") or [] if c.get("status") != "merged"]
-    findings = len((stored.get("recheck") or {}).get("findings", stored.get("findings", [])))
-    rows = 0
-    if cells:
-        dims = stored.get("dimensions") or list(cells[0].get("key", {}))
-        cats = [len({str(c["key"].get(d)) for c in cells}) for d in dims]
-        if len(cats) == 1:
-            rows = cats[0] + 1
-        else:
-            layers = 1
-            for n in cats[:-2]:
-                layers *= n
-            rows = layers * (cats[-2] + 3)
-    rows += len(stored.get("coefficients") or []) + 2 * len(stored.get("outputs") or [])
-    height = 520 + 31 * rows + 40 * findings + 22 * len(stored.get("parameters") or {})
-    return min(height, 40_000)
+# What of a report page may stand in the review page itself: its structure, no styles, no links.
+_REPORT_TAGS = frozenset(
+    {
+        "h4",
+        "h5",
+        "h6",
+        "p",
+        "ul",
+        "ol",
+        "li",
+        "b",
+        "i",
+        "em",
+        "strong",
+        "code",
+        "pre",
+        "small",
+        "br",
+        "span",
+        "table",
+        "thead",
+        "tbody",
+        "tr",
+        "th",
+        "td",
+        "dl",
+        "dt",
+        "dd",
+    }
+)
+_REPORT_ATTRIBUTES = frozenset({"class", "title", "colspan", "rowspan"})
+# The report's headings sit under the output's (h2) and "Check report" (h3).
+_HEADINGS = {"h1": "h4", "h2": "h5", "h3": "h6"}
+_COLOUR = re.compile(r"^\s*(background|color)\s*:\s*#([0-9a-fA-F]{6})\s*;?\s*$")
+
+
+class _Fragment(HTMLParser):
+    """A report page's body rebuilt from an allow-list of tags and attributes; a colour given
+    in a style attribute becomes a class (`bg-f4b6b6`, `fg-c62828`) the page's stylesheet
+    paints, so the page keeps `style-src 'self'`."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.skip = 0  # inside <head>, <style>, <script>, <title>
+
+    def handle_starttag(self, tag, attrs):
+        tag = _HEADINGS.get(tag, tag)
+        if tag in ("head", "style", "script", "title"):
+            self.skip += 1
+            return
+        if self.skip or tag not in _REPORT_TAGS:
+            return
+        classes, kept = [], []
+        for name, value in attrs:
+            value = value or ""
+            if name == "style":
+                colour = _COLOUR.match(value)
+                if colour:
+                    classes.append(("bg-" if colour.group(1) == "background" else "fg-") + colour.group(2).lower())
+            elif name == "class":
+                classes += value.split()
+            elif name in _REPORT_ATTRIBUTES:
+                kept.append(f' {name}="{html.escape(value)}"')
+        if classes:
+            kept.insert(0, f' class="{html.escape(" ".join(classes))}"')
+        self.parts.append(f"<{tag}{''.join(kept)}>")
+
+    def handle_endtag(self, tag):
+        tag = _HEADINGS.get(tag, tag)
+        if tag in ("head", "style", "script", "title"):
+            self.skip = max(0, self.skip - 1)
+        elif not self.skip and tag in _REPORT_TAGS and tag != "br":
+            self.parts.append(f"</{tag}>")
+
+    def handle_data(self, data):
+        if not self.skip:
+            self.parts.append(html.escape(data, quote=False))
+
+
+def report_fragment(stored: dict, title: str) -> str:
+    """The check report as HTML to stand in the review page whole (no frame to cut it): the
+    report page, rebuilt from an allow-list of tags and attributes (see `_Fragment`)."""
+    parser = _Fragment()
+    parser.feed(render_report(stored, title))
+    parser.close()
+    return "".join(parser.parts)
 
 
 def _check(name: str) -> Check:

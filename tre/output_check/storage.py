@@ -14,13 +14,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from tre import audit
-from tre.enums import RequestStatus, ReviewStatus, VoteDecision
+from tre.enums import CommentVisibility, RequestStatus, ReviewStatus, VoteDecision
 from tre.errors import NotFound
 from tre.models import (
     OutputRequest,
     ProjectMember,
     Release,
     ReleaseRecord,
+    RequestComment,
     RequestFile,
     Review,
     User,
@@ -28,7 +29,7 @@ from tre.models import (
 )
 from tre.output_check.policies import ApprovalRef, Person, ProjectInfo
 from tre.output_check.requests import ReleaseEntry, ReleaseInfo
-from tre.output_check.workflow import DECIDED, OutputFile, RequestState, ReviewState
+from tre.output_check.workflow import DECIDED, Comment, OutputFile, RequestState, ReviewState, WrittenAs
 from tre.output_check.workflow import Vote as VoteState
 from tre.users import find_user
 from tre.workspace import approval_threshold, get_project, project_approval
@@ -96,6 +97,7 @@ class SqlRequestStore:
             selectinload(OutputRequest.files),
             selectinload(OutputRequest.reviews).selectinload(Review.reviewer),
             selectinload(OutputRequest.reviews).selectinload(Review.votes).selectinload(Vote.file),
+            selectinload(OutputRequest.comments).selectinload(RequestComment.author),
         )
 
     def _row(self, request_id: int, *, lock: bool = False) -> OutputRequest:
@@ -149,6 +151,8 @@ class SqlRequestStore:
                 contents=list(output.contents),
                 meta=output.meta,
                 added_at=output.added_at,
+                exception=output.exception,
+                group_name=output.group,
             )
         )
         self.session.flush()
@@ -164,6 +168,35 @@ class SqlRequestStore:
     def set_context(self, request_id: int, name: str, context: dict) -> None:
         self._file(request_id, name).context = dict(context)
         self.session.flush()
+
+    def set_exception(self, request_id: int, name: str, exception: str | None) -> None:
+        self._file(request_id, name).exception = exception
+        self.session.flush()
+
+    def add_comment(
+        self,
+        request_id: int,
+        author: str,
+        output: str | None,
+        written_as: WrittenAs,
+        visibility: CommentVisibility,
+        round: int,
+        body: str,
+        now: dt.datetime,
+    ) -> int:
+        row = RequestComment(
+            request_id=request_id,
+            output=output,
+            author_id=self._user(author).id,
+            written_as=written_as.value,
+            visibility=visibility,
+            round=round,
+            body=body,
+            created_at=now,
+        )
+        self.session.add(row)
+        self.session.flush()
+        return row.id
 
     def remove_file(self, request_id: int, name: str) -> None:
         row = self._file(request_id, name)
@@ -301,6 +334,8 @@ def _state(row: OutputRequest) -> RequestState:
             contents=tuple(f.contents or ()),
             meta=dict(f.meta or {}),
             added_at=f.added_at,
+            exception=f.exception,
+            group=f.group_name,
         )
         for f in row.files
         if REMOVED.split("{")[0] not in f.name
@@ -334,4 +369,17 @@ def _state(row: OutputRequest) -> RequestState:
         returned_reason=row.returned_reason,
         files=files,
         reviews=reviews,
+        comments=tuple(
+            Comment(
+                id=c.id,
+                author=c.author.name,
+                written_as=WrittenAs(c.written_as),
+                visibility=c.visibility,
+                round=c.round,
+                output=c.output,
+                body=c.body,
+                created_at=c.created_at,
+            )
+            for c in row.comments
+        ),
     )

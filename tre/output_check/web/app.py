@@ -25,14 +25,15 @@ from tre.output_check.previews import (
     regular_file,
     render_notebook,
     render_report,
-    report_height,
+    report_fragment,
 )
-from tre.output_check.requests import Requests, parse_label
+from tre.output_check.requests import QUEUE_VIEWS, Requests, parse_label
 from tre.output_check.storage import SqlRequestStore
 from tre.output_check.web import SERVICE_NAME
-from tre.output_check.workflow import CONTEXT_FIELDS, VOTABLE
+from tre.output_check.workflow import COMMENTABLE, CONTEXT_FIELDS, VOTABLE
 from tre.project_files import shown
 from tre.serving import run_until_stopped, service_address
+from tre.timezones import display_zone, readable
 
 HERE = Path(__file__).resolve().parent
 USER_COOKIE = "tre_review_user"
@@ -61,6 +62,11 @@ class Review:
     def __init__(self, settings: Settings, store: Store, prefix: str, hub: bool):
         self.settings, self.store, self.prefix, self.hub = settings, store, prefix, hub
         self.failures: dict[str, list[float]] = {}
+        self.zone = display_zone(settings.time_zone)
+
+    def when(self, moment) -> str:
+        """A stored time as people read it: in the TRE's time zone, `today 14:05 CET`."""
+        return readable(moment, self.zone, now=utc_now())
 
     def call(self, step: Callable[[Requests, SqlRequestStore], Any]) -> Any:
         with self.store.transaction() as session:
@@ -114,6 +120,7 @@ class Base(web.RequestHandler):
             user_name=self.user_name if self.current_user else None,
             flash=self._pop_flash(),
             CONTEXT_FIELDS=CONTEXT_FIELDS,
+            when=self.review.when,
         )
         return namespace
 
@@ -188,10 +195,22 @@ class Base(web.RequestHandler):
         self.render("error.html", status=status_code, message=reason)
 
 
+QUEUE_VIEW_NAMES = {
+    "open": "Open",
+    "waiting-for-me": "Waiting for me",
+    "reviewed-by-me": "Reviewed by me",
+    "released": "Released",
+    "returned": "Returned",
+}
+
+
 class Home(Base):
     @web.authenticated
     async def get(self):
         name = self.user_name
+        view = self.get_query_argument("view", "open")
+        if view not in QUEUE_VIEWS:
+            self.fail(400, f"{shown(view, 40)!r} is not a view of the queue: {', '.join(QUEUE_VIEWS)}")
 
         def page(wf: Requests, store: SqlRequestStore):
             person = store.person(name)
@@ -209,7 +228,13 @@ class Home(Base):
                         "queued": _queued_count(wf, project.id),
                     }
                 )
-            return {"officer": officer, "queue": wf.queue(name) if officer else [], "projects": projects}
+            return {
+                "officer": officer,
+                "queue": wf.queue(name, view) if officer else [],
+                "view": view,
+                "views": QUEUE_VIEW_NAMES,
+                "projects": projects,
+            }
 
         self.render("home.html", **await self.fetch(page))
 
@@ -353,13 +378,22 @@ def request_page(wf: Requests, store: SqlRequestStore, label: str, name: str) ->
     data = wf.view(label, name)
     request = store.request(parse_label(label))
     person, project = store.person(name), store.project(request.project_id)
-    try:
-        policies.check_reviewer(person, request, project)
-        policies.check_review_slot(request, name)
-        may_review, why_not = True, None
-    except (PermissionDenied, UserError) as refusal:
-        may_review, why_not = False, str(refusal)
     review = request.review_of(name)
+    why_not = None
+    try:
+        policies.check_reviewer(person, request, project)  # an officer independent of the project
+        independent = True
+    except PermissionDenied as refusal:
+        independent, why_not = False, str(refusal)
+    if independent:
+        try:
+            policies.check_review_slot(request, name)
+        except UserError as refusal:
+            why_not = str(refusal)
+    may_review = independent and why_not is None
+    # Why you may not review matters while there is a review to make, and not once yours is in.
+    if request.status not in VOTABLE or (review and review.is_submitted):
+        why_not = None
     try:
         policies.check_releaser(person, request, project)
         may_release = request.status == RequestStatus.APPROVED
@@ -376,8 +410,12 @@ def request_page(wf: Requests, store: SqlRequestStore, label: str, name: str) ->
         except NotFound as missing:
             f["previews"], f["missing"] = [], str(missing)
         f["notes"] = {c["name"]: c.get("notes", []) for c in f["files"]}
-        f["report_height"] = report_height(request.file(f["name"]).report)
+        try:
+            f["report_html"] = report_fragment(request.file(f["name"]).report, f"Check of {f['name']}")
+        except (ValueError, KeyError, TypeError):
+            f["report_html"] = None
         f["failed"] = f["check_status"] == "fail"
+        f["cell"] = ((f["made_by"] or {}).get("arguments") or {}).get("cell")
     return {
         "r": data,
         "is_author": is_author,
@@ -389,6 +427,8 @@ def request_page(wf: Requests, store: SqlRequestStore, label: str, name: str) ->
         "may_release": may_release,
         "may_return": may_release and person.has_role(Role.OFFICER),
         "queued": wf.outputs.queued(project.id) if editable else [],
+        "may_comment": request.status in COMMENTABLE and (person.name in project.active_members or independent),
+        "officer_here": independent,
     }
 
 
@@ -440,12 +480,28 @@ class AddOutput(Base):
     @web.authenticated
     async def post(self, label: str):
         name, label = self.user_name, label.upper()
-        output = self.get_body_argument("output", "")
+        outputs = self.get_body_arguments("output")
         context = {k: self.get_body_argument(k, "") for k in CONTEXT_FIELDS}
+        group = self.get_body_argument("group", "").strip() or None
         await self.act(
-            lambda wf, _: wf.add(label, name, output, context),
+            lambda wf, _: wf.add_group(label, name, outputs, context, group),
             f"requests/{label}",
-            lambda f: f"added {f.name} (check {f.check_status})",
+            lambda added: "added " + ", ".join(f"{f.name} (check {f.check_status})" for f in added),
+        )
+
+
+class Comment(Base):
+    @web.authenticated
+    async def post(self, label: str):
+        name, label = self.user_name, label.upper()
+        output = self.get_body_argument("output", "") or None
+        text = self.get_body_argument("text", "")
+        officers_only = self.get_body_argument("officers_only", "") == "yes"
+        back = f"requests/{label}" + (f"#output-{output}" if output else "#thread")
+        await self.act(
+            lambda wf, _: wf.comment(label, name, text, output, officers_only=officers_only),
+            back,
+            "comment added" + (" (for officers only)" if officers_only else ""),
         )
 
 
@@ -457,6 +513,13 @@ class OutputAction(Base):
         if step == "context":
             context = {k: self.get_body_argument(k, "") for k in CONTEXT_FIELDS}
             await self.act(lambda wf, _: wf.describe(label, name, output, context), back, f"{output} described")
+        elif step == "exception":
+            text = self.get_body_argument("exception", "")
+            await self.act(
+                lambda wf, _: wf.set_exception(label, name, output, text),
+                back,
+                lambda f: f"{output}: exception " + ("requested" if f.exception else "withdrawn"),
+            )
         elif step == "remove":
             await self.act(
                 lambda wf, _: wf.remove(label, name, output), f"requests/{label}", f"{output} is back in the queue"
@@ -551,8 +614,9 @@ def routes(prefix: str) -> list[tuple[str, type[Base]]]:
         (rf"{p}requests/({LABEL})", RequestPage),
         (rf"{p}requests/({LABEL})/bundle", Bundle),
         (rf"{p}requests/({LABEL})/outputs", AddOutput),
+        (rf"{p}requests/({LABEL})/comments", Comment),
         (rf"{p}requests/({LABEL})/(submit|withdraw|reopen|review|release|return)", RequestAction),
-        (rf"{p}requests/({LABEL})/outputs/({NAME})/(context|remove|vote)", OutputAction),
+        (rf"{p}requests/({LABEL})/outputs/({NAME})/(context|exception|remove|vote)", OutputAction),
         (rf"{p}requests/({LABEL})/outputs/({NAME})/(report)", OutputDocument),
         (rf"{p}requests/({LABEL})/outputs/({NAME})/(files|notebook)/(.+)", OutputDocument),
     ]
