@@ -88,9 +88,10 @@ ESCAPE = textwrap.dedent(
     # A double fork with setsid: the grandchild is orphaned into a session of its own.
     detach = "import os, sys; os.setsid(); os.fork() == 0 and os.execv(sys.argv[1], sys.argv[1:]); os._exit(0)"
     subprocess.run([py, "-c", detach, py, script, work + "/.beat-setsid"], **quiet)
-    # nohup in the background, as a notebook's `!` runs it (IPython gives it a terminal of its own;
-    # the subshell ignores the hangup its closing sends before nohup has set up).
-    get_ipython().system(f"(trap '' HUP; nohup {{py}} {{script}} {{work}}/.beat-nohup > /dev/null 2>&1 &)")
+    # nohup in the background through a shell (the kernel closes `!`, but Python's subprocess runs
+    # one; the subshell ignores a hangup before nohup has set up).
+    nohup = f"(trap '' HUP; nohup {{py}} {{script}} {{work}}/.beat-nohup > /dev/null 2>&1 &)"
+    subprocess.run(["/bin/sh", "-c", nohup], **quiet)
     # A process group of its own: out of reach of the kernel's clean-up of its children.
     subprocess.Popen([py, script, work + "/.beat-pgroup"], process_group=0, **quiet)
     print("started")

@@ -556,7 +556,7 @@ def test_a_killed_build_leaves_no_persons_for_a_later_release(built, monkeypatch
     assert "REQ-99" not in {r["reference"] for r in report["releases"]}
     assert {r["project"] for r in report["releases"]} == {"sugar", "history"}
     recover = built.ok("audit", "log", "--action", "central.recover", "--json", as_user="ada").json()
-    assert recover[-1]["details"]["removed_release_batches"] == 1
+    assert recover[0]["details"]["removed_release_batches"] == 1
     home = Path(built.environ["TRE_HOME"])
     con = duckdb.connect(str(home / "central" / "releases.duckdb"), read_only=True)
     batches = {b for (b,) in con.sql("SELECT DISTINCT batch FROM release_persons").fetchall()}
@@ -591,7 +591,7 @@ def test_no_id_number_leaves_in_an_extract_whatever_the_store_holds(built):
         for path in data.iterdir():
             assert p[11].fnr[:6].encode() + b" " not in path.read_bytes(), path
         log = built.ok("audit", "log", "--action", "extract.build", "--json", as_user="ada").json()
-        assert log[-1]["details"]["withheld_id_numbers"] == {"npr.icd10_main": 1}
+        assert log[0]["details"]["withheld_id_numbers"] == {"npr.icd10_main": 1}
     finally:
         con = duckdb.connect(str(home / "central" / "registers.duckdb"))
         con.execute("DELETE FROM npr WHERE episode_id = 'LEGACY1'")
@@ -622,7 +622,7 @@ def test_a_build_writes_only_private_files_and_recovery_removes_what_a_killed_on
     built.ok("linkage", "report", as_user="ada")
     assert not leftover.parent.exists()
     recover = built.ok("audit", "log", "--action", "central.recover", "--json", as_user="ada").json()
-    assert recover[-1]["details"]["removed_builds"] == ["heart"]
+    assert recover[0]["details"]["removed_builds"] == ["heart"]
 
 
 def test_a_publish_cut_short_leaves_the_new_extract_hidden(built, monkeypatch):

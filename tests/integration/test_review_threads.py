@@ -150,7 +150,12 @@ def test_threads_follow_the_rules_of_the_votes(world, cli):
 def test_the_page_filters_the_queue_and_carries_threads_and_exceptions(world, cli, tmp_path):
     world.queue_table("t1")
     world.queue_table("t2", seed=1)
-    logins = {x.user: x for x in set_demo_logins(world.store, ["rita", "olav", "oda"], actor="ada")}
+    logins = {
+        x.user: x
+        for x in set_demo_logins(
+            world.store, ["rita", "olav", "oda"], actor="ada", settings=world.settings, environ=world.env
+        )
+    }
     with review_page(world.env, tmp_path / "page.log") as url:
         rita = Client(url)
         rita.login("rita", logins["rita"].password, logins["rita"].totp_secret)
