@@ -523,6 +523,7 @@ def test_a_killed_build_leaves_no_persons_for_a_later_release(built, monkeypatch
     from tre import audit
     from tre.config import load_settings
     from tre.db import Store
+    from tre.linkage import releases
     from tre.models import ReleaseRecord
 
     record = audit.record
@@ -538,25 +539,25 @@ def test_a_killed_build_leaves_no_persons_for_a_later_release(built, monkeypatch
     # The review page's release of an output comes next and records itself.
     store = Store(load_settings(built.environ).db_url)
     with store.transaction() as session:
-        session.add(
-            ReleaseRecord(
-                kind="output",
-                project_id="bergen",
-                approval_id="anon43-test-1",
-                approval_version=1,
-                recipient="Bergen kommune",
-                legal_basis="§ 4-3",
-                persons=None,
-                reference="REQ-99",
-                released_at=NOW,
-                keep_until=dt.date(2031, 12, 31),
-            )
+        output = ReleaseRecord(
+            kind="output",
+            project_id="bergen",
+            approval_id="anon43-test-1",
+            approval_version=1,
+            recipient="Bergen kommune",
+            legal_basis="§ 4-3",
+            persons=None,
+            reference="REQ-99",
+            released_at=NOW,
+            keep_until=dt.date(2031, 12, 31),
         )
+        session.add(output)
+        releases.anchor(session, output, actor="ada", at=NOW)
     report = built.ok("innsyn", "--fnr", built.people[6].fnr, "--json", as_user="kari", clock=clock()).json()
     assert "REQ-99" not in {r["reference"] for r in report["releases"]}
     assert {r["project"] for r in report["releases"]} == {"sugar", "history"}
     recover = built.ok("audit", "log", "--action", "central.recover", "--json", as_user="ada").json()
-    assert recover[-1]["details"]["removed_release_batches"] == 1
+    assert recover[0]["details"]["removed_release_batches"] == 1
     home = Path(built.environ["TRE_HOME"])
     con = duckdb.connect(str(home / "central" / "releases.duckdb"), read_only=True)
     batches = {b for (b,) in con.sql("SELECT DISTINCT batch FROM release_persons").fetchall()}
@@ -564,6 +565,125 @@ def test_a_killed_build_leaves_no_persons_for_a_later_release(built, monkeypatch
     with store.transaction() as session:
         named = {r.persons_batch for r in session.query(ReleaseRecord).all() if r.persons_batch}
     assert batches == named
+
+
+def _tampered(built, *statements: tuple[str, dict]):
+    """Run raw SQL on the metadata store, past the ORM's guards, as an intruder with the file would."""
+    from sqlalchemy import text
+
+    from tre.config import load_settings
+    from tre.db import Store
+
+    with Store(load_settings(built.environ).db_url).engine.begin() as connection:
+        for statement, values in statements:
+            connection.execute(text(statement), values)
+
+
+def _record_row(built, project: str) -> dict:
+    from sqlalchemy import text
+
+    from tre.config import load_settings
+    from tre.db import Store
+
+    with Store(load_settings(built.environ).db_url).engine.begin() as connection:
+        return dict(
+            connection.execute(
+                text("SELECT * FROM release_records WHERE project_id = :p ORDER BY id DESC"), {"p": project}
+            )
+            .mappings()
+            .first()
+        )
+
+
+def _refused(built, expected: str) -> None:
+    verify = built("audit", "verify", as_user="ada")
+    assert verify.code == 11 and expected in verify.err, verify.err
+    innsyn = built("innsyn", "--fnr", built.people[3].fnr, "--json", as_user="kari", clock=clock())
+    assert innsyn.code == 11 and "record of releases is damaged" in innsyn.err, innsyn.err  # never "no release"
+    assert built.people[3].fnr not in innsyn.err + verify.err
+
+
+def test_a_release_record_deleted_altered_renumbered_or_inserted_is_found(built):
+    """§ 4-10: each release record is anchored in the audit chain; `tre audit verify` finds a
+    row deleted, altered, renumbered or inserted in the metadata store, and a person deleted
+    from its batch in releases.duckdb; innsyn refuses rather than show "no release"."""
+    verify = built.ok("audit", "verify", "--json", as_user="ada").json()
+    assert verify["release_records"]["problems"] == [] and verify["release_records"]["anchored"] >= 4
+    sugar, heart = _record_row(built, "sugar"), _record_row(built, "heart")
+    columns = ", ".join(sugar)
+    restore = (f"INSERT INTO release_records ({columns}) VALUES ({', '.join(':' + c for c in sugar)})", sugar)
+
+    _tampered(built, ("DELETE FROM release_records WHERE id = :id", sugar))
+    _refused(built, f"release record {sugar['id']} (anchored by audit event")
+    home = Path(built.environ["TRE_HOME"])
+    con = duckdb.connect(str(home / "central" / "releases.duckdb"), read_only=True)
+    kept = con.execute("SELECT count(*) FROM release_persons WHERE batch = $1", [sugar["persons_batch"]]).fetchone()
+    con.close()
+    assert kept[0] == sugar["persons"]  # recovery ran (innsyn) and kept the anchored batch as evidence
+    _tampered(built, restore)
+    built.ok("audit", "verify", as_user="ada")
+
+    _tampered(built, ("UPDATE release_records SET recipient = 'Nobody' WHERE id = :id", sugar))
+    _refused(built, "altered")
+    _tampered(built, ("UPDATE release_records SET recipient = :recipient WHERE id = :id", sugar))
+
+    # Renumbered: the two rows trade ids (the record's order and its references change).
+    swap = [
+        ("UPDATE release_records SET id = -1 WHERE id = :id", sugar),
+        ("UPDATE release_records SET id = :id WHERE id = :other", {"id": sugar["id"], "other": heart["id"]}),
+        ("UPDATE release_records SET id = :other WHERE id = -1", {"other": heart["id"]}),
+    ]
+    _tampered(built, *swap)
+    _refused(built, "altered or renumbered")
+    _tampered(built, *swap)
+    built.ok("audit", "verify", as_user="ada")
+
+    forged = {**sugar, "id": 900, "persons_batch": None, "persons_digest": None, "reference": "extract-900"}
+    _tampered(built, (restore[0], forged))
+    _refused(built, "release record 900 has no anchor in the audit chain: inserted")
+    _tampered(built, ("DELETE FROM release_records WHERE id = 900", {}))
+
+    con = duckdb.connect(str(home / "central" / "releases.duckdb"))
+    pid = con.execute("SELECT min(pid) FROM release_persons WHERE batch = $1", [sugar["persons_batch"]]).fetchone()[0]
+    con.execute("DELETE FROM release_persons WHERE batch = $1 AND pid = $2", [sugar["persons_batch"], pid])
+    con.close()
+    try:
+        _refused(built, "holds other persons than its digest says")
+    finally:
+        con = duckdb.connect(str(home / "central" / "releases.duckdb"))
+        con.execute("INSERT INTO release_persons VALUES ($1, $2)", [sugar["persons_batch"], pid])
+        con.close()
+    built.ok("audit", "verify", as_user="ada")
+
+
+def test_release_records_export_for_an_authority_per_release_without_persons(built, tmp_path):
+    """`tre releases export`: one row per release with counts and digests, filtered by project and
+    period; no pid and no ID number; who exported is audited; an existing file is not replaced."""
+    import csv
+
+    out = tmp_path / "releases.csv"
+    built.ok("releases", "export", "--project", "sugar", "--from", "2026-11-26", "--output", str(out), as_user="kari")
+    rows = list(csv.DictReader(out.open()))
+    assert rows and {(r["project"], r["recipient"], r["persons"]) for r in rows} == {("sugar", "A university", "6")}
+    assert all(r["record_digest"] and r["persons_digest"] and r["anchor_event"] for r in rows)
+    text = out.read_text()
+    home = Path(built.environ["TRE_HOME"])
+    con = duckdb.connect(str(home / "central" / "releases.duckdb"), read_only=True)
+    pids = {p for (p,) in con.sql("SELECT pid FROM release_persons").fetchall()}
+    con.close()
+    assert not any(pid in text for pid in pids) and not any(p.fnr in text for p in built.people)
+    assert built("releases", "export", "--output", str(out), as_user="kari").code != 0  # not overwritten
+    later = tmp_path / "later.json"
+    built.ok("releases", "export", "--from", "2026-11-27", "--format", "json", "--output", str(later), as_user="ada")
+    assert json.loads(later.read_text()) == []
+    listed = built.ok("releases", "list", "--json", as_user="kari").json()
+    assert {r["project"] for r in listed} >= {"heart", "sugar", "bergen", "history"}
+    assert built("releases", "list", as_user="sara").code == 5  # a researcher may not
+    log = built.ok("audit", "log", "--action", "release.export", "--oldest-first", "--json", as_user="ada").json()
+    assert [(e["actor"], e["details"]["project"], e["details"]["records"]) for e in log] == [
+        ("kari", "sugar", len(rows)),
+        ("ada", None, 0),
+    ]
 
 
 def test_no_id_number_leaves_in_an_extract_whatever_the_store_holds(built):
@@ -591,7 +711,7 @@ def test_no_id_number_leaves_in_an_extract_whatever_the_store_holds(built):
         for path in data.iterdir():
             assert p[11].fnr[:6].encode() + b" " not in path.read_bytes(), path
         log = built.ok("audit", "log", "--action", "extract.build", "--json", as_user="ada").json()
-        assert log[-1]["details"]["withheld_id_numbers"] == {"npr.icd10_main": 1}
+        assert log[0]["details"]["withheld_id_numbers"] == {"npr.icd10_main": 1}
     finally:
         con = duckdb.connect(str(home / "central" / "registers.duckdb"))
         con.execute("DELETE FROM npr WHERE episode_id = 'LEGACY1'")
@@ -622,7 +742,7 @@ def test_a_build_writes_only_private_files_and_recovery_removes_what_a_killed_on
     built.ok("linkage", "report", as_user="ada")
     assert not leftover.parent.exists()
     recover = built.ok("audit", "log", "--action", "central.recover", "--json", as_user="ada").json()
-    assert recover[-1]["details"]["removed_builds"] == ["heart"]
+    assert recover[0]["details"]["removed_builds"] == ["heart"]
 
 
 def test_a_publish_cut_short_leaves_the_new_extract_hidden(built, monkeypatch):

@@ -697,22 +697,22 @@ def _record_release(settings, metadata, record: ApprovalRecord, result: ExtractR
         # Persons are recorded centrally; a § 4-3 delivery is anonymous yet still about them.
         batch = releases.prepare(con, keys.column("pid"), project=record.project_id, reference=reference, now=now)
         with metadata.transaction() as session:
-            session.add(
-                ReleaseRecord(
-                    kind=ReleaseKind.EXTRACT,
-                    project_id=record.project_id,
-                    approval_id=record.id,
-                    approval_version=result.approval_version,
-                    recipient=record.applicant,
-                    legal_basis=record.legal_basis,
-                    persons=result.persons if record.kind != ApprovalKind.ANON43 else None,
-                    reference=reference,
-                    released_at=now,
-                    keep_until=add_years(now.date(), RELEASE_RECORD_YEARS),
-                    persons_batch=batch.batch,
-                    persons_digest=batch.digest,
-                )
+            row = ReleaseRecord(
+                kind=ReleaseKind.EXTRACT,
+                project_id=record.project_id,
+                approval_id=record.id,
+                approval_version=result.approval_version,
+                recipient=record.applicant,
+                legal_basis=record.legal_basis,
+                persons=result.persons if record.kind != ApprovalKind.ANON43 else None,
+                reference=reference,
+                released_at=now,
+                keep_until=add_years(now.date(), RELEASE_RECORD_YEARS),
+                persons_batch=batch.batch,
+                persons_digest=batch.digest,
             )
+            session.add(row)
+            releases.anchor(session, row, actor=actor, at=now)
             audit.record(
                 session,
                 at=now,

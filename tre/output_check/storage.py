@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, selectinload
 from tre import audit
 from tre.enums import CommentVisibility, RequestStatus, ReviewStatus, VoteDecision
 from tre.errors import NotFound
+from tre.linkage import releases
 from tre.models import (
     OutputRequest,
     ProjectMember,
@@ -294,7 +295,7 @@ class SqlRequestStore:
             keep_until=entry.keep_until,
         )
         self.session.add(row)
-        self.session.flush()
+        releases.anchor(self.session, row, actor=entry.released_by, at=entry.released_at)
         return row.id
 
     def add_release(self, info: ReleaseInfo) -> None:
