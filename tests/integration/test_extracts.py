@@ -838,6 +838,37 @@ def test_one_build_of_a_project_at_a_time(built):
     assert not any(e["status"] == "building" for e in listed)
 
 
+HEART20 = HEART.replace('id = "rek-test-1"', 'id = "hrl20-test-3"').replace('kind = "direct45"', 'kind = "hrl20"')
+HEART20 = (
+    HEART20.replace('reference = "REK 2026/1"', 'reference = "26/9"')
+    .replace('basis = "rek"', 'basis = "hrl20"')
+    .replace('legal_basis = "REK approval"', 'legal_basis = "hrl § 20"')
+    .replace('id = "heart"', 'id = "heart20"')
+    .replace('user = "sara"', 'user = "rita"')
+)
+
+
+def test_release_with_fnr_opt_outs_are_not_applied_to_a_section_20_extract(built):
+    """§ 2-2 / § 4-5: a release-with-FNR opt-out limits deliveries *with* the ID number only.
+    The same cohort as the § 4-5 heart delivery (persons 0-5, of whom 0 and 1 opted out), built
+    under hrl § 20, keeps every person, decrypts no ID number and says nothing of opt-outs."""
+    assert HEART20.count("hrl20") == 3 and "direct45" not in HEART20
+    (Path(built.environ["TRE_APPROVALS_DIR"]) / "heart20.toml").write_text(HEART20)
+    built.ok("approvals", "sync", as_user="ada", clock=clock())
+    built.ok("project", "provision", "heart20", as_user="ada", clock=clock())
+    decrypted = len(built.ok("audit", "log", "--action", "vault.decrypt", "--json", as_user="ada").json())
+    result = built.ok("extract", "build", "heart20", "--json", as_user="ada", clock=clock()).json()
+    assert result["persons"] == 6 and result["excluded_opt_out"] == 0
+    tables = extract_tables(built, "heart20")
+    assert len(tables["persons"]) == 6 and "fnr" not in tables["persons"].columns
+    manifest = json.loads((Path(built.environ["TRE_PROJECTS_DIR"]) / "heart20" / "data" / "manifest.json").read_text())
+    assert manifest["excluded_release_with_fnr_opt_out"] == 0 and manifest["representativeness"] is None
+    assert not any("opt-out" in note for note in manifest["notes"])
+    assert len(built.ok("audit", "log", "--action", "vault.decrypt", "--json", as_user="ada").json()) == decrypted
+    one = built.ok("innsyn", "--fnr", built.people[1].fnr, "--json", as_user="kari", clock=clock()).json()
+    assert "heart20" in {r["project"] for r in one["releases"]}  # opted out of FNR releases, not of § 20
+
+
 @pytest.mark.slow
 def test_a_killed_build_never_shows_a_partial_extract(built):
     """kill -9 at random moments: data/ is the old extract or the new one, whole."""
