@@ -36,7 +36,7 @@ import pyarrow as pa
 from tre import audit, errorlog, idnumbers
 from tre.db import Store
 from tre.enums import DeliveryStatus
-from tre.errors import DeliveryError
+from tre.errors import DeliveryError, StoreError
 from tre.linkage.crypto import NUMBER_BYTES, PID_BYTES, SEALED_BYTES, Crypto, blind_parts, new_pids
 from tre.linkage.deliveries import (
     MAX_LINE_BYTES,
@@ -89,6 +89,10 @@ def ingest(
 
     The zone is locked for writing one delivery at a time, so that between deliveries readers,
     and a backup (`tre backup`), find it consistent and need not wait for the whole run.
+
+    A run that stored a delivery then writes the § 3-3 feedback of every reporting municipality
+    and the registry's summary (`tre.stats.feedback.publish_feedback`, audited): the returned
+    list's `feedback` is that summary (None when nothing was stored).
     """
     found = find_deliveries(paths, source=source)
     outcomes: list[Outcome] = []
@@ -119,7 +123,28 @@ def ingest(
         finally:
             if crypto is not None:
                 crypto.close()
-    return outcomes
+    run = IngestRun(outcomes)
+    if any(o.status == "ingested" for o in outcomes):
+        run.feedback = _feedback(zone, metadata, actor=actor)
+    return run
+
+
+class IngestRun(list):
+    """The outcomes of an ingest run, and the § 3-3 feedback it wrote."""
+
+    feedback: dict | None = None
+
+
+def _feedback(zone: CentralZone, metadata: Store, *, actor: str) -> dict:
+    from tre.stats.feedback import publish_feedback
+
+    try:
+        return publish_feedback(zone, metadata, actor=actor, trigger="ingest")
+    except OSError as error:
+        raise StoreError(
+            f"the deliveries are stored, but the § 3-3 feedback could not be written in {zone.settings.stats_dir} "
+            f"({error.strerror}): fix that and run `tre stats feedback`"
+        ) from None
 
 
 BLINDS = "temp.__tre_blinds"
