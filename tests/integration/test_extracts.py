@@ -29,8 +29,9 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pandas as pd
 import pytest
-from delivery_factory import Person, row, write_delivery
+from delivery_factory import Person, people, row, write_delivery
 
 from tre.idnumbers import generate_synthetic
 
@@ -867,6 +868,87 @@ def test_release_with_fnr_opt_outs_are_not_applied_to_a_section_20_extract(built
     assert len(built.ok("audit", "log", "--action", "vault.decrypt", "--json", as_user="ada").json()) == decrypted
     one = built.ok("innsyn", "--fnr", built.people[1].fnr, "--json", as_user="kari", clock=clock()).json()
     assert "heart20" in {r["project"] for r in one["releases"]}  # opted out of FNR releases, not of § 20
+
+
+HEALTH_CENTRE_VARIABLES = (
+    'helsestasjon = ["contact_date", "service", "contact_type", "reason", "weight_kg", "height_cm"]'
+)
+CHILD = (
+    HISTORY.replace('"hrl20-test-2"', '"hrl20-test-4"')
+    .replace('"26/3"', '"26/11"')
+    .replace('"care before 2017"', '"health-centre contacts"')
+    .replace('date_precision = "year"', 'date_precision = "day"')
+    .replace('id = "history"', 'id = "child"')
+    .replace('title = "Historic care"', 'title = "Health-centre contacts"')
+    .replace("to = 2024-12-31", "to = 2023-12-31")
+    .replace('iplos_historisk = ["year", "service"]', HEALTH_CENTRE_VARIABLES)
+    .replace('source = "iplos_historisk"', 'source = "helsestasjon"')
+)
+
+
+def _contacts(built) -> pd.DataFrame:
+    table = extract_tables(built, "child")["helsestasjon"]
+    return table.sort_values(["contact_date", "pseudonym"]).reset_index(drop=True)
+
+
+def test_a_late_registration_opt_out_blanks_the_stored_health_fields_from_its_effective_date(built, tmp_path):
+    """§ 2-2 first paragraph: an opt-out delivered after the contacts it covers blanks their
+    health fields in the store (from its effective date; administrative fields stay), later
+    extracts show them blank, and the audit says how many rows of how many persons (no values)."""
+    assert "iplos" not in CHILD and "2024" not in CHILD
+    p = built.people
+    contacts = tmp_path / "contacts"
+    rows = [
+        row("helsestasjon", p[7], contact_date="2023-02-01", reason="A97", weight_kg="60", height_cm="170"),
+        row("helsestasjon", p[7], contact_date="2023-06-01", reason="R05", weight_kg="61", height_cm="170"),
+        row("helsestasjon", p[8], contact_date="2023-06-01", reason="A97", weight_kg="70", height_cm="180"),
+    ]
+    write_delivery(contacts, "helsestasjon", rows, period="2023")
+    built.ok("ingest", str(contacts), as_user="ada", clock=clock())
+    (Path(built.environ["TRE_APPROVALS_DIR"]) / "child.toml").write_text(CHILD)
+    built.ok("approvals", "sync", as_user="ada", clock=clock())
+    built.ok("project", "provision", "child", as_user="ada", clock=clock())
+    built.ok("extract", "build", "child", as_user="ada", clock=clock())
+    before = _contacts(built)
+    assert before["reason"].notna().all() and len(before) == 3
+
+    opt_out = tmp_path / "opt-out"
+    message = row("reservasjon", p[7], kind="registration", action="activate", effective_time="2023-04-01 00:00:00")
+    write_delivery(opt_out, "reservasjon", [message], period="2023")
+    out = built.ok("ingest", str(opt_out), as_user="ada", clock=clock()).out
+    assert "health fields blanked in 1 earlier rows of 1 persons" in out
+    built.ok("extract", "build", "child", as_user="ada", clock=clock())
+    after = _contacts(built)
+    blanked = after[after["reason"].isna()]
+    assert len(blanked) == 1 and pd.Timestamp(blanked["contact_date"].iloc[0]).date() == dt.date(2023, 6, 1)
+    assert blanked[["weight_kg", "height_cm"]].isna().all(axis=None)
+    assert blanked[["service", "contact_type"]].notna().all(axis=None)  # administrative data stay
+    assert after["reason"].notna().sum() == 2  # the contact before the effective date, and person 8's
+    home = Path(built.environ["TRE_HOME"])
+    con = duckdb.connect(str(home / "central" / "registers.duckdb"), read_only=True)
+    stored = con.sql("SELECT contact_date, reason, weight_kg, provider_id FROM helsestasjon ORDER BY ALL").fetchall()
+    con.close()
+    assert sum(r[1] is None and r[2] is None and r[3] is not None for r in stored) == 1
+    log = built.ok("audit", "log", "--action", "reservation.late_opt_out", "--json", as_user="ada").json()
+    assert [(e["details"]["rows_blanked"], e["details"]["persons"]) for e in log] == [({"helsestasjon": 1}, 1)]
+    assert "R05" not in json.dumps(log) and p[7].fnr not in json.dumps(log)
+    # A second message for the same person finds nothing left to blank.
+    again = tmp_path / "again"
+    write_delivery(again, "reservasjon", [{**message, "message_id": "M-again"}], period="2023")
+    built.ok("ingest", str(again), as_user="ada", clock=clock())
+    assert len(built.ok("audit", "log", "--action", "reservation.late_opt_out", "--json", as_user="ada").json()) == 1
+
+    # Contacts under a D-number, later tied to the reserved person by the ID history: blanked then.
+    (d_number,) = people(1, seed=31, d_number=True)
+    early = tmp_path / "d-number"
+    write_delivery(early, "helsestasjon", [row("helsestasjon", d_number, contact_date="2023-08-01")], period="2023")
+    built.ok("ingest", str(early), as_user="ada", clock=clock())
+    history = tmp_path / "history"
+    link = row("dsf_idhistory", p[7], old_id=d_number.fnr, change_date="2023-09-01")
+    write_delivery(history, "dsf_idhistory", [link], period="2023")
+    assert (
+        "blanked in 1 earlier rows of 1 persons" in built.ok("ingest", str(history), as_user="ada", clock=clock()).out
+    )
 
 
 @pytest.mark.slow
