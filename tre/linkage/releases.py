@@ -161,7 +161,8 @@ def recover_orphans(settings: Settings, metadata: Store) -> list[str]:
             )
         # A batch an anchor names belongs to a committed release whose row has gone (tampering):
         # it is evidence for `verify`, never an orphan.
-        orphans = sorted(set(batches) - named - anchored_batches(metadata))
+        orphans = set(batches) - named
+        orphans = sorted(orphans - anchored_batches(metadata)) if orphans else []
         if orphans:
             con.execute("BEGIN")
             con.execute("DELETE FROM release_persons WHERE list_contains($1, batch)", [orphans])
