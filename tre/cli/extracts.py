@@ -174,6 +174,7 @@ def releases_list(ctx, args):
 def releases_export(ctx, args):
     import json
     import os
+    import tempfile
 
     from tre.errors import UsageError
 
@@ -183,12 +184,18 @@ def releases_export(ctx, args):
         raise UsageError(f"{args.output.parent} is not a folder: name a file in an existing folder")
     rows = _inspect(ctx, args, "release.export", format=args.format)
     text = releases.inspection_csv(rows) if args.format == "csv" else json.dumps(rows, indent=2, ensure_ascii=False)
-    partial = args.output.with_name(f".{args.output.name}.partial")
-    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as out:
-        out.write(text)
-    os.link(partial, args.output)  # fails rather than replace a file made meanwhile
-    partial.unlink()
+    try:
+        descriptor, partial = tempfile.mkstemp(prefix=f".{args.output.name}.", dir=args.output.parent)  # 0600
+    except OSError as error:
+        raise UsageError(f"cannot write in {args.output.parent} ({error.strerror}): name another folder") from None
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.link(partial, args.output)  # never replaces a file made meanwhile
+    except FileExistsError:
+        raise UsageError(f"{args.output} exists: name a new file") from None
+    finally:
+        os.unlink(partial)
     ctx.emit(
         {"file": str(args.output), "records": len(rows), "format": args.format},
         f"{len(rows)} release record(s) written to {args.output}",
