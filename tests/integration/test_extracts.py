@@ -524,8 +524,8 @@ def test_a_killed_build_leaves_no_persons_for_a_later_release(built, monkeypatch
     from tre import audit
     from tre.config import load_settings
     from tre.db import Store
-    from tre.linkage import releases
     from tre.models import ReleaseRecord
+    from tre.release_anchors import anchor
 
     record = audit.record
 
@@ -553,7 +553,7 @@ def test_a_killed_build_leaves_no_persons_for_a_later_release(built, monkeypatch
             keep_until=dt.date(2031, 12, 31),
         )
         session.add(output)
-        releases.anchor(session, output, actor="ada", at=NOW)
+        anchor(session, output, actor="ada", at=NOW)
     report = built.ok("innsyn", "--fnr", built.people[6].fnr, "--json", as_user="kari", clock=clock()).json()
     assert "REQ-99" not in {r["reference"] for r in report["releases"]}
     assert {r["project"] for r in report["releases"]} == {"sugar", "history"}

@@ -54,6 +54,7 @@ from tre.linkage.store import literal, quote
 from tre.linkage.zone import CentralZone, build_gate, build_lock
 from tre.models import Extract, Project, ReleaseRecord
 from tre.registers import SOURCES, Column, Source
+from tre.release_anchors import anchor
 from tre.workspace import get_project, lock_project, seal_folder, valid_approvals, workspace
 
 MANIFEST_FORMAT = "tre-extract/1"
@@ -712,7 +713,7 @@ def _record_release(settings, metadata, record: ApprovalRecord, result: ExtractR
                 persons_digest=batch.digest,
             )
             session.add(row)
-            releases.anchor(session, row, actor=actor, at=now)
+            anchor(session, row, actor=actor, at=now)
             audit.record(
                 session,
                 at=now,

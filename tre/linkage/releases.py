@@ -19,7 +19,7 @@ a metadata row id can be).
 The digest (SHA-256 over the sorted pids) makes the persons part of the record itself, and
 every release record is *anchored* in the audit chain: the transaction that writes a record
 also appends a `release.anchor` event holding the record's id, batch and the SHA-256 of all
-its fields (`record_digest`). The audit chain is tamper-evident, so `verify` finds a record
+its fields (`tre.release_anchors`). The audit chain is tamper-evident, so `verify` finds a record
 deleted (an anchor without its row), altered or renumbered (a row that no longer hashes to its
 anchor), inserted (a row without an anchor), or whose persons were changed (a batch that no
 longer hashes to the record's digest); `tre audit verify` runs it with the chain. Recovery
@@ -47,10 +47,9 @@ from sqlalchemy import select
 from tre import audit
 from tre.config import Settings
 from tre.db import Store
-from tre.enums import ReleaseKind
 from tre.models import AuditEvent, ReleaseRecord
+from tre.release_anchors import ANCHOR, record_digest, record_fields
 
-ANCHOR = "release.anchor"  # the audit action that anchors one release record
 RELEASES_FILE = "releases.duckdb"
 LOCK_FILE = "releases.lock"
 LEGACY_BATCH = "record-"  # batches of the first layout: persons stored under the record's id
@@ -229,50 +228,6 @@ def check_records(settings: Settings, metadata: Store) -> list[str]:
 
 
 # --- anchoring in the audit chain and verifying ---------------------------------------------
-
-
-def record_fields(row: ReleaseRecord) -> dict:
-    """What a release record says, in a stable form (its id included: a renumbered row is an
-    altered row). The digest of these fields is what the audit chain anchors."""
-    return {
-        "id": row.id,
-        "kind": ReleaseKind(row.kind).value,
-        "project": row.project_id,
-        "approval": row.approval_id,
-        "approval_version": row.approval_version,
-        "recipient": row.recipient,
-        "legal_basis": row.legal_basis,
-        "persons": row.persons,
-        "reference": row.reference,
-        "released_at": audit.format_time(row.released_at),
-        "keep_until": row.keep_until.isoformat(),
-        "persons_batch": row.persons_batch,
-        "persons_digest": row.persons_digest,
-    }
-
-
-def record_digest(row: ReleaseRecord) -> str:
-    return hashlib.sha256(audit.canonical_json(record_fields(row)).encode("utf-8")).hexdigest()
-
-
-def anchor(session, row: ReleaseRecord, *, actor: str, at: dt.datetime) -> None:
-    """Append the record's anchor to the audit chain, in the transaction that writes the record."""
-    session.flush()  # the row's id
-    audit.record(
-        session,
-        at=at,
-        actor=actor,
-        action=ANCHOR,
-        object=f"project:{row.project_id}",
-        details={
-            "record": row.id,
-            "kind": ReleaseKind(row.kind).value,
-            "reference": row.reference,
-            "batch": row.persons_batch,
-            "persons": row.persons,
-            "record_digest": audit.digest(record_digest(row)),
-        },
-    )
 
 
 def _anchors(session) -> list[tuple[int, dict]]:

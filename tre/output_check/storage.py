@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session, selectinload
 from tre import audit
 from tre.enums import CommentVisibility, RequestStatus, ReviewStatus, VoteDecision
 from tre.errors import NotFound
-from tre.linkage import releases
 from tre.models import (
     OutputRequest,
     ProjectMember,
@@ -32,6 +31,7 @@ from tre.output_check.policies import ApprovalRef, Person, ProjectInfo
 from tre.output_check.requests import ReleaseEntry, ReleaseInfo
 from tre.output_check.workflow import DECIDED, Comment, OutputFile, RequestState, ReviewState, WrittenAs
 from tre.output_check.workflow import Vote as VoteState
+from tre.release_anchors import anchor
 from tre.users import find_user
 from tre.workspace import approval_threshold, get_project, project_approval
 
@@ -295,7 +295,7 @@ class SqlRequestStore:
             keep_until=entry.keep_until,
         )
         self.session.add(row)
-        releases.anchor(self.session, row, actor=entry.released_by, at=entry.released_at)
+        anchor(self.session, row, actor=entry.released_by, at=entry.released_at)
         return row.id
 
     def add_release(self, info: ReleaseInfo) -> None:
