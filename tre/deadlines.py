@@ -1,6 +1,9 @@
 """§ 4-8 deadlines: deliver within 30 working days of a complete application, 60 when linkage
 with other registers is needed; otherwise send a preliminary reply with the reason and the
-expected date."""
+expected date.
+
+An approval that expired or was revoked before anything was delivered has no deadline left:
+it shows as `expired` or `revoked`, never as on time or overdue."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tre import audit
-from tre.enums import ExtractStatus
+from tre.enums import ApprovalStatus, ExtractStatus
 from tre.errors import NotFound, UserError
 from tre.models import ApplicationReply, Approval, Extract
 from tre.workdays import add_working_days, working_days_between
@@ -28,7 +31,7 @@ class Deadline:
     application_complete: dt.date
     working_days: int
     due: dt.date
-    status: str  # "on time", "due soon", "overdue", "delivered", "delivered late"
+    status: str  # "on time", "due soon", "overdue", "delivered", "delivered late", "expired", "revoked"
     working_days_left: int
     delivered_on: dt.date | None
     preliminary_reply: dt.date | None
@@ -67,6 +70,10 @@ def deadline_for(session: Session, approval: Approval, today: dt.date) -> Deadli
     left = working_days_between(today, due)
     if delivered:
         status = "delivered" if delivered <= due else "delivered late"
+    elif approval.status == ApprovalStatus.REVOKED:
+        status = "revoked"  # nothing may be delivered on it: no deadline runs
+    elif approval.status == ApprovalStatus.EXPIRED or approval.valid_until < today:
+        status = "expired"  # (also before the next sync marks it so)
     elif today > due:
         status = "overdue"
     elif left <= DUE_SOON:

@@ -284,14 +284,13 @@ def step_statistics(demo: Demo) -> None:
     """§ 4-6 statistics from the demo's registers: every indicator checked and protected, the
     publication, the site; and each municipality's § 3-3 feedback."""
     from tre.stats.build import build_statistics
-    from tre.stats.feedback import build_feedback, write_feedback
+    from tre.stats.feedback import publish_feedback
     from tre.stats.record import open_record
     from tre.stats.site import build_site
 
     zone = demo.zone()
     with zone.reading(demo.store) as con:
         newest = con.execute("SELECT max(committed_at) FROM __tre_deliveries").fetchall()[0][0]
-        documents = build_feedback(con, zone.rejects_dir, now=demo.now())
     with open_record(demo.settings.stats_dir, write=False) as record:
         runs = record.runs() if record is not None else None
     fresh = runs is not None and len(runs) and newest is not None and runs["published_at"].max() >= newest
@@ -305,8 +304,11 @@ def step_statistics(demo: Demo) -> None:
             f"({result.seconds['total']:.0f} s, the checks {result.seconds['check']:.0f} s)"
         )
     site = build_site(demo.settings.stats_dir, demo.settings.stats_vega_dir)
-    feedback = write_feedback(demo.settings.stats_dir, documents, demo.now().strftime("%Y%m%d%H%M%S"))
-    demo.say(f"statistics site in {site}; § 3-3 feedback for {len(documents)} municipalities in {feedback}")
+    feedback = publish_feedback(zone, demo.store, actor=ADMIN, trigger="demo")
+    demo.say(
+        f"statistics site in {site}; § 3-3 feedback for {len(feedback['municipalities'])} municipalities "
+        f"in {feedback['path']}"
+    )
     demo.results["stats_site"] = site
 
 

@@ -181,6 +181,28 @@ def test_deadlines_and_preliminary_reply(tre):
     assert past.code != 0 and "must be after today" in past.err
 
 
+def test_an_expired_or_revoked_approval_shows_so_in_deadlines_not_on_time(tre):
+    """An approval whose validity ended before its due date, nothing delivered, has no deadline
+    left: `expired` (before and after a sync marks it), `revoked` once its file is gone."""
+    path = tre.approvals / "hrl20-diabetes-followup.toml"
+    path.write_text(path.read_text().replace("valid_until = 2029-12-31", "valid_until = 2026-12-01"))
+    tre.ok("approvals", "sync", as_user="ada", clock=clock())
+
+    def status(moment, approval="hrl20-2026-017"):
+        rows = tre.ok("approvals", "deadlines", "--json", as_user="ada", clock=clock(moment)).json()
+        return {r["approval_id"]: r["status"] for r in rows}[approval]
+
+    assert status(NOW) == "on time"  # due 2027-01-14, still valid
+    later = dt.datetime(2026, 12, 10, 9, tzinfo=dt.UTC)
+    assert status(later) == "expired"  # not yet synced: its validity ended on 1 December
+    tre.ok("approvals", "sync", as_user="ada", clock=clock(later))
+    assert status(later) == "expired"
+    assert "expired" in tre.ok("approvals", "deadlines", as_user="ada", clock=clock(later)).out
+    (tre.approvals / "anon43-bergen-care.toml").unlink()
+    tre.ok("approvals", "sync", as_user="ada", clock=clock())
+    assert status(NOW, "anon43-2026-031") == "revoked"
+
+
 def test_invoices_never_exceed_the_actual_cost(tre):
     tre.ok("approvals", "sync", as_user="ada", clock=clock())
     tre.ok(

@@ -29,8 +29,9 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pandas as pd
 import pytest
-from delivery_factory import Person, row, write_delivery
+from delivery_factory import Person, people, row, write_delivery
 
 from tre.idnumbers import generate_synthetic
 
@@ -524,6 +525,7 @@ def test_a_killed_build_leaves_no_persons_for_a_later_release(built, monkeypatch
     from tre.config import load_settings
     from tre.db import Store
     from tre.models import ReleaseRecord
+    from tre.release_anchors import anchor
 
     record = audit.record
 
@@ -538,20 +540,20 @@ def test_a_killed_build_leaves_no_persons_for_a_later_release(built, monkeypatch
     # The review page's release of an output comes next and records itself.
     store = Store(load_settings(built.environ).db_url)
     with store.transaction() as session:
-        session.add(
-            ReleaseRecord(
-                kind="output",
-                project_id="bergen",
-                approval_id="anon43-test-1",
-                approval_version=1,
-                recipient="Bergen kommune",
-                legal_basis="§ 4-3",
-                persons=None,
-                reference="REQ-99",
-                released_at=NOW,
-                keep_until=dt.date(2031, 12, 31),
-            )
+        output = ReleaseRecord(
+            kind="output",
+            project_id="bergen",
+            approval_id="anon43-test-1",
+            approval_version=1,
+            recipient="Bergen kommune",
+            legal_basis="§ 4-3",
+            persons=None,
+            reference="REQ-99",
+            released_at=NOW,
+            keep_until=dt.date(2031, 12, 31),
         )
+        session.add(output)
+        anchor(session, output, actor="ada", at=NOW)
     report = built.ok("innsyn", "--fnr", built.people[6].fnr, "--json", as_user="kari", clock=clock()).json()
     assert "REQ-99" not in {r["reference"] for r in report["releases"]}
     assert {r["project"] for r in report["releases"]} == {"sugar", "history"}
@@ -564,6 +566,125 @@ def test_a_killed_build_leaves_no_persons_for_a_later_release(built, monkeypatch
     with store.transaction() as session:
         named = {r.persons_batch for r in session.query(ReleaseRecord).all() if r.persons_batch}
     assert batches == named
+
+
+def _tampered(built, *statements: tuple[str, dict]):
+    """Run raw SQL on the metadata store, past the ORM's guards, as an intruder with the file would."""
+    from sqlalchemy import text
+
+    from tre.config import load_settings
+    from tre.db import Store
+
+    with Store(load_settings(built.environ).db_url).engine.begin() as connection:
+        for statement, values in statements:
+            connection.execute(text(statement), values)
+
+
+def _record_row(built, project: str) -> dict:
+    from sqlalchemy import text
+
+    from tre.config import load_settings
+    from tre.db import Store
+
+    with Store(load_settings(built.environ).db_url).engine.begin() as connection:
+        return dict(
+            connection.execute(
+                text("SELECT * FROM release_records WHERE project_id = :p ORDER BY id DESC"), {"p": project}
+            )
+            .mappings()
+            .first()
+        )
+
+
+def _refused(built, expected: str) -> None:
+    verify = built("audit", "verify", as_user="ada")
+    assert verify.code == 11 and expected in verify.err, verify.err
+    innsyn = built("innsyn", "--fnr", built.people[3].fnr, "--json", as_user="kari", clock=clock())
+    assert innsyn.code == 11 and "record of releases is damaged" in innsyn.err, innsyn.err  # never "no release"
+    assert built.people[3].fnr not in innsyn.err + verify.err
+
+
+def test_a_release_record_deleted_altered_renumbered_or_inserted_is_found(built):
+    """§ 4-10: each release record is anchored in the audit chain; `tre audit verify` finds a
+    row deleted, altered, renumbered or inserted in the metadata store, and a person deleted
+    from its batch in releases.duckdb; innsyn refuses rather than show "no release"."""
+    verify = built.ok("audit", "verify", "--json", as_user="ada").json()
+    assert verify["release_records"]["problems"] == [] and verify["release_records"]["anchored"] >= 4
+    sugar, heart = _record_row(built, "sugar"), _record_row(built, "heart")
+    columns = ", ".join(sugar)
+    restore = (f"INSERT INTO release_records ({columns}) VALUES ({', '.join(':' + c for c in sugar)})", sugar)
+
+    _tampered(built, ("DELETE FROM release_records WHERE id = :id", sugar))
+    _refused(built, f"release record {sugar['id']} (anchored by audit event")
+    home = Path(built.environ["TRE_HOME"])
+    con = duckdb.connect(str(home / "central" / "releases.duckdb"), read_only=True)
+    kept = con.execute("SELECT count(*) FROM release_persons WHERE batch = $1", [sugar["persons_batch"]]).fetchone()
+    con.close()
+    assert kept[0] == sugar["persons"]  # recovery ran (innsyn) and kept the anchored batch as evidence
+    _tampered(built, restore)
+    built.ok("audit", "verify", as_user="ada")
+
+    _tampered(built, ("UPDATE release_records SET recipient = 'Nobody' WHERE id = :id", sugar))
+    _refused(built, "altered")
+    _tampered(built, ("UPDATE release_records SET recipient = :recipient WHERE id = :id", sugar))
+
+    # Renumbered: the two rows trade ids (the record's order and its references change).
+    swap = [
+        ("UPDATE release_records SET id = -1 WHERE id = :id", sugar),
+        ("UPDATE release_records SET id = :id WHERE id = :other", {"id": sugar["id"], "other": heart["id"]}),
+        ("UPDATE release_records SET id = :other WHERE id = -1", {"other": heart["id"]}),
+    ]
+    _tampered(built, *swap)
+    _refused(built, "altered or renumbered")
+    _tampered(built, *swap)
+    built.ok("audit", "verify", as_user="ada")
+
+    forged = {**sugar, "id": 900, "persons_batch": None, "persons_digest": None, "reference": "extract-900"}
+    _tampered(built, (restore[0], forged))
+    _refused(built, "release record 900 has no anchor in the audit chain: inserted")
+    _tampered(built, ("DELETE FROM release_records WHERE id = 900", {}))
+
+    con = duckdb.connect(str(home / "central" / "releases.duckdb"))
+    pid = con.execute("SELECT min(pid) FROM release_persons WHERE batch = $1", [sugar["persons_batch"]]).fetchone()[0]
+    con.execute("DELETE FROM release_persons WHERE batch = $1 AND pid = $2", [sugar["persons_batch"], pid])
+    con.close()
+    try:
+        _refused(built, "holds other persons than its digest says")
+    finally:
+        con = duckdb.connect(str(home / "central" / "releases.duckdb"))
+        con.execute("INSERT INTO release_persons VALUES ($1, $2)", [sugar["persons_batch"], pid])
+        con.close()
+    built.ok("audit", "verify", as_user="ada")
+
+
+def test_release_records_export_for_an_authority_per_release_without_persons(built, tmp_path):
+    """`tre releases export`: one row per release with counts and digests, filtered by project and
+    period; no pid and no ID number; who exported is audited; an existing file is not replaced."""
+    import csv
+
+    out = tmp_path / "releases.csv"
+    built.ok("releases", "export", "--project", "sugar", "--from", "2026-11-26", "--output", str(out), as_user="kari")
+    rows = list(csv.DictReader(out.open()))
+    assert rows and {(r["project"], r["recipient"], r["persons"]) for r in rows} == {("sugar", "A university", "6")}
+    assert all(r["record_digest"] and r["persons_digest"] and r["anchor_event"] for r in rows)
+    text = out.read_text()
+    home = Path(built.environ["TRE_HOME"])
+    con = duckdb.connect(str(home / "central" / "releases.duckdb"), read_only=True)
+    pids = {p for (p,) in con.sql("SELECT pid FROM release_persons").fetchall()}
+    con.close()
+    assert not any(pid in text for pid in pids) and not any(p.fnr in text for p in built.people)
+    assert built("releases", "export", "--output", str(out), as_user="kari").code != 0  # not overwritten
+    later = tmp_path / "later.json"
+    built.ok("releases", "export", "--from", "2026-11-27", "--format", "json", "--output", str(later), as_user="ada")
+    assert json.loads(later.read_text()) == []
+    listed = built.ok("releases", "list", "--json", as_user="kari").json()
+    assert {r["project"] for r in listed} >= {"heart", "sugar", "bergen", "history"}
+    assert built("releases", "list", as_user="sara").code == 5  # a researcher may not
+    log = built.ok("audit", "log", "--action", "release.export", "--oldest-first", "--json", as_user="ada").json()
+    assert [(e["actor"], e["details"]["project"], e["details"]["records"]) for e in log] == [
+        ("kari", "sugar", len(rows)),
+        ("ada", None, 0),
+    ]
 
 
 def test_no_id_number_leaves_in_an_extract_whatever_the_store_holds(built):
@@ -716,6 +837,118 @@ def test_one_build_of_a_project_at_a_time(built):
     assert refused.code == 1 and "is being built right now" in refused.err and "Traceback" not in refused.err
     listed = built.ok("extract", "list", "--json", as_user="ada").json()
     assert not any(e["status"] == "building" for e in listed)
+
+
+HEART20 = HEART.replace('id = "rek-test-1"', 'id = "hrl20-test-3"').replace('kind = "direct45"', 'kind = "hrl20"')
+HEART20 = (
+    HEART20.replace('reference = "REK 2026/1"', 'reference = "26/9"')
+    .replace('basis = "rek"', 'basis = "hrl20"')
+    .replace('legal_basis = "REK approval"', 'legal_basis = "hrl § 20"')
+    .replace('id = "heart"', 'id = "heart20"')
+    .replace('user = "sara"', 'user = "rita"')
+)
+
+
+def test_release_with_fnr_opt_outs_are_not_applied_to_a_section_20_extract(built):
+    """§ 2-2 / § 4-5: a release-with-FNR opt-out limits deliveries *with* the ID number only.
+    The same cohort as the § 4-5 heart delivery (persons 0-5, of whom 0 and 1 opted out), built
+    under hrl § 20, keeps every person, decrypts no ID number and says nothing of opt-outs."""
+    assert HEART20.count("hrl20") == 3 and "direct45" not in HEART20
+    (Path(built.environ["TRE_APPROVALS_DIR"]) / "heart20.toml").write_text(HEART20)
+    built.ok("approvals", "sync", as_user="ada", clock=clock())
+    built.ok("project", "provision", "heart20", as_user="ada", clock=clock())
+    decrypted = len(built.ok("audit", "log", "--action", "vault.decrypt", "--json", as_user="ada").json())
+    result = built.ok("extract", "build", "heart20", "--json", as_user="ada", clock=clock()).json()
+    assert result["persons"] == 6 and result["excluded_opt_out"] == 0
+    tables = extract_tables(built, "heart20")
+    assert len(tables["persons"]) == 6 and "fnr" not in tables["persons"].columns
+    manifest = json.loads((Path(built.environ["TRE_PROJECTS_DIR"]) / "heart20" / "data" / "manifest.json").read_text())
+    assert manifest["excluded_release_with_fnr_opt_out"] == 0 and manifest["representativeness"] is None
+    assert not any("opt-out" in note for note in manifest["notes"])
+    assert len(built.ok("audit", "log", "--action", "vault.decrypt", "--json", as_user="ada").json()) == decrypted
+    one = built.ok("innsyn", "--fnr", built.people[1].fnr, "--json", as_user="kari", clock=clock()).json()
+    assert "heart20" in {r["project"] for r in one["releases"]}  # opted out of FNR releases, not of § 20
+
+
+HEALTH_CENTRE_VARIABLES = (
+    'helsestasjon = ["contact_date", "service", "contact_type", "reason", "weight_kg", "height_cm"]'
+)
+CHILD = (
+    HISTORY.replace('"hrl20-test-2"', '"hrl20-test-4"')
+    .replace('"26/3"', '"26/11"')
+    .replace('"care before 2017"', '"health-centre contacts"')
+    .replace('date_precision = "year"', 'date_precision = "day"')
+    .replace('id = "history"', 'id = "child"')
+    .replace('title = "Historic care"', 'title = "Health-centre contacts"')
+    .replace("to = 2024-12-31", "to = 2023-12-31")
+    .replace('iplos_historisk = ["year", "service"]', HEALTH_CENTRE_VARIABLES)
+    .replace('source = "iplos_historisk"', 'source = "helsestasjon"')
+)
+
+
+def _contacts(built) -> pd.DataFrame:
+    table = extract_tables(built, "child")["helsestasjon"]
+    return table.sort_values(["contact_date", "pseudonym"]).reset_index(drop=True)
+
+
+def test_a_late_registration_opt_out_blanks_the_stored_health_fields_from_its_effective_date(built, tmp_path):
+    """§ 2-2 first paragraph: an opt-out delivered after the contacts it covers blanks their
+    health fields in the store (from its effective date; administrative fields stay), later
+    extracts show them blank, and the audit says how many rows of how many persons (no values)."""
+    assert "iplos" not in CHILD and "2024" not in CHILD
+    p = built.people
+    contacts = tmp_path / "contacts"
+    rows = [
+        row("helsestasjon", p[7], contact_date="2023-02-01", reason="A97", weight_kg="60", height_cm="170"),
+        row("helsestasjon", p[7], contact_date="2023-06-01", reason="R05", weight_kg="61", height_cm="170"),
+        row("helsestasjon", p[8], contact_date="2023-06-01", reason="A97", weight_kg="70", height_cm="180"),
+    ]
+    write_delivery(contacts, "helsestasjon", rows, period="2023")
+    built.ok("ingest", str(contacts), as_user="ada", clock=clock())
+    (Path(built.environ["TRE_APPROVALS_DIR"]) / "child.toml").write_text(CHILD)
+    built.ok("approvals", "sync", as_user="ada", clock=clock())
+    built.ok("project", "provision", "child", as_user="ada", clock=clock())
+    built.ok("extract", "build", "child", as_user="ada", clock=clock())
+    before = _contacts(built)
+    assert before["reason"].notna().all() and len(before) == 3
+
+    opt_out = tmp_path / "opt-out"
+    message = row("reservasjon", p[7], kind="registration", action="activate", effective_time="2023-04-01 00:00:00")
+    write_delivery(opt_out, "reservasjon", [message], period="2023")
+    out = built.ok("ingest", str(opt_out), as_user="ada", clock=clock()).out
+    assert "health fields blanked in 1 earlier rows of 1 persons" in out
+    built.ok("extract", "build", "child", as_user="ada", clock=clock())
+    after = _contacts(built)
+    blanked = after[after["reason"].isna()]
+    assert len(blanked) == 1 and pd.Timestamp(blanked["contact_date"].iloc[0]).date() == dt.date(2023, 6, 1)
+    assert blanked[["weight_kg", "height_cm"]].isna().all(axis=None)
+    assert blanked[["service", "contact_type"]].notna().all(axis=None)  # administrative data stay
+    assert after["reason"].notna().sum() == 2  # the contact before the effective date, and person 8's
+    home = Path(built.environ["TRE_HOME"])
+    con = duckdb.connect(str(home / "central" / "registers.duckdb"), read_only=True)
+    stored = con.sql("SELECT contact_date, reason, weight_kg, provider_id FROM helsestasjon ORDER BY ALL").fetchall()
+    con.close()
+    assert sum(r[1] is None and r[2] is None and r[3] is not None for r in stored) == 1
+    log = built.ok("audit", "log", "--action", "reservation.late_opt_out", "--json", as_user="ada").json()
+    assert [(e["details"]["rows_blanked"], e["details"]["persons"]) for e in log] == [({"helsestasjon": 1}, 1)]
+    assert "R05" not in json.dumps(log) and p[7].fnr not in json.dumps(log)
+    # A second message for the same person finds nothing left to blank.
+    again = tmp_path / "again"
+    write_delivery(again, "reservasjon", [{**message, "message_id": "M-again"}], period="2023")
+    built.ok("ingest", str(again), as_user="ada", clock=clock())
+    assert len(built.ok("audit", "log", "--action", "reservation.late_opt_out", "--json", as_user="ada").json()) == 1
+
+    # Contacts under a D-number, later tied to the reserved person by the ID history: blanked then.
+    (d_number,) = people(1, seed=31, d_number=True)
+    early = tmp_path / "d-number"
+    write_delivery(early, "helsestasjon", [row("helsestasjon", d_number, contact_date="2023-08-01")], period="2023")
+    built.ok("ingest", str(early), as_user="ada", clock=clock())
+    history = tmp_path / "history"
+    link = row("dsf_idhistory", p[7], old_id=d_number.fnr, change_date="2023-09-01")
+    write_delivery(history, "dsf_idhistory", [link], period="2023")
+    assert (
+        "blanked in 1 earlier rows of 1 persons" in built.ok("ingest", str(history), as_user="ada", clock=clock()).out
+    )
 
 
 @pytest.mark.slow

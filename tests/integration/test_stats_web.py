@@ -36,6 +36,7 @@ def served(tmp_path_factory):
         (stats / "feedback-1" / number).mkdir(parents=True)
         (stats / "feedback-1" / number / "index.html").write_text(f"<h1>{number}</h1>")
     (stats / "feedback-1" / "0301" / "planted.html").symlink_to("../4601/index.html")
+    (stats / "feedback-1" / "sammendrag.html").write_text("<h1>Sammendrag for registeret</h1>")
     (stats / "feedback").symlink_to("feedback-1")
     with serving(["stats", "serve"], cli.environ, base / "serve.log", "the statistics site") as url:
         yield cli, url, logins
@@ -95,6 +96,21 @@ def test_other_roles_see_no_feedback_and_admins_see_all(served):
     ada = Client(url)
     ada.login("ada", logins["ada"].password, logins["ada"].totp_secret)
     assert ada.get("/tilbakemelding/4601/").status == 200
+
+
+def test_the_registrys_summary_is_for_admins_only(served):
+    """The § 3-3 summary over every municipality sits beside their folders: admins read it (and
+    the index links it); a municipal user is refused, and the index lists only folders."""
+    _, url, logins = served
+    ada = Client(url)
+    ada.login("ada", logins["ada"].password, logins["ada"].totp_secret)
+    assert "Sammendrag for registeret" in ada.get("/tilbakemelding/sammendrag.html").text
+    index = ada.get("/tilbakemelding/").text
+    assert "tilbakemelding/sammendrag.html" in index and "tilbakemelding/sammendrag.html/" not in index
+    oslo = Client(url)
+    oslo.login("oslo", logins["oslo"].password, logins["oslo"].totp_secret)
+    assert oslo.get("/tilbakemelding/sammendrag.html").status == 403
+    assert "sammendrag" not in oslo.get("/tilbakemelding/").text
 
 
 def test_wrong_logins_lock_the_name_out(served):

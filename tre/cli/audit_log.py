@@ -17,8 +17,13 @@ group("audit", "verify the audit chain and read the audit log")
 AUDITORS = [Role.ADMIN, Role.CUSTODIAN]
 
 
-@command("audit verify", help="recompute the hash chain and name the first bad event", roles=AUDITORS)
+@command(
+    "audit verify",
+    help="recompute the hash chain and name the first bad event; check the record of releases against its anchors",
+    roles=AUDITORS,
+)
 def audit_verify(ctx, args):
+    from tre.linkage import releases
     from tre.models import AuditHead
 
     with ctx.store.transaction() as session:
@@ -27,9 +32,25 @@ def audit_verify(ctx, args):
     if problem is not None:
         ctx.emit({"ok": False, "events": count, "first_bad_event": problem.seq, "problem": problem.problem})
         raise IntegrityError(f"audit chain broken at {problem}")
+    # § 4-10: the record of releases, checked against the anchors of the (now verified) chain.
+    record = releases.verify(ctx.settings, ctx.store)
+    if record.problems:
+        ctx.emit({"ok": False, "events": count, "release_records": record.as_dict()})
+        more = f" (and {len(record.problems) - 1} more)" if len(record.problems) > 1 else ""
+        raise IntegrityError(f"record of releases damaged: {record.problems[0]}{more}")
     # The head hash, kept somewhere else, anchors the chain against a consistent rewrite.
-    data = {"ok": True, "events": count, "head_hash": head.hash if head else audit.GENESIS}
-    ctx.emit(data, f"audit chain intact: {count} events, head {data['head_hash'][:16]}…")
+    data = {
+        "ok": True,
+        "events": count,
+        "head_hash": head.hash if head else audit.GENESIS,
+        "release_records": record.as_dict(),
+    }
+    legacy = f" ({record.legacy} from before anchoring)" if record.legacy else ""
+    ctx.emit(
+        data,
+        f"audit chain intact: {count} events, head {data['head_hash'][:16]}…\n"
+        f"record of releases intact: {record.records} records{legacy}, each as its anchor in the chain says",
+    )
 
 
 def since(text: str) -> dt.datetime | dt.timedelta:

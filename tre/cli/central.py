@@ -45,7 +45,14 @@ def ingest_command(ctx, args):
     names = [getattr(d, "name", None) or d.file for d in find_deliveries(paths, source=args.source)]
     with progress(ctx, "ingest", names=names, unit="deliveries") as report:
         outcomes = ingest(_zone(ctx), ctx.store, paths, actor=ctx.actor, source=args.source, progress=report)
-    ctx.emit([o.as_dict() for o in outcomes], "\n".join(o.message for o in outcomes))
+    feedback = outcomes.feedback
+    note = (
+        f"\n§ 3-3 feedback for {len(feedback['municipalities'])} reporting municipalities, and the registry's "
+        f"summary, in {feedback['path']}"
+        if feedback and feedback["municipalities"]
+        else ""
+    )
+    ctx.emit([o.as_dict() for o in outcomes], "\n".join(o.message for o in outcomes) + note)
     failed = [o for o in outcomes if o.status == "failed"]
     if failed:
         raise DeliveryError(

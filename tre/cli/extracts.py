@@ -1,13 +1,17 @@
-"""`tre extract ...` and `tre innsyn`: project extracts, retention, and data-subject access."""
+"""`tre extract ...`, `tre innsyn` and `tre releases ...`: project extracts, retention,
+data-subject access, and the record of releases (§ 4-10) for an authority's inspection."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tre.cli.central import FNR, read_fnr
-from tre.cli.framework import arg, command, group, lazy, table
+from tre.cli.framework import arg, command, group, iso_date, lazy, table
 from tre.cli.progress import progress
 from tre.enums import Role
 
 extracts, innsyn = lazy("tre.linkage.extracts"), lazy("tre.linkage.innsyn")
+releases = lazy("tre.linkage.releases")
 
 group("extract", "build, list and purge project extracts")
 
@@ -91,3 +95,108 @@ def innsyn_command(ctx, args):
     fnr = read_fnr(args.fnr)
     report = innsyn.build_access_report(ctx.settings, _zone(ctx), ctx.store, actor=ctx.actor, fnr=fnr)
     ctx.emit(report, innsyn.render_html(report) if args.html else innsyn.render_text(report))
+
+
+group("releases", "the record of releases (§ 4-10): list it, export it for an authority's inspection")
+
+INSPECTORS = [Role.ADMIN, Role.CUSTODIAN]
+FILTERS = [
+    arg("--project", metavar="ID", help="only releases from this project"),
+    arg("--from", dest="first_day", type=iso_date, metavar="DAY", help="released on or after this day (YYYY-MM-DD)"),
+    arg("--to", dest="last_day", type=iso_date, metavar="DAY", help="released on or before this day (YYYY-MM-DD)"),
+]
+
+
+def _inspect(ctx, args, action: str, **details) -> list[dict]:
+    """The filtered record (verified first), with an audit event saying who looked at what."""
+    from tre import audit
+
+    rows = releases.inspection(
+        ctx.settings, ctx.store, project=args.project, first_day=args.first_day, last_day=args.last_day
+    )
+    with ctx.store.transaction() as session:
+        audit.record(
+            session,
+            at=ctx.now(),
+            actor=ctx.actor,
+            action=action,
+            object="release-record",
+            details={
+                "project": args.project,
+                "from": args.first_day and args.first_day.isoformat(),
+                "to": args.last_day and args.last_day.isoformat(),
+                "records": len(rows),
+                **details,
+            },
+        )
+    return rows
+
+
+@command(
+    "releases list",
+    help="the release records, one per release: recipient, legal basis, how many persons, digests (no persons)",
+    args=FILTERS,
+    roles=INSPECTORS,
+)
+def releases_list(ctx, args):
+    rows = _inspect(ctx, args, "release.inspect")
+    ctx.emit(
+        rows,
+        table(
+            ["record", "released", "project", "kind", "recipient", "legal basis", "persons", "reference"],
+            (
+                [
+                    r["record"],
+                    r["released_at"][:16],
+                    r["project"],
+                    r["kind"],
+                    r["recipient"],
+                    r["legal_basis"],
+                    r["persons"],
+                    r["reference"],
+                ]
+                for r in rows
+            ),
+        ),
+    )
+
+
+@command(
+    "releases export",
+    help="write the release records to a CSV or JSON file for an authority (per release: counts and digests, no persons)",
+    args=[
+        *FILTERS,
+        arg("--format", choices=["csv", "json"], default="csv", help="the file's format (default: csv)"),
+        arg("--output", type=Path, required=True, metavar="FILE", help="the file to write (not overwritten)"),
+    ],
+    roles=INSPECTORS,
+)
+def releases_export(ctx, args):
+    import json
+    import os
+    import tempfile
+
+    from tre.errors import UsageError
+
+    if args.output.exists() or args.output.is_symlink():
+        raise UsageError(f"{args.output} exists: name a new file")
+    if not args.output.parent.is_dir():
+        raise UsageError(f"{args.output.parent} is not a folder: name a file in an existing folder")
+    rows = _inspect(ctx, args, "release.export", format=args.format)
+    text = releases.inspection_csv(rows) if args.format == "csv" else json.dumps(rows, indent=2, ensure_ascii=False)
+    try:
+        descriptor, partial = tempfile.mkstemp(prefix=f".{args.output.name}.", dir=args.output.parent)  # 0600
+    except OSError as error:
+        raise UsageError(f"cannot write in {args.output.parent} ({error.strerror}): name another folder") from None
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.link(partial, args.output)  # never replaces a file made meanwhile
+    except FileExistsError:
+        raise UsageError(f"{args.output} exists: name a new file") from None
+    finally:
+        os.unlink(partial)
+    ctx.emit(
+        {"file": str(args.output), "records": len(rows), "format": args.format},
+        f"{len(rows)} release record(s) written to {args.output}",
+    )

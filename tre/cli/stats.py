@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from tre.cli.framework import arg, command, group, lazy, positive_int, table
+from tre.cli.framework import arg, command, group, positive_int, table
 from tre.cli.progress import progress
 from tre.enums import Role
-
-audit = lazy("tre.audit")
 
 group("stats", "§ 4-6 statistics: build and check them, make the site, serve it; § 3-3 feedback to municipalities")
 
@@ -82,25 +80,15 @@ def stats_site(ctx, args):
 )
 def stats_feedback(ctx, args):
     from tre.linkage.zone import CentralZone
-    from tre.stats.feedback import build_feedback, write_feedback
+    from tre.stats.feedback import publish_feedback
 
-    zone = CentralZone(ctx.settings, clock=ctx.clock)
-    with zone.reading(ctx.store) as con:
-        documents = build_feedback(con, zone.rejects_dir, now=ctx.now())
-    path = write_feedback(ctx.settings.stats_dir, documents, ctx.now().strftime("%Y%m%d%H%M%S"))
-    deliveries = sum(len(d["deliveries"]) for d in documents.values())
-    with ctx.store.transaction() as session:
-        audit.record(
-            session,
-            at=ctx.now(),
-            actor=ctx.actor,
-            action="stats.feedback",
-            object="feedback",
-            details={"municipalities": len(documents), "delivery_reports": deliveries},
-        )
+    summary = publish_feedback(
+        CentralZone(ctx.settings, clock=ctx.clock), ctx.store, actor=ctx.actor, trigger="command"
+    )
+    municipalities, deliveries = len(summary["municipalities"]), summary["delivery_reports"]
     ctx.emit(
-        {"feedback": str(path), "municipalities": len(documents), "deliveries": deliveries},
-        f"feedback for {len(documents)} municipalities ({deliveries} delivery reports) in {path}",
+        {"feedback": summary["path"], "municipalities": municipalities, "deliveries": deliveries},
+        f"feedback for {municipalities} municipalities ({deliveries} delivery reports) in {summary['path']}",
     )
 
 

@@ -54,6 +54,7 @@ from tre.linkage.store import literal, quote
 from tre.linkage.zone import CentralZone, build_gate, build_lock
 from tre.models import Extract, Project, ReleaseRecord
 from tre.registers import SOURCES, Column, Source
+from tre.release_anchors import anchor
 from tre.workspace import get_project, lock_project, seal_folder, valid_approvals, workspace
 
 MANIFEST_FORMAT = "tre-extract/1"
@@ -697,22 +698,22 @@ def _record_release(settings, metadata, record: ApprovalRecord, result: ExtractR
         # Persons are recorded centrally; a § 4-3 delivery is anonymous yet still about them.
         batch = releases.prepare(con, keys.column("pid"), project=record.project_id, reference=reference, now=now)
         with metadata.transaction() as session:
-            session.add(
-                ReleaseRecord(
-                    kind=ReleaseKind.EXTRACT,
-                    project_id=record.project_id,
-                    approval_id=record.id,
-                    approval_version=result.approval_version,
-                    recipient=record.applicant,
-                    legal_basis=record.legal_basis,
-                    persons=result.persons if record.kind != ApprovalKind.ANON43 else None,
-                    reference=reference,
-                    released_at=now,
-                    keep_until=add_years(now.date(), RELEASE_RECORD_YEARS),
-                    persons_batch=batch.batch,
-                    persons_digest=batch.digest,
-                )
+            row = ReleaseRecord(
+                kind=ReleaseKind.EXTRACT,
+                project_id=record.project_id,
+                approval_id=record.id,
+                approval_version=result.approval_version,
+                recipient=record.applicant,
+                legal_basis=record.legal_basis,
+                persons=result.persons if record.kind != ApprovalKind.ANON43 else None,
+                reference=reference,
+                released_at=now,
+                keep_until=add_years(now.date(), RELEASE_RECORD_YEARS),
+                persons_batch=batch.batch,
+                persons_digest=batch.digest,
             )
+            session.add(row)
+            anchor(session, row, actor=actor, at=now)
             audit.record(
                 session,
                 at=now,

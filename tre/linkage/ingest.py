@@ -13,7 +13,10 @@ register store attached:
    Python loop runs per register row; the per-number cryptography runs in worker processes.
 4. *Registration opt-out* (§ 2-2 first paragraph): for the sources under it, health-role
    fields are stored as NULL when the person had an active registration opt-out at the event
-   date (reservation messages of this and earlier deliveries count); admin fields stay.
+   date (reservation messages of this and earlier deliveries count); admin fields stay. A
+   reservation delivery (or an ID history that ties rows to a person) also blanks the health
+   fields of rows stored *before* it that its opt-outs cover
+   (`reservations.blank_late_opt_outs`), in its own transaction, counted and audited.
 5. *Commit* in the order `tre.linkage.zone` describes: vault, register store with the commit
    marker, metadata store. A delivery whose sha256 is committed is not ingested again.
 """
@@ -36,7 +39,7 @@ import pyarrow as pa
 from tre import audit, errorlog, idnumbers
 from tre.db import Store
 from tre.enums import DeliveryStatus
-from tre.errors import DeliveryError
+from tre.errors import DeliveryError, StoreError
 from tre.linkage.crypto import NUMBER_BYTES, PID_BYTES, SEALED_BYTES, Crypto, blind_parts, new_pids
 from tre.linkage.deliveries import (
     MAX_LINE_BYTES,
@@ -51,6 +54,7 @@ from tre.linkage.deliveries import (
     read_header,
     scan_file,
 )
+from tre.linkage.reservations import blank_late_opt_outs
 from tre.linkage.rules import EMBEDDED_NEWLINE, ID_RULES, OUTSIDE_PERIOD, create_code_tables, stored_sql, validation_sql
 from tre.linkage.store import DELIVERY, LINE, first, literal, quote, stored_columns
 from tre.linkage.vault import load_data_keys
@@ -89,6 +93,10 @@ def ingest(
 
     The zone is locked for writing one delivery at a time, so that between deliveries readers,
     and a backup (`tre backup`), find it consistent and need not wait for the whole run.
+
+    A run that stored a delivery then writes the § 3-3 feedback of every reporting municipality
+    and the registry's summary (`tre.stats.feedback.publish_feedback`, audited): the returned
+    list's `feedback` is that summary (None when nothing was stored).
     """
     found = find_deliveries(paths, source=source)
     outcomes: list[Outcome] = []
@@ -119,10 +127,34 @@ def ingest(
         finally:
             if crypto is not None:
                 crypto.close()
-    return outcomes
+    run = IngestRun(outcomes)
+    if any(o.status == "ingested" for o in outcomes):
+        run.feedback = _feedback(zone, metadata, actor=actor)
+    return run
+
+
+class IngestRun(list):
+    """The outcomes of an ingest run, and the § 3-3 feedback it wrote."""
+
+    feedback: dict | None = None
+
+
+def _feedback(zone: CentralZone, metadata: Store, *, actor: str) -> dict:
+    from tre.stats.feedback import publish_feedback
+
+    try:
+        return publish_feedback(zone, metadata, actor=actor, trigger="ingest")
+    except OSError as error:
+        raise StoreError(
+            f"the deliveries are stored, but the § 3-3 feedback could not be written in {zone.settings.stats_dir} "
+            f"({error.strerror}): fix that and run `tre stats feedback`"
+        ) from None
 
 
 BLINDS = "temp.__tre_blinds"
+# Deliveries after which stored rows may newly fall under a registration opt-out: new
+# reservation messages, or ID-history links that make earlier rows the reserved person's.
+LATE_OPT_OUT_SOURCES = ("reservasjon", "dsf_idhistory")
 
 
 def _size(path: Path) -> int:
@@ -143,6 +175,12 @@ def summary(name: str, report: dict) -> str:
         text += f" ({counts})"
     if report.get("registration_opt_out_rows"):
         text += f"; health fields withheld for {report['registration_opt_out_rows']} rows (registration opt-out)"
+    if report.get("late_opt_out"):
+        late = report["late_opt_out"]
+        text += (
+            f"; health fields blanked in {sum(late['rows'].values())} earlier rows of {late['persons']} persons "
+            "(registration opt-outs that arrived after them)"
+        )
     if report.get("not_linked"):
         text += f"; {report['not_linked']} rows not linked to a person"
     return text
@@ -887,6 +925,11 @@ class _Run:
         if self.source.name == "dsf_idhistory":
             self.sql(f"INSERT INTO registers.__tre_person_links SELECT pid, canonical, {d} FROM __tre_links")
         self.sql(f"INSERT INTO registers.__tre_findings SELECT {d}, line, rule, pid FROM __tre_found")
+        if self.source.name in LATE_OPT_OUT_SOURCES:
+            late = blank_late_opt_outs(self.con)
+            if late:
+                self.report["late_opt_out"] = late
+                self.say(f"health fields blanked in {sum(late['rows'].values())} earlier rows (late opt-outs)")
         if self.source.consent_based:
             # A withdrawal is linked to the person, to honour it: none of their rows is used again.
             column = quote(self.identity_columns[0])

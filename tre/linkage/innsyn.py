@@ -17,6 +17,7 @@ from sqlalchemy import select
 from tre import audit
 from tre.config import Settings
 from tre.db import Store
+from tre.errors import IntegrityError
 from tre.linkage import releases, vault
 from tre.linkage.reservations import active_reservations, reservation_history
 from tre.linkage.store import DELIVERY, LINE, person_pids, quote
@@ -31,6 +32,13 @@ INTERNAL = {"pid", DELIVERY, LINE}
 def build_access_report(settings: Settings, zone: CentralZone, metadata: Store, *, actor: str, fnr: str) -> dict:
     """The person's access report; the look-up is audited against the person (custodian only)."""
     now = zone.clock()
+    # A release record deleted or altered would show as "no release": refuse instead (§ 4-10).
+    damaged = releases.verify(settings, metadata).problems
+    if damaged:
+        raise IntegrityError(
+            f"the record of releases is damaged ({damaged[0]}); the access report would leave releases out: "
+            "run `tre audit verify` and restore the record from a backup before answering"
+        )
     pid = vault.lookup(zone, metadata, actor=actor, fnr=fnr, reason=REASON)
     report: dict = {"generated_at": now.isoformat(), "registered": pid is not None}
     if pid is None:

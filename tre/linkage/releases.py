@@ -16,8 +16,16 @@ it. Nothing reads persons except through a committed record, so an orphan is nev
 the meantime, and no release can inherit another's persons (a batch id is never reused, as
 a metadata row id can be).
 
-The digest (SHA-256 over the sorted pids) makes the persons part of the record itself: a hash
-chain over release records (their fields and digests) covers who was released, too.
+The digest (SHA-256 over the sorted pids) makes the persons part of the record itself, and
+every release record is *anchored* in the audit chain: the transaction that writes a record
+also appends a `release.anchor` event holding the record's id, batch and the SHA-256 of all
+its fields (`tre.release_anchors`). The audit chain is tamper-evident, so `verify` finds a record
+deleted (an anchor without its row), altered or renumbered (a row that no longer hashes to its
+anchor), inserted (a row without an anchor), or whose persons were changed (a batch that no
+longer hashes to the record's digest); `tre audit verify` runs it with the chain. Recovery
+never deletes a batch that an anchor names, so deleting a record's row does not make its
+persons an "orphan" to be cleaned away. Records written before anchoring existed (ids below
+the first anchored one) are counted as *legacy*: the chain cannot vouch for them.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import hashlib
+import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -35,9 +44,11 @@ import duckdb
 import pyarrow as pa
 from sqlalchemy import select
 
+from tre import audit
 from tre.config import Settings
 from tre.db import Store
-from tre.models import ReleaseRecord
+from tre.models import AuditEvent, ReleaseRecord
+from tre.release_anchors import ANCHOR, record_digest, record_fields
 
 RELEASES_FILE = "releases.duckdb"
 LOCK_FILE = "releases.lock"
@@ -147,7 +158,10 @@ def recover_orphans(settings: Settings, metadata: Store) -> list[str]:
                     select(ReleaseRecord.persons_batch).where(ReleaseRecord.persons_batch.is_not(None))
                 ).scalars()
             )
-        orphans = sorted(set(batches) - named)
+        # A batch an anchor names belongs to a committed release whose row has gone (tampering):
+        # it is evidence for `verify`, never an orphan.
+        orphans = set(batches) - named
+        orphans = sorted(orphans - anchored_batches(metadata)) if orphans else []
         if orphans:
             con.execute("BEGIN")
             con.execute("DELETE FROM release_persons WHERE list_contains($1, batch)", [orphans])
@@ -196,9 +210,9 @@ def check_records(settings: Settings, metadata: Store) -> list[str]:
     if not records:
         return []
     problems = []
-    with releases_db(settings, write=False) as con:
-        held: dict[str, str] = {}  # batch -> the digest of the persons it holds
-        if con is not None:
+    held: dict[str, str] = {}  # batch -> the digest of the persons it holds
+    if releases_path(settings).exists():
+        with releases_db(settings, write=False) as con:
             held = dict(
                 con.execute(
                     f"""SELECT {_batch_sql(con)} AS b, sha256(string_agg(pid || chr(10), '' ORDER BY pid))
@@ -211,3 +225,150 @@ def check_records(settings: Settings, metadata: Store) -> list[str]:
         elif digest and held[batch] != digest:
             problems.append(f"release record {record_id}: the releases file holds other persons than its digest says")
     return problems
+
+
+# --- anchoring in the audit chain and verifying ---------------------------------------------
+
+
+def _anchors(session) -> list[tuple[int, dict]]:
+    """(audit sequence number, details) of every anchor, in the chain's order."""
+    events = session.execute(
+        select(AuditEvent.seq, AuditEvent.details).where(AuditEvent.action == ANCHOR).order_by(AuditEvent.seq)
+    ).all()
+    return [(seq, json.loads(details)) for seq, details in events]
+
+
+def anchored_batches(metadata: Store) -> set[str]:
+    with metadata.transaction() as session:
+        return {d["batch"] for _, d in _anchors(session) if d.get("batch")}
+
+
+@dataclass
+class Verification:
+    """The record of releases checked against its anchors and its persons."""
+
+    records: int = 0
+    anchored: int = 0
+    legacy: int = 0  # written before anchoring existed: ids below the first anchored one
+    problems: list[str] | None = None
+    anchors: dict[int, int] | None = None  # record id -> the audit event that anchors it
+
+    def as_dict(self) -> dict:
+        return {"records": self.records, "anchored": self.anchored, "legacy": self.legacy, "problems": self.problems}
+
+
+def verify(settings: Settings, metadata: Store) -> Verification:
+    """Every anchor has its record, unchanged; every record since anchoring began has its
+    anchor; every record's batch holds the persons its digest says. Problems name record ids
+    and audit sequence numbers, never persons."""
+    with metadata.transaction() as session:
+        anchors = _anchors(session)
+        rows = {r.id: record_digest(r) for r in session.execute(select(ReleaseRecord)).scalars()}
+    problems: list[str] = []
+    by_record: dict[int, int] = {}
+    for seq, details in anchors:
+        record_id = details.get("record")
+        if record_id in by_record:
+            problems.append(
+                f"release record {record_id} is anchored twice (audit events {by_record[record_id]} and {seq}): "
+                "a record was deleted and its id given to another"
+            )
+            continue
+        by_record[record_id] = seq
+        if record_id not in rows:
+            problems.append(f"release record {record_id} (anchored by audit event {seq}) is missing: deleted")
+        elif audit.digest(rows[record_id]) != details.get("record_digest"):
+            problems.append(
+                f"release record {record_id} differs from what audit event {seq} anchored: altered or renumbered"
+            )
+    first = min(by_record, default=None)
+    legacy = 0
+    for record_id in sorted(rows.keys() - by_record.keys()):
+        if first is None or record_id < first:
+            legacy += 1
+        else:
+            problems.append(f"release record {record_id} has no anchor in the audit chain: inserted")
+    problems += check_records(settings, metadata)
+    return Verification(len(rows), len(by_record.keys() & rows.keys()), legacy, problems, by_record)
+
+
+# --- inspection (an authority's, § 4-10) -------------------------------------------------------
+
+INSPECTION_COLUMNS = (
+    "record",
+    "kind",
+    "project",
+    "approval",
+    "approval_version",
+    "recipient",
+    "legal_basis",
+    "persons",
+    "reference",
+    "released_at",
+    "keep_until",
+    "persons_batch",
+    "persons_digest",
+    "record_digest",
+    "anchor_event",
+)
+
+
+def inspection(
+    settings: Settings,
+    metadata: Store,
+    *,
+    project: str | None = None,
+    first_day: dt.date | None = None,
+    last_day: dt.date | None = None,
+) -> list[dict]:
+    """The release records an authority inspects: one row per release (batch), with how many
+    persons it covered and the digests that tie it to its persons and to the audit chain; never
+    the persons themselves. Days are the TRE's (`time_zone`). Refuses a damaged record."""
+    from tre.errors import IntegrityError
+    from tre.timezones import display_zone
+
+    checked = verify(settings, metadata)
+    if checked.problems:
+        raise IntegrityError(
+            f"the record of releases is damaged ({checked.problems[0]}): run `tre audit verify` and restore it "
+            "from a backup before it is inspected"
+        )
+    zone = display_zone(settings.time_zone)
+    query = select(ReleaseRecord).order_by(ReleaseRecord.id)
+    if project is not None:
+        query = query.where(ReleaseRecord.project_id == project)
+    rows = []
+    with metadata.transaction() as session:
+        for row in session.execute(query).scalars():
+            day = row.released_at.astimezone(zone).date()
+            if (first_day and day < first_day) or (last_day and day > last_day):
+                continue
+            fields = record_fields(row)
+            rows.append(
+                {
+                    "record": fields.pop("id"),
+                    **fields,
+                    "released_at": row.released_at.astimezone(zone).isoformat(),
+                    "record_digest": record_digest(row),
+                    "anchor_event": checked.anchors.get(row.id),
+                }
+            )
+    return rows
+
+
+def inspection_csv(rows: list[dict]) -> str:
+    """CSV for a spreadsheet: a text cell that starts like a formula is written with a leading '."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=INSPECTION_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(
+            {
+                k: "'" + v if isinstance(v, str) and v.startswith(("=", "+", "-", "@", "\t", "\r")) else v
+                for k, v in row.items()
+            }
+        )
+    return out.getvalue()

@@ -14,6 +14,16 @@ is `activate`. No message: not reserved.
 Two kinds (`tre.enums.ReservationKind`): `registration` (§ 2-2 first paragraph, applied at
 ingest to health-centre/school-health, maternity and dental rows) and `release_with_fnr`
 (§ 2-2 second paragraph, for § 4-5 deliveries with ID numbers; not for central linkage).
+
+A registration opt-out may arrive after the rows it covers (the person reserved themselves at
+the health centre in March; the reservation message comes in a later delivery than March's
+contacts). `blank_late_opt_outs` then blanks the health columns of every stored row of that
+person dated from the opt-out's effective time (administrative columns stay), in the same
+transaction as the delivery that brought the message (or the ID-history link that tied the
+rows to the person). What was blanked is counted in the delivery's report and audited
+(`reservation.late_opt_out`, counts only); every later extract and statistic reads the
+blanked rows. Blanking cannot be undone: a later deactivation takes effect from its own
+effective time.
 """
 
 from __future__ import annotations
@@ -24,7 +34,8 @@ from zoneinfo import ZoneInfo
 import duckdb
 
 from tre.enums import ReservationKind
-from tre.linkage.store import quote, resolve_pids
+from tre.linkage.store import DELIVERY, LINE, quote, resolve_pids
+from tre.registers import SOURCES
 
 
 def active_reservations_sql(schema: str = "registers") -> str:
@@ -74,3 +85,54 @@ def reservation_history(con: duckdb.DuckDBPyConnection, pid: str, *, schema: str
 def _naive(at: dt.datetime) -> dt.datetime:
     # Effective times in deliveries are Norwegian wall-clock times without a zone.
     return at.astimezone(ZoneInfo("Europe/Oslo")).replace(tzinfo=None) if at.tzinfo else at
+
+
+def blank_late_opt_outs(con: duckdb.DuckDBPyConnection, *, schema: str = "registers") -> dict:
+    """Blank the health columns of every stored row, of the sources under the registration
+    opt-out, whose person had an active registration opt-out at the row's event date and that
+    still holds a health value. Run inside the transaction of the delivery that changed the
+    reservations (or the person links); the history is read from the store's tables, this
+    delivery's uncommitted rows included. Returns `{"rows": {source: n}, "persons": n,
+    "columns": {source: [names]}}` (empty when nothing was blanked): counts, never values."""
+    s = quote(schema)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE __tre_late_history AS
+            SELECT coalesce(m.canonical_pid, r.pid) AS pid, r.effective_time AS effective_at,
+                   r.action = 'activate' AS active
+            FROM {s}.reservasjon r LEFT JOIN {s}.__tre_person_map m ON m.pid = r.pid
+            WHERE r.kind = 'registration' AND r.pid IS NOT NULL"""
+    )
+    rows: dict[str, int] = {}
+    columns: dict[str, list[str]] = {}
+    con.execute("CREATE OR REPLACE TEMP TABLE __tre_late_persons (pid UUID)")
+    for source in SOURCES.values():
+        if not source.registration_opt_out:
+            continue
+        health = [c.name for c in source.columns if c.role == "health"]
+        table = f"{s}.{quote(source.name)}"
+        held = " OR ".join(f"t.{quote(h)} IS NOT NULL" for h in health)
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE __tre_late_rows AS
+                SELECT a.d, a.l, a.pid FROM (
+                    SELECT t.{DELIVERY} AS d, t.{LINE} AS l, coalesce(m.canonical_pid, t.pid) AS pid,
+                           CAST(t.{quote(source.event_date)} AS TIMESTAMP) AS at
+                    FROM {table} t LEFT JOIN {s}.__tre_person_map m ON m.pid = t.pid
+                    WHERE t.pid IS NOT NULL AND ({held})
+                      AND coalesce(m.canonical_pid, t.pid) IN (SELECT pid FROM __tre_late_history)) a
+                ASOF JOIN __tre_late_history h ON a.pid = h.pid AND a.at >= h.effective_at
+                WHERE h.active"""
+        )
+        count = con.execute("SELECT count(*) FROM __tre_late_rows").fetchall()[0][0]
+        if not count:
+            continue
+        blank = ", ".join(f"{quote(h)} = NULL" for h in health)
+        con.execute(
+            f"""UPDATE {table} AS t SET {blank} FROM __tre_late_rows b
+                WHERE t.{DELIVERY} = b.d AND t.{LINE} = b.l"""
+        )
+        con.execute("INSERT INTO __tre_late_persons SELECT DISTINCT pid FROM __tre_late_rows")
+        rows[source.name], columns[source.name] = count, health
+    persons = con.execute("SELECT count(DISTINCT pid) FROM __tre_late_persons").fetchall()[0][0]
+    for table in ("__tre_late_history", "__tre_late_rows", "__tre_late_persons"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+    return {"rows": rows, "persons": persons, "columns": columns} if rows else {}

@@ -16,8 +16,10 @@ One DuckDB file in the central zone (`registers.duckdb`). Tables:
 - `__tre_findings`: row-level quality findings made at ingest (birth date or sex inconsistent
   with the ID number).
 
-Every row carries the delivery that wrote it, and nothing is ever updated: an uncommitted
-delivery is removed by deleting its rows (see `tre.linkage.zone`).
+Every row carries the delivery that wrote it, and rows are never updated but for one rule:
+a registration opt-out that arrives after the rows it covers blanks their health columns, in
+the transaction of the delivery that brought it (`reservations.blank_late_opt_outs`). An
+uncommitted delivery is removed by deleting its rows (see `tre.linkage.zone`).
 """
 
 from __future__ import annotations

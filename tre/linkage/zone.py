@@ -442,6 +442,23 @@ def record_delivery(session, marker: DeliveryMarker, *, recovered: bool = False)
         object=f"delivery:{marker.id}",
         details=details,
     )
+    late = marker.report.get("late_opt_out")
+    if late:
+        # § 2-2: what a late registration opt-out blanked, as counts (never values or persons).
+        audit.record(
+            session,
+            at=at,
+            actor=marker.committed_by,
+            action="reservation.late_opt_out",
+            object=f"delivery:{marker.id}",
+            details={
+                "delivery": marker.id,
+                "rows_blanked": late["rows"],
+                "persons": late["persons"],
+                "columns": late["columns"],
+                **({"recovered": True} if recovered else {}),
+            },
+        )
 
 
 @contextmanager

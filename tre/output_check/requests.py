@@ -76,6 +76,7 @@ class ReleaseEntry:
     reference: str
     released_at: dt.datetime
     keep_until: dt.date
+    released_by: str  # who released: the actor of the record's anchor in the audit chain
 
 
 @dataclass(frozen=True)
@@ -544,6 +545,7 @@ class Requests:
                 reference=request.label,
                 released_at=now,
                 keep_until=keep_until(now),
+                released_by=actor,
             )
         )
         files = self._write(request, project, actor, now, record_id)

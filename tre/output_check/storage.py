@@ -31,6 +31,7 @@ from tre.output_check.policies import ApprovalRef, Person, ProjectInfo
 from tre.output_check.requests import ReleaseEntry, ReleaseInfo
 from tre.output_check.workflow import DECIDED, Comment, OutputFile, RequestState, ReviewState, WrittenAs
 from tre.output_check.workflow import Vote as VoteState
+from tre.release_anchors import anchor
 from tre.users import find_user
 from tre.workspace import approval_threshold, get_project, project_approval
 
@@ -294,7 +295,7 @@ class SqlRequestStore:
             keep_until=entry.keep_until,
         )
         self.session.add(row)
-        self.session.flush()
+        anchor(self.session, row, actor=entry.released_by, at=entry.released_at)
         return row.id
 
     def add_release(self, info: ReleaseInfo) -> None:

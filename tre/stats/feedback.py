@@ -15,6 +15,12 @@ Written as a folder per municipality (`feedback/<kommunenummer>/`: `index.html`,
 an HTML page, a JSON document and a CSV of the rows to check). Not public: `tre stats serve`
 shows a municipality's folder only to users with the `municipality` role bound to that
 number (and to admins).
+
+Every ingest that stores a delivery writes it all again (`publish_feedback`, called by
+`tre.linkage.ingest.ingest`), with the registry's summary beside the folders
+(`feedback/sammendrag.json` and `.html`: per municipality, deliveries, rows stored, rejected
+and to check, the counts against the population register, rejects by rule), and audits it
+(`stats.feedback`). Nothing written holds an ID number.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from pathlib import Path
 
 import duckdb
 
+from tre import audit
 from tre.linkage.store import quote
 from tre.linkage.zone import redact
 from tre.registers import SOURCES, municipalities
@@ -202,11 +209,112 @@ def _previous_period(period: str | None) -> str | None:
     return str(int(period) - 1) if period and period.isdigit() else None
 
 
-def write_feedback(stats_dir: Path, documents: dict[str, dict], serial: str) -> Path:
-    """The feedback folders of every municipality, switched into place in one step."""
+SUMMARY = "sammendrag"  # the registry's summary, beside the municipalities' folders
+COUNTS = (
+    "rows_stored",
+    "rows_rejected",
+    "not_in_population_register",
+    "registered_elsewhere",
+    "after_death",
+    "after_emigration",
+)
+
+
+def publish_feedback(zone, metadata, *, actor: str, trigger: str) -> dict:
+    """Build and write every municipality's feedback and the registry's summary from what the
+    register store holds now, and audit it. Returns the summary."""
+    now = zone.clock()
+    with zone.reading(metadata) as con:
+        documents = build_feedback(con, zone.rejects_dir, now=now)
+    summary = registry_summary(documents, now=now)
+    stats_dir = zone.settings.stats_dir
+    stats_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = write_feedback(stats_dir, documents, now.strftime("%Y%m%d%H%M%S"), summary=summary)
+    with metadata.transaction() as session:
+        audit.record(
+            session,
+            at=now,
+            actor=actor,
+            action="stats.feedback",
+            object="feedback",
+            details={
+                "municipalities": len(documents),
+                "delivery_reports": summary["delivery_reports"],
+                "rows_rejected": summary["totals"]["rows_rejected"],
+                "trigger": trigger,
+            },
+        )
+    return {**summary, "path": str(path)}
+
+
+def registry_summary(documents: dict[str, dict], *, now: dt.datetime) -> dict:
+    """The registry's view of the feedback: per municipality, counts over its deliveries (rows
+    stored, rejected, to check, against the population register) and rejects by rule."""
+    municipalities_ = []
+    totals = dict.fromkeys((*COUNTS, "rows_to_check"), 0)
+    rules: dict[str, int] = {}
+    for number in sorted(documents):
+        document = documents[number]
+        counts = dict.fromkeys((*COUNTS, "rows_to_check"), 0)
+        for entry in document["deliveries"]:
+            for counter in COUNTS:
+                counts[counter] += entry.get(counter, 0) or 0
+            counts["rows_to_check"] += len(entry["rows_to_check"])
+            for rule, columns in entry["rejects"].items():
+                rules[rule] = rules.get(rule, 0) + sum(columns.values())
+        for counter, value in counts.items():
+            totals[counter] += value
+        municipalities_.append(
+            {"municipality": number, "name": document["name"], "deliveries": len(document["deliveries"]), **counts}
+        )
+    return {
+        "generated_at": now.astimezone(dt.UTC).isoformat(timespec="seconds"),
+        "municipalities": municipalities_,
+        "delivery_reports": sum(m["deliveries"] for m in municipalities_),
+        "totals": totals,
+        "rejects_by_rule": dict(sorted(rules.items())),
+    }
+
+
+def summary_page(summary: dict) -> str:
+    head = "".join(
+        f"<th>{e(h)}</th>"
+        for h in (
+            "Kommune",
+            "Leveringer",
+            "Lagret",
+            "Avvist",
+            "Å sjekke",
+            "Ikke i folkeregisteret",
+            "Bosatt annet sted",
+        )
+    )
+    rows = "".join(
+        f"<tr><td>{e(m['municipality'])} {e(m['name'])}</td><td class='num'>{m['deliveries']}</td>"
+        f"<td class='num'>{m['rows_stored']}</td><td class='num'>{m['rows_rejected']}</td>"
+        f"<td class='num'>{m['rows_to_check']}</td><td class='num'>{m['not_in_population_register']}</td>"
+        f"<td class='num'>{m['registered_elsewhere']}</td></tr>"
+        for m in summary["municipalities"]
+    )
+    rules = "".join(
+        f"<tr><td>{e(RULES_NB.get(rule, rule))} ({e(rule)})</td><td class='num'>{n}</td></tr>"
+        for rule, n in summary["rejects_by_rule"].items()
+    )
+    body = f"""<p>Tilbakemeldingen til hver kommune som rapporterer, samlet for registeret (generert {e(summary["generated_at"])}).</p>
+<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>
+<h2>Avvisninger etter regel</h2><table><tbody>{rules or "<tr><td>Ingen avviste rader.</td></tr>"}</tbody></table>"""
+    return _page("Sammendrag for registeret (§ 3-3)", body, home="./")
+
+
+def write_feedback(stats_dir: Path, documents: dict[str, dict], serial: str, *, summary: dict | None = None) -> Path:
+    """The feedback folders of every municipality (and the registry's summary), switched into
+    place in one step."""
 
     def write(target: Path) -> None:
         target.mkdir(mode=0o700)
+        if summary is not None:
+            (target / f"{SUMMARY}.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1), encoding="utf-8")
+            (target / f"{SUMMARY}.html").write_text(summary_page(summary), encoding="utf-8")
         for number, document in documents.items():
             folder = target / number
             folder.mkdir(mode=0o700)
@@ -254,10 +362,12 @@ RULES_NB = {
 }
 
 
-def _page(title: str, body: str) -> str:
+def _page(title: str, body: str, *, home: str = "../") -> str:
+    """A feedback page; `home` is the way up to `tilbakemelding/` (a municipality's pages are a
+    folder below it, the registry's summary beside the folders)."""
     return f"""<!doctype html><html lang="nb"><head><meta charset="utf-8"><title>{e(title)}</title>
-<link rel="stylesheet" href="../../assets/site.css"></head><body>
-<header><a class="home" href="../">Tilbakemelding til kommunene</a> <span class="en" lang="en">Feedback to the municipalities (§ 3-3)</span> <a class="home" href="../../logout">Logg ut</a></header>
+<link rel="stylesheet" href="{home}../assets/site.css"></head><body>
+<header><a class="home" href="{home}">Tilbakemelding til kommunene</a> <span class="en" lang="en">Feedback to the municipalities (§ 3-3)</span> <a class="home" href="{home}../logout">Logg ut</a></header>
 <main><h1>{e(title)}</h1>{body}</main>
 <footer>Kvalitetskontroll etter forskrift om KPR § 3-3. Ikke offentlig: bare for kommunens brukere.</footer></body></html>"""
 

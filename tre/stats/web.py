@@ -29,7 +29,7 @@ from tre.config import Settings
 from tre.db import Store, utc_now
 from tre.enums import Role
 from tre.serving import run_until_stopped, service_address
-from tre.stats.feedback import FEEDBACK
+from tre.stats.feedback import FEEDBACK, SUMMARY
 from tre.stats.site import SITE
 from tre.users import find_user, municipalities_of
 
@@ -152,9 +152,13 @@ class FeedbackIndex(Base):
         name = self.user_name
         numbers, admin = await asyncio.to_thread(self._access, name)
         root = self.stats.settings.stats_dir / FEEDBACK
-        available = sorted(p.name for p in root.iterdir()) if root.is_dir() else []
+        available = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
         shown = available if admin else [n for n in numbers if n in available]
         items = "".join(f'<li><a href="{self.url(f"tilbakemelding/{n}/")}">{n}</a></li>' for n in shown)
+        if admin and (root / f"{SUMMARY}.html").is_file():
+            items = (
+                f'<li><a href="{self.url(f"tilbakemelding/{SUMMARY}.html")}">Sammendrag for registeret</a></li>' + items
+            )
         if not numbers and not admin:
             await asyncio.to_thread(
                 self.stats.record, name, "access.denied", "feedback", {"reason": "no municipality role"}
@@ -203,6 +207,28 @@ class FeedbackFile(FeedbackIndex):
         self.set_header("Content-Type", TYPES.get(target.suffix, "application/octet-stream"))
         if target.suffix in (".csv", ".json"):
             self.set_header("Content-Disposition", f'attachment; filename="{number}-{target.name}"')
+        self.finish(await asyncio.to_thread(target.read_bytes))
+
+
+class FeedbackSummary(FeedbackIndex):
+    """The registry's summary of every municipality's feedback: admins only."""
+
+    @web.authenticated
+    async def get(self, suffix: str):
+        name = self.user_name
+        _, admin = await asyncio.to_thread(self._access, name)
+        where = f"feedback:{SUMMARY}.{suffix}"
+        if not admin:
+            await asyncio.to_thread(self.stats.record, name, "access.denied", where, {"reason": "not an admin"})
+            self.private_page("Ingen tilgang", "<p>Sammendraget er for registerets forvaltere.</p>", 403)
+            return
+        target = self.stats.settings.stats_dir / FEEDBACK / f"{SUMMARY}.{suffix}"
+        if not target.is_file() or target.is_symlink():
+            raise web.HTTPError(404)
+        await asyncio.to_thread(self.stats.record, name, "feedback.view", where, {})
+        self.set_header("Content-Security-Policy", PRIVATE_CSP)
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("Content-Type", TYPES[f".{suffix}"])
         self.finish(await asyncio.to_thread(target.read_bytes))
 
 
@@ -291,6 +317,7 @@ def make_app(
     private = [
         (rf"{prefix}tilbakemelding/?", FeedbackIndex),
         (rf"{prefix}tilbakemelding/(\d{{4}})/(.*)", FeedbackFile),
+        (rf"{prefix}tilbakemelding/{SUMMARY}\.(html|json)", FeedbackSummary),
     ]
     handlers = []
     for pattern, handler in private:
