@@ -78,6 +78,7 @@ def env_for(base: Path, name: str) -> dict:
         TRE_APPROVALS_DIR=str(base / "approvals"),
         TRE_BACKUP_DIR=str(base / "backups"),
         TRE_BACKUP_KEYS_DIR=str(base / "backup-keys"),
+        TRE_PROJECT_DISK_QUOTA="0",  # no loop-mounted volumes unless a test wants them
     )
     return env
 
