@@ -31,6 +31,7 @@ class World:
     env: dict
     settings: Settings
     store: Store
+    people: list = None  # the extract's pseudonyms
     clock: object = utc_now
 
     @property
@@ -45,7 +46,7 @@ class World:
     def workflow(self, session) -> Requests:
         return Requests(
             SqlRequestStore(session),
-            WorkspaceOutputs(self.settings.projects_dir),
+            WorkspaceOutputs(self.settings.projects_dir, ledger_dir=self.settings.ledger_dir),
             self.settings.exports_dir,
             self.clock,
         )
@@ -55,7 +56,7 @@ class World:
         from tre.safe import Session
 
         session = Session(self.project_dir, PROJECT, out=io.StringIO())
-        data = records(n, seed=seed)
+        data = records(n, seed=seed, persons=self.people)
         return session.crosstab(data.kommune, data.sex, name=name, **options)
 
     def queue_file(self, name: str, text: str) -> None:
@@ -85,5 +86,6 @@ def build_world(root: Path) -> World:
         for name in ("rita", "reidar", "omar"):
             make_member(session, project, people[name])
         make_approval(session, project)
-    make_extract(settings.projects_dir / PROJECT, pseudonyms(300, seed=4))
-    return World(env, settings, store)
+    people = pseudonyms(1000, seed=4)
+    make_extract(settings.projects_dir / PROJECT, people)
+    return World(env, settings, store, people)

@@ -89,7 +89,7 @@ def test_a_researcher_and_two_officers_through_the_page(setup):
     label = made.url.rsplit("/", 1)[-1]
     assert label.startswith("REQ-") and "add outputs from the queue" in flash(made)
     added = rita.post(f"/requests/{label}/outputs", {"output": "by_sex", **CONTEXT})
-    assert flash(added) == "added by_sex (check pass)"
+    assert flash(added) == "added by_sex (check protected)"
     assert "Check report" in added.text and '<table class="grid">' in added.text  # the table's preview
     assert flash(rita.post(f"/requests/{label}/submit")).endswith("submitted: two officers review it independently")
 

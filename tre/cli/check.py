@@ -7,14 +7,17 @@ A check that fails prints its report and exits with the DisclosureRisk code (10)
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from tre.cli.framework import ANY_ROLE, arg, command, group, table
-from tre.errors import DisclosureRisk, NotFound, UsageError
+from tre.errors import DisclosureRisk, NotFound, UsageError, UserError
 from tre.models import Project
 from tre.output_check import METHODS, Status, build_table, build_table_report, load_parameters
+from tre.output_check.central import build_central_report
+from tre.output_check.ledger_store import project_ledger_dir, read_ledger
 from tre.output_check.notebooks import build_file_report, build_notebook_report, render_notebook_report_html
-from tre.output_check.queue import build_queued_output_report, queue_dir
+from tre.output_check.queue import queue_dir
 from tre.output_check.reports import Report, input_record, render_html
 from tre.output_check.sources import extract_path, read_csv, read_pseudonyms, read_released_file, read_released_tables
 
@@ -123,8 +126,11 @@ def check_output(ctx, args):
     params, project_dir, pseudonyms = _project_context(ctx, args)
     path = args.path
     if path.is_dir():
+        meta = _read_meta(path)
+        ledger = read_ledger(project_ledger_dir(ctx.settings.ledger_dir, args.project))
         released, skipped = read_released_tables(project_dir / "released")
-        report = build_queued_output_report(path, params, pseudonyms, released, now=ctx.now())
+        released = [t for t in released if t.name not in {e.name for e in ledger}]
+        report = build_central_report(path, meta, params, pseudonyms, ledger, released=released, now=ctx.now())
         report.details["released_not_compared"] = skipped
     elif path.suffix.lower() == ".ipynb":
         report = build_notebook_report(path, params, pseudonyms, queue_dir=queue_dir(project_dir), now=ctx.now())
@@ -133,6 +139,16 @@ def check_output(ctx, args):
     else:
         raise NotFound(f"no such file or directory: {path}")
     _finish(ctx, report, args.html, f"Output {path.name}")
+
+
+def _read_meta(directory: Path) -> dict:
+    try:
+        meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise UserError(f"{directory} is not a queued output (it needs meta.json): queue it with tre.safe") from None
+    if not isinstance(meta, dict):
+        raise UserError(f"{directory}/meta.json is not a queued output's meta")
+    return meta
 
 
 def _project_context(ctx, args):

@@ -29,7 +29,10 @@ def workflow(ctx):
     """The workflow in one transaction of the metadata store."""
     with ctx.store.transaction() as session:
         yield Requests(
-            SqlRequestStore(session), WorkspaceOutputs(ctx.settings.projects_dir), ctx.settings.exports_dir, ctx.now
+            SqlRequestStore(session),
+            WorkspaceOutputs(ctx.settings.projects_dir, ledger_dir=ctx.settings.ledger_dir),
+            ctx.settings.exports_dir,
+            ctx.now,
         )
 
 

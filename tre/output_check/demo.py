@@ -44,7 +44,12 @@ def review_and_release(
     def step(do):
         with store.transaction() as session:
             return do(
-                Requests(SqlRequestStore(session), WorkspaceOutputs(settings.projects_dir), settings.exports_dir, clock)
+                Requests(
+                    SqlRequestStore(session),
+                    WorkspaceOutputs(settings.projects_dir, ledger_dir=settings.ledger_dir),
+                    settings.exports_dir,
+                    clock,
+                )
             )
 
     queued = step(lambda wf: wf.queued(project_id, author))

@@ -22,12 +22,16 @@ import re
 import stat
 from pathlib import Path
 
+from tre.config import ensure_private_dir
 from tre.errors import UserError
-from tre.output_check.assessments import combine_status
+from tre.output_check.central import build_central_report, build_ledger_entry
 from tre.output_check.checks import Finding
 from tre.output_check.kinds import Check, Status
+from tre.output_check.ledger import LedgerTable
+from tre.output_check.ledger_store import mirror_dir, project_ledger_dir, read_ledger, write_ledger_table
+from tre.output_check.outputs import EvidenceError
 from tre.output_check.parameters import Parameters, load_parameters
-from tre.output_check.queue import QueueError, build_queued_output_report, list_queue, queue_dir
+from tre.output_check.queue import QueueError, list_queue, queue_dir
 from tre.output_check.reports import sha256_file
 from tre.output_check.sources import (
     SIDECAR_SUFFIX,
@@ -137,10 +141,22 @@ def check_unchanged(directory: Path, meta: dict) -> None:
 
 
 class WorkspaceOutputs:
-    """Outputs in project workspaces under `projects_dir` (the filesystem side of the workflow)."""
+    """Outputs in project workspaces under `projects_dir` (the filesystem side of the workflow),
+    and the projects' release ledgers under `ledger_dir` (central)."""
 
-    def __init__(self, projects_dir: Path):
+    def __init__(self, projects_dir: Path, *, ledger_dir: Path):
         self.projects_dir = Path(projects_dir)
+        self.ledger_dir = Path(ledger_dir)
+
+    def ledger(self, project_id: str) -> list[LedgerTable]:
+        """The project's release ledger (central)."""
+        return read_ledger(project_ledger_dir(self.ledger_dir, project_id))
+
+    def unledgered(self, project_id: str, ledger: list[LedgerTable]) -> list:
+        """Released count tables the ledger does not hold (released before it), compared value by value."""
+        released, _ = read_released_tables(self.project_dir(project_id) / "released")
+        known = {t.name for t in ledger}
+        return [t for t in released if t.name not in known]
 
     def project_dir(self, project_id: str) -> Path:
         return workspace(self.projects_dir, project_id).root
@@ -190,18 +206,16 @@ class WorkspaceOutputs:
             )
         contents = build_contents(directory)
         pseudonyms = read_pseudonyms(extract_path(self.projects_dir, project_id))  # no extract: refused
-        released, _ = read_released_tables(self.project_dir(project_id) / "released")
-        recheck = build_queued_output_report(directory, params, pseudonyms, released, now=now)
-        problems = build_published_findings(directory, queued, params)
-        if problems:
-            recheck.findings += problems
-            recheck.status = combine_status([recheck.status, *(f.status for f in problems)])
+        ledger = self.ledger(project_id)
+        released = self.unledgered(project_id, ledger)
+        # the kernel's report is not evidence: the central recompute's verdict is the only one kept
+        central = build_central_report(directory, meta, params, pseudonyms, ledger, released=released, now=now)
         return OutputFile(
             name=name,
             kind=meta["kind"],
             sha256=contents_digest(contents),
-            check_status=str(recheck.status),
-            report={**queued, "recheck": recheck.as_dict()},
+            check_status=str(central.status),
+            report=central.as_dict(),
             context={},
             contents=tuple(contents),
             meta={k: meta[k] for k in META_KEPT if k in meta},
@@ -255,13 +269,49 @@ class WorkspaceOutputs:
         """Differencing findings of `output` against the released tables that its stored
         re-check did not have (tables released after it was added)."""
         directory = self.output_dir(project_id, label, output.name)
-        released, _ = read_released_tables(self.project_dir(project_id) / "released")
-        released = [t for t in released if not t.name.startswith(f"{label}/")]
-        if not released:
+        ledger = [t for t in self.ledger(project_id) if not t.name.startswith(f"{label}/")]
+        released = [t for t in self.unledgered(project_id, ledger) if not t.name.startswith(f"{label}/")]
+        if not released and not ledger:
             return []
-        report = build_queued_output_report(directory, self.parameters(threshold), frozenset(), released)
-        known = {f["message"] for f in output.report.get("recheck", {}).get("findings", [])}
-        return [f.message for f in report.findings if f.check == Check.DIFFERENCING and f.message not in known]
+        try:
+            meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            meta = {**output.meta, "files": list(output.contents)}
+        report = build_central_report(
+            directory, meta, self.parameters(threshold), frozenset(), ledger, released=released
+        )
+        stored = output.report.get("recheck", output.report)
+        known = {f["message"] for f in stored.get("findings", [])}
+        new = [f for f in report.findings if f.message not in known]
+        reasons = [f.message for f in new if f.check == Check.DIFFERENCING]
+        return reasons + [f.message for f in new if f.status == Status.FAIL and f.check != Check.DIFFERENCING]
+
+    def ledger_entries(self, project_id: str, label: str, output: OutputFile, threshold: int | None) -> list:
+        """The ledger tables a released output adds (its published cells with their units); none
+        for an output without evidence (made before the ledger, or not a table)."""
+        directory = self.output_dir(project_id, label, output.name)
+        ledger = [t for t in self.ledger(project_id) if not t.name.startswith(f"{label}/")]
+        released = [t for t in self.unledgered(project_id, ledger) if not t.name.startswith(f"{label}/")]
+        name = f"{label}/{output.name}"
+        try:
+            entry = build_ledger_entry(
+                directory, output.meta, self.parameters(threshold), ledger, name, label, released=released
+            )
+        except EvidenceError:
+            return []
+        return [] if entry is None else [entry]
+
+    def record_release(self, project_id: str, tables: list) -> None:
+        """Write released tables into the central ledger and its copy in the project's released/."""
+        central = project_ledger_dir(self.ledger_dir, project_id)
+        ensure_private_dir(self.ledger_dir, "the release ledger (TRE_LEDGER_DIR)")
+        mirror = mirror_dir(self.project_dir(project_id))
+        for table in tables:
+            write_ledger_table(central, table)
+            write_ledger_table(mirror, table)
+        for directory in (central, mirror):
+            if directory.is_dir():
+                directory.chmod(0o700 if directory == central else 0o755)
 
 
 def _keep_group(directory: Path, like: Path) -> None:

@@ -41,7 +41,11 @@ from tre.output_check.workflow import RequestState, file_decisions
 
 BUNDLE_FORMAT = "tre-release-bundle/1"
 RECORD_YEARS = 5  # § 4-10: the record of releases is kept at least five years
-LEFT_BEHIND = frozenset({"meta.json"})
+LEFT_BEHIND = frozenset({"meta.json"})  # and every evidence.* file: central-only, it never leaves
+
+
+def _left_behind(name: str) -> bool:
+    return name in LEFT_BEHIND or name.startswith("evidence.")
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,7 @@ def build_manifest(
                 "context": {k: f.context.get(k, "") for k in ("population", "shows", "relation")},
                 "made_by": {k: f.meta.get(k) for k in ("call", "arguments", "created_at") if k in f.meta},
                 "files": [
-                    {**c, "path": f"outputs/{f.name}/{c['name']}"} for c in f.contents if c["name"] not in LEFT_BEHIND
+                    {**c, "path": f"outputs/{f.name}/{c['name']}"} for c in f.contents if not _left_behind(c["name"])
                 ],
                 "decision": str(decisions[f.name]),
                 "votes": [
@@ -178,7 +182,7 @@ def write_release(
     try:
         for f in request.files:
             for entry in f.contents:
-                if entry["name"] in LEFT_BEHIND:
+                if _left_behind(entry["name"]):
                     continue
                 target = building / f.name / entry["name"]
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -218,7 +222,7 @@ def _write_zip(path: Path, staging: Path, request: RequestState, manifest: dict,
     for f in request.files:
         entries[f"{label}/reports/{f.name}.json"] = _dump(f.report).encode("utf-8")
         for entry in f.contents:
-            if entry["name"] not in LEFT_BEHIND:
+            if not _left_behind(entry["name"]):
                 entries[f"{label}/outputs/{f.name}/{entry['name']}"] = staging / f.name / entry["name"]
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
         for name in sorted(entries):

@@ -409,6 +409,12 @@ class Requests:
                 f"cannot release {request.label}: a table released after it was checked now differences with it "
                 f"({'; '.join(problems)}); return it to its author"
             )
+        # what the released tables add to the project's release ledger (computed before anything is written)
+        entries = [
+            e
+            for f in request.files
+            for e in self.outputs.ledger_entries(project.id, request.label, f, project.threshold)
+        ]
         now = self.clock()
         approval = project.approval
         record_id = self.store.add_release_record(
@@ -428,6 +434,7 @@ class Requests:
         )
         manifest = build_manifest(request, project, released_by=actor, released_at=now, record_id=record_id)
         files = self._write(request, project, manifest, now)
+        self.outputs.record_release(project.id, entries)
         self.store.add_release(ReleaseInfo(request.id, now, actor, str(files.bundle), files.bundle_sha256, manifest))
         self.store.set_status(request.id, S.RELEASED, now)
         self._audit(

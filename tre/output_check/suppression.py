@@ -56,20 +56,31 @@ Box = tuple[tuple[int, ...], tuple[int, ...]]  # a hypercube: its anchor and the
 
 
 def build_secondary_mask(
-    values: np.ndarray, primary: np.ndarray, widths: np.ndarray, *, suppressed: np.ndarray | None = None
+    values: np.ndarray,
+    primary: np.ndarray,
+    widths: np.ndarray,
+    *,
+    suppressed: np.ndarray | None = None,
+    fixed: np.ndarray | None = None,
 ) -> np.ndarray:
     """The cells to suppress besides `primary` so that every primary cell is protected.
 
     `values` are the true extended values (interior cells non-negative, margins their sums);
     `widths` the protection width each primary cell needs; `suppressed` cells already hidden
-    (free to use as corners).
+    (free to use as corners); `fixed` cells whose value everyone knows (structural zeros):
+    hiding them protects nothing, so they are never chosen.
     """
-    boxes = build_hypercubes(values, primary, widths, suppressed=suppressed)
+    boxes = build_hypercubes(values, primary, widths, suppressed=suppressed, fixed=fixed)
     return build_corner_mask(values.shape, boxes) & ~primary
 
 
 def build_hypercubes(
-    values: np.ndarray, primary: np.ndarray, widths: np.ndarray, *, suppressed: np.ndarray | None = None
+    values: np.ndarray,
+    primary: np.ndarray,
+    widths: np.ndarray,
+    *,
+    suppressed: np.ndarray | None = None,
+    fixed: np.ndarray | None = None,
 ) -> list[Box]:
     """One protecting box per primary cell (largest width first), each chosen given the others."""
     values = np.asarray(values, dtype=float)
@@ -81,6 +92,9 @@ def build_hypercubes(
     cost = 1.0 + np.abs(values) + np.where(interior, 0.0, margin_penalty)
     rise = np.full(shape, np.inf)  # a suppressed cell can rise without limit ...
     fall = np.where(interior, values, np.inf)  # ... and an interior one fall to zero
+    if fixed is not None:  # ... but not a cell whose value everyone knows
+        rise = np.where(fixed, 0.0, rise)
+        fall = np.where(fixed, 0.0, fall)
     boxes = []
     anchors = sorted(zip(*np.nonzero(primary), strict=True), key=lambda p: (-widths[p], p))
     for anchor in anchors:

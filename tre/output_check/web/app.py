@@ -56,7 +56,7 @@ class Review:
     def call(self, step: Callable[[Requests, SqlRequestStore], Any]) -> Any:
         with self.store.transaction() as session:
             store = SqlRequestStore(session)
-            outputs = WorkspaceOutputs(self.settings.projects_dir)
+            outputs = WorkspaceOutputs(self.settings.projects_dir, ledger_dir=self.settings.ledger_dir)
             return step(Requests(store, outputs, self.settings.exports_dir, utc_now), store)
 
     async def run(self, step: Callable[[Requests, SqlRequestStore], Any]) -> Any:

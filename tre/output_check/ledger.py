@@ -1,0 +1,759 @@
+"""The release ledger and its audit: every output checked against everything published before.
+
+For every cell a project has published, the ledger knows the units (persons) it covers and
+what was published of it: the value, or the interval a rounded value stands for, or nothing
+(suppressed). Magnitude cells keep each unit's contribution. Every released statistic is then
+a linear function of the units' data, and a new output is audited against all of them
+together, not in pairs of values:
+
+- the units split into *atoms* by which cells of the tables audited together cover them (a
+  pair of tables: the new output and one earlier release; and the new output with every
+  earlier release that shares a dimension with it, as far as the atoms stay few);
+- the attacker knows every published value or interval, that counts are 0 or more, and which
+  combinations of cells can hold anyone at all (for each pair of cells, whether they
+  intersect: this is what knowing that a municipality lies in its county, or that a
+  diagnosis code lies in its group, gives away); nothing more about the joint distribution;
+- a set of units is disclosed when the linear programme over the atoms pins its size to
+  1..threshold-1 (or, for sums, narrows its total below the protection interval). The sets
+  audited are every atom with 1..threshold-1 units, every suppressed sensitive cell, and every
+  difference between a cell of the new output and a cell of an earlier release that holds
+  1..threshold-1 units. The truth is always feasible, so only sets whose *true* size is 1 to
+  threshold-1 can be pinned there: those are the candidates; a move of the atoms that keeps
+  every published value (four atoms around a rectangle) settles most of them without a
+  linear programme, and two linear programmes over all candidates at once settle most of
+  the rest.
+
+What is found is fed back into primary suppression of the new output (`assessments`): the
+finest published cell of the new output that the disclosed set depends on is suppressed and
+protected, and the audit runs again.
+
+Limits: the attacker is the linear relaxation (an integer attacker could in principle rule out
+more in tables of three dimensions); tables whose units appear in several cells (counts of
+records spread over categories) are kept in the ledger but not audited linearly; mean cells
+count as their sums (a mean times a known count is a sum).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import linprog
+from scipy.sparse import csr_matrix, vstack
+
+from tre.output_check.intervals import objective_range
+from tre.output_check.kinds import TOTAL
+
+LEDGER_FORMAT = "tre-ledger-table/1"
+JOINT_ATOMS = 20_000  # atoms up to which earlier releases are audited together with the new output
+MOVE_PARTNERS = 6  # largest neighbours tried per atom when looking for a settling move
+EPS = 1e-6
+PUBLISHED_DECIMALS = 1e-6  # sums and means are published to 6 decimals
+
+
+@dataclass(frozen=True)
+class LedgerTable:
+    """One published table as the ledger keeps it.
+
+    `lower`/`upper` hold, per extended cell (margins included), what an attacker knows of its
+    value: equal for an exact value, the rounding interval for a rounded one, NaN when it was
+    suppressed. Mean cells are kept as sums. `sensitive` marks cells that failed a primary
+    check. The members are (unit, interior cell, contribution) rows: the units the cell covers
+    and, for a sum, each unit's contribution (for a count of records, its records).
+    """
+
+    name: str
+    dimensions: tuple[str, ...]
+    categories: tuple[tuple[str, ...], ...]
+    statistic: str  # "count" or "sum"
+    lower: np.ndarray
+    upper: np.ndarray
+    sensitive: np.ndarray
+    member_units: np.ndarray  # text
+    member_cells: np.ndarray  # flat interior index
+    member_weights: np.ndarray
+    value_name: str = ""
+    release: str = ""
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(len(c) + 1 for c in self.categories)
+
+    @property
+    def inner_shape(self) -> tuple[int, ...]:
+        return tuple(len(c) for c in self.categories)
+
+    @property
+    def n_interior(self) -> int:
+        return int(np.prod(self.inner_shape))
+
+    @cached_property
+    def kind(self) -> str:
+        """ "units" (a count of persons), "magnitude" (a sum, or a count of records, of each
+        person's contribution), or "spread" (persons in several cells: not audited linearly)."""
+        units = pd.Series(self.member_units)
+        if units.duplicated().any():
+            return "spread"
+        if self.statistic == "count" and np.all(self.member_weights == 1):
+            return "units"
+        return "magnitude"
+
+    def key(self, flat: int) -> dict[str, str]:
+        index = np.unravel_index(flat, self.shape)
+        return {
+            d: (cats[i] if i < len(cats) else TOTAL)
+            for d, cats, i in zip(self.dimensions, self.categories, index, strict=True)
+        }
+
+    def describe(self, flat: int) -> str:
+        shown = ", ".join(f"{d}={v}" for d, v in self.key(flat).items() if v != TOTAL)
+        return f"({shown})" if shown else "(all)"
+
+    def ext_of_interior(self) -> list[np.ndarray]:
+        """Per way of taking margins, the extended cell (flat) of every interior cell."""
+        grids = np.indices(self.inner_shape).reshape(len(self.inner_shape), -1)
+        out = []
+        for pattern in itertools.product((False, True), repeat=len(self.inner_shape)):
+            idx = tuple(
+                np.full(grids.shape[1], n) if t else grids[a]
+                for a, (t, n) in enumerate(zip(pattern, self.inner_shape, strict=True))
+            )
+            out.append(np.ravel_multi_index(idx, self.shape) if idx else np.zeros(grids.shape[1], dtype=np.int64))
+        return out
+
+    @property
+    def published(self) -> np.ndarray:
+        return ~np.isnan(self.lower)
+
+
+@dataclass(frozen=True)
+class LedgerFinding:
+    """A set of units that the new output, with earlier releases, pins down."""
+
+    release: str  # the earlier release(s) it combines with
+    what: str  # the set, in plain words (no values)
+    new_cells: tuple[int, ...]  # flat extended cells of the new output that publish it (to hide)
+
+    def message(self) -> str:
+        return (
+            f"{self.what}: with what was published in release {self.release}, this pins down a group of fewer "
+            "units than the threshold (or a suppressed value)"
+        )
+
+
+@dataclass
+class LedgerAudit:
+    findings: list[LedgerFinding] = field(default_factory=list)
+    compared: list[str] = field(default_factory=list)
+    not_audited: list[str] = field(default_factory=list)
+    candidates: int = 0
+    settled_by_moves: int = 0
+    settled_by_batch: int = 0
+    linear_programmes: int = 0
+    joint_tables: int = 0
+    seconds: float = 0.0
+    relations: list[dict] = field(default_factory=list)  # how each earlier release relates to it
+
+    def summary(self) -> dict:
+        return {
+            "compared": len(self.compared),
+            "not_audited": self.not_audited,
+            "audited_together": self.joint_tables,
+            "candidates": self.candidates,
+            "settled_by_moves": self.settled_by_moves,
+            "settled_by_batch": self.settled_by_batch,
+            "linear_programmes": self.linear_programmes,
+            "disclosed": len(self.findings),
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def audit_against_ledger(
+    new: LedgerTable,
+    ledger: Sequence[LedgerTable],
+    threshold: int,
+    magnitude_protection: float,
+    *,
+    joint_atoms: int = JOINT_ATOMS,
+) -> LedgerAudit:
+    """What the new output, together with everything the ledger holds, gives away."""
+    started = time.perf_counter()
+    audit = LedgerAudit()
+    if new.kind == "spread" or not len(new.member_units):
+        return audit
+    related = []
+    mine = pd.Index(pd.unique(new.member_units))
+    for old in ledger:
+        relation = _relation(mine, old)
+        if relation == "disjoint":
+            continue
+        audit.relations.append({"release": old.name, "relation": relation, "dimensions": list(old.dimensions)})
+        if old.kind == "spread":
+            audit.not_audited.append(f"{old.name}: persons in several cells")
+            continue
+        if not _comparable(new, old):
+            continue
+        audit.compared.append(old.name)
+        related.append(old)
+        system = _System.build([new, old])
+        if system is not None:
+            _audit_system(system, threshold, magnitude_protection, audit)
+    cluster = _cluster(new, related, joint_atoms)
+    if len(cluster) >= 2:
+        system = _System.build([new, *cluster], budget=joint_atoms)
+        if system is not None and len(system.tables) >= 3:
+            audit.joint_tables = len(system.tables) - 1
+            _audit_system(system, threshold, magnitude_protection, audit, differences=False)
+    audit.findings = _unique_findings(audit.findings)
+    audit.seconds = time.perf_counter() - started
+    return audit
+
+
+def _relation(mine: pd.Index, old: LedgerTable) -> str:
+    """How the populations of two tables relate: the same, one within the other, overlapping, disjoint."""
+    theirs = pd.unique(old.member_units)
+    inside = mine.isin(theirs)
+    shared = int(inside.sum())
+    if shared == 0:
+        return "disjoint"
+    if shared == len(mine) and shared == len(theirs):
+        return "same persons"
+    if shared == len(mine):
+        return "this output's persons are within it"
+    if shared == len(theirs):
+        return "its persons are within this output"
+    return "overlapping persons"
+
+
+def _comparable(new: LedgerTable, old: LedgerTable) -> bool:
+    """Same kind of linear system: counts of persons with counts, sums of one measure with sums."""
+    if new.kind != old.kind:
+        return False
+    if new.kind == "units":
+        return True
+    shared, new_at, old_at = np.intersect1d(new.member_units, old.member_units, return_indices=True)
+    if not len(shared):
+        return False
+    return bool(np.allclose(new.member_weights[new_at], old.member_weights[old_at], rtol=1e-9, atol=1e-9))
+
+
+def _cluster(new: LedgerTable, related: list[LedgerTable], budget: int) -> list[LedgerTable]:
+    """Earlier releases to audit together with the new output: those sharing a dimension with it."""
+    mine = set(new.dimensions)
+    return [t for t in related if mine & set(t.dimensions)][:50]
+
+
+# --- the linear system of a group of tables -------------------------------------------------
+
+
+@dataclass
+class _Candidate:
+    entries: np.ndarray  # atoms in the set
+    units: int  # true units
+    value: float  # true value (units, or the sum of contributions)
+    width: float  # the interval the attacker must be left (magnitude), 0 for counts
+    what: str
+    release: str
+    new_cells: tuple[int, ...]
+    sensitive: bool = False  # a suppressed sensitive cell: must not be pinned exactly either
+
+
+class _System:
+    """Atoms (signatures of cells across the tables), the published constraints over them."""
+
+    def __init__(self, tables, codes, units, values, magnitude):
+        self.tables = tables
+        self.codes = codes  # atoms x tables: interior cell, or n_interior for "not in the table"
+        self.units = units
+        self.values = values
+        self.magnitude = magnitude
+        self.nonnegative = True
+        self.rows = [self._rows(t, codes[:, i]) for i, t in enumerate(tables)]
+
+    @classmethod
+    def build(cls, tables: list[LedgerTable], budget: int | None = None) -> _System | None:
+        ids, _ = pd.factorize(np.concatenate([t.member_units for t in tables]))
+        n_units = int(ids.max()) + 1 if len(ids) else 0
+        unit_codes = np.empty((n_units, len(tables)), dtype=np.int64)
+        weight = np.zeros(n_units)
+        offset = 0
+        present = np.zeros((n_units, len(tables)), dtype=bool)
+        for i, t in enumerate(tables):
+            these = ids[offset : offset + len(t.member_units)]
+            offset += len(t.member_units)
+            unit_codes[:, i] = t.n_interior
+            unit_codes[these, i] = t.member_cells
+            present[these, i] = True
+            weight[these] = t.member_weights
+        if not (present[:, 0] & present[:, 1:].any(axis=1)).any():
+            return None  # no unit in common: nothing links the new output to them
+        magnitude = tables[0].kind == "magnitude"
+        true_atoms, inverse = np.unique(unit_codes, axis=0, return_inverse=True)
+        inverse = inverse.ravel()
+        true_units = np.bincount(inverse, minlength=len(true_atoms))
+        true_values = np.bincount(inverse, weights=weight, minlength=len(true_atoms)) if magnitude else true_units
+        if len(tables) == 2:
+            atoms, units, values = true_atoms, true_units, true_values.astype(float)
+        else:
+            atoms = _consistent_signatures(true_atoms, budget or JOINT_ATOMS)
+            if atoms is None:
+                return None
+            tables = tables[: atoms.shape[1]]
+            true_atoms, inverse = np.unique(unit_codes[:, : atoms.shape[1]], axis=0, return_inverse=True)
+            inverse = inverse.ravel()
+            true_units = np.bincount(inverse, minlength=len(true_atoms))
+            true_values = np.bincount(inverse, weights=weight, minlength=len(true_atoms)) if magnitude else true_units
+            where = _lookup_rows(atoms, true_atoms)
+            units = np.zeros(len(atoms), dtype=np.int64)
+            values = np.zeros(len(atoms))
+            units[where] = true_units
+            values[where] = true_values
+        system = cls(tables, atoms, units, values, magnitude)
+        system.nonnegative = not magnitude or bool((weight >= 0).all())
+        return system
+
+    def _rows(self, table: LedgerTable, codes: np.ndarray) -> csr_matrix:
+        """extended cells x atoms: which atoms each cell of `table` sums."""
+        inside = codes < table.n_interior
+        atom_ids = np.flatnonzero(inside)
+        rows, cols = [], []
+        for mapping in table.ext_of_interior():
+            rows.append(mapping[codes[inside]])
+            cols.append(atom_ids)
+        size = int(np.prod(table.shape))
+        r = np.concatenate(rows) if rows else np.array([], dtype=np.int64)
+        c = np.concatenate(cols) if cols else np.array([], dtype=np.int64)
+        return csr_matrix((np.ones(len(r)), (r, c)), shape=(size, len(codes)))
+
+    def constraints(self) -> tuple[csr_matrix, np.ndarray, np.ndarray]:
+        """Every published value (or interval) as lower <= A x <= upper."""
+        blocks, lower, upper = [], [], []
+        for table, rows in zip(self.tables, self.rows, strict=True):
+            published = np.flatnonzero(table.published.ravel())
+            if not len(published):
+                continue
+            part = rows[published]
+            used = np.diff(part.indptr) > 0
+            blocks.append(part[used])
+            lower.append(table.lower.ravel()[published][used])
+            upper.append(table.upper.ravel()[published][used])
+        if not blocks:
+            return csr_matrix((0, len(self.codes))), np.array([]), np.array([])
+        return vstack(blocks).tocsr(), np.concatenate(lower), np.concatenate(upper)
+
+
+def _consistent_signatures(true_atoms: np.ndarray, budget: int) -> np.ndarray | None:
+    """Every combination of cells, one per table, whose every pair of cells holds someone.
+
+    Tables are added in order while the combinations stay within `budget`; at least the
+    first two. Returns the combinations (rows) over the tables added.
+    """
+    n_tables = true_atoms.shape[1]
+    sizes = true_atoms.max(axis=0) + 1
+    allowed = {}
+    for i, j in itertools.combinations(range(n_tables), 2):
+        mask = np.zeros((sizes[i], sizes[j]), dtype=bool)
+        mask[true_atoms[:, i], true_atoms[:, j]] = True
+        allowed[i, j] = mask
+    partial = np.unique(true_atoms[:, :1], axis=0)
+    for m in range(1, n_tables):
+        ok = np.ones((len(partial), sizes[m]), dtype=bool)
+        for j in range(m):
+            ok &= allowed[j, m][partial[:, j]]
+        rows, cols = np.nonzero(ok)
+        if len(rows) > budget:
+            if m < 2:
+                return None
+            break
+        partial = np.column_stack([partial[rows], cols])
+    return partial
+
+
+def _lookup_rows(atoms: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Index in `atoms` of every row of `rows` (each is there)."""
+    width = atoms.shape[1]
+    base = np.maximum(atoms.max(axis=0), rows.max(axis=0)) + 1
+    mult = np.cumprod(np.r_[1, base[:-1]])
+    key_atoms = (atoms * mult).sum(axis=1)
+    key_rows = (rows[:, :width] * mult).sum(axis=1)
+    order = np.argsort(key_atoms)
+    return order[np.searchsorted(key_atoms, key_rows, sorter=order)]
+
+
+# --- the audit of one system ------------------------------------------------------------------
+
+
+def _audit_system(system: _System, threshold: int, protection: float, audit: LedgerAudit, differences=True):
+    candidates = _candidates(system, threshold, protection, differences)
+    if not candidates:
+        return
+    audit.candidates += len(candidates)
+    moved = _settled_by_moves(system, candidates, threshold)
+    open_ = [c for c, done in zip(candidates, moved, strict=True) if not done]
+    audit.settled_by_moves += len(candidates) - len(open_)
+    if not open_:
+        return
+    lp = _Programme(system)
+    if not lp.feasible:
+        return
+    remaining = lp.batch(open_, threshold)
+    audit.settled_by_batch += len(open_) - len(remaining)
+    for candidate in remaining:
+        low, high = lp.range(candidate.entries)
+        audit.linear_programmes += 2
+        if _disclosed(candidate, low, high, threshold):
+            audit.findings.append(LedgerFinding(candidate.release, candidate.what, candidate.new_cells))
+
+
+def _disclosed(candidate: _Candidate, low: float, high: float, threshold: int) -> bool:
+    if candidate.width > 0:  # a sum: narrowed below its protection interval
+        return high - low < candidate.width - EPS
+    lo, hi = np.ceil(low - EPS), np.floor(high + EPS)
+    if candidate.sensitive and hi - lo < 1:
+        return True  # a suppressed sensitive count recovered exactly
+    return lo >= 1 and hi <= threshold - 1
+
+
+def _candidates(system: _System, threshold: int, protection: float, differences: bool) -> list[_Candidate]:
+    others = system.tables[1:]
+    release = ", ".join(repr(t.name) for t in others)
+    out: list[_Candidate] = []
+    small = (system.units >= 1) & (system.units <= threshold - 1)
+
+    def width(value: float) -> float:
+        return max(protection * abs(value), 1.0) if system.magnitude else 0.0
+
+    # atoms of a few units
+    for atom in np.flatnonzero(small):
+        cells = _new_cells_of(system, np.array([atom]))
+        if not cells:
+            continue
+        out.append(
+            _Candidate(
+                np.array([atom]),
+                int(system.units[atom]),
+                float(system.values[atom]),
+                width(system.values[atom]),
+                f"the persons in {_describe_atom(system, atom)}",
+                release,
+                cells,
+            )
+        )
+    # suppressed sensitive cells of every table
+    for t_index, table in enumerate(system.tables):
+        rows = system.rows[t_index]
+        hidden = table.sensitive.ravel() & ~table.published.ravel()
+        for flat in np.flatnonzero(hidden):
+            entries = rows[flat].indices
+            units = int(system.units[entries].sum())
+            if not len(entries) or units == 0:
+                continue
+            if not system.magnitude and units >= threshold:
+                continue
+            cells = _new_cells_of(system, entries)
+            if not cells:
+                continue
+            whose = "this output" if t_index == 0 else f"release {table.name!r}"
+            value = float(system.values[entries].sum())
+            out.append(
+                _Candidate(
+                    entries, units, value, width(value), f"suppressed cell {table.describe(flat)} of {whose}",
+                    release, cells, sensitive=True,
+                )
+            )  # fmt: skip
+    if differences and len(others) == 1:
+        out += _difference_candidates(system, threshold, width, release)
+    return out
+
+
+def _difference_candidates(system: _System, threshold: int, width, release: str) -> list[_Candidate]:
+    """Published cell of the new output vs published cell of the earlier one, differing by a few units."""
+    new, old = system.tables
+    a_rows, b_rows = system.rows
+    pub_a = np.flatnonzero(new.published.ravel())
+    pub_b = np.flatnonzero(old.published.ravel())
+    a = a_rows[pub_a].multiply(system.units[np.newaxis, :]).tocsr()
+    b = b_rows[pub_b]
+    both = (a @ b.T).tocoo()  # units in cell i of the new output and cell j of the old one
+    size_a = np.asarray(a.sum(axis=1)).ravel()
+    size_b = np.asarray(b.multiply(system.units[np.newaxis, :]).sum(axis=1)).ravel()
+    out = []
+    for i, j, shared in zip(both.row, both.col, both.data, strict=True):
+        for direction, rest in (("new", size_a[i] - shared), ("old", size_b[j] - shared)):
+            if not 1 <= rest <= threshold - 1:
+                continue
+            in_a = np.zeros(len(system.codes), dtype=bool)
+            in_a[a_rows[pub_a[i]].indices] = True
+            in_b = np.zeros(len(system.codes), dtype=bool)
+            in_b[b_rows[pub_b[j]].indices] = True
+            entries = np.flatnonzero(in_a & ~in_b) if direction == "new" else np.flatnonzero(in_b & ~in_a)
+            entries = entries[system.units[entries] > 0]
+            if direction == "new":
+                what = f"{new.describe(pub_a[i])} of this output minus {old.describe(pub_b[j])} of {old.name!r}"
+            else:
+                what = f"{old.describe(pub_b[j])} of {old.name!r} minus {new.describe(pub_a[i])} of this output"
+            value = float(system.values[entries].sum())
+            out.append(_Candidate(entries, int(rest), value, width(value), what, release, (int(pub_a[i]),)))
+    return out
+
+
+def _new_cells_of(system: _System, entries: np.ndarray) -> tuple[int, ...]:
+    """The published cells of the new output whose values involve these atoms, finest first."""
+    new = system.tables[0]
+    rows = system.rows[0]
+    touched = np.unique(rows[:, entries].tocoo().row) if len(entries) else np.array([], dtype=np.int64)
+    touched = [int(c) for c in touched if new.published.ravel()[c]]
+    totals = np.asarray(rows.multiply(system.units[np.newaxis, :]).sum(axis=1)).ravel()
+    return tuple(sorted(touched, key=lambda c: (totals[c], c)))
+
+
+def _describe_atom(system: _System, atom: int) -> str:
+    parts = []
+    for table, code in zip(system.tables, system.codes[atom], strict=True):
+        if code >= table.n_interior:
+            parts.append(f"not in {_label(table)}")
+        else:
+            flat = np.ravel_multi_index(np.unravel_index(code, table.inner_shape), table.shape)
+            parts.append(f"{table.describe(int(flat))} of {_label(table)}")
+    return " and ".join(parts)
+
+
+def _label(table: LedgerTable) -> str:
+    return "this output" if not table.release and table.name == "this output" else repr(table.name)
+
+
+def _settled_by_moves(system: _System, candidates: list[_Candidate], threshold: int) -> np.ndarray:
+    """Which candidates a move settles: for a single atom of a pair of tables, four atoms around
+    a rectangle (+d on two opposite corners, -d on the others) keep every published value,
+    so the truth moved so that the atom is 0, or reaches the threshold, is another solution."""
+    settled = np.zeros(len(candidates), dtype=bool)
+    if len(system.tables) != 2 or system.magnitude:
+        return settled
+    which = [i for i, c in enumerate(candidates) if len(c.entries) == 1 and not c.sensitive]
+    if not which:
+        return settled
+    atoms = np.array([candidates[i].entries[0] for i in which])
+    a, b = system.codes[:, 0], system.codes[:, 1]
+    k = MOVE_PARTNERS + 1
+    by_row = _top_per_group(a, system.units, k)
+    by_col = _top_per_group(b, system.units, k)
+    rows = by_row[a[atoms]]  # (n, k): atoms (a, b') with the largest counts
+    cols = by_col[b[atoms]]  # (n, k): atoms (a', b)
+    rows = np.where(rows == atoms[:, None], -1, rows)
+    cols = np.where(cols == atoms[:, None], -1, cols)
+    valid = (rows[:, :, None] >= 0) & (cols[:, None, :] >= 0)
+    corner_a = np.where(cols >= 0, a[np.maximum(cols, 0)], -1)[:, None, :]
+    corner_b = np.where(rows >= 0, b[np.maximum(rows, 0)], -1)[:, :, None]
+    width = int(b.max()) + 2
+    keys = a * width + b
+    order = np.argsort(keys)
+    wanted = corner_a * width + corner_b
+    pos = np.searchsorted(keys, wanted, sorter=order)
+    pos = np.minimum(pos, len(keys) - 1)
+    found = order[pos]
+    exists = valid & (keys[found] == wanted)
+    s = system.units[atoms][:, None, None]
+    corner_units = np.where(exists, system.units[found], 0)
+    fall = exists & (corner_units >= s)
+    rise = (
+        exists
+        & (np.where(rows >= 0, system.units[np.maximum(rows, 0)], 0)[:, :, None] >= threshold - s)
+        & (np.where(cols >= 0, system.units[np.maximum(cols, 0)], 0)[:, None, :] >= threshold - s)
+    )
+    settled[which] = (fall | rise).any(axis=(1, 2))
+    return settled
+
+
+def _top_per_group(group: np.ndarray, units: np.ndarray, k: int) -> np.ndarray:
+    """Per group value, the k atoms with the most units (-1 padded)."""
+    size = int(group.max()) + 1
+    order = np.lexsort((-units, group))
+    g = group[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(g)) + 1]
+    rank = np.arange(len(g)) - np.repeat(starts, np.diff(np.r_[starts, len(g)]))
+    keep = rank < k
+    out = np.full((size, k), -1, dtype=np.int64)
+    out[g[keep], rank[keep]] = order[keep]
+    return out
+
+
+class _Programme:
+    """The linear programmes over one system's atoms."""
+
+    def __init__(self, system: _System):
+        self.system = system
+        matrix, lower, upper = system.constraints()
+        exact = upper - lower <= EPS
+        self.a_eq = matrix[np.flatnonzero(exact)] if exact.any() else None
+        self.b_eq = lower[exact] if exact.any() else None
+        ranged = np.flatnonzero(~exact)
+        if len(ranged):
+            part = matrix[ranged]
+            self.a_ub = vstack([part, -part]).tocsr()
+            self.b_ub = np.concatenate([upper[ranged], -lower[ranged]])
+        else:
+            self.a_ub = self.b_ub = None
+        n = len(system.codes)
+        self.bounds = (0, None) if system.nonnegative else (None, None)
+        self.n = n
+        # the truth is feasible by construction; a table whose published values disagree with
+        # its members (it cannot happen for tables tre made) is not audited
+        truth = system.values.astype(float)
+        self.feasible = bool(
+            (self.a_eq is None or np.allclose(self.a_eq @ truth, self.b_eq, atol=1e-6))
+            and (self.a_ub is None or (self.a_ub @ truth <= self.b_ub + 1e-6).all())
+        )
+
+    def _solve(self, objective, extra_ub=None, extra_b=None, bounds=None):
+        a_ub, b_ub = self.a_ub, self.b_ub
+        if extra_ub is not None:
+            a_ub = extra_ub if a_ub is None else vstack([a_ub, extra_ub]).tocsr()
+            b_ub = extra_b if b_ub is None else np.concatenate([b_ub, extra_b])
+        a_eq = self.a_eq
+        if a_eq is not None and a_eq.shape[1] != len(objective):
+            a_eq = _pad(a_eq, len(objective))
+        if a_ub is not None and a_ub.shape[1] != len(objective):
+            a_ub = _pad(a_ub, len(objective))
+        return linprog(
+            objective, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=self.b_eq, bounds=bounds or self.bounds, method="highs"
+        )
+
+    def range(self, entries: np.ndarray) -> tuple[float, float]:
+        objective = np.zeros(self.n)
+        objective[entries] = 1.0
+        return objective_range(objective, self._solve, "ledger audit")
+
+    def batch(self, candidates: list[_Candidate], threshold: int) -> list[_Candidate]:
+        """Candidates no solution of two programmes settles: one putting every candidate as low
+        as it can go (all at once), one raising each to its threshold (or its width)."""
+        sets = csr_matrix(
+            (
+                np.ones(sum(len(c.entries) for c in candidates)),
+                (np.repeat(np.arange(len(candidates)), [len(c.entries) for c in candidates]),
+                 np.concatenate([c.entries for c in candidates])),
+            ),
+            shape=(len(candidates), self.n),
+        )  # fmt: skip
+        scale = np.array([max(c.width, 1.0) for c in candidates])
+        low = self._solve(np.asarray(sets.multiply(1 / scale[:, None]).sum(axis=0)).ravel())
+        # maximise sum of z_c with z_c <= value_c and z_c <= cap_c
+        caps = np.array([c.value + c.width if c.width > 0 else threshold for c in candidates])
+        k = len(candidates)
+        link = _hstack(-sets, _eye(k))
+        bounds = [self.bounds] * self.n + [(None, float(cap)) for cap in caps]
+        objective = np.r_[np.zeros(self.n), -1 / scale]
+        high = self._solve(objective, extra_ub=link, extra_b=np.zeros(k), bounds=bounds)
+        low_values = sets @ low.x if low.status == 0 else None
+        high_values = sets @ high.x[: self.n] if high.status == 0 else None
+        remaining = []
+        for i, c in enumerate(candidates):
+            low_v = None if low_values is None else float(low_values[i])
+            high_v = None if high_values is None else float(high_values[i])
+            if c.width > 0:
+                if low_v is not None and high_v is not None and high_v - low_v >= c.width - EPS:
+                    continue
+            elif not c.sensitive:
+                if (low_v is not None and low_v <= EPS) or (high_v is not None and high_v >= threshold - EPS):
+                    continue
+            elif (
+                low_v is not None
+                and high_v is not None
+                and high_v - low_v >= 1 - EPS
+                and (low_v <= EPS or high_v >= threshold - EPS)
+            ):
+                continue
+            remaining.append(c)
+        return remaining
+
+
+def _pad(matrix: csr_matrix, width: int) -> csr_matrix:
+    matrix = matrix.tocsr().copy()
+    matrix.resize((matrix.shape[0], width))
+    return matrix
+
+
+def _eye(k: int) -> csr_matrix:
+    return csr_matrix((np.ones(k), (np.arange(k), np.arange(k))), shape=(k, k))
+
+
+def _hstack(left: csr_matrix, right: csr_matrix) -> csr_matrix:
+    from scipy.sparse import hstack
+
+    return hstack([left, right]).tocsr()
+
+
+def _unique_findings(findings: list[LedgerFinding]) -> list[LedgerFinding]:
+    seen, out = set(), []
+    for f in findings:
+        key = (f.release, f.what)
+        if key not in seen:
+            seen.add(key)
+            out.append(f)
+    return out
+
+
+# --- building ledger tables -----------------------------------------------------------------
+
+
+def build_ledger_table(table, name: str, *, release: str = "", value_name: str = "") -> LedgerTable | None:
+    """The members of a table built from records with units (published values still unset),
+    or None when it cannot be audited linearly (no units, a statistic that is not a sum)."""
+    from tre.output_check.tables import category_label
+
+    source = table.source
+    if source is None or not source.options.get("unit") or table.statistic not in ("count", "sum", "mean"):
+        return None
+    records = source.records
+    unit = records[source.options["unit"]]
+    if unit.isna().any():
+        return None  # records of no known unit: the published values are not sums over units
+    codes = []
+    for dim, cats in zip(table.dimensions, table.categories, strict=True):
+        codes.append(pd.Categorical(records[dim].map(category_label), categories=list(cats)).codes.astype(np.int64))
+    inner_shape = tuple(len(c) for c in table.categories)
+    if any((c < 0).any() for c in codes):
+        return None
+    cells = np.ravel_multi_index(tuple(codes), inner_shape) if codes else np.zeros(len(records), dtype=np.int64)
+    if table.statistic == "count":
+        count = source.options.get("count")
+        weights = pd.to_numeric(records[count]).to_numpy(dtype=float) if count else np.ones(len(records))
+    else:
+        weights = np.nan_to_num(pd.to_numeric(records[source.options["value"]]).to_numpy(dtype=float))
+    frame = pd.DataFrame({"unit": unit.astype(str).to_numpy(), "cell": cells, "w": weights})
+    grouped = frame.groupby(["cell", "unit"], sort=True)["w"].sum().reset_index()
+    nan = np.full(table.shape, np.nan)
+    return LedgerTable(
+        name=name,
+        dimensions=tuple(table.dimensions),
+        categories=tuple(tuple(c) for c in table.categories),
+        statistic="count" if table.statistic == "count" else "sum",
+        lower=nan,
+        upper=nan,
+        sensitive=np.zeros(table.shape, dtype=bool),
+        member_units=grouped["unit"].to_numpy(dtype=object),
+        member_cells=grouped["cell"].to_numpy(dtype=np.int64),
+        member_weights=grouped["w"].to_numpy(dtype=float),
+        value_name=value_name,
+        release=release,
+    )
+
+
+def with_published(ledger_table: LedgerTable, table, lower: np.ndarray, upper: np.ndarray, sensitive) -> LedgerTable:
+    """`ledger_table` with what is published of it: per extended cell the values (a mean as its
+    sum: a mean times a known count) or intervals, NaN where hidden."""
+    from dataclasses import replace
+
+    lower, upper = np.asarray(lower, dtype=float), np.asarray(upper, dtype=float)
+    if table.statistic != "count":
+        # published sums and means carry 6 decimals: each is known to within its rounding
+        present = np.ones(table.shape)
+        if table.statistic == "mean":
+            present = (table.count - (table.missing if table.missing is not None else 0)).astype(float)
+        slack = PUBLISHED_DECIMALS * np.maximum(present, 1.0) + 1e-9 * np.abs(upper * present)
+        lower, upper = lower * present - slack, upper * present + slack
+    return replace(ledger_table, lower=lower, upper=upper, sensitive=np.asarray(sensitive, dtype=bool))
