@@ -108,7 +108,7 @@ def build_table_report(
     ledger_audit: LedgerAudit | None = None
     ledger_found: dict[str, str] = {}  # every set the ledger audit found, by what it is
     for _ in range(DIFFERENCING_ROUNDS):
-        remedy = _apply(table, params, method, primary, widths)
+        remedy = _apply(table, params, method, primary, widths, forced=difference_mask)
         hidden, secondary, published, rounded = remedy.hidden, remedy.secondary, remedy.published, remedy.rounded
         found = np.zeros(table.shape, dtype=bool)
         if released and table.statistic == "count":
@@ -226,8 +226,9 @@ class _Remedy:
     rounding: RoundedProtection | None = None  # the rounding audit's work, with a rounding method
 
 
-def _apply(table: Table, params: Parameters, method, primary, widths) -> _Remedy:
-    """The remedy `method` applied: what is hidden and what is published, rounded or not."""
+def _apply(table: Table, params: Parameters, method, primary, widths, forced=None) -> _Remedy:
+    """The remedy `method` applied: what is hidden and what is published, rounded or not.
+    `forced` cells (what earlier releases would give away) are hidden whatever the method."""
     values = table.value * (params.rate_per if table.statistic == "rate" else 1)
     none = np.zeros(table.shape, dtype=bool)
     if method is None:
@@ -237,7 +238,7 @@ def _apply(table: Table, params: Parameters, method, primary, widths) -> _Remedy
     if method == "midpoint6" and params.midpoint_base >= params.threshold:
         # midpoint rounding itself covers counts under the threshold (1..6 all show as 3), as
         # long as the rounded values around them do not pin them down: the audit sees to that
-        to_hide &= ~(primary & small)
+        to_hide &= ~(primary & small & ~(forced if forced is not None else False))
     if method in ROUNDING_METHODS:  # count tables only
         base = params.round_base if method == "round" else params.midpoint_base
         rounding = build_rounded_protection(protection_values(table), to_hide, widths, small, method, base)

@@ -241,10 +241,17 @@ def build_ledger_entry(
     if call not in TABLE_CALLS + ("hist",):
         return None
     made = _rebuild(Path(directory), call, params, frozenset(), ledger, released, None)
+    value_name = str((meta.get("arguments") or {}).get("values") or "")
+    return ledger_entry_of(made, params, name, release, value_name)
+
+
+def ledger_entry_of(
+    made: Made, params: Parameters, name: str, release: str, value_name: str = ""
+) -> LedgerTable | None:
+    """The ledger table of a table output as it is published (values, rounding intervals,
+    nothing for suppressed cells), or None when it has no units or is not a sum."""
     table = made.extra.get("table")
-    entry = build_ledger_table(
-        table, name, release=release, value_name=str(meta.get("arguments", {}).get("values", ""))
-    )
+    entry = None if table is None else build_ledger_table(table, name, release=release, value_name=value_name)
     if entry is None:
         return None
     data = made.report.as_dict()
@@ -256,10 +263,9 @@ def build_ledger_entry(
     base = params.round_base if method == "round" else params.midpoint_base
     for index, cell in zip(table.cells(), cells, strict=True):
         sensitive[index] = cell["status"] == "primary"
-        value = cell["published"]
-        if value is None:
+        if cell["published"] is None:
             continue
-        value = float(value) / (params.rate_per if table.statistic == "rate" else 1)
+        value = float(table.value[index]) if cell["status"] == "ok" else float(cell["published"])
         if cell["status"] == "rounded":
             lower[index], upper[index] = rounding_interval(value, method, base)
         else:

@@ -51,6 +51,7 @@ from tre.output_check.kinds import TOTAL
 
 LEDGER_FORMAT = "tre-ledger-table/1"
 JOINT_ATOMS = 20_000  # atoms up to which earlier releases are audited together with the new output
+JOINT_TABLES = 50  # earlier releases audited together with a new output, at most
 MOVE_PARTNERS = 6  # largest neighbours tried per atom when looking for a settling move
 EPS = 1e-6
 PUBLISHED_DECIMALS = 1e-6  # sums and means are published to 6 decimals
@@ -186,7 +187,6 @@ def audit_against_ledger(
     audit = LedgerAudit()
     if new.kind == "spread" or not len(new.member_units):
         return audit
-    related = []
     mine = pd.Index(pd.unique(new.member_units))
     for old in ledger:
         relation = _relation(mine, old)
@@ -199,11 +199,10 @@ def audit_against_ledger(
         if not _comparable(new, old):
             continue
         audit.compared.append(old.name)
-        related.append(old)
         system = _System.build([new, old])
         if system is not None:
             _audit_system(system, threshold, magnitude_protection, audit)
-    cluster = _cluster(new, related, joint_atoms)
+    cluster = _cluster(new, ledger) if new.kind == "units" else []
     if len(cluster) >= 2:
         system = _System.build([new, *cluster], budget=joint_atoms)
         if system is not None and len(system.tables) >= 3:
@@ -242,10 +241,21 @@ def _comparable(new: LedgerTable, old: LedgerTable) -> bool:
     return bool(np.allclose(new.member_weights[new_at], old.member_weights[old_at], rtol=1e-9, atol=1e-9))
 
 
-def _cluster(new: LedgerTable, related: list[LedgerTable], budget: int) -> list[LedgerTable]:
-    """Earlier releases to audit together with the new output: those sharing a dimension with it."""
+def _cluster(new: LedgerTable, ledger: Sequence[LedgerTable]) -> list[LedgerTable]:
+    """Earlier count releases to audit together with the new output: those sharing a dimension
+    with it and linked to it through shared persons (directly, or through another of them: a
+    release of a disjoint group still counts when a third table covers both), most recent first."""
     mine = set(new.dimensions)
-    return [t for t in related if mine & set(t.dimensions)][:50]
+    candidates = [t for t in reversed(ledger) if t.kind == "units" and mine & set(t.dimensions)][:JOINT_TABLES]
+    units = [pd.Index(pd.unique(t.member_units)) for t in candidates]
+    linked, frontier = set(), [pd.Index(pd.unique(new.member_units))]
+    while frontier:
+        reached = frontier.pop()
+        for i, theirs in enumerate(units):
+            if i not in linked and theirs.isin(reached).any():
+                linked.add(i)
+                frontier.append(theirs)
+    return [candidates[i] for i in sorted(linked)]
 
 
 # --- the linear system of a group of tables -------------------------------------------------
@@ -259,7 +269,6 @@ class _Candidate:
     width: float  # the interval the attacker must be left (magnitude), 0 for counts
     what: str
     release: str
-    new_cells: tuple[int, ...]
     sensitive: bool = False  # a suppressed sensitive cell: must not be pinned exactly either
 
 
@@ -274,6 +283,10 @@ class _System:
         self.magnitude = magnitude
         self.nonnegative = True
         self.rows = [self._rows(t, codes[:, i]) for i, t in enumerate(tables)]
+        # a count table published rounded: values are intervals by design
+        self.rounded = not magnitude and any(
+            bool(np.nan_to_num(t.upper - t.lower).max(initial=0.0) > 0.5) for t in tables
+        )
 
     @classmethod
     def build(cls, tables: list[LedgerTable], budget: int | None = None) -> _System | None:
@@ -330,10 +343,11 @@ class _System:
         c = np.concatenate(cols) if cols else np.array([], dtype=np.int64)
         return csr_matrix((np.ones(len(r)), (r, c)), shape=(size, len(codes)))
 
-    def constraints(self) -> tuple[csr_matrix, np.ndarray, np.ndarray]:
-        """Every published value (or interval) as lower <= A x <= upper."""
-        blocks, lower, upper = [], [], []
-        for table, rows in zip(self.tables, self.rows, strict=True):
+    def constraints(self) -> tuple[csr_matrix, np.ndarray, np.ndarray, np.ndarray]:
+        """Every published value (or interval) as lower <= A x <= upper, and per row the
+        extended cell of the new output it is (-1 for an earlier release's)."""
+        blocks, lower, upper, origin = [], [], [], []
+        for t_index, (table, rows) in enumerate(zip(self.tables, self.rows, strict=True)):
             published = np.flatnonzero(table.published.ravel())
             if not len(published):
                 continue
@@ -342,9 +356,11 @@ class _System:
             blocks.append(part[used])
             lower.append(table.lower.ravel()[published][used])
             upper.append(table.upper.ravel()[published][used])
+            origin.append(published[used] if t_index == 0 else np.full(int(used.sum()), -1))
         if not blocks:
-            return csr_matrix((0, len(self.codes))), np.array([]), np.array([])
-        return vstack(blocks).tocsr(), np.concatenate(lower), np.concatenate(upper)
+            empty = np.array([])
+            return csr_matrix((0, len(self.codes))), empty, empty, empty.astype(np.int64)
+        return vstack(blocks).tocsr(), np.concatenate(lower), np.concatenate(upper), np.concatenate(origin)
 
 
 def _consistent_signatures(true_atoms: np.ndarray, budget: int) -> np.ndarray | None:
@@ -403,20 +419,31 @@ def _audit_system(system: _System, threshold: int, protection: float, audit: Led
         return
     remaining = lp.batch(open_, threshold)
     audit.settled_by_batch += len(open_) - len(remaining)
+    new = system.tables[0]
+    sizes = np.asarray(system.rows[0].multiply(system.units[np.newaxis, :]).sum(axis=1)).ravel()
     for candidate in remaining:
-        low, high = lp.range(candidate.entries)
+        low, high, used = lp.range(candidate.entries)
         audit.linear_programmes += 2
-        if _disclosed(candidate, low, high, threshold):
-            audit.findings.append(LedgerFinding(candidate.release, candidate.what, candidate.new_cells))
+        if not _disclosed(candidate, low, high, threshold, system.rounded):
+            continue
+        cells = tuple(sorted((c for c in used if new.published.ravel()[c]), key=lambda c: (sizes[c], c)))
+        if cells:  # else earlier releases pinned it without this output: nothing to hide here
+            audit.findings.append(LedgerFinding(candidate.release, candidate.what, cells))
 
 
-def _disclosed(candidate: _Candidate, low: float, high: float, threshold: int) -> bool:
-    if candidate.width > 0:  # a sum: narrowed below its protection interval
+def _disclosed(candidate: _Candidate, low: float, high: float, threshold: int, rounded: bool) -> bool:
+    """Whether the attacker's interval gives the set away: a sum narrowed below its protection
+    interval; a count recovered exactly; or, where every value is published exactly, a count
+    pinned to 1..threshold-1 (where values are rounded, a small count shown rounded is known
+    to be small by design: only recovering it exactly gives it away)."""
+    if candidate.width > 0:
         return high - low < candidate.width - EPS
     lo, hi = np.ceil(low - EPS), np.floor(high + EPS)
+    if hi - lo < 1 and lo >= 1:
+        return True
     if candidate.sensitive and hi - lo < 1:
-        return True  # a suppressed sensitive count recovered exactly
-    return lo >= 1 and hi <= threshold - 1
+        return True  # a suppressed sensitive count recovered exactly (a zero too)
+    return not rounded and lo >= 1 and hi <= threshold - 1
 
 
 def _candidates(system: _System, threshold: int, protection: float, differences: bool) -> list[_Candidate]:
@@ -430,18 +457,14 @@ def _candidates(system: _System, threshold: int, protection: float, differences:
 
     # atoms of a few units
     for atom in np.flatnonzero(small):
-        cells = _new_cells_of(system, np.array([atom]))
-        if not cells:
-            continue
         out.append(
             _Candidate(
                 np.array([atom]),
                 int(system.units[atom]),
                 float(system.values[atom]),
                 width(system.values[atom]),
-                f"the persons in {_describe_atom(system, atom)}",
+                f"the persons {_describe_atom(system, atom)}",
                 release,
-                cells,
             )
         )
     # suppressed sensitive cells of every table
@@ -455,15 +478,12 @@ def _candidates(system: _System, threshold: int, protection: float, differences:
                 continue
             if not system.magnitude and units >= threshold:
                 continue
-            cells = _new_cells_of(system, entries)
-            if not cells:
-                continue
             whose = "this output" if t_index == 0 else f"release {table.name!r}"
             value = float(system.values[entries].sum())
             out.append(
                 _Candidate(
                     entries, units, value, width(value), f"suppressed cell {table.describe(flat)} of {whose}",
-                    release, cells, sensitive=True,
+                    release, sensitive=True,
                 )
             )  # fmt: skip
     if differences and len(others) == 1:
@@ -498,18 +518,8 @@ def _difference_candidates(system: _System, threshold: int, width, release: str)
             else:
                 what = f"{old.describe(pub_b[j])} of {old.name!r} minus {new.describe(pub_a[i])} of this output"
             value = float(system.values[entries].sum())
-            out.append(_Candidate(entries, int(rest), value, width(value), what, release, (int(pub_a[i]),)))
+            out.append(_Candidate(entries, int(rest), value, width(value), what, release))
     return out
-
-
-def _new_cells_of(system: _System, entries: np.ndarray) -> tuple[int, ...]:
-    """The published cells of the new output whose values involve these atoms, finest first."""
-    new = system.tables[0]
-    rows = system.rows[0]
-    touched = np.unique(rows[:, entries].tocoo().row) if len(entries) else np.array([], dtype=np.int64)
-    touched = [int(c) for c in touched if new.published.ravel()[c]]
-    totals = np.asarray(rows.multiply(system.units[np.newaxis, :]).sum(axis=1)).ravel()
-    return tuple(sorted(touched, key=lambda c: (totals[c], c)))
 
 
 def _describe_atom(system: _System, atom: int) -> str:
@@ -519,7 +529,7 @@ def _describe_atom(system: _System, atom: int) -> str:
             parts.append(f"not in {_label(table)}")
         else:
             flat = np.ravel_multi_index(np.unravel_index(code, table.inner_shape), table.shape)
-            parts.append(f"{table.describe(int(flat))} of {_label(table)}")
+            parts.append(f"in {table.describe(int(flat))} of {_label(table)}")
     return " and ".join(parts)
 
 
@@ -587,10 +597,11 @@ class _Programme:
 
     def __init__(self, system: _System):
         self.system = system
-        matrix, lower, upper = system.constraints()
+        matrix, lower, upper, origin = system.constraints()
         exact = upper - lower <= EPS
         self.a_eq = matrix[np.flatnonzero(exact)] if exact.any() else None
         self.b_eq = lower[exact] if exact.any() else None
+        self.origin_eq = origin[exact]
         ranged = np.flatnonzero(~exact)
         if len(ranged):
             part = matrix[ranged]
@@ -598,6 +609,7 @@ class _Programme:
             self.b_ub = np.concatenate([upper[ranged], -lower[ranged]])
         else:
             self.a_ub = self.b_ub = None
+        self.origin_ub = np.concatenate([origin[ranged], origin[ranged]])
         n = len(system.codes)
         self.bounds = (0, None) if system.nonnegative else (None, None)
         self.n = n
@@ -610,23 +622,40 @@ class _Programme:
         )
 
     def _solve(self, objective, extra_ub=None, extra_b=None, bounds=None):
-        a_ub, b_ub = self.a_ub, self.b_ub
+        width = len(objective)
+        a_ub, b_ub, a_eq = self.a_ub, self.b_ub, self.a_eq
+        if a_eq is not None and a_eq.shape[1] != width:
+            a_eq = _pad(a_eq, width)
+        if a_ub is not None and a_ub.shape[1] != width:
+            a_ub = _pad(a_ub, width)
         if extra_ub is not None:
             a_ub = extra_ub if a_ub is None else vstack([a_ub, extra_ub]).tocsr()
             b_ub = extra_b if b_ub is None else np.concatenate([b_ub, extra_b])
-        a_eq = self.a_eq
-        if a_eq is not None and a_eq.shape[1] != len(objective):
-            a_eq = _pad(a_eq, len(objective))
-        if a_ub is not None and a_ub.shape[1] != len(objective):
-            a_ub = _pad(a_ub, len(objective))
         return linprog(
             objective, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=self.b_eq, bounds=bounds or self.bounds, method="highs"
         )
 
-    def range(self, entries: np.ndarray) -> tuple[float, float]:
+    def range(self, entries: np.ndarray) -> tuple[float, float, set[int]]:
+        """The set's smallest and largest value, and the new output's published cells the two
+        bounds rest on (those whose dual value is not zero: hiding one of them moves a bound)."""
         objective = np.zeros(self.n)
         objective[entries] = 1.0
-        return objective_range(objective, self._solve, "ledger audit")
+        used: set[int] = set()
+
+        def solve(c):
+            solved = self._solve(c)
+            if solved.status == 0:
+                for marginals, origin in (
+                    (solved.eqlin.marginals, self.origin_eq),
+                    (solved.ineqlin.marginals, self.origin_ub),
+                ):
+                    if marginals is not None and len(marginals):
+                        involved = origin[np.abs(np.asarray(marginals)[: len(origin)]) > 1e-9]
+                        used.update(int(c) for c in involved if c >= 0)
+            return solved
+
+        low, high = objective_range(objective, solve, "ledger audit")
+        return low, high, used
 
     def batch(self, candidates: list[_Candidate], threshold: int) -> list[_Candidate]:
         """Candidates no solution of two programmes settles: one putting every candidate as low
