@@ -350,6 +350,8 @@ def test_the_direct45_delivery_leaves_out_exactly_the_opted_out(built):
     assert manifest["representativeness"]["excluded"] == {"persons": 2}
     assert manifest["representativeness"]["included"]["persons"] == 4
     assert manifest["representativeness"]["included"]["share_women"] == 0.5  # persons 2-5
+    # every table says which column names its persons (tre.safe counts them, not rows)
+    assert set(manifest["units"]) == set(manifest["tables"]) and set(manifest["units"].values()) == {"pseudonym"}
     decryptions = built.ok("audit", "log", "--action", "vault.decrypt", "--json", as_user="ada").json()
     assert len(decryptions) == 4 and len({e["subject"] for e in decryptions}) == 4
 

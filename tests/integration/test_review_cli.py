@@ -409,3 +409,28 @@ def test_an_output_folder_with_a_link_is_refused(world, cli):
     refused = cli("request", "add", label, "linked", as_user="rita")
     assert refused.code == 1 and "extract.duckdb is not a regular file (a link?)" in refused.err
     assert folder.is_dir()  # still in the queue, nothing moved
+
+
+def test_a_kernel_that_weakened_its_parameters_is_caught_at_intake(world, cli):
+    """The kernel raised nk_k (and dropped p%) in safe.session().params: its report
+    passes a dominated cell. Intake rebuilds the output from its evidence with the project's
+    parameters: the published files differ, the verdict is fail, and only that verdict is kept."""
+    import dataclasses
+
+    from output_check_factories import records
+
+    from tre.safe import Session
+
+    session = Session(world.project_dir, PROJECT)
+    session.params = dataclasses.replace(session.params, nk_k=1.5, p_ratio=0.0)
+    data = records(400, seed=1, persons=world.people)
+    data.loc[data.index[data.kommune == "4601"][0], "cost"] = 5_000_000
+    shown = session.pivot_table(data, values="cost", index="kommune", aggfunc="sum", name="weakened")
+    assert shown.loc["4601", "cost"] > 5_000_000  # the dominated total, published by the weakened kernel
+    label = cli.ok("request", "new", PROJECT, "--json", as_user="rita").json()["request"]
+    added = cli.ok("request", "add", label, "weakened", *CONTEXT, "--json", as_user="rita").json()
+    assert added["check_status"] == "fail"
+    output = cli.ok("request", "status", label, "--json", as_user="rita").json()["files"][0]
+    messages = " ".join(f["message"] for f in output["findings"])
+    assert "not what the central check publishes" in messages
+    assert not any(f["check"] == "NKCheck" and f["status"] == "pass" for f in output["findings"])

@@ -47,6 +47,7 @@ from tre.output_check.rounding import (
     rounding_bounds,
     rounding_interval,
 )
+from tre.output_check.statistics import build_statistic_findings, classify_column
 from tre.output_check.suppression import (
     build_primary_mask,
     build_secondary_mask,
@@ -628,8 +629,12 @@ def build_frame_findings(
                 f"{where}: {len(frame)} rows that each describe one unit: publish aggregates made with tre.safe",
             )
         )
+    statistics, interpreted = build_statistic_findings(frame, params, where)
+    findings += statistics
     numbers = frame.apply(pd.to_numeric, errors="coerce")
     numeric = numbers.columns[numbers.notna().any() & (numbers.notna() | frame.isna()).all()]
+    # beside recognised statistics, the other columns are the groups' labels (a year, a day)
+    numeric = [] if interpreted else list(numeric)
     values = numbers[numeric].to_numpy(dtype=float).ravel() if len(numeric) else np.array([])
     values = values[~np.isnan(values)]
     if values.size and np.all(values == np.round(values)) and (values >= 0).all():
@@ -650,6 +655,17 @@ def build_frame_findings(
                 f"{where}: a table of statistics not made through tre.safe; a person must check it",
             )
         )
+    if interpreted and not any(f.status in (Status.FAIL, Status.REVIEW) for f in findings):
+        kinds = {classify_column(c).kind for c in interpreted}
+        if kinds - {"size"}:
+            findings.append(
+                Finding(
+                    Check.UNCHECKED_CONTENT,
+                    Status.REVIEW,
+                    f"{where}: statistics made outside tre.safe: their groups are large enough, but whether one "
+                    "person dominates them cannot be told from the table; a person must check it",
+                )
+            )
     return findings
 
 

@@ -12,8 +12,8 @@ all corners of such a box are suppressed, an attacker cannot tell the true table
 one moved by d, for every d that keeps the interior cells non-negative, so the primary
 cell's interval is at least as wide as that range of d. For each primary cell in turn we
 choose, among all boxes with the cell as a corner, the cheapest one (fewest and smallest
-newly suppressed cells; margins only when unavoidable) whose range reaches the protection
-width. A box whose other corners are all margins always qualifies, so every primary cell
+newly suppressed cells, weighed by their values; margins only when unavoidable, the grand
+total only when nothing else will do) whose range reaches the protection width. A box whose other corners are all margins always qualifies, so every primary cell
 is protected. `intervals.build_attacker_intervals` is the independent LP audit.
 """
 
@@ -90,6 +90,8 @@ def build_hypercubes(
     flip = flip_signs(shape)
     margin_penalty = values[interior].sum() + 1.0
     cost = 1.0 + np.abs(values) + np.where(interior, 0.0, margin_penalty)
+    # the grand total last of all: dearer than any box of other cells (a box has 2^N corners)
+    cost[tuple(n - 1 for n in shape)] += 2 ** len(shape) * (margin_penalty + np.abs(values).max())
     rise = np.full(shape, np.inf)  # a suppressed cell can rise without limit ...
     fall = np.where(interior, values, np.inf)  # ... and an interior one fall to zero
     if fixed is not None:  # ... but not a cell whose value everyone knows
