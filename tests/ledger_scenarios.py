@@ -21,7 +21,7 @@ from scipy.optimize import linprog
 
 from tre.output_check import load_parameters
 from tre.output_check.central import ledger_entry_of
-from tre.output_check.outputs import UNIT, VALUE, build_table_output
+from tre.output_check.outputs import person_table_output
 from tre.output_check.rounding import rounding_interval
 from tre.output_check.tables import category_label
 
@@ -52,25 +52,10 @@ class Project:
     def make(self, dims, *, rows=None, value=None, statistic=None, method="suppress", structural_zeros=()):
         """An output of the persons `rows` ({attribute: allowed values}; everyone by default) by `dims`."""
         data = self.people[select(self.people, rows)]
-        evidence = pd.DataFrame({d: data[d].map(category_label).to_numpy(dtype=object) for d in dims})
-        statistic = statistic or ("sum" if value else "count")
-        if value:
-            evidence[VALUE] = data[value].to_numpy(dtype=float)
-        evidence[UNIT] = data["pseudonym"].to_numpy(dtype=object)
-        spec = {
-            "call": "pivot_table" if value else "crosstab",
-            "dimensions": list(dims),
-            "n_rows": 1,
-            "categories": [sorted(evidence[d].unique()) for d in dims],
-            "statistic": statistic,
-            "unit": True,
-            "method": method,
-            "margins": True,
-            "margins_name": "All",
-            "label": value or "count",
-            "structural_zeros": list(structural_zeros),
-        }
-        made = build_table_output(evidence, spec, self.params, ledger=self.ledger)
+        made = person_table_output(
+            data, dims, self.params, value=value, statistic=statistic, method=method,
+            structural_zeros=structural_zeros, ledger=self.ledger,
+        )  # fmt: skip
         made.extra.update(dims=list(dims), rows=rows, value=value)
         return made
 

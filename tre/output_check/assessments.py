@@ -35,7 +35,14 @@ from tre.output_check.kinds import (
     Status,
 )
 from tre.output_check.leaks import is_person_level, scan_frame, value_leaks
-from tre.output_check.ledger import LedgerAudit, LedgerTable, audit_against_ledger, build_ledger_table, with_published
+from tre.output_check.ledger import (
+    LedgerAudit,
+    LedgerTable,
+    UnitSpace,
+    audit_against_ledger,
+    build_ledger_table,
+    with_published,
+)
 from tre.output_check.merging import build_merged_table, plan_merges
 from tre.output_check.parameters import Parameters
 from tre.output_check.reports import Report
@@ -106,6 +113,7 @@ def build_table_report(
     differences: list[differencing.Difference] = []
     difference_mask = np.zeros(table.shape, dtype=bool)
     members = build_ledger_table(table, "this output") if ledger else None
+    space = UnitSpace(ledger) if members is not None else None  # numbered once for every round
     ledger_audit: LedgerAudit | None = None
     ledger_found: dict[str, str] = {}  # every set the ledger audit found, by what it is
     for _ in range(DIFFERENCING_ROUNDS):
@@ -120,7 +128,9 @@ def build_table_report(
         if members is not None:
             lower, upper = _published_bounds(params, method, published, hidden, rounded)
             current = with_published(members, table, lower, upper, primary)
-            ledger_audit = audit_against_ledger(current, ledger, params.threshold, params.magnitude_protection)
+            ledger_audit = audit_against_ledger(
+                current, ledger, params.threshold, params.magnitude_protection, units=space
+            )
             for finding in ledger_audit.findings:
                 found[np.unravel_index(finding.new_cells[0], table.shape)] = True
                 ledger_found.setdefault(finding.what, finding.message())

@@ -38,13 +38,14 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
 import pandas as pd
 from scipy.optimize import linprog
 from scipy.sparse import csr_matrix, vstack
+from scipy.sparse.csgraph import maximum_flow
 
 from tre.output_check.intervals import objective_range
 from tre.output_check.kinds import TOTAL
@@ -53,6 +54,7 @@ LEDGER_FORMAT = "tre-ledger-table/1"
 JOINT_ATOMS = 20_000  # atoms up to which earlier releases are audited together with the new output
 JOINT_TABLES = 50  # earlier releases audited together with a new output, at most
 MOVE_PARTNERS = 6  # largest neighbours tried per atom when looking for a settling move
+BATCH_ROUNDS = 6  # rounds of the programmes that settle many candidates at once, before one per candidate
 EPS = 1e-6
 PUBLISHED_DECIMALS = 1e-6  # sums and means are published to 6 decimals
 
@@ -154,6 +156,7 @@ class LedgerAudit:
     not_audited: list[str] = field(default_factory=list)
     candidates: int = 0
     settled_by_moves: int = 0
+    settled_by_flows: int = 0
     settled_by_batch: int = 0
     linear_programmes: int = 0
     joint_tables: int = 0
@@ -167,11 +170,65 @@ class LedgerAudit:
             "audited_together": self.joint_tables,
             "candidates": self.candidates,
             "settled_by_moves": self.settled_by_moves,
+            "settled_by_flows": self.settled_by_flows,
             "settled_by_batch": self.settled_by_batch,
             "linear_programmes": self.linear_programmes,
             "disclosed": len(self.findings),
             "seconds": round(self.seconds, 3),
         }
+
+
+class UnitSpace:
+    """The units of a ledger as integers, shared by every table of an audit.
+
+    Every earlier release is compared with the new output by its units; on pseudonyms (text)
+    each comparison costs ten to a hundred times what it costs on integers. The ledger's units
+    are numbered once (per checked output, not per round of its remedy); a table outside the
+    ledger (the new output) gets the ledger's numbers for the units it shares with it and new
+    ones, stable within this space, for the others.
+    """
+
+    def __init__(self, tables: Sequence[LedgerTable] = ()):
+        arrays = [np.asarray(t.member_units, dtype=object) for t in tables]
+        codes, uniques = pd.factorize(np.concatenate(arrays)) if arrays else (np.zeros(0, np.int64), [])
+        self._index = pd.Index(np.asarray(uniques, dtype=object), dtype=object)
+        self._extra = pd.Index(np.zeros(0, dtype=object), dtype=object)
+        self._ids: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        starts = np.cumsum([0, *(len(a) for a in arrays)])
+        for array, start, end in zip(arrays, starts[:-1], starts[1:], strict=True):
+            self._remember(array, codes[start:end].astype(np.int64))
+
+    @property
+    def size(self) -> int:
+        return len(self._index) + len(self._extra)
+
+    def ids(self, table: LedgerTable) -> np.ndarray:
+        """The table's member units as integers (one per member row)."""
+        units = table.member_units
+        known = self._ids.get(id(units))
+        if known is not None and known[0] is units:
+            return known[1]
+        values = np.asarray(units, dtype=object)
+        ids = self._index.get_indexer(values).astype(np.int64)
+        missing = ids < 0
+        if missing.any():
+            extra = pd.unique(values[missing])
+            new = extra[self._extra.get_indexer(extra) < 0]
+            if len(new):
+                self._extra = self._extra.append(pd.Index(np.asarray(new, dtype=object), dtype=object))
+            ids[missing] = len(self._index) + self._extra.get_indexer(values[missing])
+        return self._remember(units, ids)
+
+    def _remember(self, units, ids: np.ndarray) -> np.ndarray:
+        self._ids[id(units)] = (units, ids)  # the array is kept: its id is not reused while cached
+        return ids
+
+    def mask(self, table: LedgerTable) -> np.ndarray:
+        """Which units of the space the table covers."""
+        ids = self.ids(table)  # first: it may number new units
+        out = np.zeros(self.size, dtype=bool)
+        out[ids] = True
+        return out
 
 
 def audit_against_ledger(
@@ -181,30 +238,35 @@ def audit_against_ledger(
     magnitude_protection: float,
     *,
     joint_atoms: int = JOINT_ATOMS,
+    units: UnitSpace | None = None,
 ) -> LedgerAudit:
-    """What the new output, together with everything the ledger holds, gives away."""
+    """What the new output, together with everything the ledger holds, gives away. `units`
+    numbers the ledger's units (made here when not given; pass one to audit several versions
+    of an output against the same ledger)."""
     started = time.perf_counter()
     audit = LedgerAudit()
     if new.kind == "spread" or not len(new.member_units):
         return audit
-    mine = pd.Index(pd.unique(new.member_units))
+    space = units if units is not None else UnitSpace(ledger)
+    mine = space.mask(new)
+    alone = _AloneSolutions(threshold)
     for old in ledger:
-        relation = _relation(mine, old)
+        relation = _relation(mine, space, old)
         if relation == "disjoint":
             continue
         audit.relations.append({"release": old.name, "relation": relation, "dimensions": list(old.dimensions)})
         if old.kind == "spread":
             audit.not_audited.append(f"{old.name}: persons in several cells")
             continue
-        if not _comparable(new, old):
+        if not _comparable(new, old, space):
             continue
         audit.compared.append(old.name)
-        system = _System.build([new, old])
+        system = _System.build([new, old], space)
         if system is not None:
-            _audit_system(system, threshold, magnitude_protection, audit)
-    cluster = _cluster(new, ledger) if new.kind == "units" else []
+            _audit_system(system, threshold, magnitude_protection, audit, alone=alone)
+    cluster = _cluster(new, ledger, space) if new.kind == "units" else []
     if len(cluster) >= 2:
-        system = _System.build([new, *cluster], budget=joint_atoms)
+        system = _System.build([new, *cluster], space, budget=joint_atoms)
         if system is not None and len(system.tables) >= 3:
             audit.joint_tables = len(system.tables) - 1
             _audit_system(system, threshold, magnitude_protection, audit, differences=False)
@@ -213,48 +275,49 @@ def audit_against_ledger(
     return audit
 
 
-def _relation(mine: pd.Index, old: LedgerTable) -> str:
-    """How the populations of two tables relate: the same, one within the other, overlapping, disjoint."""
-    theirs = pd.unique(old.member_units)
-    inside = mine.isin(theirs)
-    shared = int(inside.sum())
+def _relation(mine: np.ndarray, space: UnitSpace, old: LedgerTable) -> str:
+    """How the populations of two tables relate: the same, one within the other, overlapping,
+    disjoint (`mine`: the new output's units as a mask of the space)."""
+    theirs = np.unique(space.ids(old))
+    shared = int(mine[theirs[theirs < len(mine)]].sum())
+    n_mine = int(mine.sum())
     if shared == 0:
         return "disjoint"
-    if shared == len(mine) and shared == len(theirs):
+    if shared == n_mine and shared == len(theirs):
         return "same persons"
-    if shared == len(mine):
+    if shared == n_mine:
         return "this output's persons are within it"
     if shared == len(theirs):
         return "its persons are within this output"
     return "overlapping persons"
 
 
-def _comparable(new: LedgerTable, old: LedgerTable) -> bool:
+def _comparable(new: LedgerTable, old: LedgerTable, space: UnitSpace) -> bool:
     """Same kind of linear system: counts of persons with counts, sums of one measure with sums."""
     if new.kind != old.kind:
         return False
     if new.kind == "units":
         return True
-    shared, new_at, old_at = np.intersect1d(new.member_units, old.member_units, return_indices=True)
+    shared, new_at, old_at = np.intersect1d(space.ids(new), space.ids(old), return_indices=True)
     if not len(shared):
         return False
     return bool(np.allclose(new.member_weights[new_at], old.member_weights[old_at], rtol=1e-9, atol=1e-9))
 
 
-def _cluster(new: LedgerTable, ledger: Sequence[LedgerTable]) -> list[LedgerTable]:
+def _cluster(new: LedgerTable, ledger: Sequence[LedgerTable], space: UnitSpace) -> list[LedgerTable]:
     """Earlier count releases to audit together with the new output: those sharing a dimension
     with it and linked to it through shared persons (directly, or through another of them: a
     release of a disjoint group still counts when a third table covers both), most recent first."""
     mine = set(new.dimensions)
     candidates = [t for t in reversed(ledger) if t.kind == "units" and mine & set(t.dimensions)][:JOINT_TABLES]
-    units = [pd.Index(pd.unique(t.member_units)) for t in candidates]
-    linked, frontier = set(), [pd.Index(pd.unique(new.member_units))]
+    units = [np.unique(space.ids(t)) for t in candidates]
+    linked, frontier = set(), [space.mask(new)]
     while frontier:
         reached = frontier.pop()
         for i, theirs in enumerate(units):
-            if i not in linked and theirs.isin(reached).any():
+            if i not in linked and reached[theirs[theirs < len(reached)]].any():
                 linked.add(i)
-                frontier.append(theirs)
+                frontier.append(space.mask(candidates[i]))
     return [candidates[i] for i in sorted(linked)]
 
 
@@ -283,14 +346,16 @@ class _System:
         self.magnitude = magnitude
         self.nonnegative = True
         self.rows = [self._rows(t, codes[:, i]) for i, t in enumerate(tables)]
+        # a pair of count tables with their true atoms: a transportation problem (`_lift`)
+        self.liftable = len(tables) == 2 and not magnitude and all(t.kind == "units" for t in tables)
         # a count table published rounded: values are intervals by design
         self.rounded = not magnitude and any(
             bool(np.nan_to_num(t.upper - t.lower).max(initial=0.0) > 0.5) for t in tables
         )
 
     @classmethod
-    def build(cls, tables: list[LedgerTable], budget: int | None = None) -> _System | None:
-        ids, _ = pd.factorize(np.concatenate([t.member_units for t in tables]))
+    def build(cls, tables: list[LedgerTable], space: UnitSpace, budget: int | None = None) -> _System | None:
+        ids, _ = pd.factorize(np.concatenate([space.ids(t) for t in tables]))
         n_units = int(ids.max()) + 1 if len(ids) else 0
         unit_codes = np.empty((n_units, len(tables)), dtype=np.int64)
         weight = np.zeros(n_units)
@@ -404,7 +469,17 @@ def _lookup_rows(atoms: np.ndarray, rows: np.ndarray) -> np.ndarray:
 # --- the audit of one system ------------------------------------------------------------------
 
 
-def _audit_system(system: _System, threshold: int, protection: float, audit: LedgerAudit, differences=True):
+def _audit_system(
+    system: _System,
+    threshold: int,
+    protection: float,
+    audit: LedgerAudit,
+    differences=True,
+    alone: _AloneSolutions | None = None,
+):
+    """Find the candidates of `system` that its published values pin down: settle what moves
+    and lifted solutions settle (cheap), then what batches of linear programmes settle, then
+    bound each remaining candidate with two programmes of its own."""
     candidates = _candidates(system, threshold, protection, differences)
     if not candidates:
         return
@@ -412,12 +487,21 @@ def _audit_system(system: _System, threshold: int, protection: float, audit: Led
     moved = _settled_by_moves(system, candidates, threshold)
     open_ = [c for c, done in zip(candidates, moved, strict=True) if not done]
     audit.settled_by_moves += len(candidates) - len(open_)
+    if open_ and alone is not None and system.liftable:
+        before = len(open_)
+        open_ = _settle_by_flows(system, open_, threshold, alone)
+        audit.settled_by_flows += before - len(open_)
     if not open_:
         return
+    remaining = open_
+    local = _local_atoms(system, open_)
+    if local is not None:  # first in the candidates' neighbourhood, the rest of the atoms held
+        remaining = _batches(_Programme(system, free=local), remaining, threshold, local)
     lp = _Programme(system)
     if not lp.feasible:
         return
-    remaining = lp.batch(open_, threshold)
+    if remaining:
+        remaining = _batches(lp, remaining, threshold)
     audit.settled_by_batch += len(open_) - len(remaining)
     new = system.tables[0]
     sizes = np.asarray(system.rows[0].multiply(system.units[np.newaxis, :]).sum(axis=1)).ravel()
@@ -429,6 +513,191 @@ def _audit_system(system: _System, threshold: int, protection: float, audit: Led
         cells = tuple(sorted((c for c in used if new.published.ravel()[c]), key=lambda c: (sizes[c], c)))
         if cells:  # else earlier releases pinned it without this output: nothing to hide here
             audit.findings.append(LedgerFinding(candidate.release, candidate.what, cells))
+
+
+LOCAL_SHARE = 0.5  # a neighbourhood of more atoms than this share of all is not worth a programme of its own
+
+
+def _local_atoms(system: _System, candidates: list[_Candidate]) -> np.ndarray | None:
+    """The candidates' atoms and every atom that shares a cell of some table with one of
+    them: where moves that change a candidate without changing a published value mostly run.
+    None when that is most of the system."""
+    inside = np.zeros(len(system.codes), dtype=bool)
+    inside[np.concatenate([c.entries for c in candidates])] = True
+    near = inside.copy()
+    for t_index in range(len(system.tables)):
+        codes = system.codes[:, t_index]
+        touched = np.zeros(int(codes.max()) + 1, dtype=bool)
+        touched[codes[inside]] = True
+        near |= touched[codes]
+    if near.sum() > LOCAL_SHARE * len(near):
+        return None
+    return np.flatnonzero(near)
+
+
+def _batches(lp: _Programme, candidates: list[_Candidate], threshold: int, atoms=None) -> list[_Candidate]:
+    """The candidates that rounds of batch programmes leave unsettled (`atoms`: the system's
+    atoms that are the programme's variables, when it is a neighbourhood)."""
+    if not lp.feasible:
+        return candidates
+    if atoms is not None:
+        position = np.full(len(lp.system.codes), -1, dtype=np.int64)
+        position[atoms] = np.arange(len(atoms))
+        local = [replace(c, entries=position[c.entries]) for c in candidates]
+    else:
+        local = list(candidates)
+    remaining = list(range(len(candidates)))
+    for round_ in range(BATCH_ROUNDS):
+        left, _ = lp.batch([local[i] for i in remaining], threshold, seed=round_)
+        kept = {id(c) for c in left}
+        after = [i for i in remaining if id(local[i]) in kept]
+        if not after or len(after) == len(remaining):
+            remaining = after
+            break
+        remaining = after
+    return [candidates[i] for i in remaining]
+
+
+# --- settling by lifted solutions (pairs of count tables) -------------------------------------
+
+
+class _AloneSolutions:
+    """Solutions of each table on its own (values of its interior cells that keep everything
+    it published), found once per audit: the points its own suppression or rounding leaves
+    open. A pair of tables is a transportation problem over the atoms; a solution of one
+    table that the atoms can carry, with the other table's cells at their true values, is a
+    solution of the pair."""
+
+    def __init__(self, threshold: int):
+        self.threshold = threshold
+        self._found: dict[int, tuple[LedgerTable, list[np.ndarray]]] = {}
+
+    def of(self, table: LedgerTable) -> list[np.ndarray]:
+        known = self._found.get(id(table))
+        if known is not None and known[0] is table:
+            return known[1]
+        solutions = self._solve(table)
+        self._found[id(table)] = (table, solutions)
+        return solutions
+
+    def _solve(self, table: LedgerTable) -> list[np.ndarray]:
+        if table.kind != "units":
+            return []
+        units = np.bincount(table.member_cells, minlength=table.n_interior).astype(np.int64)
+        held = np.flatnonzero(units)  # an empty cell has no atoms in any pair: it stays empty
+        units = units[held]
+        system = _System([table], held[:, np.newaxis], units, units.astype(float), False)
+        candidates = _cell_candidates(system, 0, self.threshold, lambda value: 0.0)
+        if not candidates:
+            return []
+        lp = _Programme(system)
+        if not lp.feasible:
+            return []
+        found, remaining = [], candidates
+        for round_ in range(BATCH_ROUNDS):
+            remaining, solutions = lp.batch(candidates, self.threshold, seed=round_)
+            found += solutions
+            if not remaining:
+                break
+        for candidate in remaining:  # each cell at its own lowest and highest (a table alone is small)
+            objective = np.zeros(lp.n)
+            objective[candidate.entries] = 1.0
+            for sign in (1.0, -1.0):
+                solved = lp._solve(sign * objective)
+                if solved.status == 0:
+                    found.append(solved.x)
+        # vertices of a table's own system are whole numbers for tables of one or two
+        # dimensions; a fractional one (three or more) cannot be carried by whole atoms
+        whole = [np.round(x) for x in found if np.allclose(x, np.round(x), atol=1e-6)]
+        out = []
+        for x in whole:
+            if (x >= 0).all():
+                cells = np.zeros(table.n_interior, dtype=np.int64)
+                cells[held] = x
+                out.append(cells)
+        return out
+
+
+def _settle_by_flows(
+    system: _System, candidates: list[_Candidate], threshold: int, alone: _AloneSolutions
+) -> list[_Candidate]:
+    """The candidates of a pair of count tables that no lifted solution settles. Solutions
+    tried: the true cell values of both tables (the atoms rearranged: which of a cell's
+    persons lie in which cell of the other table), then each table's own solutions with the
+    other table at its true values; each is carried onto the atoms by a maximum flow."""
+    (first, second), units = system.tables, system.units
+    a, b = system.codes[:, 0], system.codes[:, 1]
+    truth_a = np.bincount(a[a < first.n_interior], weights=units[a < first.n_interior], minlength=first.n_interior)
+    truth_b = np.bincount(b[b < second.n_interior], weights=units[b < second.n_interior], minlength=second.n_interior)
+    sets = _candidate_sets(candidates, len(system.codes))
+    truth = sets @ units.astype(float)
+    low, high = truth.copy(), truth.copy()
+    remaining = np.ones(len(candidates), dtype=bool)
+    targets = itertools.chain(
+        [(truth_a, truth_b)],
+        ((x, truth_b) for x in _lazy(alone.of, first)),
+        ((truth_a, x) for x in _lazy(alone.of, second)),
+    )
+    for rows, cols in targets:
+        x = _lift(system, rows.astype(np.int64), cols.astype(np.int64))
+        if x is None:
+            continue
+        values = sets @ x
+        low, high = np.minimum(low, values), np.maximum(high, values)
+        remaining = ~_settled(candidates, low, high, threshold)
+        if not remaining.any():
+            break
+    return [c for c, left in zip(candidates, remaining, strict=True) if left]
+
+
+def _lazy(solve, table):
+    yield from solve(table)
+
+
+def _lift(system: _System, rows: np.ndarray, cols: np.ndarray) -> np.ndarray | None:
+    """Atom values whose sums are `rows` over the first table's interior cells and `cols` over
+    the second's, or None when the atoms cannot carry them.
+
+    A flow with fixed amounts on the cells' edges, made a maximum flow: a source S* feeds each
+    first-table cell its amount and a hub H the second table's total; each second-table cell
+    drains its amount to the sink T*, and H drains the first table's total. Atoms are edges
+    from their first-table cell to their second-table cell; the persons in one table only
+    pass through a free node on the other side, which H feeds or drains (those totals are not
+    published). Every amount is carried exactly when the flow is the sum of both totals."""
+    first, second = system.tables
+    n_a, n_b = first.n_interior, second.n_interior
+    a, b = system.codes[:, 0], system.codes[:, 1]
+    source, sink, hub, no_a, no_b = 0, 1, 2, 3, 4
+    row_node = np.where(a < n_a, 5 + a, no_a)
+    col_node = np.where(b < n_b, 5 + n_a + b, no_b)
+    total = int(rows.sum() + cols.sum())
+    big = total + 1
+    if big >= np.iinfo(np.int32).max:
+        return None
+    tails = np.concatenate([np.full(n_a, source), [source, hub, hub, no_b], 5 + n_a + np.arange(n_b), row_node])
+    heads = np.concatenate([5 + np.arange(n_a), [hub, sink, no_a, hub], np.full(n_b, sink), col_node])
+    capacity = np.concatenate([rows, [cols.sum(), rows.sum(), big, big], cols, np.full(len(a), big)])
+    keep = capacity > 0
+    size = 5 + n_a + n_b
+    graph = csr_matrix(
+        (capacity[keep].astype(np.int32), (tails[keep], heads[keep])), shape=(size, size)
+    )  # fmt: skip
+    result = maximum_flow(graph, source, sink, method="dinic")
+    if result.flow_value != total:
+        return None
+    return np.asarray(result.flow.tocsr()[row_node, col_node], dtype=float).ravel()
+
+
+def _candidate_sets(candidates: list[_Candidate], n: int) -> csr_matrix:
+    """candidates x atoms: which atoms each candidate sums."""
+    return csr_matrix(
+        (
+            np.ones(sum(len(c.entries) for c in candidates)),
+            (np.repeat(np.arange(len(candidates)), [len(c.entries) for c in candidates]),
+             np.concatenate([c.entries for c in candidates])),
+        ),
+        shape=(len(candidates), n),
+    )  # fmt: skip
 
 
 def _disclosed(candidate: _Candidate, low: float, high: float, threshold: int, rounded: bool) -> bool:
@@ -447,48 +716,86 @@ def _disclosed(candidate: _Candidate, low: float, high: float, threshold: int, r
 
 
 def _candidates(system: _System, threshold: int, protection: float, differences: bool) -> list[_Candidate]:
+    """The sets whose true size makes them disclosable (1..threshold-1 units, or sensitive):
+
+    - in a system of three or more tables, every atom of a few units (the groups no pair of
+      tables delimits);
+    - every cell of any of the tables that is not published exactly (suppressed, or shown
+      rounded) and is small or sensitive, when the two tables nest somewhere (a cell of
+      `threshold` or more units of one lies within a cell of the other, grand totals aside):
+      tables with nothing nested cannot narrow each other's hidden cells;
+    - in a pair, every difference between a published cell of each that holds a few units.
+    """
     others = system.tables[1:]
     release = ", ".join(repr(t.name) for t in others)
     out: list[_Candidate] = []
-    small = (system.units >= 1) & (system.units <= threshold - 1)
 
     def width(value: float) -> float:
         return max(protection * abs(value), 1.0) if system.magnitude else 0.0
 
-    # atoms of a few units
-    for atom in np.flatnonzero(small):
-        out.append(
-            _Candidate(
-                np.array([atom]),
-                int(system.units[atom]),
-                float(system.values[atom]),
-                width(system.values[atom]),
-                f"the persons {_describe_atom(system, atom)}",
-                release,
-            )
-        )
-    # suppressed sensitive cells of every table
-    for t_index, table in enumerate(system.tables):
-        rows = system.rows[t_index]
-        hidden = table.sensitive.ravel() & ~table.published.ravel()
-        for flat in np.flatnonzero(hidden):
-            entries = rows[flat].indices
-            units = int(system.units[entries].sum())
-            if not len(entries) or units == 0:
-                continue
-            if not system.magnitude and units >= threshold:
-                continue
-            whose = "this output" if t_index == 0 else f"release {table.name!r}"
-            value = float(system.values[entries].sum())
+    if len(system.tables) > 2:
+        small = (system.units >= 1) & (system.units <= threshold - 1)
+        for atom in np.flatnonzero(small):
             out.append(
                 _Candidate(
-                    entries, units, value, width(value), f"suppressed cell {table.describe(flat)} of {whose}",
-                    release, sensitive=True,
+                    np.array([atom]),
+                    int(system.units[atom]),
+                    float(system.values[atom]),
+                    width(system.values[atom]),
+                    f"the persons {_describe_atom(system, atom)}",
+                    release,
                 )
-            )  # fmt: skip
+            )
+    if len(system.tables) > 2 or _nested(system, threshold):
+        for t_index in range(len(system.tables)):
+            out += _cell_candidates(system, t_index, threshold, width, release)
     if differences and len(others) == 1:
         out += _difference_candidates(system, threshold, width, release)
     return out
+
+
+def _cell_candidates(system: _System, t_index: int, threshold: int, width, release: str = "") -> list[_Candidate]:
+    """The cells of table `t_index` not published exactly (suppressed, or shown rounded) that
+    are small or sensitive."""
+    table, rows = system.tables[t_index], system.rows[t_index]
+    out = []
+    published, sensitive = table.published.ravel(), table.sensitive.ravel()
+    exact = published & (np.nan_to_num(table.upper - table.lower).ravel() <= EPS)
+    sizes = np.asarray(rows.multiply(system.units[np.newaxis, :]).sum(axis=1)).ravel()
+    small = (sizes >= 1) & (sizes <= threshold - 1) if not system.magnitude else sizes >= 1
+    for flat in np.flatnonzero(~exact & (small | sensitive)):
+        entries = rows[flat].indices
+        units = int(sizes[flat])
+        if not len(entries) or (units == 0 and not sensitive[flat]):
+            continue
+        if system.magnitude and not sensitive[flat] and units >= threshold:
+            continue
+        whose = "this output" if t_index == 0 else f"release {table.name!r}"
+        state = "suppressed" if not published[flat] else "rounded"
+        value = float(system.values[entries].sum())
+        out.append(
+            _Candidate(
+                entries, units, value, width(value), f"{state} cell {table.describe(flat)} of {whose}", release,
+                sensitive=not published[flat],
+            )
+        )  # fmt: skip
+    return out
+
+
+def _nested(system: _System, threshold: int) -> bool:
+    """Whether a cell of one table (of at least `threshold` units, not a grand total) lies
+    within a cell (not a grand total) of the other."""
+    (a_rows, b_rows), units = system.rows, system.units[np.newaxis, :]
+    a_keep = np.arange(a_rows.shape[0]) != a_rows.shape[0] - 1
+    b_keep = np.arange(b_rows.shape[0]) != b_rows.shape[0] - 1
+    a = a_rows[np.flatnonzero(a_keep)].multiply(units).tocsr()
+    b = b_rows[np.flatnonzero(b_keep)]
+    size_a = np.asarray(a.sum(axis=1)).ravel()
+    size_b = np.asarray(b.multiply(units).sum(axis=1)).ravel()
+    both = (a @ b.T).tocoo()
+    inside_a = (both.data == size_a[both.row]) & (size_a[both.row] >= threshold)
+    inside_b = (both.data == size_b[both.col]) & (size_b[both.col] >= threshold)
+    return bool((inside_a | inside_b).any())
 
 
 def _difference_candidates(system: _System, threshold: int, width, release: str) -> list[_Candidate]:
@@ -595,9 +902,21 @@ def _top_per_group(group: np.ndarray, units: np.ndarray, k: int) -> np.ndarray:
 class _Programme:
     """The linear programmes over one system's atoms."""
 
-    def __init__(self, system: _System):
+    def __init__(self, system: _System, free: np.ndarray | None = None):
+        """`free`: the atoms that may move (all by default); the others keep their true values,
+        which makes a smaller programme whose every solution is one of the whole system."""
         self.system = system
         matrix, lower, upper, origin = system.constraints()
+        if free is not None:
+            fixed = np.ones(len(system.codes), dtype=bool)
+            fixed[free] = False
+            held = matrix[:, np.flatnonzero(fixed)] @ system.values[fixed].astype(float)
+            matrix = matrix[:, free].tocsr()
+            used = np.diff(matrix.indptr) > 0
+            matrix, lower, upper, origin = matrix[used], (lower - held)[used], (upper - held)[used], origin[used]
+            truth_values = system.values[free]
+        else:
+            truth_values = system.values
         exact = upper - lower <= EPS
         self.a_eq = matrix[np.flatnonzero(exact)] if exact.any() else None
         self.b_eq = lower[exact] if exact.any() else None
@@ -610,12 +929,11 @@ class _Programme:
         else:
             self.a_ub = self.b_ub = None
         self.origin_ub = np.concatenate([origin[ranged], origin[ranged]])
-        n = len(system.codes)
         self.bounds = (0, None) if system.nonnegative else (None, None)
-        self.n = n
+        self.n = len(truth_values)
         # the truth is feasible by construction; a table whose published values disagree with
         # its members (it cannot happen for tables tre made) is not audited
-        truth = system.values.astype(float)
+        truth = truth_values.astype(float)
         self.feasible = bool(
             (self.a_eq is None or np.allclose(self.a_eq @ truth, self.b_eq, atol=1e-6))
             and (self.a_ub is None or (self.a_ub @ truth <= self.b_ub + 1e-6).all())
@@ -631,9 +949,12 @@ class _Programme:
         if extra_ub is not None:
             a_ub = extra_ub if a_ub is None else vstack([a_ub, extra_ub]).tocsr()
             b_ub = extra_b if b_ub is None else np.concatenate([b_ub, extra_b])
+        # HiGHS's presolve costs 20-40 times the solve on these transportation-like systems
+        # (thousands of atoms, each in a few cells), and finds little to remove
         return linprog(
-            objective, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=self.b_eq, bounds=bounds or self.bounds, method="highs"
-        )
+            objective, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=self.b_eq, bounds=bounds or self.bounds, method="highs",
+            options={"presolve": False},
+        )  # fmt: skip
 
     def range(self, entries: np.ndarray) -> tuple[float, float, set[int]]:
         """The set's smallest and largest value, and the new output's published cells the two
@@ -657,18 +978,16 @@ class _Programme:
         low, high = objective_range(objective, solve, "ledger audit")
         return low, high, used
 
-    def batch(self, candidates: list[_Candidate], threshold: int) -> list[_Candidate]:
+    def batch(
+        self, candidates: list[_Candidate], threshold: int, seed: int = 0
+    ) -> tuple[list[_Candidate], list[np.ndarray]]:
         """Candidates no solution of two programmes settles: one putting every candidate as low
-        as it can go (all at once), one raising each to its threshold (or its width)."""
-        sets = csr_matrix(
-            (
-                np.ones(sum(len(c.entries) for c in candidates)),
-                (np.repeat(np.arange(len(candidates)), [len(c.entries) for c in candidates]),
-                 np.concatenate([c.entries for c in candidates])),
-            ),
-            shape=(len(candidates), self.n),
-        )  # fmt: skip
-        scale = np.array([max(c.width, 1.0) for c in candidates])
+        as it can go (all at once), one raising each to its threshold (or its width); and the
+        two solutions."""
+        sets = _candidate_sets(candidates, self.n)
+        # random positive weights: each round looks for another solution that settles others
+        weights = np.random.default_rng(seed).uniform(0.5, 1.5, len(candidates)) if seed else np.ones(len(candidates))
+        scale = np.array([max(c.width, 1.0) for c in candidates]) / weights
         low = self._solve(np.asarray(sets.multiply(1 / scale[:, None]).sum(axis=0)).ravel())
         # maximise sum of z_c with z_c <= value_c and z_c <= cap_c
         caps = np.array([c.value + c.width if c.width > 0 else threshold for c in candidates])
@@ -677,27 +996,27 @@ class _Programme:
         bounds = [self.bounds] * self.n + [(None, float(cap)) for cap in caps]
         objective = np.r_[np.zeros(self.n), -1 / scale]
         high = self._solve(objective, extra_ub=link, extra_b=np.zeros(k), bounds=bounds)
-        low_values = sets @ low.x if low.status == 0 else None
-        high_values = sets @ high.x[: self.n] if high.status == 0 else None
-        remaining = []
-        for i, c in enumerate(candidates):
-            low_v = None if low_values is None else float(low_values[i])
-            high_v = None if high_values is None else float(high_values[i])
-            if c.width > 0:
-                if low_v is not None and high_v is not None and high_v - low_v >= c.width - EPS:
-                    continue
-            elif not c.sensitive:
-                if (low_v is not None and low_v <= EPS) or (high_v is not None and high_v >= threshold - EPS):
-                    continue
-            elif (
-                low_v is not None
-                and high_v is not None
-                and high_v - low_v >= 1 - EPS
-                and (low_v <= EPS or high_v >= threshold - EPS)
-            ):
-                continue
-            remaining.append(c)
-        return remaining
+        low_values = sets @ low.x if low.status == 0 else np.full(k, np.nan)
+        high_values = sets @ high.x[: self.n] if high.status == 0 else np.full(k, np.nan)
+        settled = _settled(candidates, low_values, high_values, threshold)
+        solutions = [low.x] if low.status == 0 else []
+        solutions += [high.x[: self.n]] if high.status == 0 else []
+        return [c for c, done in zip(candidates, settled, strict=True) if not done], solutions
+
+
+def _settled(candidates: list[_Candidate], low: np.ndarray, high: np.ndarray, threshold: int) -> np.ndarray:
+    """Which candidates feasible solutions settle, given each candidate's lowest and highest
+    value among them (NaN: none known): a sum left its protection width; a count that can be
+    0 or reach the threshold; a suppressed sensitive count that can also move by one or more."""
+    width = np.array([c.width for c in candidates])
+    sensitive = np.array([c.sensitive for c in candidates], dtype=bool)
+    known = ~np.isnan(low) & ~np.isnan(high)
+    low_ok = ~np.isnan(low) & (np.nan_to_num(low, nan=np.inf) <= EPS)
+    high_ok = ~np.isnan(high) & (np.nan_to_num(high, nan=-np.inf) >= threshold - EPS)
+    spread = np.where(known, np.nan_to_num(high) - np.nan_to_num(low), -np.inf)
+    magnitude = known & (spread >= width - EPS)
+    count = np.where(sensitive, known & (spread >= 1 - EPS) & (low_ok | high_ok), low_ok | high_ok)
+    return np.where(width > 0, magnitude, count)
 
 
 def _pad(matrix: csr_matrix, width: int) -> csr_matrix:
@@ -775,8 +1094,6 @@ def build_ledger_table(table, name: str, *, release: str = "", value_name: str =
 def with_published(ledger_table: LedgerTable, table, lower: np.ndarray, upper: np.ndarray, sensitive) -> LedgerTable:
     """`ledger_table` with what is published of it: per extended cell the values (a mean as its
     sum: a mean times a known count) or intervals, NaN where hidden."""
-    from dataclasses import replace
-
     lower, upper = np.asarray(lower, dtype=float), np.asarray(upper, dtype=float)
     if table.statistic != "count":
         # published sums and means carry 6 decimals: each is known to within its rounding

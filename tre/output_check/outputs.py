@@ -36,7 +36,7 @@ from tre.output_check.parameters import Parameters
 from tre.output_check.reports import Report
 from tre.output_check.shown import build_wide_frame, draw_histogram, fmt, round_edges
 from tre.output_check.sources import build_published_frame, build_sidecar_bytes
-from tre.output_check.tables import build_table
+from tre.output_check.tables import build_table, category_label
 
 EVIDENCE_FORMAT = "tre-evidence/1"
 EVIDENCE_RECORDS = "evidence.parquet"
@@ -146,6 +146,41 @@ def build_table_output(
     value_column = "count" if statistic == "count" else statistic
     files = {"table.csv": frame.to_csv().encode("utf-8"), **published_table_files(data, "cells", value_column)}
     return Made(report, files, frame=frame, extra={"table": table})
+
+
+def person_table_output(
+    people: pd.DataFrame,
+    dims: Sequence[str],
+    params: Parameters,
+    *,
+    unit: str = "pseudonym",
+    value: str | None = None,
+    statistic: str | None = None,
+    method: str = "suppress",
+    structural_zeros: Sequence = (),
+    ledger: Sequence[LedgerTable] = (),
+) -> Made:
+    """A table with margins of person-level rows (one column per dimension, `unit`, `value`
+    for sums and means), made from the evidence `tre.safe` would record for it: what the
+    ledger benchmark and the ledger's tests release and audit."""
+    evidence = pd.DataFrame({d: people[d].map(category_label).to_numpy(dtype=object) for d in dims})
+    if value:
+        evidence[VALUE] = people[value].to_numpy(dtype=float)
+    evidence[UNIT] = people[unit].to_numpy(dtype=object)
+    spec = {
+        "call": "pivot_table" if value else "crosstab",
+        "dimensions": list(dims),
+        "n_rows": 1,
+        "categories": [sorted(evidence[d].unique()) for d in dims],
+        "statistic": statistic or ("sum" if value else "count"),
+        "unit": True,
+        "method": method,
+        "margins": True,
+        "margins_name": "All",
+        "label": value or "count",
+        "structural_zeros": list(structural_zeros),
+    }
+    return build_table_output(evidence, spec, params, ledger=ledger)
 
 
 def published_table_files(report: dict, name: str, value_column: str) -> dict[str, bytes]:
