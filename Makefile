@@ -15,7 +15,7 @@ SYSTEM_PACKAGES := chromium nftables iproute2 postgresql
 .PHONY: demo test setup venv node system acro clean
 
 demo: setup
-	$(BIN)/tre demo
+	TRE_CLI_IDENTITY=demo $(BIN)/tre demo
 
 test: setup
 	$(BIN)/python -m pytest

@@ -102,6 +102,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRE_")}
+    env["TRE_CLI_IDENTITY"] = "demo"  # who acts is asserted here, as in make demo (tre/identity.py)
+    env["TRE_PROJECT_DISK_QUOTA"] = "0"  # no loop-mounted volumes unless a test wants them
     env.update(
         TRE_HOME=str(args.home),
         TRE_PROJECTS_DIR=str(args.home / "projects"),

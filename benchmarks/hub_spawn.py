@@ -40,6 +40,7 @@ from tre.credentials import current_totp  # noqa: E402
 from tre.db import Store  # noqa: E402
 from tre.hub_config.launch import set_demo_logins, start_hub_background, stop_hub  # noqa: E402
 from tre.os_accounts import PosixAccounts  # noqa: E402
+from tre.volumes import volumes  # noqa: E402
 
 
 def free_port() -> int:
@@ -103,6 +104,7 @@ def main_(servers: int) -> None:
     root.chmod(0o755)
     prefix = "b" + "".join(random.choices(string.ascii_lowercase, k=4))
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRE_")}
+    env["TRE_CLI_IDENTITY"] = "demo"  # who acts is asserted here, as in make demo (tre/identity.py)
     env.update(
         TRE_HOME=str(root / "home"),
         TRE_PROJECTS_DIR=str(root / "projects"),
@@ -128,7 +130,9 @@ def main_(servers: int) -> None:
     try:
         for project in projects:
             assert main(["project", "provision", project, "--as", "ada"], environ=env) == 0
-        logins = {login.user: login for login in set_demo_logins(store, names, actor="ada")}
+        logins = {
+            login.user: login for login in set_demo_logins(store, names, actor="ada", settings=settings, environ=env)
+        }
         running = start_hub_background(settings, env)
         researchers = []
         for name in names:
@@ -157,6 +161,9 @@ def main_(servers: int) -> None:
     finally:
         if running is not None:
             stop_hub(running.pid)
+        project_volumes = volumes(settings, isolation=True)
+        for project in projects if project_volumes else ():
+            project_volumes.release(settings.projects_dir / project, project)
         accounts = [p.pw_name for p in pwd.getpwall() if p.pw_name.startswith(prefix + "-")]
         groups = [g.gr_name for g in grp.getgrall() if g.gr_name.startswith(prefix + "-")]
         PosixAccounts().remove(accounts, groups)

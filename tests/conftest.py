@@ -34,6 +34,8 @@ class Result:
 def tre_env(tmp_path) -> dict:
     """Environment of a fresh TRE installation under tmp_path (nothing of the repo's var/)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRE_")}
+    env["TRE_CLI_IDENTITY"] = "demo"  # who acts is asserted here, as in make demo (tre/identity.py)
+    env["TRE_PROJECT_DISK_QUOTA"] = "0"  # no loop-mounted volumes unless a test wants them
     env.update(
         TRE_HOME=str(tmp_path / "home"),
         TRE_PROJECTS_DIR=str(tmp_path / "projects"),

@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from tre.linkage.idnumbers import generate_synthetic
+from tre.idnumbers import generate_synthetic
 from tre.registers import SOURCES, Manifest, manifest_path
 
 

@@ -70,6 +70,7 @@ def make_approval(
     valid_until: dt.date | None = None,
     status: ApprovalStatus = ApprovalStatus.ACTIVE,
     kind: ApprovalKind = ApprovalKind.HRL20,
+    threshold: int | None = None,
 ) -> Approval:
     today = dt.date.today()
     approval = Approval(
@@ -85,7 +86,8 @@ def make_approval(
         retention_years=5,
         sha256="0" * 64,
         path=f"approvals/{project.id}.toml",
-        document={"members": [m.user.name for m in project.members]},
+        document={"members": [m.user.name for m in project.members]}
+        | ({"threshold": threshold} if threshold is not None else {}),
         synced_at=utc_now(),
     )
     session.add(approval)
@@ -122,17 +124,18 @@ def make_request_file(
     check_status: str = "pass",
     context: bool = True,
     body: bytes = b"",
-    projects_dir: Path | None = None,
+    outputs_dir: Path | None = None,
 ) -> RequestFile:
-    """One output of a request, as intake records it; its file is written into the project's
-    requests folder when `projects_dir` is given."""
+    """One output of a request, as intake records it; its file is written into the central
+    output store (received and leaving copies) when `outputs_dir` is given."""
     from tre.output_check.intake import contents_digest
 
     body = body or f"kommune,n\n0301,{len(name) + 10}\n".encode()
-    if projects_dir is not None:
-        folder = Path(projects_dir) / request.project_id / "requests" / f"REQ-{request.id}" / name
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "cells.csv").write_bytes(body)
+    if outputs_dir is not None:
+        for copy in ("received", "leaving"):
+            folder = Path(outputs_dir) / request.project_id / f"REQ-{request.id}" / name / copy
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "cells.csv").write_bytes(body)
     contents = [{"name": "cells.csv", "sha256": hashlib.sha256(body).hexdigest(), "size": len(body)}]
     summary = "fail: 1 cell(s) under the threshold" if check_status == "fail" else f"{check_status}: no check failed"
     report = {
@@ -175,14 +178,14 @@ def make_request(
     check_status: str = "pass",
     context: bool = True,
     title: str = "",
-    projects_dir: Path | None = None,
+    outputs_dir: Path | None = None,
 ) -> OutputRequest:
     """A request of `project` by `author` in `status`, with the reviews that state implies.
 
     IN_REVIEW has one review in progress (the first reviewer voted approve on every file); the
     decided states have two submitted reviews whose votes make that decision (REVIEWED: a
     conflict). `decisions` overrides the two reviewers' votes. RELEASED has a Release row.
-    With `projects_dir`, the outputs' files are written where intake would have moved them.
+    With `outputs_dir`, the outputs' files are written where intake would have copied them.
     """
     now = utc_now()
     request = OutputRequest(
@@ -191,7 +194,7 @@ def make_request(
     session.add(request)
     session.flush()
     rows = [
-        make_request_file(session, request, n, check_status=check_status, context=context, projects_dir=projects_dir)
+        make_request_file(session, request, n, check_status=check_status, context=context, outputs_dir=outputs_dir)
         for n in files
     ]
     if status != RequestStatus.PENDING:

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tre.credentials import current_totp
+from totp_codes import fresh_code
 
 TRE = str(Path(sys.executable).parent / "tre")
 
@@ -32,11 +32,16 @@ def free_port() -> int:
 @contextmanager
 def review_page(env: dict, log: Path):
     """`tre review serve` on a free port; stopped (by its pid) at the end."""
+    with serving(["review", "serve"], env, log, "the review page") as url:
+        yield url
+
+
+@contextmanager
+def serving(command: list[str], env: dict, log: Path, what: str):
+    """`tre COMMAND --port P` as a real process on a free port, until the block ends (stopped by its pid)."""
     port = free_port()
     with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [TRE, "review", "serve", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
+        proc = subprocess.Popen([TRE, *command, "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -46,7 +51,7 @@ def review_page(env: dict, log: Path):
                     break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"the review page did not start: {log.read_text()}") from None
+                    raise AssertionError(f"{what} did not start: {log.read_text()}") from None
                 time.sleep(0.1)
         yield url
     finally:
@@ -91,7 +96,7 @@ class Client:
         fields = dict(data or {})
         if xsrf:
             fields["_xsrf"] = self.xsrf()
-        body = urllib.parse.urlencode(fields).encode()
+        body = urllib.parse.urlencode(fields, doseq=True).encode()  # a list: a field given several times
         return self._open(urllib.request.Request(self.base + path, data=body, method="POST"))
 
     def xsrf(self) -> str:
@@ -103,7 +108,7 @@ class Client:
 
     def login(self, name: str, password: str, secret: str) -> Page:
         self.get("/login")
-        return self.post("/login", {"username": name, "password": password, "code": current_totp(secret), "next": "/"})
+        return self.post("/login", {"username": name, "password": password, "code": fresh_code(secret), "next": "/"})
 
     def _open(self, request) -> Page:
         try:

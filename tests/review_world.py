@@ -38,6 +38,17 @@ class World:
     def project_dir(self) -> Path:
         return self.settings.projects_dir / PROJECT
 
+    @property
+    def cli(self):
+        """The CLI in this TRE, as a user types it."""
+        from conftest import CLI
+
+        return CLI(self.env)
+
+    def leaving(self, label: str, name: str) -> Path:
+        """The central copy of an output's files that will leave."""
+        return self.settings.outputs_dir / PROJECT / label / name / "leaving"
+
     def run(self, step):
         """`step(requests)` in one transaction of the store."""
         with self.store.transaction() as session:
@@ -46,7 +57,7 @@ class World:
     def workflow(self, session) -> Requests:
         return Requests(
             SqlRequestStore(session),
-            WorkspaceOutputs(self.settings.projects_dir, ledger_dir=self.settings.ledger_dir),
+            WorkspaceOutputs.from_settings(self.settings),
             self.settings.exports_dir,
             self.clock,
         )
@@ -68,8 +79,10 @@ class World:
         Session(self.project_dir, PROJECT, out=io.StringIO()).custom_output(path, "a note", name=name)
 
 
-def build_world(root: Path) -> World:
+def build_world(root: Path, *, threshold: int | None = None) -> World:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRE_")}
+    env["TRE_CLI_IDENTITY"] = "demo"  # who acts is asserted here, as in make demo (tre/identity.py)
+    env["TRE_PROJECT_DISK_QUOTA"] = "0"  # no loop-mounted volumes unless a test wants them
     env.update(
         TRE_HOME=str(root / "home"),
         TRE_PROJECTS_DIR=str(root / "projects"),
@@ -85,7 +98,7 @@ def build_world(root: Path) -> World:
         project = make_project(session, PROJECT, "GP follow-up of diabetes patients")
         for name in ("rita", "reidar", "omar"):
             make_member(session, project, people[name])
-        make_approval(session, project)
+        make_approval(session, project, threshold=threshold)
     people = pseudonyms(1000, seed=4)
     make_extract(settings.projects_dir / PROJECT, people)
     return World(env, settings, store, people)

@@ -6,6 +6,9 @@ same transaction as the change it records: pass the session that makes the chang
 `verify_chain` recomputes the chain and names the first bad event: edited, deleted, inserted
 or reordered events all break it, and the head row catches a deleted tail.
 
+Sequence numbers and times agree: an event is never earlier than the one before it (a writer
+that waited for the chain's head takes the time of the event it follows, if that is later).
+
 Details never hold an FNR, a key or a health value; `record` refuses details that contain
 something shaped like an ID number. Person-linked events (a decryption, a release that
 included the person) carry the person's internal key in `subject`, which is what a data
@@ -21,7 +24,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from tre.models import AuditEvent, AuditHead
@@ -70,7 +73,8 @@ def record(
     subject: str | None = None,
 ) -> AuditEvent:
     """Append one event in `session`'s transaction and return it."""
-    text = canonical_json(details or {})
+    context = session.info.get("audit_context")
+    text = canonical_json({**(details or {}), **context} if context else (details or {}))
     if _ID_NUMBER.search(text) or _ID_NUMBER.search(object):
         # An 11-digit number in an audit event is an ID number until proven otherwise.
         raise ValueError(f"audit event {action}: details must not contain an ID number")
@@ -80,6 +84,11 @@ def record(
         session.add(head)
     seq, prev = head.seq + 1, head.hash
     stamp = format_time(at)
+    # `at` was taken before this transaction waited for the chain's head; a writer that waited
+    # longer than another must not appear earlier in time than the event before it.
+    previous_at = session.execute(select(AuditEvent.at).where(AuditEvent.seq == head.seq)).scalar_one_or_none()
+    if previous_at is not None and previous_at > stamp:
+        stamp = previous_at
     digest = event_hash(seq, stamp, actor, action, object, subject, text, prev)
     event = AuditEvent(
         seq=seq,
@@ -158,11 +167,48 @@ def query_events(
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
     limit: int | None = None,
+    user: str | None = None,
+    project: str | None = None,
+    before: int | None = None,
+    newest_first: bool = False,
 ) -> list[AuditEvent]:
-    """Events matching every given filter, oldest first (the last `limit` when limited).
+    """Events matching every given filter, oldest first (the last `limit` when limited), or
+    newest first (the first `limit`).
 
-    `action` and `object` ending in `*` match as prefixes (`vault.*`).
+    `action` and `object` ending in `*` match as prefixes (`vault.*`). `user`: events by that
+    user or about them (`user:NAME`); `project`: events about the project, its object or a
+    `project` field of the details (requests, extracts, reviews); `before`: sequence numbers
+    below it (the next page, newest first).
     """
+    query = _filtered(
+        actor=actor,
+        action=action,
+        object=object,
+        subject=subject,
+        since=since,
+        until=until,
+        user=user,
+        project=project,
+        before=before,
+    )
+    if newest_first:
+        query = query.order_by(AuditEvent.seq.desc())
+        return list(session.execute(query if limit is None else query.limit(limit)).scalars())
+    if limit is not None:
+        newest = session.execute(query.order_by(AuditEvent.seq.desc()).limit(limit)).scalars().all()
+        return list(reversed(newest))
+    return list(session.execute(query.order_by(AuditEvent.seq)).scalars())
+
+
+def count_events(session: Session, **filters) -> int:
+    """How many events match the filters of `query_events` (without a limit)."""
+    query = _filtered(**filters)
+    return session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+
+
+def _filtered(
+    *, actor=None, action=None, object=None, subject=None, since=None, until=None, user=None, project=None, before=None
+):
     query = select(AuditEvent)
     for column, value in ((AuditEvent.actor, actor), (AuditEvent.subject, subject)):
         if value is not None:
@@ -170,14 +216,21 @@ def query_events(
     for column, value in ((AuditEvent.action, action), (AuditEvent.object, object)):
         if value is not None:
             query = query.where(column.startswith(value[:-1]) if value.endswith("*") else column == value)
+    if user is not None:
+        query = query.where(or_(AuditEvent.actor == user, AuditEvent.object == f"user:{user}"))
+    if project is not None:
+        # Details are canonical JSON: the field reads exactly `"project":"<id>"`.
+        field = canonical_json({"project": project})[1:-1]
+        query = query.where(
+            or_(AuditEvent.object == f"project:{project}", AuditEvent.details.contains(field, autoescape=True))
+        )
     if since is not None:
         query = query.where(AuditEvent.at >= format_time(since))
     if until is not None:
         query = query.where(AuditEvent.at < format_time(until))
-    if limit is not None:
-        newest = session.execute(query.order_by(AuditEvent.seq.desc()).limit(limit)).scalars().all()
-        return list(reversed(newest))
-    return list(session.execute(query.order_by(AuditEvent.seq)).scalars())
+    if before is not None:
+        query = query.where(AuditEvent.seq < before)
+    return query
 
 
 def event_as_dict(event: AuditEvent) -> dict:

@@ -116,6 +116,21 @@ class Settings:
         "settings, returning an object with `key_id`, `wrap(data, context)`, `unwrap(blob, context)` and, "
         "for `tre vault rotate-key`, `rotated()` (see docs/central-zone.md).",
     )
+    backup_dir: Path = setting(
+        env="TRE_BACKUP_DIR",
+        default=_under_home("backups"),
+        shown="`$TRE_HOME/backups`",
+        help="Where `tre backup create` writes its encrypted archives (mode 0700). Point it at another disk or "
+        "machine: a backup beside what it copies is lost with it.",
+    )
+    backup_keys_dir: Path = setting(
+        env="TRE_BACKUP_KEYS_DIR",
+        default=_under_home("keys", "backups"),
+        shown="`$TRE_HOME/keys/backups`",
+        help="Where `tre backup create` writes each archive's key, wrapped by the master key (0600 files, 0700 "
+        "folder): never in the same place as the archives. Restoring needs the archive, its key file and the "
+        "master key that was in force when it was made.",
+    )
     ingest_workers: int = setting(
         env="TRE_INGEST_WORKERS",
         default=0,
@@ -137,16 +152,52 @@ class Settings:
         "behind them, written at release; every new output is audited against it. Central side, never inside "
         "a project (the project's kernel reads a copy in released/.ledger/); created mode 0700.",
     )
+    outputs_dir: Path = setting(
+        env="TRE_OUTPUTS_DIR",
+        default=_under_home("outputs"),
+        shown="`$TRE_HOME/outputs`",
+        help="Central copies of the outputs in requests (`<project>/REQ-<n>/<output>/`): at `tre request add` "
+        "every file of a queued output is copied here, and everything after (checks, previews, review, "
+        "release) reads this copy only. Central side, never inside a project; created mode 0700.",
+    )
+    output_file_limit: int = setting(
+        env="TRE_OUTPUT_FILE_LIMIT",
+        default=16 * 1024 * 1024,
+        help="Largest file (bytes) an output may hold for release (tables, figures, text, notebooks); a larger "
+        "one is refused when it is added to a request, before a byte of it is read.",
+    )
+    output_evidence_limit: int = setting(
+        env="TRE_OUTPUT_EVIDENCE_LIMIT",
+        default=512 * 1024 * 1024,
+        help="Largest central-only file (bytes) of an output: its check evidence (`evidence.*`, which never "
+        "leaves) and the kernel's reports. Larger ones are refused when the output is added to a request.",
+    )
     user: str = setting(
         env="TRE_USER",
         default="",
         help="The TRE user the CLI acts as when `--as` is not given.",
+    )
+    cli_identity: str = setting(
+        env="TRE_CLI_IDENTITY",
+        default="os",
+        help="`os`: the CLI acts as a TRE user (`--as`, `TRE_USER`) only if the OS account running it is bound to "
+        "that user (`tre user bind-os`; under sudo, the account sudo authenticated); the first admin is bound to "
+        "whoever creates them. `demo`: the name is taken as given (make demo, the test suite); every audit event "
+        "then says so.",
     )
     os_account_prefix: str = setting(
         env="TRE_OS_ACCOUNT_PREFIX",
         default="tre",
         help="Prefix of the OS groups and accounts `tre project provision` creates (one group per project, "
         "one account per member and project); 1-5 lowercase letters. See docs/hub.md for the naming scheme.",
+    )
+    project_disk_quota: str = setting(
+        env="TRE_PROJECT_DISK_QUOTA",
+        default="20G",
+        help="Disk space of each project's own filesystem (a sparse ext4 image, loop-mounted as root) that holds "
+        "its work/, requests/ and its members' homes: a project that fills it gets 'No space left on device', "
+        "the machine's disk stays free. A size such as 500M or 20G; 0: no volume (work/ on the projects "
+        "folder's disk, unbounded). Raising it grows the volumes; lowering it does not shrink them.",
     )
     hub_dir: Path = setting(
         env="TRE_HUB_DIR",
@@ -212,6 +263,25 @@ class Settings:
         help="Seconds between the hub's checks that every running server still has an active approval and "
         "an unlocked project; servers that do not are stopped.",
     )
+    hub_server_pids_max: int = setting(
+        env="TRE_HUB_SERVER_PIDS_MAX",
+        default=1024,
+        help="Processes and threads a researcher's server may have at once, kernels and everything they "
+        "start included (cgroup pids.max); 0: no limit.",
+    )
+    hub_server_memory_max: str = setting(
+        env="TRE_HUB_SERVER_MEMORY_MAX",
+        default="8G",
+        help="Memory a researcher's server may use, kernels and their children included (cgroup memory.max, "
+        "or memory.limit_in_bytes on a cgroup v1 machine); past it the kernel's OOM killer ends the largest "
+        "process of that server only. A size such as 512M or 8G; 0: no limit.",
+    )
+    hub_server_cpus: float = setting(
+        env="TRE_HUB_SERVER_CPUS",
+        default=2.0,
+        help="CPU time a researcher's server may use, in CPUs (cgroup cpu.max, or cpu.cfs_quota_us on cgroup "
+        "v1): 0.5 is half a core however many processes it runs; 0: no limit.",
+    )
     hub_notebooks_dir: Path = setting(
         env="TRE_HUB_NOTEBOOKS_DIR",
         default=_beside_repo("notebooks"),
@@ -233,6 +303,36 @@ class Settings:
         env="TRE_REVIEW_PORT",
         default=8010,
         help="Port of the review page. Under the hub it is reached at /services/tre-review/ through the proxy.",
+    )
+    time_zone: str = setting(
+        env="TRE_TIME_ZONE",
+        default="Europe/Oslo",
+        help="Time zone (IANA name) of the times the review page and `tre audit log` show; stored times stay UTC.",
+    )
+    stats_dir: Path = setting(
+        env="TRE_STATS_DIR",
+        default=_under_home("stats"),
+        shown="`$TRE_HOME/stats`",
+        help="The § 4-6 statistics: the publication record (what every run published; central, 0600), the "
+        "published files (`publication/`), the static site (`site/`) and the municipalities' § 3-3 feedback "
+        "(`feedback/`, behind a login). Created mode 0700.",
+    )
+    stats_ip: str = setting(
+        env="TRE_STATS_IP",
+        default="127.0.0.1",
+        help="Address the statistics site listens on (`tre stats serve`; the hub's `tre-stats` service too).",
+    )
+    stats_port: int = setting(
+        env="TRE_STATS_PORT",
+        default=8020,
+        help="Port of the statistics site. Under the hub it is reached at /services/tre-stats/ through the proxy.",
+    )
+    stats_vega_dir: Path = setting(
+        env="TRE_STATS_VEGA_DIR",
+        default=_beside_repo("node_modules"),
+        shown="`node_modules/` in the source checkout",
+        help="Where `make node` installed vega, vega-lite and vega-embed; `tre stats site` copies their "
+        "scripts into the site (no page loads anything from elsewhere).",
     )
 
     # Where each value came from ("default", "file", "env"); not itself a setting.

@@ -3,8 +3,11 @@
 Accounts come from `tre user add`; there is no self-signup. An admin sets a password
 (`tre user password NAME`, read from a prompt or stdin, or generated) and enrols the second
 factor (`tre user totp NAME`, which prints the secret once as an otpauth:// URI for an
-authenticator app). Passwords are stored as bcrypt hashes; the TOTP secret is stored as is,
-because checking a code needs it. Neither ever appears in an audit event or a message.
+authenticator app). Passwords are stored as bcrypt hashes; the TOTP secret, which checking a
+code needs in the clear, is stored sealed under the logins data key that the master key wraps
+(`tre.sealed`). A code is accepted once: its time step must be later than the last accepted
+one (RFC 6238 § 5.2), so a code seen over a shoulder or in a proxy log is worth nothing. Neither
+password nor secret ever appears in an audit event or a message.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import base64
 import datetime as dt
 import os
 import secrets
+import time
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +27,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tre import audit
-from tre.errors import UserError
+from tre.errors import ConfigError, UserError
 from tre.models import LoginCredential, User
+from tre.sealed import SecretBox, is_sealed
 from tre.users import get_user
+
+TOTP_STEP = 30  # seconds per code
 
 MIN_PASSWORD_LENGTH = 12
 TOTP_ISSUER = "TRE"
@@ -86,14 +93,37 @@ def set_password(session: Session, name: str, password: str, *, actor: str, now:
     audit.record(session, at=now, actor=actor, action="login.password_set", object=f"user:{name}")
 
 
-def enrol_totp(session: Session, name: str, *, actor: str, now: dt.datetime) -> str:
-    """Give `name` a new TOTP secret (replacing any old one) and return it, once."""
+def _totp_context(name: str) -> str:
+    return f"totp:{name}"
+
+
+def enrol_totp(session: Session, name: str, *, actor: str, now: dt.datetime, box: SecretBox) -> str:
+    """Give `name` a new TOTP secret (replacing any old one), stored sealed; returns it, once."""
     user = get_user(session, name)
     credential = _credential(session, user)
-    credential.totp_secret = generate_totp_secret()
+    secret = generate_totp_secret()
+    credential.totp_secret = box.seal(secret, _totp_context(name))
     credential.totp_set_at = now
+    credential.totp_last_step = None
     audit.record(session, at=now, actor=actor, action="login.totp_enrolled", object=f"user:{name}")
-    return credential.totp_secret
+    return secret
+
+
+def seal_plain_secrets(session: Session, box: SecretBox) -> int:
+    """Seal TOTP secrets stored in the clear by an older version (`tre init`); returns how many."""
+    sealed = 0
+    for credential, name in session.execute(
+        select(LoginCredential, User.name).join(User, User.id == LoginCredential.user_id)
+    ).all():
+        if credential.totp_secret and not is_sealed(credential.totp_secret):
+            credential.totp_secret = box.seal(credential.totp_secret, _totp_context(name))
+            sealed += 1
+    return sealed
+
+
+def has_plain_secrets(session: Session) -> bool:
+    values = session.execute(select(LoginCredential.totp_secret).where(LoginCredential.totp_secret.is_not(None)))
+    return any(not is_sealed(v) for (v,) in values)
 
 
 def totp_uri(name: str, secret: str, issuer: str = TOTP_ISSUER) -> str:
@@ -117,15 +147,28 @@ class LoginCheck:
 
 
 def check_login(
-    session: Session, name: str, password: str, code: str | None, *, two_factor: bool, at: float | None = None
+    session: Session,
+    name: str,
+    password: str,
+    code: str | None,
+    *,
+    two_factor: bool,
+    box: SecretBox | None = None,
+    at: float | None = None,
 ) -> LoginCheck:
-    """Check a hub login against the store; the reason says which check failed (for the audit)."""
+    """Check a hub login against the store; the reason says which check failed (for the audit).
+
+    With `two_factor`, `box` opens the TOTP secret; an accepted code's time step is recorded in
+    the same transaction, so the same code (or an earlier one) fails the next time.
+    """
     user = session.execute(select(User).where(User.name == name)).scalar_one_or_none()
     if user is None:
         # Spend the time a bcrypt check takes, so that timing does not reveal which names exist.
         bcrypt.checkpw(b"x", _DUMMY_HASH)
         return LoginCheck(False, "unknown user")
-    credential = session.execute(select(LoginCredential).where(LoginCredential.user_id == user.id)).scalar_one_or_none()
+    credential = session.execute(
+        select(LoginCredential).where(LoginCredential.user_id == user.id).with_for_update()
+    ).scalar_one_or_none()
     if credential is None or not credential.password_hash:
         return LoginCheck(False, "no password set")
     if not bcrypt.checkpw(password.encode("utf-8"), credential.password_hash.encode("ascii")):
@@ -135,17 +178,29 @@ def check_login(
     if two_factor:
         if not credential.totp_secret:
             return LoginCheck(False, "second factor not enrolled")
-        if not is_valid_totp(credential.totp_secret, code or "", at=at):
+        if box is None:
+            raise ConfigError("checking a second-factor code needs the logins key (the master key)")
+        secret = box.open(credential.totp_secret, _totp_context(name))
+        step = totp_step(secret, code or "", at=at)
+        if step is None:
             return LoginCheck(False, "wrong second-factor code")
+        if credential.totp_last_step is not None and step <= credential.totp_last_step:
+            return LoginCheck(False, "second-factor code already used")
+        credential.totp_last_step = step
     return LoginCheck(True, "")
 
 
-def is_valid_totp(secret: str, code: str, *, at: float | None = None) -> bool:
-    """True if `code` is the current code or the one just before or after (clock drift)."""
+def totp_step(secret: str, code: str, *, at: float | None = None) -> int | None:
+    """The time step whose code `code` is: now, or one step before or after (clock drift)."""
     code = code.strip().replace(" ", "")
     if not (len(code) == 6 and code.isdigit()):
-        return False
-    return onetimepass.valid_totp(code, secret, clock=at, window=1)
+        return None
+    now = time.time() if at is None else at
+    for offset in (-1, 0, 1):
+        moment = now + offset * TOTP_STEP
+        if secrets.compare_digest(current_totp(secret, at=moment), code):
+            return int(moment // TOTP_STEP)
+    return None
 
 
 _DUMMY_HASH = bcrypt.hashpw(b"not a password", bcrypt.gensalt(rounds=12))

@@ -40,6 +40,8 @@ class Store:
         self.clock = clock
         self.engine = _make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Added to the details of every audit event written through this store (demo mode).
+        self.audit_context: dict = {}
 
     @property
     def shown_url(self) -> str:
@@ -57,6 +59,8 @@ class Store:
     def transaction(self) -> Iterator[Session]:
         """A session in one transaction: committed on success, rolled back on any error."""
         with self._translate_errors(), self._sessions() as session, session.begin():
+            if self.audit_context:
+                session.info["audit_context"] = self.audit_context
             yield session
 
     def migrate(self) -> tuple[str | None, str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from rich.table import Table
 from sqlalchemy import select
 
-from tre import approvals, deadlines, synth
+from tre import approvals, deadlines, identity, synth
 from tre.config import Settings, ensure_dirs
 from tre.db import Store
 from tre.enums import ExtractStatus, RequestStatus, Role
@@ -30,7 +30,8 @@ from tre.models import Extract, OutputRequest
 from tre.os_accounts import PosixAccounts
 from tre.output_check.demo import review_and_release
 from tre.registers import Manifest
-from tre.users import add_user
+from tre.users import add_user, bind_municipalities
+from tre.volumes import volumes
 from tre.workspace import (
     ISOLATION_OFF_WARNING,
     isolation_enabled,
@@ -51,7 +52,10 @@ DEMO_USERS: dict[str, tuple[Role, ...]] = {
     "reidar": (Role.RESEARCHER,),
     "sara": (Role.RESEARCHER,),
     "mona": (Role.RESEARCHER,),
+    "oslo": (Role.MUNICIPALITY,),
 }
+# The demo's municipal user reads the § 3-3 feedback of these municipalities.
+DEMO_MUNICIPALITIES = {"oslo": ("0301",)}
 ADMIN = "ada"
 
 
@@ -103,8 +107,19 @@ def step_users(demo: Demo) -> None:
                 _, changed = add_user(session, name, role, actor=ADMIN if name != ADMIN else "demo", now=demo.now())
                 if changed:
                     added.append(name)
+            if name in DEMO_MUNICIPALITIES:
+                bind_municipalities(session, name, DEMO_MUNICIPALITIES[name], actor=ADMIN, now=demo.now())
+        # The admin works from this OS account without demo mode too (cli_identity = os).
+        account = identity.caller(os.environ)
+        if identity.OS_NAME.fullmatch(account):
+            identity.bind(session, ADMIN, account, actor="demo", now=demo.now())
     who = ", ".join(f"{n} ({'/'.join(r.value for r in roles)})" for n, roles in DEMO_USERS.items())
     demo.say(f"demo users: {who}" + ("" if added else " — already there"))
+    demo.say(
+        f"the OS account {account} may act as {ADMIN} on the command line; the other demo users act with "
+        "TRE_CLI_IDENTITY=demo (the name is then asserted, and every audit event says so) or after "
+        "`tre user bind-os NAME ACCOUNT`"
+    )
 
 
 def step_synthetic_registers(demo: Demo) -> None:
@@ -185,6 +200,7 @@ def step_projects(demo: Demo) -> None:
                 accounts=PosixAccounts() if isolation else None,
                 actor=ADMIN,
                 now=demo.now(),
+                volumes=volumes(demo.settings, isolation=isolation),
             )
             accounts = ", ".join(f"{u} as {a}" for u, a in sorted(result.accounts.items())) or "no OS accounts"
             demo.say(f"project {project}: workspace {result.path} ({accounts})")
@@ -222,7 +238,7 @@ def step_extracts_once(demo: Demo) -> None:
 def step_notebook(demo: Demo) -> None:
     """The researcher's part: run the § 20 project's example notebook headless (papermill),
     which queues its checked outputs for review."""
-    import papermill
+    from tre.headless import run_notebook
 
     ws = workspace(demo.settings.projects_dir, DEMO_PROJECT)
     if _released_before(demo):
@@ -230,13 +246,12 @@ def step_notebook(demo: Demo) -> None:
         return
     ws.work.mkdir(parents=True, exist_ok=True)
     executed = ws.work / f"demo-{DEMO_NOTEBOOK}"
-    papermill.execute_notebook(
-        str(demo.settings.hub_notebooks_dir / DEMO_NOTEBOOK),
-        str(executed),
-        parameters={"project": DEMO_PROJECT, "project_dir": str(ws.root)},
-        kernel_name="python3",
-        progress_bar=False,
-        cwd=str(ws.work),
+    run_notebook(
+        demo.settings.hub_notebooks_dir / DEMO_NOTEBOOK,
+        executed,
+        project_dir=ws.root,
+        project=DEMO_PROJECT,
+        cwd=ws.work,
     )
     queued = sorted(p.name for p in ws.queue.iterdir() if not p.name.startswith("."))
     demo.say(
@@ -265,13 +280,57 @@ def _released_before(demo: Demo) -> bool:
         )
 
 
+def step_statistics(demo: Demo) -> None:
+    """§ 4-6 statistics from the demo's registers: every indicator checked and protected, the
+    publication, the site; and each municipality's § 3-3 feedback."""
+    from tre.stats.build import build_statistics
+    from tre.stats.feedback import build_feedback, write_feedback
+    from tre.stats.record import open_record
+    from tre.stats.site import build_site
+
+    zone = demo.zone()
+    with zone.reading(demo.store) as con:
+        newest = con.execute("SELECT max(committed_at) FROM __tre_deliveries").fetchall()[0][0]
+        documents = build_feedback(con, zone.rejects_dir, now=demo.now())
+    with open_record(demo.settings.stats_dir, write=False) as record:
+        runs = record.runs() if record is not None else None
+    fresh = runs is not None and len(runs) and newest is not None and runs["published_at"].max() >= newest
+    if fresh and (demo.settings.stats_dir / "site").exists():
+        demo.say(f"statistics: already published (run {int(runs['run'].max())}) from these deliveries")
+    else:
+        result = build_statistics(demo.settings, demo.store, actor=ADMIN, clock=demo.store.clock)
+        demo.say(
+            f"statistics run {result.run}: {len(result.tables)} tables ({result.cells:,} cells) for "
+            f"{', '.join(map(str, result.years))}; {result.hidden:,} cells hidden and protected "
+            f"({result.seconds['total']:.0f} s, the checks {result.seconds['check']:.0f} s)"
+        )
+    site = build_site(demo.settings.stats_dir, demo.settings.stats_vega_dir)
+    feedback = write_feedback(demo.settings.stats_dir, documents, demo.now().strftime("%Y%m%d%H%M%S"))
+    demo.say(f"statistics site in {site}; § 3-3 feedback for {len(documents)} municipalities in {feedback}")
+    demo.results["stats_site"] = site
+
+
+def step_statistics_url(demo: Demo) -> None:
+    """The last line: where the statistics site is."""
+    if demo.options.hub:
+        url = f"http://{demo.settings.hub_ip}:{demo.settings.hub_port}/services/tre-stats/"
+        demo.say(
+            f"Statistics site (§ 4-6): {url}  — municipal feedback (§ 3-3, log in as oslo): {url}tilbakemelding/0301/"
+        )
+    else:
+        demo.say(
+            f"Statistics site (§ 4-6) built in {demo.results['stats_site']}: serve it with `tre stats serve` "
+            f"(http://{demo.settings.stats_ip}:{demo.settings.stats_port}/)"
+        )
+
+
 def step_hub(demo: Demo) -> None:
     """End with JupyterHub running: its URL and how to log in as each demo user."""
     from tre.hub_config.launch import format_demo_accounts, running_hub_pid, set_demo_logins, start_hub_background
 
     if not demo.options.hub:
         return
-    logins = set_demo_logins(demo.store, list(DEMO_USERS), actor=ADMIN)
+    logins = set_demo_logins(demo.store, list(DEMO_USERS), actor=ADMIN, settings=demo.settings, environ=os.environ)
     url = f"http://{demo.settings.hub_ip}:{demo.settings.hub_port}"
     pid = running_hub_pid(demo.settings.hub_dir)
     if pid is None:
@@ -294,10 +353,19 @@ STEPS: list[Callable[[Demo], None]] = [
     step_extracts_once,
     step_notebook,
     step_review,
+    step_statistics,
     step_hub,
+    step_statistics_url,
 ]
 
 
-def run(demo: Demo, steps: list[Callable[[Demo], None]] | None = None) -> None:
-    for step in steps or STEPS:
+def run(
+    demo: Demo,
+    steps: list[Callable[[Demo], None]] | None = None,
+    progress: Callable[[int, int, str], None] = lambda done, total, step: None,
+) -> None:
+    """Run the steps in order; `progress(done, total, step)` is told as each one begins."""
+    steps = steps or STEPS
+    for done, step in enumerate(steps):
+        progress(done, len(steps), step.__name__.removeprefix("step_").replace("_", " "))
         step(demo)

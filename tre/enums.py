@@ -13,6 +13,7 @@ class Role(StrEnum):
     OFFICER = "officer"  # disclosure officer: reviews outputs, two per output
     ADMIN = "admin"  # ingests deliveries, records approvals, provisions projects
     CUSTODIAN = "custodian"  # key custodian: the only role that may decrypt an FNR
+    MUNICIPALITY = "municipality"  # a municipality's user: reads its own § 3-3 feedback (bound to numbers)
 
 
 class ProjectStatus(StrEnum):
@@ -81,6 +82,13 @@ class VoteDecision(StrEnum):
     APPROVE = "approve"
     CHANGES = "changes"
     REJECT = "reject"
+
+
+class CommentVisibility(StrEnum):
+    """Who reads a comment on an output request (as airlock's public and private comments)."""
+
+    EVERYONE = "everyone"  # the project's members and the officers
+    OFFICERS = "officers"  # officers only: never shown to the project
 
 
 class ReleaseKind(StrEnum):

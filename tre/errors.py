@@ -76,6 +76,17 @@ class IntegrityError(UserError):
     exit_code = 11
 
 
+class UnsafeFile(UserError):
+    """A file or folder a project wrote that privileged code refuses: a link, a FIFO, a device,
+    a hard link, one too large, of a type that may not leave, or with a name outside the rule."""
+
+    exit_code = 12
+
+    def __init__(self, where: str, rule: str):
+        self.where, self.rule = where, rule
+        super().__init__(f"{where}: {rule}")
+
+
 class Problems(UserError):
     """Validation that collects every problem and raises once.
 
@@ -88,3 +99,11 @@ class Problems(UserError):
         shown = "; ".join(self.problems[:3])
         more = f" (and {len(self.problems) - 3} more)" if len(self.problems) > 3 else ""
         super().__init__(f"{what}: {len(self.problems)} problem(s): {shown}{more}")
+
+
+def did_you_mean(name: str, known) -> str:
+    """ "; did you mean reidar?" when a known name is close to a mistyped one, else ""."""
+    import difflib
+
+    close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""

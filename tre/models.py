@@ -15,11 +15,13 @@ from enum import StrEnum
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Date,
     DateTime,
     ForeignKey,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     String,
@@ -34,6 +36,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from tre.enums import (
     ApprovalKind,
     ApprovalStatus,
+    CommentVisibility,
     DeliveryStatus,
     ExtractStatus,
     MemberRole,
@@ -121,12 +124,41 @@ class UserRole(Base):
     user: Mapped[User] = relationship(back_populates="roles")
 
 
+class MunicipalityAccess(Base):
+    """A municipality number a user with the `municipality` role acts for (§ 3-3 feedback)."""
+
+    __tablename__ = "municipality_access"
+    __table_args__ = (UniqueConstraint("user_id", "municipality"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    municipality: Mapped[str] = mapped_column(String(4))
+    granted_at: Mapped[dt.datetime]
+    granted_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class OsLogin(Base):
+    """An operating-system account that may act as a TRE user on the command line."""
+
+    __tablename__ = "os_logins"
+    __table_args__ = (UniqueConstraint("user_id", "os_user"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    os_user: Mapped[str] = mapped_column(String(64))
+    granted_at: Mapped[dt.datetime]
+    granted_by: Mapped[str] = mapped_column(String(64))
+
+    user: Mapped[User] = relationship()
+
+
 class LoginCredential(Base):
     """A user's hub login: a bcrypt password hash and the TOTP secret of their second factor.
 
     Set by an admin with `tre user password` / `tre user totp`; read by the hub's authenticator.
-    The TOTP secret has to be readable to check a code, which is one more reason this store is
-    controller-only (mode 0600 file).
+    The TOTP secret is sealed (AES-GCM) under the logins data key, which the master key wraps
+    (`tre.sealed`); `totp_last_step` is the time step of the last code accepted, so that no
+    code is accepted twice.
     """
 
     __tablename__ = "login_credentials"
@@ -135,10 +167,28 @@ class LoginCredential(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), unique=True)
     password_hash: Mapped[str | None] = mapped_column(String(100))
     password_set_at: Mapped[dt.datetime | None]
-    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    totp_secret: Mapped[str | None] = mapped_column(String(255))
     totp_set_at: Mapped[dt.datetime | None]
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
 
     user: Mapped[User] = relationship()
+
+
+class WrappedKey(Base):
+    """A data key of the secrets this store keeps sealed, wrapped by one master key.
+
+    One row per (key, master key): during a master-key rotation the key is wrapped by both,
+    so that a rotation stopped half-way loses nothing; the old row goes when it completes.
+    """
+
+    __tablename__ = "wrapped_keys"
+    __table_args__ = (UniqueConstraint("name", "master_key_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(32))
+    master_key_id: Mapped[str] = mapped_column(String(64))
+    wrapped: Mapped[bytes] = mapped_column(LargeBinary)
+    wrapped_at: Mapped[dt.datetime]
 
 
 # --- projects and approvals ---------------------------------------------------------------
@@ -288,8 +338,9 @@ class Extract(Base):
 class ReleaseRecord(Base):
     """The record of releases (§ 4-10): who received health data, on what basis, when.
 
-    Which persons an extract release covered is kept centrally beside the key tables
-    (the central zone), referenced by this entry's id. Entries are kept at least 5 years.
+    Which persons an extract release covered is kept centrally beside the key tables (the
+    central zone, `tre.linkage.releases`), as the batch this entry names, with the SHA-256 of
+    its sorted pids. Entries are kept at least 5 years.
     """
 
     __tablename__ = "release_records"
@@ -305,6 +356,8 @@ class ReleaseRecord(Base):
     reference: Mapped[str] = mapped_column(String(100))  # extract id or output request id
     released_at: Mapped[dt.datetime]
     keep_until: Mapped[dt.date] = mapped_column(Date)
+    persons_batch: Mapped[str | None] = mapped_column(String(40), unique=True)  # in central/releases.duckdb
+    persons_digest: Mapped[str | None] = mapped_column(String(64))  # SHA-256 of the batch's sorted pids
 
 
 @event.listens_for(ReleaseRecord, "before_delete")
@@ -335,6 +388,7 @@ class OutputRequest(Base):
 
     files: Mapped[list[RequestFile]] = relationship(back_populates="request", order_by="RequestFile.id")
     reviews: Mapped[list[Review]] = relationship(back_populates="request", order_by="Review.id")
+    comments: Mapped[list[RequestComment]] = relationship(back_populates="request", order_by="RequestComment.id")
     author: Mapped[User] = relationship()
 
     @property
@@ -359,8 +413,32 @@ class RequestFile(Base):
     # The queued output's description (call, arguments, the line of code that made it).
     meta: Mapped[dict] = mapped_column(JSON, default=dict, server_default="{}")
     added_at: Mapped[dt.datetime]
+    # The author's exception request: why it should leave although its check flagged it.
+    exception: Mapped[str | None] = mapped_column(Text)
+    # Outputs added together share a context under a group name (airlock's file groups).
+    group_name: Mapped[str | None] = mapped_column(String(100))
 
     request: Mapped[OutputRequest] = relationship(back_populates="files")
+
+
+class RequestComment(Base):
+    """One comment of a request's thread, or of one output's thread (`output` names it)."""
+
+    __tablename__ = "request_comments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("output_requests.id"), index=True)
+    output: Mapped[str | None] = mapped_column(String(400))  # None: about the whole request
+    author_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    # As whom the author wrote: a member of the project or an officer reviewing it.
+    written_as: Mapped[str] = mapped_column(String(16))
+    visibility: Mapped[CommentVisibility] = mapped_column(enum_column(CommentVisibility))
+    round: Mapped[int] = mapped_column(Integer)
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime]
+
+    request: Mapped[OutputRequest] = relationship(back_populates="comments")
+    author: Mapped[User] = relationship()
 
 
 class Review(Base):

@@ -127,6 +127,8 @@ class Source:
     consent_based: bool = False  # rows may be used only for persons who consented (§ 4-2)
     central_only: bool = False  # never released to a project as rows (key tables, messages)
     description: str = ""
+    # (earlier, later): pairs of date columns of one row where the later must not come first
+    date_order: tuple[tuple[str, str], ...] = ()
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -204,6 +206,11 @@ SOURCES: dict[str, Source] = {
             event_date=None,
             key=None,
             description="one row per person registered at some time in the period",
+            date_order=(
+                ("birth_date", "death_date"),
+                ("birth_date", "emigration_date"),
+                ("birth_date", "immigration_date"),
+            ),
         ),
         Source(
             "dsf_idhistory",
@@ -259,6 +266,7 @@ SOURCES: dict[str, Source] = {
             ),
             event_date="start_date",
             key="decision_id",
+            date_order=(("start_date", "end_date"),),
         ),
         Source(
             "npr",
@@ -278,6 +286,7 @@ SOURCES: dict[str, Source] = {
             ),
             event_date="admission_date",
             key="episode_id",
+            date_order=(("admission_date", "discharge_date"),),
         ),
         Source(
             "ses",
@@ -432,7 +441,13 @@ class Manifest:
 
     @classmethod
     def read(cls, path: Path) -> Manifest:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return cls.parse(Path(path).read_text(encoding="utf-8"))
+
+    @classmethod
+    def parse(cls, text: str) -> Manifest:
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("a manifest is a JSON object")
         known = {f for f in cls.__dataclass_fields__}
         unknown = set(data) - known
         if unknown:

@@ -7,9 +7,10 @@ and secondary suppression by default), and queue it with its check report in the
 shows its status: printed when made, and above the table when a notebook displays it.
 
 The kernel has no metadata store: the project comes from the environment the TRE starts the
-server with, `TRE_PROJECT_DIR` (the project folder) and `TRE_PROJECT` (its id), plus
-`TRE_OUTPUT_THRESHOLD` when the approval sets its own threshold. `Session` takes them as
-arguments, for scripts and tests.
+server with, `TRE_PROJECT_DIR` (the project folder) and `TRE_PROJECT` (its id). The threshold
+is the project's, decided centrally: written with the extract (`data/manifest.json`) and set
+by the hub as `TRE_OUTPUT_THRESHOLD`; neither the environment nor an argument can lower it
+below the manifest's. `Session` takes them as arguments, for scripts and tests.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import functools
 import html
 import inspect
+import json
 import os
 import shutil
 import sys
@@ -28,6 +30,7 @@ import pandas as pd
 
 from tre.db import utc_now
 from tre.errors import UserError
+from tre.output_check import Check
 from tre.output_check.ledger import LedgerTable
 from tre.output_check.ledger_store import mirror_dir, read_ledger
 from tre.output_check.notebooks import build_file_report, table_fingerprint
@@ -44,7 +47,7 @@ from tre.output_check.outputs import (
     evidence_files,
 )
 from tre.output_check.parameters import load_parameters
-from tre.output_check.queue import list_queue, next_output_name, queue_dir, write_queued_output
+from tre.output_check.queue import Queued, list_queue, next_output_name, queue_dir, write_queued_output
 from tre.output_check.reports import Report
 from tre.output_check.shown import fmt, sorted_categories
 from tre.output_check.sources import read_pseudonyms, read_released_tables
@@ -82,7 +85,7 @@ class Session:
     ):
         self.project_dir = Path(project_dir)
         self.project = project
-        self.params = load_parameters(threshold=threshold)
+        self.params = load_parameters(threshold=effective_threshold(self.project_dir, threshold))
         self.method = method
         self.clock = clock
         self.out = out  # where status lines go (default: stdout)
@@ -268,11 +271,9 @@ class Session:
             raise SafeError(str(e).replace("the evidence does not make its table: ", "")) from None
         made.report.details["released_not_compared"] = skipped
         name = name or next_output_name(self.queue)
-        self._queue(name, made, evidence, spec, call, arguments)
+        queued = self._queue(name, made, evidence, spec, call, arguments)
         frame = made.frame
-        frame.attrs["tre_output"] = name
-        frame.attrs["tre_status"] = str(made.report.status)
-        self._say(name, call, made.report)
+        self._mark(frame, queued, made.report)
         return frame
 
     # --- regressions --------------------------------------------------------------------
@@ -329,9 +330,8 @@ class Session:
             "observations": int(results.nobs),
             "residual_dof": float(results.df_resid),
         }
-        self._queue(name, made, records, spec, call, arguments)
-        self._say(name, call, made.report)
-        results.tre_output = name
+        queued = self._queue(name, made, records, spec, call, arguments)
+        results.tre_output = queued.name
         results.tre_status = str(made.report.status)
         return results
 
@@ -377,11 +377,9 @@ class Session:
         edges = made.extra["edges"]
         arguments = {"column": column, "bins": [fmt(e) for e in edges], "widened": made.extra["widened"]}
         queued = self._queue(name, made, records, spec, "hist", arguments)
-        self._say(name, "hist", made.report)
         frame = made.frame
-        frame.attrs["tre_output"] = name
-        frame.attrs["tre_status"] = str(made.report.status)
-        return SafeFigure(name, str(made.report.status), frame, made.extra["png"], queued / "figure.png")
+        self._mark(frame, queued, made.report)
+        return SafeFigure(queued.name, str(made.report.status), frame, made.extra["png"], queued.path / "figure.png")
 
     # --- anything else ------------------------------------------------------------------
 
@@ -395,12 +393,12 @@ class Session:
         report.details["comment"] = comment
         name = name or next_output_name(self.queue)
         files = {path.name: lambda p: shutil.copyfile(path, p)}
-        arguments = {"filename": path.name, "comment": comment, "code": _caller_code()}
-        write_queued_output(
+        arguments = {"filename": path.name, "comment": comment, "code": _caller_code(), "cell": _caller_cell()}
+        queued = write_queued_output(
             self.queue, name, kind=report.kind, report=report, files=files, call="custom_output",
             arguments=arguments, project=self.project, now=self.clock(), title=f"custom_output {name}",
         )  # fmt: skip
-        self._say(name, "custom_output", report)
+        self._say(queued, "custom_output", report)
         return True
 
     def finalise(self) -> pd.DataFrame:
@@ -453,12 +451,12 @@ class Session:
             "pass unit=<the pseudonym column>"
         )
 
-    def _queue(self, name, made: Made, records: pd.DataFrame, spec: dict, call, arguments) -> Path:
-        arguments = {**arguments, "code": _caller_code()}
+    def _queue(self, name, made: Made, records: pd.DataFrame, spec: dict, call, arguments) -> Queued:
+        arguments = {**arguments, "code": _caller_code(), "cell": _caller_cell()}
         extra = {"shown_fingerprint": table_fingerprint(made.frame)} if made.frame is not None else None
         contents = {**made.files, **evidence_files(records, spec)}
         files = {filename: (lambda p, data=data: p.write_bytes(data)) for filename, data in contents.items()}
-        return write_queued_output(
+        queued = write_queued_output(
             self.queue,
             name,
             kind=made.report.kind,
@@ -471,9 +469,29 @@ class Session:
             title=f"{call} {name}",
             extra=extra,
         )
+        self._say(queued, call, made.report)
+        return queued
 
-    def _say(self, name: str, call: str, report: Report) -> None:
-        self._print(f"tre.safe: {name} ({call}) {report.summary()} -- queued for review as requests/queue/{name}")
+    def _mark(self, frame: pd.DataFrame, queued: Queued, report: Report) -> None:
+        frame.attrs["tre_output"] = queued.name
+        frame.attrs["tre_status"] = str(report.status)
+        frame.attrs["tre_report"] = str(queued.path / "report.html")
+
+    def _say(self, queued: Queued, call: str, report: Report) -> None:
+        where = f"requests/queue/{queued.name}"
+        if queued.unchanged:
+            self._print(f"tre.safe: {queued.name} ({call}) is already queued with the same results: nothing new queued")
+            return
+        if queued.replaces:
+            self._print(
+                f"tre.safe: WARNING: an output named {queued.replaces} is already queued with different results; "
+                f"this one is queued as {queued.name} (delete the folder requests/queue/<name> you do not want)"
+            )
+        self._print(f"tre.safe: {queued.name} ({call}) {report.summary()} -- queued for review as {where}")
+        advice = protection_advice(report)
+        if advice:
+            self._print(f"tre.safe: {advice}")
+        self._print(f"tre.safe: the check report: {where}/report.html")
 
     def _print(self, line: str) -> None:
         print(line, file=self.out or sys.stdout)
@@ -493,16 +511,68 @@ class SafeFigure:
         return {"image/png": self.png, "text/html": status_html(self.table), "text/plain": repr(self)}
 
 
+HIDDEN = "hidden"  # how a protected table shows a suppressed cell
+
+
 def status_html(frame: pd.DataFrame) -> str:
-    """A safe table's HTML with its status above it, marked so a notebook check can find it."""
+    """A safe table's HTML with its status above it and a link to its check report, marked so
+    a notebook check can find it; hidden cells show as `hidden`."""
     name, status = frame.attrs.get("tre_output"), frame.attrs.get("tre_status")
-    table_html = frame.to_html()
+    # (to_html's na_rep does not reach pandas' <NA> of nullable integers: mark by hand)
+    table_html = frame.astype(object).where(frame.notna(), HIDDEN).to_html()
     if not name:
         return table_html
     colour = {"pass": "#2e7d32", "protected": "#1565c0", "fail": "#c62828", "review": "#ef6c00"}.get(status, "#555")
+    report = frame.attrs.get("tre_report")
+    link = ""
+    if report:
+        # Relative to the kernel's working folder (the notebook's): JupyterLab opens it in a tab.
+        href = os.path.relpath(report, os.getcwd())
+        link = f' &middot; <a href="{html.escape(href)}" target="_blank">check report</a>'
+    hidden = int(frame.isna().sum().sum())
+    note = f" &middot; {hidden} cell(s) {HIDDEN} to protect people" if hidden else ""
     return (
         f'<div data-tre-output="{html.escape(name)}"><p>tre.safe output <code>{html.escape(name)}</code>: '
-        f'<b style="color:{colour}">{html.escape(str(status))}</b> (queued for review)</p>{table_html}</div>'
+        f'<b style="color:{colour}">{html.escape(str(status))}</b> (queued for review){note}{link}</p>'
+        f"{table_html}</div>"
+    )
+
+
+_REASONS = {
+    Check.MINIMUM_THRESHOLD: "too small",
+    Check.NK: "dominated by a few contributors",
+    Check.P_PERCENT: "dominated by a few contributors",
+    Check.DIFFERENCING: "would give away a small group by difference with a released table",
+    Check.CLASS_DISCLOSURE: "would tell everything about a group",
+}
+
+
+def protection_advice(report: Report, shown: int = 4) -> str:
+    """Which cells were too small (or dominated), which were hidden to protect them, and what
+    would help: for the researcher, in words."""
+    cells = report.cells
+    primary = [c for c in cells if c["status"] == "primary" and c["published"] is None]
+    secondary = [c for c in cells if c["status"] == "secondary"]
+    if not primary and not secondary:
+        return ""
+
+    def names(group):
+        listed = "; ".join(", ".join(f"{d}={v}" for d, v in c["key"].items()) for c in group[:shown])
+        return listed + (f"; and {len(group) - shown} more" if len(group) > shown else "")
+
+    parts = []
+    by_reason: dict[str, list] = {}
+    for c in primary:
+        reason = next((_REASONS[Check(x)] for x in c["checks"] if x in _REASONS), "failing a check")
+        by_reason.setdefault(reason, []).append(c)
+    for reason, group in by_reason.items():
+        parts.append(f"{len(group)} cell(s) hidden as {reason} ({names(group)})")
+    if secondary:
+        parts.append(f"{len(secondary)} more hidden to protect them ({names(secondary)})")
+    return (
+        "; ".join(parts)
+        + ". To show more: merge small categories (method='merge'), or use coarser bands (wider age groups, "
+        "regions instead of municipalities, years instead of months)"
     )
 
 
@@ -559,6 +629,25 @@ def _caller_code() -> str | None:
     return None
 
 
+MAX_CELL = 20_000  # characters of the notebook cell kept for the reviewers
+
+
+def _caller_cell() -> str | None:
+    """The whole notebook cell that made the call, when it runs in IPython (for the reviewers:
+    the code around the call shows how the data were prepared). IPython keeps each cell's
+    source in linecache under a name that is no file; a script's lines are not taken."""
+    import linecache
+
+    for frame in inspect.stack()[3:8]:
+        if frame.filename == __file__:
+            continue
+        entry = linecache.cache.get(frame.filename)
+        if entry is None or entry[1] is not None or os.path.exists(frame.filename):
+            return None  # a file on disk (mtime known): a script, not a cell
+        return "".join(entry[2])[:MAX_CELL] or None
+    return None
+
+
 # --- the module-level, ACRO-style calls ------------------------------------------------------
 
 
@@ -571,8 +660,30 @@ def session() -> Session:
             "tre.safe needs TRE_PROJECT_DIR and TRE_PROJECT (the TRE sets them when it starts your server); "
             "outside the TRE, use tre.safe.Session(project_dir, project)"
         )
-    threshold = os.environ.get("TRE_OUTPUT_THRESHOLD")
+    threshold = os.environ.get("TRE_OUTPUT_THRESHOLD", "").strip()
+    if threshold and not (threshold.isdigit() and int(threshold) >= 1):
+        raise SafeError(f"TRE_OUTPUT_THRESHOLD must be a whole number above 0, got {threshold[:20]!r}")
     return _session_for(project_dir, project, int(threshold) if threshold else None)
+
+
+def central_threshold(project_dir: Path) -> int | None:
+    """The project's threshold as the TRE decided it centrally, written with its extract into
+    `data/manifest.json` (read-only for the project); None without one."""
+    try:
+        manifest = json.loads((Path(project_dir) / "data" / "manifest.json").read_text(encoding="utf-8"))
+        value = manifest["disclosure"]["threshold"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else None
+
+
+def effective_threshold(project_dir: Path, asked: int | None) -> int | None:
+    """The threshold a session checks with: the central one, or a stricter one asked for (by
+    the environment the server was started with, or a script); never a lower one."""
+    central = central_threshold(project_dir)
+    if central is None:
+        return asked
+    return max(central, asked or 0)
 
 
 @functools.cache

@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session, selectinload
 
 from tre import audit
 from tre.enums import Role
-from tre.errors import NotFound, PermissionDenied, UserError
-from tre.models import User, UserRole
+from tre.errors import NotFound, PermissionDenied, UserError, did_you_mean
+from tre.models import MunicipalityAccess, User, UserRole
 
 # Lowercase login names that are also valid POSIX account-name parts (the hub derives OS
 # accounts from them).
@@ -33,8 +33,15 @@ def find_user(session: Session, name: str) -> User | None:
 def get_user(session: Session, name: str) -> User:
     user = find_user(session, name)
     if user is None:
-        raise NotFound(f"unknown user {name!r}: an admin adds users with `tre user add NAME --role ROLE`")
+        raise NotFound(
+            f"unknown user {name!r}{suggest_user(session, name)}: an admin adds users with `tre user add NAME --role ROLE`"
+        )
     return user
+
+
+def suggest_user(session: Session, name: str) -> str:
+    """ "; did you mean reidar?" for a mistyped user name, else ""."""
+    return did_you_mean(name, session.execute(select(User.name)).scalars())
 
 
 def count_users(session: Session) -> int:
@@ -75,6 +82,8 @@ def revoke_role(session: Session, name: str, role: Role, *, actor: str, now: dt.
     if role == Role.ADMIN and count_role(session, Role.ADMIN) == 1:
         raise UserError(f"cannot revoke the admin role from {name!r}: they are the last admin")
     user.roles.remove(match[0])
+    if role == Role.MUNICIPALITY:
+        unbind_municipalities(session, name)
     audit.record(
         session, at=now, actor=actor, action="user.revoke", object=f"user:{name}", details={"role": role.value}
     )
@@ -105,3 +114,48 @@ def check_role(user: User, roles: Iterable[str], action: str) -> None:
     needed = " or ".join(roles)
     held = ", ".join(sorted(r.role.value for r in user.roles)) or "no role"
     raise PermissionDenied(f"{action} needs the {needed} role; {user.name} has {held}")
+
+
+def bind_municipalities(
+    session: Session, name: str, numbers: Iterable[str], *, actor: str, now: dt.datetime
+) -> list[str]:
+    """Let a user with the municipality role act for these municipality numbers; returns the
+    numbers they act for afterwards."""
+    from tre.registers import municipality_numbers
+
+    user = get_user(session, name)
+    if not user.has_role(Role.MUNICIPALITY):
+        raise UserError(f"user {name!r} does not hold the municipality role: grant it with `--role municipality`")
+    numbers = sorted(set(numbers))
+    unknown = [n for n in numbers if n not in municipality_numbers()]
+    if unknown:
+        raise UserError(
+            f"unknown municipality number(s) {', '.join(repr(n) for n in unknown)}: use the four-digit numbers of 2024 (0301 Oslo)"
+        )
+    held = set(municipalities_of(session, name))
+    for number in numbers:
+        if number not in held:
+            session.add(MunicipalityAccess(user_id=user.id, municipality=number, granted_at=now, granted_by=actor))
+    added = [n for n in numbers if n not in held]
+    if added:
+        audit.record(
+            session, at=now, actor=actor, action="user.municipality", object=f"user:{name}", details={"added": added}
+        )
+    session.flush()
+    return municipalities_of(session, name)
+
+
+def municipalities_of(session: Session, name: str) -> list[str]:
+    """The municipality numbers a user acts for (empty for anyone without the role)."""
+    rows = session.execute(
+        select(MunicipalityAccess.municipality)
+        .join(User, User.id == MunicipalityAccess.user_id)
+        .where(User.name == name)
+    ).scalars()
+    return sorted(rows)
+
+
+def unbind_municipalities(session: Session, name: str) -> None:
+    user = get_user(session, name)
+    for access in session.execute(select(MunicipalityAccess).where(MunicipalityAccess.user_id == user.id)).scalars():
+        session.delete(access)

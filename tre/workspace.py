@@ -28,9 +28,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import os
 import re
-import shutil
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,9 +42,10 @@ from sqlalchemy.orm import Session, selectinload
 from tre import audit
 from tre.config import Settings
 from tre.enums import ApprovalStatus, ProjectStatus
-from tre.errors import ConfigError, NotFound, PermissionDenied, UserError
+from tre.errors import ConfigError, NotFound, PermissionDenied, UnsafeFile, UserError, did_you_mean
 from tre.models import Approval, Project, ProjectMember, User
 from tre.os_accounts import PosixAccounts, is_root
+from tre.project_files import Folder
 
 WORKSPACE_DIRS = ("data", "work", "requests", "released")
 QUEUE_DIR = "requests/queue"
@@ -210,8 +212,16 @@ def get_project(session: Session, project_id: str) -> Project:
         .options(selectinload(Project.members).selectinload(ProjectMember.user))
     ).scalar_one_or_none()
     if project is None:
-        raise NotFound(f"unknown project {project_id!r}: `tre project status` lists the projects")
+        raise NotFound(
+            f"unknown project {project_id!r}{suggest_project(session, project_id)}: "
+            "`tre project status` lists the projects"
+        )
     return project
+
+
+def suggest_project(session: Session, project_id: str) -> str:
+    """ "; did you mean diabetes?" for a mistyped project id, else ""."""
+    return did_you_mean(project_id, session.execute(select(Project.id)).scalars())
 
 
 def provision_project(
@@ -223,11 +233,13 @@ def provision_project(
     accounts: PosixAccounts | None,
     actor: str,
     now: dt.datetime,
+    volumes=None,
 ) -> ProvisionResult:
     """Create (or bring up to date) a project's workspace; idempotent.
 
     With `accounts` (root), also the project's group and one account per active member, and
-    locks the accounts of members no longer active. Without, only the folders.
+    locks the accounts of members no longer active. Without, only the folders. With `volumes`
+    (a `tre.volumes.ProjectVolumes`), work/ and requests/ live on the project's own filesystem.
     """
     project = get_project(session, project_id)
     if project.status == ProjectStatus.CLOSED:
@@ -249,6 +261,8 @@ def provision_project(
             elif member.os_account:
                 accounts.lock_account(member.os_account)
                 result.locked_accounts.append(member.os_account)
+    if volumes is not None:
+        volumes.ensure(ws.root, project_id)
     _make_dirs(ws, gid)
     seal_data(ws, gid)
     project.provisioned_at = now
@@ -263,6 +277,7 @@ def provision_project(
             "group": result.group,
             "accounts": sorted(result.accounts.values()),
             "locked_accounts": result.locked_accounts,
+            "disk_quota": f"{volumes.size >> 20} MiB" if volumes is not None else None,
         },
     )
     return result
@@ -320,6 +335,27 @@ def valid_approvals(session: Session, project_id: str, today: dt.date) -> list[A
             )
         ).scalars()
     )
+
+
+def project_approval(session: Session, project_id: str) -> Approval | None:
+    """The approval a project's work rests on: an active one if any, else the latest."""
+    approvals = list(session.execute(select(Approval).where(Approval.project_id == project_id)).scalars())
+    if not approvals:
+        return None
+    return max(approvals, key=lambda a: (a.status == ApprovalStatus.ACTIVE, a.valid_until, a.id))
+
+
+def approval_threshold(approval: Approval | None) -> int | None:
+    """An approval's own output threshold (`threshold` in its record), or None for the default."""
+    value = (approval.document or {}).get("threshold") if approval is not None else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def disclosure_threshold(session: Session, project_id: str) -> int | None:
+    """The project's output threshold, decided centrally: the one value that the kernel (through
+    the server's environment and the extract's manifest), intake, the CLI and the review page
+    all use. None: the default of the output-check parameters."""
+    return approval_threshold(project_approval(session, project_id))
 
 
 def _no_approval_reason(session: Session, project_id: str, today: dt.date) -> str:
@@ -393,28 +429,102 @@ def user_projects(session: Session, user_name: str) -> list[Project]:
 # --- first spawn --------------------------------------------------------------------------
 
 
-def seed_notebooks(ws: Workspace, notebooks_dir: Path, owner: tuple[int, int] | None) -> list[str]:
-    """Copy the example notebooks into work/ once (at the first server start); returns names copied.
+NOTEBOOKS_MARKER = ".tre-notebooks-copied"
+TEST_ONLY = "tre:test-only"  # a cell with this tag is left out of the copy a project gets
 
-    A marker file remembers it was done, so notebooks a researcher deleted do not come back.
+
+@dataclass(frozen=True)
+class Seeded:
+    copied: list[str]  # notebooks copied into work/
+    refused: list[str]  # names in work/ that are not regular files (a planted link): left alone
+    readme: bool = False  # work/README.md written (or brought up to date)
+
+
+def project_notebooks(notebooks_dir: Path, project_id: str) -> list[Path]:
+    """The example notebooks of a project: those whose metadata names it (`"tre": {"projects":
+    [...]}`), and those that name no project (for every project). A notebook that cannot be
+    read is nobody's."""
+    found = []
+    for path in sorted(notebooks_dir.glob("*.ipynb")) if notebooks_dir.is_dir() else []:
+        try:
+            meta = json.loads(path.read_text(encoding="utf-8")).get("metadata") or {}
+        except (OSError, ValueError, AttributeError):
+            continue
+        projects = (meta.get("tre") or {}).get("projects") if isinstance(meta.get("tre"), dict) else None
+        if projects is None or (isinstance(projects, list) and project_id in projects):
+            found.append(path)
+    return found
+
+
+def notebook_for_project(path: Path) -> bytes:
+    """A notebook as a project gets it: without cells tagged `tre:test-only`, outputs cleared."""
+    notebook = json.loads(path.read_text(encoding="utf-8"))
+    cells = []
+    for cell in notebook.get("cells", []):
+        if TEST_ONLY in ((cell.get("metadata") or {}).get("tags") or []):
+            continue
+        if cell.get("cell_type") == "code":
+            cell = {**cell, "outputs": [], "execution_count": None}
+        cells.append(cell)
+    return (json.dumps({**notebook, "cells": cells}, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def seed_notebooks(
+    ws: Workspace, notebooks_dir: Path, owner: tuple[int, int] | None, *, readme: str | None = None
+) -> Seeded:
+    """Copy the project's example notebooks into work/ once (at the first server start), and
+    write `readme` as work/README.md at every start.
+
+    A marker file remembers the notebooks were copied, so notebooks a researcher deleted do not
+    come back. The README is replaced only while it is the TRE's (its first line is
+    `README_MARK`): one the researchers wrote over stays. work/ belongs to the project, and
+    this runs as root: work/ is opened without following links and every file is created new
+    (`O_EXCL | O_NOFOLLOW`) and renamed into place, so a name the project planted (a dangling
+    link to anywhere on the host) is never written through; it is left alone and reported in
+    `refused`.
     """
-    marker = ws.work / ".tre-notebooks-copied"
-    if marker.exists() or not notebooks_dir.is_dir():
-        return []
-    copied = []
-    for source in sorted(notebooks_dir.glob("*.ipynb")):
-        target = ws.work / source.name
-        if not target.exists():
-            shutil.copyfile(source, target)
-            target.chmod(0o660)
-            if owner:
-                os.chown(target, *owner)
-            copied.append(source.name)
-    marker.write_text("The example notebooks were copied here at the first server start.\n")
-    marker.chmod(0o660)
-    if owner:
-        os.chown(marker, *owner)
-    return copied
+    from tre.project_readme import README
+
+    if not ws.root.is_dir():
+        return Seeded([], [])
+    copied, refused, wrote = [], [], False
+    with Folder.open(ws.root, "") as root:
+        if not root.exists("work"):
+            return Seeded([], [])
+        with root.folder("work") as work:
+            sources = project_notebooks(notebooks_dir, ws.root.name)
+            for name in [NOTEBOOKS_MARKER, *(s.name for s in sources), *([README] if readme else [])]:
+                entry = work.entry(name)
+                if entry is not None and not entry.is_file:
+                    refused.append(name)
+            if readme and README not in refused:
+                try:
+                    wrote = _replace_readme(work, readme, owner)
+                except UnsafeFile:  # a hard link, or a name the project raced in: left alone
+                    refused.append(README)
+            if work.entry(NOTEBOOKS_MARKER) is not None:
+                return Seeded([], refused, wrote)
+            for source in sources:
+                if work.exists(source.name):
+                    continue
+                work.write_new(source.name, notebook_for_project(source), 0o660, owner)
+                copied.append(source.name)
+            work.write_new(
+                NOTEBOOKS_MARKER, b"The example notebooks were copied here at the first server start.\n", 0o660, owner
+            )
+    return Seeded(copied, refused, wrote)
+
+
+def _replace_readme(work: Folder, readme: str, owner: tuple[int, int] | None) -> bool:
+    """Write work/README.md unless the researchers wrote their own; True when written."""
+    from tre.project_readme import README, README_MARK
+
+    if work.entry(README) is not None and not work.read_bytes(README, 1 << 20).startswith(README_MARK.encode()):
+        return False
+    staged = f".{README}.{secrets.token_hex(8)}.new"
+    work.write_new(staged, readme.encode("utf-8"), 0o660, owner)
+    work.rename(staged, README)  # replaces the name (a link planted meanwhile too), never writes through it
+    return True
 
 
 # --- status -------------------------------------------------------------------------------

@@ -22,21 +22,34 @@ from pathlib import Path
 import duckdb
 import pytest
 from factories import make_approval, make_member, make_project, make_user
+from totp_codes import fresh_code
 
 from tre.cli import main
 from tre.config import Settings, load_settings
 from tre.credentials import current_totp
 from tre.db import Store
 from tre.enums import Role
-from tre.hub_config import network
+from tre.hub_config import cgroups, network
 from tre.hub_config.launch import RunningHub, set_demo_logins, start_hub_background, stop_hub
 from tre.models import Project
 from tre.os_accounts import PosixAccounts
-from tre.workspace import Workspace, seal_data
+from tre.volumes import volumes
+from tre.workspace import Workspace, isolation_enabled, seal_data
 
 from .hubclient import Researcher, login_token
 
 REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts"  # screenshots (git-ignored)
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def _free_port() -> int:
@@ -63,6 +76,7 @@ class Hub:
     logins: dict
     prefix: str
     created_projects: list = field(default_factory=list)
+    researchers: dict = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -76,14 +90,21 @@ class Hub:
         code = main(list(argv), environ=self.env, stdout=out, stderr=err)
         return code, out.getvalue(), err.getvalue()
 
-    def code_for(self, name: str) -> str:
-        return current_totp(self.logins[name].totp_secret)
+    def code_for(self, name: str, *, use: bool = True) -> str:
+        """A code the hub has not accepted yet: each is good for one login (waits if needed).
+        `use=False` for an attempt meant to fail on something else: the code stays unused."""
+        if not use:
+            return current_totp(self.logins[name].totp_secret)
+        return fresh_code(self.logins[name].totp_secret)
 
-    def researcher(self, name: str) -> Researcher:
-        login = self.logins[name]
-        response = login_token(self.url, name, login.password, self.code_for(name))
-        assert response.status == 201, response
-        return Researcher(self.url, name, response.body["token"])
+    def researcher(self, name: str, *, fresh: bool = False) -> Researcher:
+        """A researcher logged in through the REST API (one login per name, unless `fresh`)."""
+        if fresh or name not in self.researchers:
+            login = self.logins[name]
+            response = login_token(self.url, name, login.password, self.code_for(name))
+            assert response.status == 201, response
+            self.researchers[name] = Researcher(self.url, name, response.body["token"])
+        return self.researchers[name]
 
     def workspace(self, project: str) -> Workspace:
         return Workspace(self.settings.projects_dir / project)
@@ -131,11 +152,12 @@ def dev_hub(tmp_path_factory) -> Hub:
 
 
 @contextmanager
-def running_hub(tmp_path_factory, *, isolation: str, projects: dict = PROJECTS):
+def running_hub(tmp_path_factory, *, isolation: str, projects: dict = PROJECTS, settings_env: dict | None = None):
     root = tmp_path_factory.mktemp("hub")
     root.chmod(0o755)  # pytest's temp dirs are 0700; the servers' accounts must reach projects/
     prefix = "t" + "".join(random.choices(string.ascii_lowercase, k=4))
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRE_")}
+    env["TRE_CLI_IDENTITY"] = "demo"  # who acts is asserted here, as in make demo (tre/identity.py)
     env.update(
         TRE_HOME=str(root / "home"),
         TRE_PROJECTS_DIR=str(root / "projects"),
@@ -145,11 +167,15 @@ def running_hub(tmp_path_factory, *, isolation: str, projects: dict = PROJECTS):
         TRE_HUB_PROXY_API_PORT=str(_free_port()),
         TRE_HUB_API_PORT=str(_free_port()),
         TRE_REVIEW_PORT=str(_free_port()),
+        TRE_STATS_PORT=str(_free_port()),
         TRE_HUB_ENFORCE_INTERVAL="2",
         TRE_HUB_ISOLATION=isolation,
         TRE_HUB_NOTEBOOKS_DIR=str(root / "notebooks"),
         PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        # Small project volumes: sparse, but each is a loop device while the module runs.
+        TRE_PROJECT_DISK_QUOTA="256M",
     )
+    env.update(settings_env or {})
     (root / "notebooks").mkdir()
     (root / "notebooks" / "example.ipynb").write_text(
         '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
@@ -179,7 +205,12 @@ def running_hub(tmp_path_factory, *, isolation: str, projects: dict = PROJECTS):
             with store.transaction() as session:
                 group = session.get(Project, project_id).os_group
             seal_data(ws, grp.getgrnam(group).gr_gid if group else None)
-        logins = {login.user: login for login in set_demo_logins(store, ["ada", "rita", "olav", "nils"], actor="ada")}
+        logins = {
+            login.user: login
+            for login in set_demo_logins(
+                store, ["ada", "rita", "olav", "nils"], actor="ada", settings=settings, environ=env
+            )
+        }
         running = start_hub_background(settings, env)
         hub = Hub(settings, env, store, running, logins, prefix)
         yield hub
@@ -187,11 +218,20 @@ def running_hub(tmp_path_factory, *, isolation: str, projects: dict = PROJECTS):
         hub_net = network.load(settings.hub_dir / "network.json")
         if running is not None:
             stop_hub(running.pid)
+        _release_volumes(settings, projects)
         _remove_accounts(prefix)
         if hub_net is not None:
             left = sorted(n for n in os.listdir(network.NETNS_DIR) if n.startswith(hub_net.netns_prefix))
             assert not left, f"the hub left network namespaces behind: {left}"
             assert not (settings.hub_dir / "network.json").exists(), "the hub left its network block allocated"
+            groups = cgroups.existing(cgroups.Layout.discover(), cgroups.hub_id(settings.hub_dir))
+            assert not groups, f"the hub left control groups behind: {[g.name for g in groups]}"
+
+
+def _release_volumes(settings: Settings, projects: dict) -> None:
+    found = volumes(settings, isolation=isolation_enabled(settings))
+    for project_id in projects if found else ():
+        found.release(settings.projects_dir / project_id, project_id)
 
 
 def _remove_accounts(prefix: str) -> None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import http.cookiejar
 import json
+import re
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from dataclasses import dataclass
@@ -33,6 +36,59 @@ def request(url: str, method: str = "GET", *, token: str | None = None, body: di
         return Response(status, json.loads(raw) if raw else {})
     except json.JSONDecodeError:
         return Response(status, raw)
+
+
+class Browser:
+    """A person's browser without scripts: a cookie jar, redirects followed, forms posted."""
+
+    def __init__(self, url: str, timeout: float = 60):
+        self.url, self.timeout = url, timeout
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+
+    def open(self, path: str, form: dict | None = None, headers: dict | None = None) -> Response:
+        data = urllib.parse.urlencode(form).encode() if form is not None else None
+        req = urllib.request.Request(f"{self.url}{path}", data=data, headers=headers or {})
+        try:
+            with self.opener.open(req, timeout=self.timeout) as r:
+                return Response(r.status, r.read().decode(errors="replace"))
+        except urllib.error.HTTPError as e:
+            return Response(e.code, e.read().decode(errors="replace"))
+
+    def login(self, name: str, password: str, code: str) -> Response:
+        page = self.open("/hub/login")
+        xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.body).group(1)
+        return self.open("/hub/login", {"username": name, "password": password, "2fa": code, "_xsrf": xsrf})
+
+    def plant(self, name: str, value: str, path: str = "/") -> None:
+        """A cookie put into the browser by someone else (a sibling site, a shared machine)."""
+        host = urllib.parse.urlparse(self.url).hostname
+        self.jar.set_cookie(
+            http.cookiejar.Cookie(
+                0, name, value, None, False, host, False, False, path, True, False, None, False, None, None, {}
+            )
+        )
+
+    def cookies(self) -> dict[str, str]:
+        return {c.name: c.value for c in self.jar}
+
+    def replay(self, path: str, cookies: dict[str, str], form: dict | None = None) -> Response:
+        """GET (or POST `form`) `path` with exactly these cookies, redirects not followed: what
+        someone who copied or chose them would send."""
+        header = "; ".join(f"{k}={v}" for k, v in cookies.items())
+        data = urllib.parse.urlencode(form).encode() if form is not None else None
+        req = urllib.request.Request(f"{self.url}{path}", data=data, headers={"Cookie": header})
+        opener = urllib.request.build_opener(_NoRedirect)
+        try:
+            with opener.open(req, timeout=self.timeout) as r:
+                return Response(r.status, r.read().decode(errors="replace"))
+        except urllib.error.HTTPError as e:
+            return Response(e.code, e.headers.get("Location", ""))
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
 
 
 def login_token(url: str, name: str, password: str, code: str) -> Response:

@@ -18,7 +18,7 @@ import pytest
 
 from tre.models import Approval
 
-from .hubclient import login_token, request
+from .hubclient import Researcher, login_token, request
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -42,12 +42,20 @@ def alpha(hub, rita):
 def test_rest_login_needs_password_and_second_factor(hub):
     login = hub.logins["rita"]
     assert login_token(hub.url, "rita", login.password, "000000").status == 403
-    assert login_token(hub.url, "rita", "not-the-password-at-all", hub.code_for("rita")).status == 403
+    assert login_token(hub.url, "rita", "not-the-password-at-all", hub.code_for("rita", use=False)).status == 403
     assert login_token(hub.url, "mallory", "whatever-password", "123456").status == 403
-    ok = login_token(hub.url, "rita", login.password, hub.code_for("rita"))
+    code = hub.code_for("rita")
+    ok = login_token(hub.url, "rita", login.password, code)
     assert ok.status == 201 and ok.body["token"]
+    assert login_token(hub.url, "rita", login.password, code).status == 403  # a code is good once
+    hub.researchers["rita"] = Researcher(hub.url, "rita", ok.body["token"])
     failed = {(e["actor"], e["details"]["reason"]) for e in hub.audit("hub.login_failed")}
-    assert {("rita", "wrong second-factor code"), ("rita", "wrong password"), ("mallory", "unknown user")} <= failed
+    assert {
+        ("rita", "wrong second-factor code"),
+        ("rita", "wrong password"),
+        ("mallory", "unknown user"),
+        ("rita", "second-factor code already used"),
+    } <= failed
     assert any(e["actor"] == "rita" for e in hub.audit("hub.login"))
 
 
@@ -83,7 +91,7 @@ def test_kernel_sees_nothing_else_of_the_tre(hub, alpha):
     olav = hub.researcher("olav")
     olav.spawn("alpha")
     olav.wait_ready("alpha")  # olav's home now exists on the host
-    olav_home = next(Path(hub.settings.hub_dir, "homes").glob(f"{hub.prefix}-olav-*"))
+    olav_home = next(Path(hub.settings.home, "volumes", "alpha", "homes").glob(f"{hub.prefix}-olav-*"))
     beta = hub.workspace("beta")
     probes = {
         "beta extract (host path)": str(beta.extract),
@@ -185,14 +193,56 @@ def test_no_network_beyond_the_hub(hub, alpha):
     assert outcomes[3] == "connected"  # the hub itself stays reachable
 
 
-def test_downloads_and_terminals_are_closed(alpha):
+def test_downloads_and_terminals_are_closed_and_each_refusal_audited(hub, alpha):
     assert alpha.server_get("alpha", "files/work/example.ipynb").status == 403
     assert alpha.server_get("alpha", "nbconvert/html/work/example.ipynb").status == 403
-    assert alpha.server_get("alpha", "api/terminals").status == 404
+    assert alpha.server_get("alpha", "api/terminals").status == 403
     lab = alpha.server_get("alpha", "lab")
     assert lab.status == 200
     for plugin in ("@jupyterlab/docmanager-extension:download", "@jupyterlab/filebrowser-extension:download"):
         assert plugin in lab.body
+    denied = {
+        (e["actor"], e["object"], e["details"]["what"], e["details"]["path"])
+        for e in hub.audit("access.denied")
+        if e["details"].get("via") == "server"
+    }
+    assert {
+        ("rita", "project:alpha", "download", "/user/rita/alpha/files/work/example.ipynb"),
+        ("rita", "project:alpha", "export", "/user/rita/alpha/nbconvert/html/work/example.ipynb"),
+        ("rita", "project:alpha", "terminal", "/user/rita/alpha/api/terminals"),
+    } <= denied
+
+
+def test_from_a_server_the_hub_answers_only_the_api_a_server_needs(hub, alpha):
+    """A kernel that knows its user's password and code cannot mint a token, nor see the login
+    form or the token page: the hub's address in the servers' network serves a few API paths."""
+    import urllib.parse
+
+    login = hub.logins["rita"]
+    body = {"auth": {"username": "rita", "password": login.password, "2fa": hub.code_for("rita", use=False)}}
+    code = textwrap.dedent(
+        f"""
+        import json, os, urllib.error, urllib.request
+        api = os.environ["JUPYTERHUB_API_URL"]          # http://<hub address>:<port>/hub/api
+        hub = api.rsplit("/hub/api", 1)[0]
+        def status(url, body=None):
+            data = json.dumps(body).encode() if body is not None else None
+            try:
+                with urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=10) as r:
+                    return r.status
+            except urllib.error.HTTPError as e:
+                return e.code
+        print(status(api + "/"))
+        print(status(hub + "/hub/login"))
+        print(status(hub + "/hub/token"))
+        print(status(api + "/users/rita/tokens", {body!r}))
+        print(status(hub + "/hub/api/users"))
+        """
+    )
+    result = alpha.run("alpha", code)
+    assert result.error is None, result
+    assert result.stdout.split() == ["200", "404", "404", "404", "404"]
+    assert urllib.parse.urlparse(hub.url).hostname == "127.0.0.1"
 
 
 def test_a_non_member_cannot_start_a_server(hub):
@@ -282,7 +332,7 @@ def test_login_form_in_chromium_opens_jupyterlab(hub, alpha):
             page.wait_for_selector("#tre-projects")
             projects = page.inner_text("#tre-projects")
             assert "alpha" in projects
-            assert "closed: the approval of project gamma ended on" in projects
+            assert "Closed: the approval of project gamma ended on" in projects
             page.screenshot(path=str(ARTIFACTS / "hub-home.png"))
             page.goto(f"{hub.url}/user/rita/alpha/lab/tree/work")
             page.wait_for_selector("#jp-main-dock-panel", timeout=60_000)
@@ -298,7 +348,7 @@ def test_login_form_in_chromium_opens_jupyterlab(hub, alpha):
         finally:
             browser.close()
     assert (ARTIFACTS / "hub-jupyterlab.png").stat().st_size > 10_000
-    assert login_token(hub.url, "rita", login.password, hub.code_for("rita")).status == 403
+    assert login_token(hub.url, "rita", login.password, hub.code_for("rita", use=False)).status == 403
     assert login_token(hub.url, "rita", "a brand new passphrase 7", hub.code_for("rita")).status == 201
     hub.logins["rita"] = replace(login, password="a brand new passphrase 7")
 
@@ -313,3 +363,32 @@ def test_the_audit_chain_holds_every_hub_event(hub, alpha):
     assert {"hub.login", "hub.login_failed", "hub.spawn", "hub.stop", "hub.spawn_refused"} <= actions
     code, out, _ = hub.cli("audit", "verify", "--json")
     assert code == 0 and json.loads(out)["ok"] is True
+
+
+def test_a_logout_ends_the_session_and_a_planted_session_id_is_not_kept(hub, alpha):
+    import time
+
+    from tre.hub_config.sessions import TOKEN_CACHE_SECONDS
+
+    from .hubclient import Browser
+
+    browser = Browser(hub.url)
+    browser.plant("jupyterhub-session-id", "planted-by-mallory", "/hub/")
+    assert browser.login("rita", hub.logins["rita"].password, hub.code_for("rita")).status == 200
+    assert browser.cookies()["jupyterhub-session-id"] != "planted-by-mallory"
+    # Into rita's server and the review page, each by the hub's OAuth: cookies of their own.
+    assert browser.open("/user/rita/alpha/lab").status == 200
+    assert browser.open("/user/rita/alpha/api/contents/work").status == 200
+    assert browser.open("/services/tre-review/").status == 200
+    copied = browser.cookies()
+    assert browser.replay("/hub/home", copied).status == 200
+    assert browser.open("/hub/logout").status == 200
+    time.sleep(TOKEN_CACHE_SECONDS + 1)
+    # Replayed after the logout, every cookie of the session is worth nothing.
+    home = browser.replay("/hub/home", copied)
+    assert home.status == 302 and "/hub/login" in home.body
+    assert browser.replay("/user/rita/alpha/api/contents/work", copied).status in (302, 403)
+    review = browser.replay("/services/tre-review/", copied)
+    assert review.status == 302 and "oauth2/authorize" in review.body
+    logouts = [e for e in hub.audit("hub.logout") if e["actor"] == "rita"]
+    assert logouts and logouts[-1]["details"]["tokens_revoked"] >= 2

@@ -73,3 +73,54 @@ def test_the_review_page_behind_hub_oauth(dev_hub):
             browser.close()
     made = [e for e in hub.audit("request.create") if e["actor"] == "rita"]
     assert len(made) == 1 and made[0]["details"]["project"] == "alpha"
+
+
+def _review_service_pid(hub) -> int:
+    """The pid of the hub's tre-review service (a child of JupyterHub)."""
+    import json
+    import os
+
+    jupyterhub = json.loads((hub.settings.hub_dir / "hub.json").read_text())["jupyterhub_pid"]
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == jupyterhub and b"review" in cmdline and b"--hub" in cmdline:
+            return int(entry)
+    raise AssertionError("the tre-review service is not running")
+
+
+def test_a_crafted_xsrf_post_does_not_take_the_review_page_down(dev_hub):
+    """A researcher's POST with an _xsrf cookie and field of their choosing used to make the
+    service wait on itself forever (and ignore SIGTERM, so the hub could not stop)."""
+    import os
+    import signal
+    import time
+
+    from .hubclient import Browser
+
+    hub = dev_hub
+    service = "/services/tre-review/"
+    rita = Browser(hub.url, timeout=20)
+    assert rita.login("rita", hub.logins["rita"].password, hub.code_for("rita")).status == 200
+    assert "alpha" in rita.open(service).body  # logged in to the page by the hub's OAuth
+    chosen = {k: v for k, v in rita.cookies().items() if k != "_xsrf"} | {"_xsrf": "chosen-by-rita"}
+    started = time.monotonic()
+    attack = rita.replay(f"{service}projects/alpha/requests", chosen, form={"_xsrf": "chosen-by-rita", "title": "x"})
+    assert attack.status in (302, 303, 403) and time.monotonic() - started < 15
+    # Another user's pages work, and so do rita's.
+    olav = Browser(hub.url, timeout=20)
+    assert olav.login("olav", hub.logins["olav"].password, hub.code_for("olav")).status == 200
+    assert olav.open(service).status == 200
+    assert rita.open(service).status == 200
+    # The service still obeys SIGTERM (the hub stops it so; it then starts it again).
+    pid = _review_service_pid(hub)
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z":
+        assert time.monotonic() < deadline, "the review service ignored SIGTERM"
+        time.sleep(0.1)

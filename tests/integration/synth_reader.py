@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from tre.linkage.idnumbers import validate_array
+from tre.idnumbers import validate_array
 from tre.registers import CODE_LISTS, ICD10, ICPC2, SOURCES, Manifest, municipality_numbers
 
 FAMILY = {

@@ -68,6 +68,8 @@ def installation(tmp_path_factory):
     """A TRE with the population register ingested, and a KUHR delivery of 4 000 new persons waiting."""
     base = tmp_path_factory.mktemp("crash")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRE_")}
+    env["TRE_CLI_IDENTITY"] = "demo"  # who acts is asserted here, as in make demo (tre/identity.py)
+    env["TRE_PROJECT_DISK_QUOTA"] = "0"  # no loop-mounted volumes unless a test wants them
     env.update(TRE_HOME=str(base / "home"), TRE_PROJECTS_DIR=str(base / "p"), TRE_APPROVALS_DIR=str(base / "a"))
     subprocess.run([TRE, "init"], env=env, check=True, capture_output=True)
     subprocess.run([TRE, "user", "add", "ada", "--role", "admin"], env=env, check=True, capture_output=True)

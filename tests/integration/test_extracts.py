@@ -32,7 +32,7 @@ import numpy as np
 import pytest
 from delivery_factory import Person, row, write_delivery
 
-from tre.linkage.idnumbers import generate_synthetic
+from tre.idnumbers import generate_synthetic
 
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
 
@@ -220,6 +220,8 @@ def world(tmp_path_factory):
 
     base = tmp_path_factory.mktemp("extracts")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRE_")}
+    env["TRE_CLI_IDENTITY"] = "demo"  # who acts is asserted here, as in make demo (tre/identity.py)
+    env["TRE_PROJECT_DISK_QUOTA"] = "0"  # no loop-mounted volumes unless a test wants them
     env.update(
         TRE_HOME=str(base / "home"), TRE_PROJECTS_DIR=str(base / "projects"), TRE_APPROVALS_DIR=str(base / "approvals")
     )
@@ -352,6 +354,13 @@ def test_the_direct45_delivery_leaves_out_exactly_the_opted_out(built):
     assert manifest["representativeness"]["included"]["share_women"] == 0.5  # persons 2-5
     # every table says which column names its persons (tre.safe counts them, not rows)
     assert set(manifest["units"]) == set(manifest["tables"]) and set(manifest["units"].values()) == {"pseudonym"}
+    # The approval's threshold (3) is written with the extract: the kernel's tre.safe reads it
+    # there and cannot go below it.
+    assert manifest["disclosure"] == {"threshold": 3}
+    from tre.safe import Session
+
+    kernel = Session(Path(built.environ["TRE_PROJECTS_DIR"]) / "heart", "heart", threshold=2)
+    assert kernel.params.threshold == 3
     decryptions = built.ok("audit", "log", "--action", "vault.decrypt", "--json", as_user="ada").json()
     assert len(decryptions) == 4 and len({e["subject"] for e in decryptions}) == 4
 
@@ -369,6 +378,22 @@ def test_only_approved_variables_and_coarsened_dates(built):
     heart = extract_tables(built, "heart")
     assert list(heart["persons"].columns) == ["pseudonym", "fnr", "birth_date", "sex"]
     assert {d.day for d in heart["npr"]["admission_date"]} == {14, 2}  # day precision keeps the day
+
+
+def test_dates_are_dates_for_pandas_in_the_extract_and_its_parquet_files(built):
+    """A researcher's `df["birth_date"].dt.year` works whether the table came from DuckDB or
+    from its Parquet file (Parquet's DATE would read as objects)."""
+    import pandas as pd
+
+    data = Path(built.environ["TRE_PROJECTS_DIR"]) / "sugar" / "data"
+    from_duckdb = extract_tables(built, "sugar")["persons"]
+    from_parquet = pd.read_parquet(data / "persons.parquet")
+    for frame in (from_duckdb, from_parquet):
+        assert pd.api.types.is_datetime64_any_dtype(frame["birth_date"])
+        assert (frame["birth_date"].dt.day == 1).all()
+    assert list(from_parquet["birth_date"].dt.year) == list(from_duckdb["birth_date"].dt.year)
+    npr = pd.read_parquet(data / "npr.parquet")
+    assert pd.api.types.is_datetime64_any_dtype(npr["admission_date"])
 
 
 def test_consent_and_historic_iplos_are_exact(built):
@@ -452,13 +477,19 @@ def test_no_id_number_and_no_pid_anywhere_in_the_projects(built):
 
 
 def test_release_records_name_who_received_what(built):
+    from tre.config import load_settings
+    from tre.db import Store
+    from tre.linkage import releases
+
     home = Path(built.environ["TRE_HOME"])
     con = duckdb.connect(str(home / "central" / "releases.duckdb"), read_only=True)
-    per_record = dict(con.sql("SELECT release_record, count(*) FROM release_persons GROUP BY 1").fetchall())
+    per_batch = dict(con.sql("SELECT batch, count(*) FROM release_persons GROUP BY 1").fetchall())
     con.close()
-    assert sorted(per_record.values())[:3] == [1, 2, 4]  # history, bergen, heart
+    assert sorted(per_batch.values())[:3] == [1, 2, 4]  # history, bergen, heart
     log = built.ok("audit", "log", "--action", "release.record", "--json", as_user="ada").json()
     assert {e["details"]["recipient"] for e in log} == {"A hospital", "A university", "Bergen kommune"}
+    settings = load_settings(built.environ)
+    assert releases.check_records(settings, Store(settings.db_url)) == []  # every record's persons, by digest
 
 
 def test_innsyn_matches_the_persons_history(built):
@@ -486,41 +517,114 @@ def test_innsyn_matches_the_persons_history(built):
     assert {r["project"] for r in piped.json()["releases"]} == {"heart", "sugar"}
 
 
-def test_a_release_record_holds_only_the_persons_released(built):
-    """A build killed after it wrote the persons of its release record but before the record
-    committed leaves those rows under an id the metadata store hands out again (SQLite reuses
-    the highest id). The next release must not inherit them: person 10 was never released."""
-    import sqlite3
-
+def test_a_killed_build_leaves_no_persons_for_a_later_release(built, monkeypatch):
+    """A build that dies after writing its persons to releases.duckdb but before the metadata
+    store commits its release record must not leave them to the next release (the metadata
+    store hands a rolled-back id out again): an output release recorded next is not one of
+    theirs, and recovery removes the orphaned persons."""
+    from tre import audit
     from tre.config import load_settings
+    from tre.db import Store
+    from tre.models import ReleaseRecord
 
+    record = audit.record
+
+    def dies_before_the_record_commits(session, **event):
+        if event.get("action") == "release.record":
+            raise KeyboardInterrupt  # as a kill -9 would, in the metadata transaction
+        return record(session, **event)
+
+    monkeypatch.setattr(audit, "record", dies_before_the_record_commits)
+    assert built("extract", "build", "history", as_user="ada", clock=clock()).code == 130
+    monkeypatch.undo()
+    # The review page's release of an output comes next and records itself.
+    store = Store(load_settings(built.environ).db_url)
+    with store.transaction() as session:
+        session.add(
+            ReleaseRecord(
+                kind="output",
+                project_id="bergen",
+                approval_id="anon43-test-1",
+                approval_version=1,
+                recipient="Bergen kommune",
+                legal_basis="§ 4-3",
+                persons=None,
+                reference="REQ-99",
+                released_at=NOW,
+                keep_until=dt.date(2031, 12, 31),
+            )
+        )
+    report = built.ok("innsyn", "--fnr", built.people[6].fnr, "--json", as_user="kari", clock=clock()).json()
+    assert "REQ-99" not in {r["reference"] for r in report["releases"]}
+    assert {r["project"] for r in report["releases"]} == {"sugar", "history"}
+    recover = built.ok("audit", "log", "--action", "central.recover", "--json", as_user="ada").json()
+    assert recover[-1]["details"]["removed_release_batches"] == 1
     home = Path(built.environ["TRE_HOME"])
-    p10 = built.ok(
-        "vault",
-        "lookup",
-        "--fnr",
-        built.people[10].fnr,
-        "--reason",
-        "test of the release record",
-        "--json",
-        as_user="kari",
-        clock=clock(),
-    ).json()["pid"]
-    db = sqlite3.connect(load_settings(built.environ).metadata_store_path)
-    (last,) = db.execute("SELECT max(id) FROM release_records").fetchone()
-    db.close()
-    con = duckdb.connect(str(home / "central" / "releases.duckdb"))
-    con.execute("INSERT INTO release_persons VALUES ($1, $2)", [last + 1, p10])
-    con.close()
-
-    built.ok("extract", "build", "history", as_user="ada", clock=clock())
-    report = built.ok("innsyn", "--fnr", built.people[10].fnr, "--json", as_user="kari", clock=clock()).json()
-    assert report["releases"] == []
     con = duckdb.connect(str(home / "central" / "releases.duckdb"), read_only=True)
-    assert con.sql("SELECT count(*) FROM release_persons WHERE release_record = $1", params=[last + 1]).fetchall() == [
-        (1,)
-    ]
+    batches = {b for (b,) in con.sql("SELECT DISTINCT batch FROM release_persons").fetchall()}
     con.close()
+    with store.transaction() as session:
+        named = {r.persons_batch for r in session.query(ReleaseRecord).all() if r.persons_batch}
+    assert batches == named
+
+
+def test_no_id_number_leaves_in_an_extract_whatever_the_store_holds(built):
+    """An ID number the register store holds in a released column (stored by an older version,
+    in any written form) is withheld when the extract is written, and counted in the manifest."""
+    p = built.people
+    home = Path(built.environ["TRE_HOME"])
+    con = duckdb.connect(str(home / "central" / "registers.duckdb"))
+    pid = con.sql("SELECT pid FROM dsf WHERE __line = 5").fetchall()[0][0]  # person 3, in the sugar cohort
+    spaced = f"E11 {p[11].fnr[:6]} {p[11].fnr[6:]}"
+    con.execute(
+        "INSERT INTO npr (pid, episode_id, hospital, specialty, care_level, admission_date, icd10_main, __delivery, __line) "
+        "VALUES ($1, 'LEGACY1', 'OUS', 'indremedisin', 'poliklinikk', DATE '2023-06-01', $2, 2, 999)",
+        [pid, spaced],
+    )
+    con.close()
+    try:
+        result = built.ok("extract", "build", "sugar", "--json", as_user="ada", clock=clock()).json()
+        assert result["withheld_id_numbers"] == {"npr.icd10_main": 1}
+        npr = extract_tables(built, "sugar")["npr"]
+        assert npr["icd10_main"].isna().sum() == 1  # that row stays, without the value
+        data = Path(built.environ["TRE_PROJECTS_DIR"]) / "sugar" / "data"
+        manifest = json.loads((data / "manifest.json").read_text())
+        assert manifest["withheld_id_numbers"] == {"npr.icd10_main": 1}
+        for path in data.iterdir():
+            assert p[11].fnr[:6].encode() + b" " not in path.read_bytes(), path
+        log = built.ok("audit", "log", "--action", "extract.build", "--json", as_user="ada").json()
+        assert log[-1]["details"]["withheld_id_numbers"] == {"npr.icd10_main": 1}
+    finally:
+        con = duckdb.connect(str(home / "central" / "registers.duckdb"))
+        con.execute("DELETE FROM npr WHERE episode_id = 'LEGACY1'")
+        con.close()
+
+
+def test_a_build_writes_only_private_files_and_recovery_removes_what_a_killed_one_left(built, monkeypatch):
+    """A § 4-5 build's working copy holds ID numbers in plain text: its files are 0600, and
+    what a killed build left in central/building/ is removed by the next use of the zone."""
+    from tre.linkage import extracts
+
+    modes = {}
+    write_parquet = extracts._write_parquet
+
+    def spy(extract_file, build_dir):
+        write_parquet(extract_file, build_dir)
+        modes.update({path.name: path.stat().st_mode & 0o777 for path in build_dir.iterdir()})
+
+    monkeypatch.setattr(extracts, "_write_parquet", spy)
+    built.ok("extract", "build", "heart", as_user="ada", clock=clock())
+    monkeypatch.undo()
+    assert "extract.duckdb" in modes and set(modes.values()) == {0o600}
+
+    central = Path(built.environ["TRE_HOME"]) / "central"
+    leftover = central / "building" / "heart" / "extract.duckdb"
+    leftover.parent.mkdir(parents=True, exist_ok=True)
+    leftover.write_bytes(b"a killed build's copy")
+    built.ok("linkage", "report", as_user="ada")
+    assert not leftover.parent.exists()
+    recover = built.ok("audit", "log", "--action", "central.recover", "--json", as_user="ada").json()
+    assert recover[-1]["details"]["removed_builds"] == ["heart"]
 
 
 def test_a_publish_cut_short_leaves_the_new_extract_hidden(built, monkeypatch):
@@ -637,6 +741,15 @@ def test_a_killed_build_never_shows_a_partial_extract(built):
     final = built.subprocess("extract", "build", "sugar", "--as", "ada")
     assert final.code == 0, final.err
     assert len(extract_tables(built, "sugar")["persons"]) == 6
-    # Nothing the killed builds wrote is left behind, in the project or the central zone.
+    # Nothing the killed builds wrote is left behind, in the project or the central zone, and
+    # every release record has exactly its persons (a killed build's batch is gone).
     assert sorted(p.name for p in (projects / "sugar").iterdir()) == ["data", "released", "requests", "work"]
     assert not any((Path(built.environ["TRE_HOME"]) / "central" / "building").glob("*/"))
+    from tre.config import load_settings
+    from tre.db import Store
+    from tre.linkage import releases
+
+    settings = load_settings(built.environ)
+    store = Store(settings.db_url)
+    assert releases.check_records(settings, store) == []
+    assert releases.recover_orphans(settings, store) == []

@@ -32,6 +32,14 @@ def test_password_from_stdin_is_checked_and_stored_hashed(initialised, store):
     assert "passphrase" not in str(log)
 
 
+def _box(cli, session):
+    from tre.config import load_settings
+    from tre.db import utc_now
+    from tre.sealed import login_box
+
+    return login_box(load_settings(cli.environ), cli.environ, session, now=utc_now())
+
+
 def test_totp_enrolment_and_codes(initialised, store):
     cli = initialised
     cli.ok("user", "add", "rita", "--role", "researcher", as_user="ada")
@@ -43,18 +51,66 @@ def test_totp_enrolment_and_codes(initialised, store):
     code = cli.subprocess("user", "totp-code", input=secret + "\n").out.strip()
     # The child may have run in the next 30-second window.
     assert len(code) == 6 and code in {current_totp(secret, at=before), current_totp(secret)}
-    password = None
     with store.transaction() as session:
         from tre import credentials
 
         credentials.set_password(
             session, "rita", "another long passphrase", actor="ada", now=__import__("tre.db").db.utc_now()
         )
-        password = "another long passphrase"
-        assert check_login(session, "rita", password, current_totp(secret), two_factor=True).ok
+    password, box = "another long passphrase", None
+    with store.transaction() as session:
+        box = _box(cli, session)
         stale = current_totp(secret, at=time.time() - 300)
-        assert check_login(session, "rita", password, stale, two_factor=True).reason == "wrong second-factor code"
-        assert check_login(session, "nobody", password, None, two_factor=True).reason == "unknown user"
+        assert check_login(session, "rita", password, stale, two_factor=True, box=box).reason == (
+            "wrong second-factor code"
+        )
+        assert check_login(session, "nobody", password, None, two_factor=True, box=box).reason == "unknown user"
+        assert check_login(session, "rita", password, current_totp(secret), two_factor=True, box=box).ok
+
+
+def test_a_totp_code_is_good_for_one_login_only(initialised, store):
+    """Replayed inside its 30-second window (seen over a shoulder, in a proxy's log), a code is
+    refused; so is an earlier one; the next step's code still works."""
+    cli = initialised
+    cli.ok("user", "add", "rita", "--role", "researcher", as_user="ada")
+    cli.subprocess("user", "password", "rita", "--stdin", "--as", "ada", input="a long passphrase 42\n")
+    secret = cli.ok("user", "totp", "rita", "--json", as_user="ada").json()["secret"]
+    now = time.time()
+    code, earlier, later = (current_totp(secret, at=now + d) for d in (0, -30, 30))
+
+    def login(code):
+        with store.transaction() as session:
+            box = _box(cli, session)
+            return check_login(session, "rita", "a long passphrase 42", code, two_factor=True, box=box, at=now)
+
+    assert login(code).ok
+    assert login(code).reason == "second-factor code already used"
+    assert login(earlier).reason == "second-factor code already used"
+    assert login(later).ok
+
+
+def test_totp_secrets_are_sealed_at_rest_and_old_ones_sealed_by_init(initialised, store):
+    cli = initialised
+    cli.ok("user", "add", "rita", "--role", "researcher", as_user="ada")
+    secret = cli.ok("user", "totp", "rita", "--json", as_user="ada").json()["secret"]
+    files = [p for p in store.sqlite_path.parent.iterdir() if p.name.startswith(store.sqlite_path.name)]
+    assert files and not any(secret.encode() in p.read_bytes() for p in files)
+    with store.transaction() as session:
+        stored = session.execute(select(LoginCredential)).scalar_one()
+        assert stored.totp_secret.startswith("sealed:v1:")
+        # What an older version stored: the secret in the clear.
+        stored.totp_secret = secret
+    init = cli.ok("init", "--json").json()
+    assert init["totp_secrets_sealed"] == 1
+    with store.transaction() as session:
+        stored = session.execute(select(LoginCredential)).scalar_one()
+        assert stored.totp_secret.startswith("sealed:v1:")
+        assert _box(cli, session).open(stored.totp_secret, "totp:rita") == secret
+        # Moved onto another user's row, a sealed secret does not open.
+        from tre.errors import IntegrityError
+
+        with pytest.raises(IntegrityError):
+            _box(cli, session).open(stored.totp_secret, "totp:ada")
 
 
 def test_deactivated_user_cannot_log_in(initialised, store):

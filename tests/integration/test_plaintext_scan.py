@@ -93,6 +93,7 @@ def busy_installation(initialised, tre_env):
     assert persons[1].fnr in shown and d_person.fnr in shown  # the custodian does see them, on the terminal
     assert initialised("vault", "lookup", "--fnr", persons[1].fnr, "--reason", REASON, as_user="ada").code == 5
     initialised.ok("vault", "rotate-key", as_user="carl")
+    initialised.ok("vault", "rotate-key", "--reencrypt", as_user="carl")
     initialised.ok("linkage", "report", "--by-municipality", str(settings.home / "reports"), as_user="ada")
     # an internal error whose traceback mentions a number: the error log keeps the traceback, not the number
     try:

@@ -45,7 +45,7 @@ def test_provision_without_isolation_makes_the_layout_and_warns(no_isolation, st
     assert _mode(os.path.join(root, "data")) == 0o750
     # idempotent
     assert cli("project", "provision", "alpha", as_user="ada").code == 0
-    events = cli.ok("audit", "log", "--action", "project.provision", "--json", as_user="ada").json()
+    events = cli.ok("audit", "log", "--action", "project.provision", "--oldest-first", "--json", as_user="ada").json()
     assert len(events) == 2 and events[0]["details"]["isolation"] is False
 
 
@@ -111,7 +111,10 @@ def test_lock_unlock_and_status(no_isolation, store):
     assert (status["status"], status["lock_reason"]) == ("locked", "approval under review")
     assert cli.ok("project", "unlock", "alpha", "--json", as_user="ada").json()["changed"] is True
     assert cli.ok("project", "status", "--json", as_user="ada").json()[0]["status"] == "active"
-    actions = [e["action"] for e in cli.ok("audit", "log", "--action", "project.*", "--json", as_user="ada").json()]
+    actions = [
+        e["action"]
+        for e in cli.ok("audit", "log", "--action", "project.*", "--oldest-first", "--json", as_user="ada").json()
+    ]
     assert actions == ["project.lock", "project.unlock"]
 
 

@@ -58,7 +58,7 @@ def _approve_all(cli, label: str, outputs, *officers: str) -> None:
 
 
 def _events(cli, action: str) -> list[dict]:
-    return cli.ok("audit", "log", "--action", action, "--json", as_user="ada").json()
+    return cli.ok("audit", "log", "--action", action, "--oldest-first", "--json", as_user="ada").json()
 
 
 def test_a_request_from_the_queue_to_a_released_bundle(world, cli):
@@ -71,7 +71,8 @@ def test_a_request_from_the_queue_to_a_released_bundle(world, cli):
     added = cli.ok("request", "add", label, "by_kommune", *CONTEXT, "--json", as_user="rita").json()
     assert added["check_status"] == "protected" and added["missing_context"] == []
     assert not (world.project_dir / "requests" / "queue" / "by_kommune").exists()
-    assert (world.project_dir / "requests" / label / "by_kommune" / "cells.csv").is_file()
+    assert not (world.project_dir / "requests" / label).exists()  # requests have no folder in the project
+    assert (world.leaving(label, "by_kommune") / "cells.csv").is_file()
     cli.ok("request", "add", label, "note", "--population", "all persons in the extract", as_user="rita")
 
     refused = cli("request", "submit", label, as_user="rita")
@@ -112,19 +113,21 @@ def test_a_request_from_the_queue_to_a_released_bundle(world, cli):
     with zipfile.ZipFile(bundle) as z:
         names = set(z.namelist())
         manifest = json.loads(z.read(f"{label}/manifest.json"))
-        for output in manifest["outputs"]:
-            for f in output["files"]:
-                assert sha256_file_bytes(z.read(f"{label}/{f['path']}")) == f["sha256"]
-        report = json.loads(z.read(f"{label}/reports/by_kommune.json"))
-    assert {
+        for f in manifest["files"]:
+            assert sha256_file_bytes(z.read(f"{label}/{f['path']}")) == f["sha256"]
+        record = json.loads(z.read(f"{label}/checks/by_kommune.json"))
+    assert names == {
+        f"{label}/manifest.json",
+        f"{label}/outputs/by_kommune/table.csv",
         f"{label}/outputs/by_kommune/cells.csv",
-        f"{label}/outputs/by_kommune/report.json",
+        f"{label}/outputs/by_kommune/cells.csv.json",
         f"{label}/outputs/note/note.txt",
-        f"{label}/reports/note.json",
-    } <= names
-    assert not any(n.endswith("meta.json") for n in names)  # it names the OS account
-    assert report["format"] == "tre-output-check/1" and report["status"] == "protected"
-    assert report["central"]["recomputed"] and report["central"]["kernel_status"] == "protected"
+        f"{label}/checks/by_kommune.json",
+        f"{label}/checks/note.json",
+    }  # never the kernel's report.json / report.html, nor meta.json (it names the OS account)
+    assert {f["path"] for f in manifest["files"]} == {n.split("/", 1)[1] for n in names} - {"manifest.json"}
+    assert record["format"] == "tre-check-record/1" and record["status"] == "protected"
+    assert all("value" not in c for c in record["cells"])
     assert not any("evidence." in n for n in names)  # the evidence (records with pseudonyms) never leaves
     assert manifest["approval"]["reference"] == "REF-2026-0001"
     assert manifest["released_by"] == "olav" and manifest["project"]["id"] == PROJECT
@@ -135,14 +138,18 @@ def test_a_request_from_the_queue_to_a_released_bundle(world, cli):
         ("olav", "approve"),
         ("oda", "approve"),
     ]
-    assert by_name["by_kommune"]["votes"][1]["comment"] == "oda: safe"
+    assert "comment" not in by_name["by_kommune"]["votes"][1]  # officers' comments stay central
 
-    released = world.project_dir / "released" / label / "by_kommune"
+    released = world.project_dir / "released" / label / "outputs" / "by_kommune"
     sidecar = json.loads((released / "cells.csv.json").read_text())
     assert sidecar["name"] == f"{label}/by_kommune" and sidecar["release"] == label
-    assert (released / "cells.csv").read_bytes() == (
-        world.project_dir / "requests" / label / "by_kommune" / "cells.csv"
-    ).read_bytes()
+    assert (released / "cells.csv").read_bytes() == (world.leaving(label, "by_kommune") / "cells.csv").read_bytes()
+    with zipfile.ZipFile(bundle) as z:  # released/ holds exactly what the bundle holds
+        assert {
+            p.relative_to(released.parents[1]).as_posix() for p in released.parents[1].rglob("*") if p.is_file()
+        } == {n.split("/", 1)[1] for n in z.namelist()}
+    verified = cli.ok("bundle", "verify", str(bundle), "--json", as_user=None).json()
+    assert verified["ok"] is True and verified["files"] == len(manifest["files"])
     with world.store.transaction() as session:
         record = session.query(ReleaseRecord).one()
         assert (record.kind.value, record.reference, record.persons) == ("output", label, None)
@@ -263,10 +270,15 @@ def test_approving_a_failed_check_needs_a_recorded_override(world, cli):
     from tre.safe import Session
 
     Session(world.project_dir, PROJECT).custom_output(failing, "municipalities per region", name="regions")
-    label = _submitted(world, cli, "regions")
+    label = cli.ok("request", "new", PROJECT, "--json", as_user="rita").json()["request"]
+    cli.ok("request", "add", label, "regions", *CONTEXT, as_user="rita")
+    unexplained = cli("request", "submit", label, as_user="rita")
+    assert unexplained.code == 9 and "output regions failed its check: ask for an exception" in unexplained.err
+    cli.ok("request", "exception", label, "regions", "two municipalities, not two persons", as_user="rita")
+    cli.ok("request", "submit", label, as_user="rita")
     refused = cli("review", "vote", label, "regions", "approve", "--comment", "fine", as_user="olav")
     assert refused.code == 9
-    assert "its automatic check failed (fail: municipalities.csv: 1 count(s) under the threshold of 5)" in refused.err
+    assert "its automatic check failed (fail: municipalities.csv: column 'n': 1" in refused.err  # the central verdict
     assert "needs an override justification" in refused.err
     blank = cli("review", "vote", label, "regions", "approve", "--override", "  ", as_user="olav")
     assert blank.code == 9
@@ -284,37 +296,40 @@ def test_approving_a_failed_check_needs_a_recorded_override(world, cli):
     assert why not in json.dumps(overrides)  # the text stays with the vote, not in the audit log
 
 
-def test_a_file_changed_after_submission_is_not_released(world, cli):
+def test_what_leaves_is_the_central_copy_and_a_changed_copy_is_not_released(world, cli):
     label = _submitted(world, cli, "t1")
     _approve_all(cli, label, ["t1"], "olav", "oda")
-    cells = world.project_dir / "requests" / label / "t1" / "cells.csv"
+    # Whatever the project writes where a request's folder used to be changes nothing.
+    planted = world.project_dir / "requests" / label / "t1"
+    planted.mkdir(parents=True)
+    (planted / "cells.csv").write_text("kommune,sex,count\n0301,F,2\n")
+    # A central copy changed after review (a disk fault, a slip of an administrator) stops the release.
+    cells = world.leaving(label, "t1") / "cells.csv"
     cells.write_text(cells.read_text().replace("Total", "Totalt", 1))
     refused = cli("release", label, as_user="otto")
     assert refused.code == 9
     assert refused.err == (
-        f"tre: cannot release {label}: the files on disk are not the reviewed files: t1/cells.csv changed after "
-        "submission (sha256 differs); return the request to its author (`tre review return`)\n"
+        f"tre: cannot release {label}: the files are not the reviewed files: t1/cells.csv changed after it was "
+        "reviewed (sha256 differs); return the request to its author (`tre review return`)\n"
     )
     assert not (world.settings.exports_dir / PROJECT / f"{label}.zip").exists()
     assert not (world.project_dir / "released" / label).exists()
     assert cli.ok("request", "status", label, "--json", as_user="rita").json()["status"] == "approved"
-    cli.ok("review", "return", label, "--reason", "t1 changed after submission: queue it again", as_user="otto")
+    cli.ok("review", "return", label, "--reason", "t1 changed after review: add it again", as_user="otto")
     returned = cli.ok("request", "status", label, "--json", as_user="rita").json()
-    assert (returned["status"], returned["returned_reason"]) == (
-        "returned",
-        "t1 changed after submission: queue it again",
-    )
+    assert (returned["status"], returned["returned_reason"]) == ("returned", "t1 changed after review: add it again")
     cli.ok("request", "reopen", label, as_user="rita")
     cli.ok("request", "remove", label, "t1", as_user="rita")
-    assert (world.project_dir / "requests" / "queue" / "t1").is_dir()
-    again = cli("request", "add", label, "t1", *CONTEXT, as_user="rita")
-    assert again.code == 1 and "changed after it was checked (cells.csv)" in again.err
+    back = world.project_dir / "requests" / "queue" / "t1"
+    assert back.is_dir() and not (world.settings.outputs_dir / PROJECT / label / "t1").exists()
+    assert "Totalt" not in (back / "cells.csv").read_text()  # back as it was queued, from the exact copy
+    cli.ok("request", "add", label, "t1", *CONTEXT, as_user="rita")
     world.queue_table("t1b")
     cli.ok("request", "add", label, "t1b", *CONTEXT, as_user="rita")
     cli.ok("request", "submit", label, as_user="rita")
     status = cli.ok("request", "status", label, "--json", as_user="rita").json()
     assert (status["status"], status["round"], status["reviews"]) == ("submitted", 2, {"started": 0, "submitted": 0})
-    _approve_all(cli, label, ["t1b"], "olav", "oda")  # the same officers review the new round
+    _approve_all(cli, label, ["t1", "t1b"], "olav", "oda")  # the same officers review the new round
     assert cli.ok("release", label, "--json", as_user="ada").json()["request"] == label  # an admin, as the system
 
 
@@ -407,8 +422,12 @@ def test_an_output_folder_with_a_link_is_refused(world, cli):
     (folder / "extract.duckdb").symlink_to(world.project_dir / "data" / "extract.duckdb")
     label = cli.ok("request", "new", PROJECT, "--json", as_user="rita").json()["request"]
     refused = cli("request", "add", label, "linked", as_user="rita")
-    assert refused.code == 1 and "extract.duckdb is not a regular file (a link?)" in refused.err
+    assert refused.code == 12
+    assert refused.err == ("tre: requests/queue/linked/extract.duckdb: is a symbolic link (links are never followed)\n")
     assert folder.is_dir()  # still in the queue, nothing moved
+    assert not (world.settings.outputs_dir / PROJECT / label / "linked").exists()
+    refusals = _events(cli, "project.file_refused")
+    assert [(e["actor"], e["object"]) for e in refusals] == [("rita", "tre request add")]
 
 
 def test_a_kernel_that_weakened_its_parameters_is_caught_at_intake(world, cli):

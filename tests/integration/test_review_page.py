@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import time
+import urllib.parse
 import zipfile
 
 import pytest
@@ -23,7 +26,16 @@ CONTEXT = {"population": "adults in the cohort", "shows": "persons by municipali
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("page")
     world = build_world(root)
-    logins = {x.user: x for x in set_demo_logins(world.store, ["rita", "reidar", "olav", "oda", "omar"], actor="ada")}
+    logins = {
+        x.user: x
+        for x in set_demo_logins(
+            world.store,
+            ["rita", "reidar", "olav", "oda", "omar"],
+            actor="ada",
+            settings=world.settings,
+            environ=world.env,
+        )
+    }
     with review_page(world.env, root / "page.log") as url:
         yield world, logins, url
 
@@ -37,7 +49,7 @@ def _client(setup, name: str) -> Client:
 
 
 def _events(world, action: str) -> list[dict]:
-    return CLI(world.env).ok("audit", "log", "--action", action, "--json", as_user="ada").json()
+    return CLI(world.env).ok("audit", "log", "--action", action, "--oldest-first", "--json", as_user="ada").json()
 
 
 def test_the_page_needs_a_login_with_password_and_code(setup):
@@ -58,7 +70,7 @@ def test_the_page_needs_a_login_with_password_and_code(setup):
     assert "Review queue" in home.get("/").text
     # Five failures lock the name out for five minutes, even with the right password then.
     CLI(world.env).ok("user", "add", "ruth", "--role", "researcher", as_user="ada")
-    (right,) = set_demo_logins(world.store, ["ruth"], actor="ada")
+    (right,) = set_demo_logins(world.store, ["ruth"], actor="ada", settings=world.settings, environ=world.env)
     for _ in range(5):
         client.post("/login", {"username": "ruth", "password": "wrong password!", "code": "000000"})
     locked = client.post(
@@ -130,7 +142,8 @@ def test_a_researcher_and_two_officers_through_the_page(setup):
     bundle = rita.get(f"/requests/{label}/bundle")
     assert bundle.status == 200 and bundle.headers["Content-Type"] == "application/zip"
     manifest = json.loads(zipfile.ZipFile(io.BytesIO(bundle.body)).read(f"{label}/manifest.json"))
-    assert [v["comment"] for v in manifest["outputs"][0]["votes"]] == ["olav: fine", "oda: fine"]
+    assert [v["reviewer"] for v in manifest["outputs"][0]["votes"]] == ["olav", "oda"]
+    assert "olav: fine" not in json.dumps(manifest)  # officers' comments stay central
     downloads = [e for e in _events(world, "release.download") if e["object"] == f"request:{label}"]
     assert [e["actor"] for e in downloads] == ["rita"]
 
@@ -158,7 +171,8 @@ def test_officers_see_the_checked_report_and_no_pseudonyms(setup):
     (folder / "report.html").write_text("<h1>FORGED: nothing to see</h1>")  # the project can write its queue
     cli = CLI(world.env)
     label = cli.ok("request", "new", PROJECT, "--json", as_user="rita").json()["request"]
-    cli.ok("request", "add", label, "leaky", *[x for k, v in CONTEXT.items() for x in (f"--{k}", v)], as_user="rita")
+    context = [x for k, v in CONTEXT.items() for x in (f"--{k}", v)]
+    cli.ok("request", "add", label, "leaky", *context, "--exception", "officers decide", as_user="rita")
     cli.ok("request", "submit", label, as_user="rita")
     olav = _client(setup, "olav")
     page = olav.get(f"/requests/{label}")
@@ -167,3 +181,68 @@ def test_officers_see_the_checked_report_and_no_pseudonyms(setup):
     assert "FORGED" not in report and "PseudonymCheck" in report and pseudonym not in report
     raw = olav.get(f"/requests/{label}/outputs/leaky/files/leaky.txt").text
     assert pseudonym not in raw and "(redacted pseudonym)" in raw
+
+
+def test_the_page_never_serves_a_file_through_a_link_the_project_planted(setup, tmp_path_factory):
+    """Hole 1: a researcher replaced an output's folder in a PENDING request with a link to a
+    host folder, and the page (as root) served the host's files. The page now serves the
+    central copy only, and reads the queue without following links."""
+    world, _, _ = setup
+    host = tmp_path_factory.mktemp("host")
+    (host / "master.key").write_text("MASTER-KEY-BYTES\n")
+    (host / "cells.csv").write_text("kommune,sex,count\nHOST-SECRET,F,1\n")
+    (host / "report.json").write_text(json.dumps({"format": "tre-output-check/1", "summary": "HOST-REPORT"}))
+    world.queue_table("linked", seed=11)
+    cli = CLI(world.env)
+    label = cli.ok("request", "new", PROJECT, "--json", as_user="rita").json()["request"]
+    cli.ok("request", "add", label, "linked", *[x for k, v in CONTEXT.items() for x in (f"--{k}", v)], as_user="rita")
+    planted = world.project_dir / "requests" / label
+    planted.mkdir()
+    (planted / "linked").symlink_to(host)
+    (world.project_dir / "requests" / "queue" / "evil").symlink_to(host)
+    rita = _client(setup, "rita")
+    served = rita.get(f"/requests/{label}/outputs/linked/files/cells.csv")
+    assert served.status == 200 and "HOST-SECRET" not in served.text
+    assert served.body == (world.leaving(label, "linked") / "cells.csv").read_bytes()
+    key = rita.get(f"/requests/{label}/outputs/linked/files/master.key")
+    assert key.status == 404 and b"MASTER-KEY" not in key.body
+    queued = rita.get(f"/projects/{PROJECT}/queue/evil/report")
+    assert queued.status == 400 and "HOST-REPORT" not in queued.text
+    assert "requests/queue/evil: is a symbolic link" in queued.text
+    assert rita.get(f"/projects/{PROJECT}").status == 200  # the queue listing leaves the link out
+    refused = [e for e in _events(world, "project.file_refused") if e["actor"] == "rita"]
+    assert any("requests/queue/evil" in e["details"]["reason"] for e in refused)
+
+
+def test_a_fifo_in_the_queue_blocks_no_page(setup):
+    """A FIFO where the page reads (a queued output's report.json, another's meta.json) used to
+    hang root's page for everyone; it is refused without being opened for a blocking read."""
+    world, _, _ = setup
+    world.queue_table("stuck", seed=12)
+    stuck = world.project_dir / "requests" / "queue" / "stuck"
+    (stuck / "report.json").unlink()
+    os.mkfifo(stuck / "report.json")
+    other = world.project_dir / "requests" / "queue" / "stuck2"
+    other.mkdir()
+    os.mkfifo(other / "meta.json")
+    rita, olav = _client(setup, "rita"), _client(setup, "olav")
+    started = time.monotonic()
+    listing = rita.get(f"/projects/{PROJECT}")
+    assert listing.status == 200 and "stuck" in listing.text and "stuck2" not in listing.text
+    report = rita.get(f"/projects/{PROJECT}/queue/stuck/report")
+    assert report.status == 400 and "requests/queue/stuck/report.json: is a FIFO" in report.text
+    assert olav.get("/").status == 200
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize("name", ["t" * 300, "a\nb", "x\u202egnp.exe"])
+def test_bad_output_names_get_a_message_never_a_500(setup, name):
+    world, _, _ = setup
+    rita = _client(setup, "rita")
+    made = rita.post(f"/projects/{PROJECT}/requests", {"title": "names"})
+    label = made.url.rsplit("/", 1)[-1]
+    added = rita.post(f"/requests/{label}/outputs", {"output": name, **CONTEXT})
+    assert added.status == 200 and "is refused: it" in flash(added)
+    assert rita.get(f"/projects/{PROJECT}/queue/{urllib.parse.quote(name)}/report").status in (400, 404)
+    titled = rita.post(f"/projects/{PROJECT}/requests", {"title": name + "\n" + name})
+    assert titled.status == 200 and "request title" in flash(titled)

@@ -4,16 +4,16 @@ import io
 import json
 import os
 
-import numpy as np
 import pandas as pd
 import pytest
 from output_check_factories import make_extract, pseudonyms, records
 
 import tre.safe as safe
+from tre.errors import UserError
 from tre.output_check import load_parameters
 from tre.output_check.notebooks import build_notebook_report
 from tre.output_check.sources import read_released_tables
-from tre.safe import SafeError, Session
+from tre.safe import SafeError, Session, status_html
 
 
 @pytest.fixture
@@ -46,9 +46,18 @@ def test_crosstab_returns_the_protected_table_and_queues_it(session, project):
     table = session.crosstab(data.kommune, data.sex, margins=True)
     assert table.loc["1151"].isna().all() or table.loc["1151", "All"] > 0  # 1151 is a tiny municipality
     assert table.loc["All", "All"] == 400  # NPR keeps totals
-    assert np.nanmin(table.to_numpy()) >= 5
+    assert table.min().min() >= 5
+    assert all(str(t) == "Int64" for t in table.dtypes)  # counts stay whole numbers; hidden cells are <NA>
     assert table.attrs["tre_status"] == "protected"
-    assert "tre.safe: output_0 (crosstab) protected" in session.out.getvalue()
+    said = session.out.getvalue()
+    assert "tre.safe: output_0 (crosstab) protected" in said
+    # which cells were too small, which were hidden to protect them, and what would help
+    assert "cell(s) hidden as too small (kommune=1151, sex=" in said and "more hidden to protect them" in said
+    assert "merge small categories (method='merge'), or use coarser bands" in said
+    assert "the check report: requests/queue/output_0/report.html" in said
+    shown = status_html(table)
+    assert shown.count(">hidden</td>") == int(table.isna().sum().sum()) > 0 and "NaN" not in shown
+    assert 'href="' in shown and "output_0/report.html" in shown
     directory, meta, report = _queued(project[0], "output_0")
     assert sorted(p.name for p in directory.iterdir()) == [
         "cells.csv", "cells.csv.json", "evidence.json", "evidence.parquet", "meta.json", "report.html",
@@ -125,7 +134,7 @@ def test_released_tables_feed_the_differencing_check(session, project):
     table = session.crosstab(fewer.kommune, fewer.sex, name="second")
     report = json.loads((session.queue / "second" / "report.json").read_text())
     assert any("DifferencingCheck" in c["checks"] for c in report["cells"])
-    assert np.isnan(table.loc["0301", "F"])
+    assert pd.isna(table.loc["0301", "F"])
 
 
 def test_bad_calls_and_names_are_refused(session):
@@ -136,10 +145,21 @@ def test_bad_calls_and_names_are_refused(session):
         session.crosstab(data.kommune, data.sex, normalize=True)
     session.crosstab(data.kommune, data.sex, name="one")
     first = json.loads((session.queue / "one" / "meta.json").read_text())
-    session.crosstab(data.sex, data.kommune, name="one")  # a notebook run again: replaced
-    again = json.loads((session.queue / "one" / "meta.json").read_text())
-    assert again["arguments"] != first["arguments"]
-    assert [p.name for p in session.queue.iterdir()] == ["one"]  # nothing half-written, no copy
+    session.crosstab(data.kommune, data.sex, name="one")  # a notebook run again, same results: kept
+    assert "one (crosstab) is already queued with the same results" in session.out.getvalue()
+    assert json.loads((session.queue / "one" / "meta.json").read_text()) == first
+    session.crosstab(data.sex, data.kommune, name="one")  # different results: a new version, never a replacement
+    assert "WARNING: an output named one is already queued with different results; this one is queued as one-2" in (
+        session.out.getvalue()
+    )
+    assert json.loads((session.queue / "one" / "meta.json").read_text()) == first
+    again = json.loads((session.queue / "one-2" / "meta.json").read_text())
+    assert again["name"] == "one-2" and again["arguments"] != first["arguments"]
+    assert sorted(p.name for p in session.queue.iterdir()) == ["one", "one-2"]  # nothing half-written
+    for bad in ("one\n", "one\u202eeno", "x" * 300):
+        with pytest.raises(UserError, match="is refused: it"):
+            session.crosstab(data.kommune, data.sex, name=bad)
+    assert sorted(p.name for p in session.queue.iterdir()) == ["one", "one-2"]
 
 
 def test_outside_a_project_the_module_calls_say_what_is_missing(monkeypatch):

@@ -55,7 +55,7 @@ def test_custodian_looks_up_and_reveals_and_both_are_in_the_persons_access_log(c
     ]
     text = central.ok("vault", "reveal", "--pid", pid, "--reason", REASON, as_user="carl").out
     assert f"{persons[0].fnr}  fnr  current" in text
-    log = central.ok("audit", "log", "--subject", pid, "--json", as_user="ada").json()
+    log = central.ok("audit", "log", "--subject", pid, "--oldest-first", "--json", as_user="ada").json()
     assert [(e["action"], e["actor"], e["details"]["reason"]) for e in log] == [
         ("vault.lookup", "carl", REASON),
         ("vault.lookup", "carl", REASON),
@@ -80,7 +80,7 @@ def test_a_non_custodian_cannot_decrypt_and_the_attempt_is_logged(central, perso
         assert refused.code == 5
         assert refused.err.strip() == f"tre: tre vault {command[0]} needs the custodian role; ada has admin"
         assert persons[1].fnr not in refused.out + refused.err and pid not in refused.out + refused.err
-    log = central.ok("audit", "log", "--action", "vault.refused", "--json", as_user="ada").json()
+    log = central.ok("audit", "log", "--action", "vault.refused", "--oldest-first", "--json", as_user="ada").json()
     assert [(e["actor"], e["object"], e["subject"]) for e in log] == [
         ("ada", "tre vault lookup", pid),
         ("ada", "tre vault reveal", pid),
@@ -100,7 +100,7 @@ def test_bad_look_ups_say_what_is_wrong_without_echoing_the_number(central, pers
     for not_known in (str(uuid.UUID(int=0)), "not-a-pid"):
         unknown = central("vault", "reveal", "--pid", not_known, "--reason", REASON, as_user="carl")
         assert unknown.code == 6 and "no person with that pid" in unknown.err
-    log = central.ok("audit", "log", "--action", "vault.*", "--json", as_user="ada").json()
+    log = central.ok("audit", "log", "--action", "vault.*", "--oldest-first", "--json", as_user="ada").json()
     assert [(e["action"], e["details"]["found"]) for e in log] == [
         ("vault.lookup", False),
         ("vault.reveal", False),
@@ -114,6 +114,7 @@ def test_rotation_rewraps_under_a_new_key_file_and_loses_nothing(central, person
     old_key = settings.master_key_file.read_text()
     assert settings.master_key_file.stat().st_mode & 0o777 == 0o600
     assert not settings.master_key_file.is_relative_to(settings.central_dir)
+    secret = central.ok("user", "totp", "carl", "--json", as_user="ada").json()["secret"]  # sealed, master key
     rotated = central.ok("vault", "rotate-key", "--json", as_user="carl").json()
     assert rotated["old_master_key"] != rotated["new_master_key"]
     assert settings.master_key_file.read_text() != old_key
@@ -121,11 +122,28 @@ def test_rotation_rewraps_under_a_new_key_file_and_loses_nothing(central, person
     assert lookup(central, persons[2].fnr).json()["pid"] == before
     revealed = central.ok("vault", "reveal", "--pid", before, "--reason", REASON, "--json", as_user="carl").json()
     assert revealed["numbers"][0]["number"] == persons[2].fnr
+    _assert_totp_secret_opens(central, tre_env, "carl", secret)  # the logins key was re-wrapped too
     # the old key no longer opens the vault
     settings.master_key_file.write_text(old_key)
     stale = lookup(central, persons[2].fnr)
     assert stale.code == 11 and "wrapped by master key" in stale.err
     assert central("vault", "rotate-key", as_user="ada").code == 5  # custodians only
+
+
+def _assert_totp_secret_opens(cli, env, name, secret):
+    from sqlalchemy import select
+
+    from tre.db import Store, utc_now
+    from tre.models import LoginCredential, User, WrappedKey
+    from tre.sealed import login_box
+
+    settings = load_settings(env)
+    with Store(settings.db_url).transaction() as session:
+        stored = session.execute(
+            select(LoginCredential.totp_secret).join(User, User.id == LoginCredential.user_id).where(User.name == name)
+        ).scalar_one()
+        assert login_box(settings, cli.environ, session, now=utc_now()).open(stored, f"totp:{name}") == secret
+        assert len(session.execute(select(WrappedKey)).scalars().all()) == 1  # the old wrap is gone
 
 
 def test_rotation_with_the_key_in_the_environment(initialised, tmp_path, tre_env, persons):
@@ -217,3 +235,52 @@ def test_a_ciphertext_moved_to_another_person_does_not_decrypt(central, persons,
     with pytest.raises(IntegrityError):
         zone = CentralZone(settings, environ=tre_env)
         vault.reveal(zone, Store(settings.db_url), actor="carl", pid=pids[1], reason=REASON)
+
+
+def vault_rows(tre_env) -> dict:
+    import duckdb
+
+    path = load_settings(tre_env).central_dir / "vault.duckdb"
+    with duckdb.connect(str(path), read_only=True) as con:
+        return {
+            "identities": con.execute("SELECT blind_hi, blind_lo, pid::VARCHAR, sealed FROM identities").fetchall(),
+            "changes": con.execute("SELECT old_hi, old_lo, new_hi, new_lo FROM id_changes").fetchall(),
+            "keys": dict(con.execute("SELECT name, wrapped FROM __tre_keys").fetchall()),
+        }
+
+
+def test_a_compromised_key_is_replaced_by_encrypting_everything_again(central, persons, d_number, tmp_path, tre_env):
+    """`--reencrypt`: new data keys; every ID number sealed again, every blind index recomputed
+    (the ID history's too), the same persons behind the same numbers; an old master key with an
+    old copy of the vault opens only that copy."""
+    settings = load_settings(tre_env)
+    pid = lookup(central, persons[0].fnr).json()["pid"]
+    before = vault_rows(tre_env)
+    old_vault = (settings.central_dir / "vault.duckdb").read_bytes()
+    old_key = settings.master_key_file.read_text()
+    done = central.ok("vault", "rotate-key", "--reencrypt", "--json", as_user="carl").json()
+    assert done["reencrypted_identities"] == len(before["identities"]) == 4
+    after = vault_rows(tre_env)
+    assert {r[2] for r in after["identities"]} == {r[2] for r in before["identities"]}  # the same pids
+    assert not {(r[0], r[1]) for r in after["identities"]} & {(r[0], r[1]) for r in before["identities"]}
+    assert not {bytes(r[3]) for r in after["identities"]} & {bytes(r[3]) for r in before["identities"]}
+    assert after["changes"] != before["changes"] and len(after["changes"]) == 1
+    assert {bytes(v) for v in after["keys"].values()}.isdisjoint(bytes(v) for v in before["keys"].values())
+    # The same persons behind the same numbers, the history's current number still current.
+    assert lookup(central, persons[0].fnr).json()["pid"] == pid
+    assert lookup(central, d_number.fnr).json()["pid"] == pid
+    revealed = central.ok("vault", "reveal", "--pid", pid, "--reason", REASON, "--json", as_user="carl").json()
+    assert revealed["numbers"] == [
+        {"number": persons[0].fnr, "kind": "fnr", "current": True},
+        {"number": d_number.fnr, "kind": "d", "current": False},
+    ]
+    # A delivery ingested now finds its persons by the new blind indexes.
+    write_delivery(tmp_path / "kuhr", "kuhr", [row("kuhr", p) for p in persons])
+    [outcome] = central.ok("ingest", str(tmp_path / "kuhr"), "--json", as_user="ada").json()
+    assert outcome["report"]["new_identities"] == 0 and outcome["report"]["rows_stored"] == 3
+    # The old master key opens the old copy and nothing else.
+    settings.master_key_file.write_text(old_key)
+    assert lookup(central, persons[0].fnr).code == 11
+    (settings.central_dir / "vault.duckdb").write_bytes(old_vault)
+    (settings.central_dir / "vault.duckdb.wal").unlink(missing_ok=True)
+    assert lookup(central, persons[0].fnr).json()["pid"] == pid

@@ -9,13 +9,13 @@ import os
 import shutil
 from pathlib import Path
 
-import papermill
 import pytest
 from rich.console import Console
 
 from tre import demo
 from tre.config import load_settings
 from tre.db import Store
+from tre.headless import run_notebook
 from tre.output_check.kinds import Check
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,6 +33,8 @@ def demo_tre(tmp_path_factory):
     """The demo path up to the extracts, on a small synthetic population."""
     base = tmp_path_factory.mktemp("notebooks")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRE_")}
+    env["TRE_CLI_IDENTITY"] = "demo"  # who acts is asserted here, as in make demo (tre/identity.py)
+    env["TRE_PROJECT_DISK_QUOTA"] = "0"  # no loop-mounted volumes unless a test wants them
     env.update(TRE_HOME=str(base / "home"), TRE_PROJECTS_DIR=str(base / "projects"), TRE_HUB_ISOLATION="off")
     settings = load_settings(env)
     console = Console(file=io.StringIO())
@@ -57,14 +59,7 @@ def test_notebook_runs_and_queues_only_checked_outputs(demo_tre, project, tmp_pa
     project_dir = settings.projects_dir / project
     empty_queue(project_dir)
     executed = tmp_path / notebook
-    papermill.execute_notebook(
-        str(REPO / "notebooks" / notebook),
-        str(executed),
-        parameters={"project": project, "project_dir": str(project_dir)},
-        kernel_name="python3",
-        progress_bar=False,
-        cwd=str(tmp_path),
-    )
+    run_notebook(REPO / "notebooks" / notebook, executed, project_dir=project_dir, project=project, cwd=tmp_path)
     queue = project_dir / "requests" / "queue"
     queued = sorted(p.name for p in queue.iterdir())
     assert len(queued) == outputs, queued
@@ -75,6 +70,9 @@ def test_notebook_runs_and_queues_only_checked_outputs(demo_tre, project, tmp_pa
         assert not leaks, (name, leaks)
         # frames from tre.connect() carry their persons: cells count persons, not records
         assert not [f for f in report["findings"] if f["check"] == Check.UNIT_COUNT], name
+        # The whole notebook cell that made it is kept for the reviewers.
+        meta = json.loads((queue / name / "meta.json").read_text())
+        assert "safe." in meta["arguments"]["cell"] and meta["arguments"]["code"] in meta["arguments"]["cell"]
 
     from conftest import CLI
 
@@ -97,14 +95,7 @@ def test_a_notebook_that_shows_id_numbers_fails_its_check(demo_tre, tmp_path):
     executed = tmp_path / "leaky-run.ipynb"
     project_dir = settings.projects_dir / "heartcohort"
     empty_queue(project_dir)
-    papermill.execute_notebook(
-        str(leaky),
-        str(executed),
-        parameters={"project": "heartcohort", "project_dir": str(project_dir)},
-        kernel_name="python3",
-        progress_bar=False,
-        cwd=str(tmp_path),
-    )
+    run_notebook(leaky, executed, project_dir=project_dir, project="heartcohort", cwd=tmp_path)
     from conftest import CLI
 
     checked = CLI(env)("check", "notebook", str(executed), "--project", "heartcohort", "--json", as_user="ada")

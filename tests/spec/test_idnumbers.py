@@ -1,4 +1,4 @@
-"""ID-number rules: a table of numbers in, what `tre.linkage.idnumbers` must say out.
+"""ID-number rules: a table of numbers in, what `tre.idnumbers` must say out.
 
 Every number here is synthetic (month + 80) or not a person's number at all (FH, broken).
 """
@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tables import parse_table
 
-from tre.linkage.idnumbers import check_digits, generate_synthetic, is_valid, parse, validate_array, validate_ascii
+from tre.idnumbers import check_digits, generate_synthetic, is_valid, parse, validate_array, validate_ascii
 
 SPEC = """
 number       | valid | kind | synthetic | rule    | birth date | sex | reason
@@ -133,7 +133,7 @@ def test_validate_ascii_says_what_validate_array_says():
 def test_validate_ascii_in_chunks_says_the_same(monkeypatch):
     numbers = [r["number"] for r in spec_rows() if len(r["number"]) == 11]
     whole = validate_ascii("".join(numbers).encode("ascii"))
-    monkeypatch.setattr("tre.linkage.idnumbers.CLASSIFY_CHUNK", 3)  # chunks of 3 numbers and a shorter last one
+    monkeypatch.setattr("tre.idnumbers.CLASSIFY_CHUNK", 3)  # chunks of 3 numbers and a shorter last one
     chunked = validate_ascii("".join(numbers).encode("ascii"))
     assert len(numbers) % 3 and len(chunked["valid"]) == len(numbers)
     for key, values in whole.items():

@@ -77,7 +77,7 @@ def test_step_from_state(world, step, by, status, expected):
         users = {u.name: u for u in session.query(User).all()}
         reviewers = (users["olav"], users["oda"])
         request = make_request(
-            session, project, users["rita"], status, reviewers=reviewers, projects_dir=world.settings.projects_dir
+            session, project, users["rita"], status, reviewers=reviewers, outputs_dir=world.settings.outputs_dir
         )
         label = f"REQ-{request.id}"
     if step == "add output" and expected == "ok":

@@ -35,7 +35,13 @@ VALUES = [
     "konsultasjon",
     "KR0000000001",
     "ref 05859607391 x",  # a run of 11 digits
+    "ref 058596 07391 x",  # the same, spaced
+    "０５８５９６０７３９１",  # fullwidth
+    "5859607391",  # its leading zero lost
+    "5.859607391e9",
     "123456789012",  # twelve digits: no run of exactly 11
+    "2024-03-01 12:00:00+14:00",
+    "2024-03-01T12:00:00Z",
     "a\tb",
     "a\nb",
 ]
@@ -49,10 +55,13 @@ def test_first_stage_picks_what_the_cases_flag(name, control):
     create_code_tables(con)
     con.execute("CREATE TABLE v (value VARCHAR)")
     con.executemany("INSERT INTO v VALUES (?)", [[value] for value in VALUES])
+    # Every column of the row holds the value (rules may compare two columns of a row).
+    columns = ", ".join(f"value AS {quote(c.name)}" for c in source.columns)
+    typed = "".join(f", {typed_sql(c)} AS {typed_name(c)}" for c in source.columns if typed_sql(c))
     for c in source.columns:
-        cases = column_cases(source, c, today="2026-11-26", control=control)
+        cases = column_cases(source, c, today="2026-11-26", control=control, period=("2023-01-01", "2023-12-31"))
         query = f"""SELECT value, ({column_rule_sql(c, cases)}) IS NOT NULL AS flagged, coalesce({may_fail_sql(cases)}, false) AS picked
-                    FROM (SELECT *, {typed_sql(c) or "NULL"} AS {typed_name(c)} FROM (SELECT value AS {quote(c.name)}, value FROM v))"""
+                    FROM (SELECT *{typed} FROM (SELECT {columns}, value FROM v))"""
         wrong = [
             (value, flagged, picked) for value, flagged, picked in con.execute(query).fetchall() if flagged != picked
         ]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from tre.linkage.idnumbers import validate_array
+from tre.idnumbers import generate_synthetic, validate_array
 from tre.registers import municipalities
 from tre.synth.iplos import pseudonym_strings
 from tre.synth.population import (
@@ -107,3 +109,29 @@ def test_historic_pseudonyms_are_unique_opaque_and_seed_dependent():
     one = pseudonym_strings(people, 12345).to_pylist()
     assert len(set(one)) == len(one) and all(len(p) == 16 and int(p, 16) >= 0 for p in one[:100])
     assert pseudonym_strings(people[:10], 999).to_pylist() != one[:10]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from([0.0, 0.01, 0.1, 0.45, 1.0, 3.0]) | st.floats(0, 50), min_size=0, max_size=60),
+    st.floats(0, 1.2),
+    st.sampled_from([0.5, 0.9, 0.95]),
+)
+def test_calibrated_chances_exist_for_any_weights_and_any_expected_count(weights, share, cap):
+    """Zero expected (a small population whose recipients already make up the share), ties,
+    zero weights: chances always come out, within the cap, adding up to what can be reached."""
+    weight = np.array(weights)
+    positive = np.count_nonzero(weight)
+    expected = share * cap * positive
+    chance = calibrated(weight, expected, cap=cap)
+    assert chance.shape == weight.shape
+    assert (chance >= 0).all() and (chance <= cap + 1e-9).all()
+    assert (chance[weight == 0] == 0).all()
+    assert abs(chance.sum() - min(expected, cap * positive)) < 1e-6 * max(1.0, expected)
+    order = np.argsort(weight, kind="stable")
+    assert (np.diff(chance[order]) >= -1e-12).all()  # a larger weight never gets a smaller chance
+
+
+def test_no_synthetic_numbers_for_nobody():
+    numbers = generate_synthetic(np.random.default_rng(1), np.array([], dtype="datetime64[D]"), np.array([]))
+    assert numbers.shape == (0,)

@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import importlib
 import os
-import re
 import sys
-import traceback
 
-from tre.cli.framework import ANY_ROLE, Context, build_parser
-from tre.config import Settings, ensure_dirs, ensure_private_dir, load_settings
-from tre.db import utc_now
-from tre.errors import PermissionDenied, UserError
-from tre.users import check_active, check_role, count_users, find_user
+from tre.cli.framework import ANY_ROLE, Context, build_parser, utc_now
+from tre.config import Settings, ensure_dirs, load_settings
+from tre.errors import PermissionDenied, UnsafeFile, UserError
 
 # One module per command group; each registers its commands on import.
 COMMAND_MODULES = (
@@ -35,6 +31,7 @@ COMMAND_MODULES = (
     "tre.cli.extracts",
     "tre.cli.requests",
     "tre.cli.review",
+    "tre.cli.stats",
 )
 
 INTERNAL_ERROR = 70  # EX_SOFTWARE
@@ -64,6 +61,10 @@ def main(argv=None, environ=None, stdout=None, stderr=None, clock=None) -> int:
             stderr=stderr,
             clock=clock or utc_now,
         )
+        from tre import identity  # after parsing: `tre --help` imports no database code
+
+        if identity.mode(settings) == "demo":
+            ctx.store.audit_context = dict(identity.DEMO_MARK)
         _run(ctx, args)
         return 0
     except UserError as e:
@@ -89,13 +90,16 @@ def _run(ctx: Context, args) -> None:
         if command.roles is not None:
             _authorise(ctx, getattr(args, "acting_user", None) or ctx.settings.user)
         command.func(ctx, args)
-    except PermissionDenied as refusal:
+    except (PermissionDenied, UnsafeFile) as refusal:
         if not getattr(refusal, "audited", False):  # some refusals are audited where they happen
             _audit_refusal(ctx, getattr(args, "acting_user", None) or ctx.settings.user, refusal)
         raise
 
 
 def _authorise(ctx: Context, name: str) -> None:
+    from tre import identity
+    from tre.users import check_active, check_role, count_users, find_user, suggest_user
+
     command = ctx.command
     with ctx.store.transaction() as session:
         if command.bootstrap and count_users(session) == 0:
@@ -106,25 +110,50 @@ def _authorise(ctx: Context, name: str) -> None:
             raise PermissionDenied(f"{command.name} needs to know who you are: pass --as NAME or set TRE_USER")
         user = find_user(session, name)
         if user is None:
-            raise PermissionDenied(f"{command.name} refused: {name!r} is not a TRE user")
-        if command.roles == (ANY_ROLE,):
-            check_active(user, command.name)
-        else:
-            check_role(user, command.roles, command.name)
-        ctx.actor = user.name
+            raise PermissionDenied(f"{command.name} refused: {name!r} is not a TRE user{suggest_user(session, name)}")
+        os_user = identity.caller(ctx.environ) if identity.mode(ctx.settings) == "os" else None
+        bound = os_user is None or identity.is_bound(session, user.name, os_user)
+        if bound:
+            if command.roles == (ANY_ROLE,):
+                check_active(user, command.name)
+            else:
+                check_role(user, command.roles, command.name)
+            ctx.actor = user.name
+    if not bound:
+        refusal = identity.refusal(command.name, user.name, os_user)
+        _audit_identity_refusal(ctx, user.name, os_user, refusal)
+        raise refusal
 
 
-def _audit_refusal(ctx: Context, name: str, refusal: PermissionDenied) -> None:
+def _audit_identity_refusal(ctx: Context, name: str, os_user: str, refusal: PermissionDenied) -> None:
     from tre import audit
 
     with ctx.store.transaction() as session:
         audit.record(
             session,
             at=ctx.now(),
-            actor=name or "(nobody)",
-            action="access.denied",
+            actor=name,
+            action="cli.identity_refused",
             object=ctx.command.name,
-            details={"reason": str(refusal)},
+            details={"os_user": os_user, "reason": str(refusal)},
+        )
+
+
+def _audit_refusal(ctx: Context, name: str, refusal: PermissionDenied | UnsafeFile) -> None:
+    """A refusal in the audit chain: a missing right (`access.denied`), or a file of a project
+    that privileged code would not read (`project.file_refused`: a link, a FIFO, ...)."""
+    from tre import audit
+    from tre.project_files import shown
+
+    unsafe = isinstance(refusal, UnsafeFile)
+    with ctx.store.transaction() as session:
+        audit.record(
+            session,
+            at=ctx.now(),
+            actor=name or "(nobody)",
+            action="project.file_refused" if unsafe else "access.denied",
+            object=ctx.command.name,
+            details={"reason": shown(str(refusal), 400)} if unsafe else {"reason": str(refusal)},
         )
 
 
@@ -134,19 +163,8 @@ def _group_help(parser, group: str, out) -> None:
             action.choices[group].print_help(out)
 
 
-_ID_NUMBER = re.compile(r"(?<!\d)\d{11}(?!\d)")
-
-
 def _log_internal_error(settings: Settings | None, error: Exception) -> str:
     """Keep the traceback for developers, without anything shaped like an ID number."""
-    if settings is None:
-        return ""
-    try:
-        logs = ensure_private_dir(settings.home / "logs", "the log directory")
-        text = "".join(traceback.format_exception(error))
-        with open(logs / "errors.log", "a", encoding="utf-8") as f:
-            os.chmod(logs / "errors.log", 0o600)
-            f.write(f"--- {utc_now().isoformat()}\n{_ID_NUMBER.sub('<id-number>', text)}")
-        return f"; the traceback is in {logs / 'errors.log'}"
-    except (OSError, UserError):
-        return ""
+    from tre import errorlog
+
+    return "" if settings is None else errorlog.write(settings.home, error)

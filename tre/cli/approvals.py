@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
-
-from tre import approvals, deadlines, fees
-from tre.cli.framework import arg, command, group, iso_date, table
+from tre.cli.framework import arg, command, group, iso_date, lazy, table
 from tre.enums import Role
 from tre.errors import Problems, UsageError
-from tre.models import Approval
+
+approvals, deadlines, fees = lazy("tre.approvals"), lazy("tre.deadlines"), lazy("tre.fees")
 
 group("approvals", "check and sync approval records; deadlines (§ 4-8)")
 group("fees", "handling time, costs and invoices per application (§ 4-9)")
@@ -54,6 +52,10 @@ def approvals_sync(ctx, args):
 
 @command("approvals list", help="the approvals in the store with status and validity", roles=[Role.ADMIN, Role.OFFICER])
 def approvals_list(ctx, args):
+    from sqlalchemy import select
+
+    from tre.models import Approval
+
     with ctx.store.transaction() as session:
         rows = [
             {

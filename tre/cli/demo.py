@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from tre import demo
 from tre.cli.framework import arg, command, positive_int
+from tre.cli.progress import progress
 
 
 @command(
     "demo",
     help="run the demo: synthetic registers through ingest, approvals, extracts, output checking and release",
     args=[
-        arg(
-            "--persons", type=positive_int, default=demo.DemoOptions.persons, help="persons in the synthetic population"
-        ),
-        arg("--years", type=positive_int, default=demo.DemoOptions.years, help="years of register data"),
-        arg("--seed", type=int, default=demo.DemoOptions.seed, help="random seed of the synthetic data"),
+        arg("--persons", type=positive_int, help="persons in the synthetic population (default 20 000)"),
+        arg("--years", type=positive_int, help="years of register data (default 2)"),
+        arg("--seed", type=int, help="random seed of the synthetic data (default 2024)"),
         arg("--no-hub", action="store_true", help="do not start JupyterHub at the end"),
     ],
     roles=None,
@@ -22,7 +20,15 @@ from tre.cli.framework import arg, command, positive_int
     json=False,
 )
 def run_demo(ctx, args):
-    options = demo.DemoOptions(persons=args.persons, years=args.years, seed=args.seed, hub=not args.no_hub)
+    from tre import demo
+
+    given = {k: getattr(args, k) for k in ("persons", "years", "seed") if getattr(args, k) is not None}
+    options = demo.DemoOptions(**given, hub=not args.no_hub)
     console = ctx.console()
-    state = demo.Demo(ctx.settings, ctx.store, options, say=lambda text: console.print(f"• {text}"), console=console)
-    demo.run(state)
+    # The bar is drawn on the console the demo narrates to: its lines print above it, and the
+    # last of them (where the statistics site is) stays the last line.
+    with progress(ctx, "demo", total=len(demo.STEPS), unit="steps", console=console, log_lines=False) as report:
+        state = demo.Demo(
+            ctx.settings, ctx.store, options, say=lambda text: console.print(f"• {text}"), console=console
+        )
+        demo.run(state, progress=report.update)

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
-
 from tre.cli.central import FNR, read_fnr
-from tre.cli.framework import arg, command, group, table
+from tre.cli.framework import arg, command, group, lazy, table
+from tre.cli.progress import progress
 from tre.enums import Role
-from tre.linkage import extracts, innsyn
-from tre.linkage.zone import CentralZone
-from tre.models import Extract
+
+extracts, innsyn = lazy("tre.linkage.extracts"), lazy("tre.linkage.innsyn")
 
 group("extract", "build, list and purge project extracts")
 
 
-def _zone(ctx) -> CentralZone:
+def _zone(ctx):
+    from tre.linkage.zone import CentralZone
+
     return CentralZone(ctx.settings, environ=ctx.environ, clock=ctx.clock)
 
 
@@ -25,7 +25,10 @@ def _zone(ctx) -> CentralZone:
     roles=[Role.ADMIN],
 )
 def extract_build(ctx, args):
-    result = extracts.build_extract(ctx.settings, _zone(ctx), ctx.store, args.project, actor=ctx.actor)
+    with progress(ctx, f"extract of {args.project}", names=extracts.BUILD_STEPS, log_lines=False) as report:
+        result = extracts.build_extract(
+            ctx.settings, _zone(ctx), ctx.store, args.project, actor=ctx.actor, progress=report
+        )
     tables = ", ".join(f"{name} {rows:,}" for name, rows in result.tables.items())
     excluded = f"; {result.excluded_opt_out} left out by release-with-FNR opt-outs" if result.excluded_opt_out else ""
     ctx.emit(
@@ -37,6 +40,10 @@ def extract_build(ctx, args):
 
 @command("extract list", help="extracts with their status, size and retention", roles=[Role.ADMIN])
 def extract_list(ctx, args):
+    from sqlalchemy import select
+
+    from tre.models import Extract
+
     with ctx.store.transaction() as session:
         rows = [
             {

@@ -10,21 +10,63 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib
 import json
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
-
-from tre.config import Settings
-from tre.db import Clock, Store, utc_now
 from tre.enums import Role
 from tre.errors import UsageError
 
+if TYPE_CHECKING:  # imported when a command runs, so that `tre --help` answers at once
+    from rich.console import Console
+
+    from tre.config import Settings
+    from tre.db import Clock, Store
+
+
+def utc_now() -> dt.datetime:
+    """The metadata store's clock (`tre.db.utc_now`), imported when a command runs."""
+    from tre.db import utc_now as now
+
+    return now()
+
+
 ANY_ROLE = "any"  # a known, active user of any role
+
+
+class LazyModule:
+    """A module imported at its first use: command modules name the domain modules they call
+    at the top (`approvals = lazy("tre.approvals")`), and `tre --help` imports none of them."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attribute: str):
+        return getattr(importlib.import_module(self._name), attribute)
+
+
+def lazy(name: str) -> Any:
+    return LazyModule(name)
+
+
+class LazyChoices:
+    """argparse choices that a domain module defines, read when a value is checked (give the
+    argument a metavar, or argparse reads them when the parser is built)."""
+
+    def __init__(self, module: str, name: str):
+        self.module, self.name = module, name
+
+    def _values(self):
+        return getattr(importlib.import_module(self.module), self.name)
+
+    def __contains__(self, value) -> bool:
+        return value in self._values()
+
+    def __iter__(self):
+        return iter(self._values())
 
 
 def positive_int(text: str) -> int:
@@ -142,6 +184,8 @@ class Context:
     @property
     def store(self) -> Store:
         if self._store is None:
+            from tre.db import Store
+
             self._store = Store(self.settings.db_url, clock=self.clock)
         return self._store
 
@@ -161,6 +205,8 @@ class Context:
             self.stdout.write(text + ("\n" if not text.endswith("\n") else ""))
 
     def console(self) -> Console:
+        from rich.console import Console
+
         return Console(file=self.stdout, highlight=False, soft_wrap=True, width=120)
 
     def info(self, message: str) -> None:
@@ -172,6 +218,8 @@ def table(columns: Iterable[str], rows: Iterable[Iterable], title: str | None = 
     """A renderer for `ctx.emit` that prints a table."""
 
     def render(console: Console) -> None:
+        from rich.table import Table
+
         t = Table(title=title, title_justify="left", show_edge=False, header_style="bold")
         for c in columns:
             t.add_column(c)

@@ -6,12 +6,13 @@ import getpass
 import sys
 
 from tre.cli.framework import arg, command
-from tre.credentials import current_totp, enrol_totp, generate_password, set_password, totp_uri
 from tre.enums import Role
 from tre.errors import UsageError, UserError
 
 
 def _read_password(args) -> tuple[str, bool]:
+    from tre.credentials import generate_password
+
     if args.generate:
         return generate_password(), True
     if args.stdin:
@@ -38,6 +39,8 @@ def _read_password(args) -> tuple[str, bool]:
     roles=[Role.ADMIN],
 )
 def user_password(ctx, args):
+    from tre.credentials import set_password
+
     password, generated = _read_password(args)
     with ctx.store.transaction() as session:
         set_password(session, args.name, password, actor=ctx.actor, now=ctx.now())
@@ -53,8 +56,13 @@ def user_password(ctx, args):
     roles=[Role.ADMIN],
 )
 def user_totp(ctx, args):
+    from tre.credentials import enrol_totp, totp_uri
+
     with ctx.store.transaction() as session:
-        secret = enrol_totp(session, args.name, actor=ctx.actor, now=ctx.now())
+        from tre.sealed import login_box
+
+        box = login_box(ctx.settings, ctx.environ, session, now=ctx.now())
+        secret = enrol_totp(session, args.name, actor=ctx.actor, now=ctx.now(), box=box)
     uri = totp_uri(args.name, secret)
     ctx.emit(
         {"name": args.name, "secret": secret, "uri": uri},
@@ -70,6 +78,8 @@ def user_totp(ctx, args):
     needs_store=False,
 )
 def user_totp_code(ctx, args):
+    from tre.credentials import current_totp
+
     secret = sys.stdin.readline().strip()
     if not secret:
         raise UsageError("no TOTP secret on standard input")

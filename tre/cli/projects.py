@@ -4,15 +4,6 @@ from __future__ import annotations
 
 from tre.cli.framework import arg, command, group, table
 from tre.enums import Role
-from tre.os_accounts import PosixAccounts
-from tre.workspace import (
-    ISOLATION_OFF_WARNING,
-    isolation_enabled,
-    lock_project,
-    project_statuses,
-    provision_project,
-    unlock_project,
-)
 
 group("project", "provision project workspaces, lock and unlock projects, show their state")
 
@@ -26,6 +17,10 @@ PROJECT_ARG = arg("project", help="the project id")
     roles=[Role.ADMIN],
 )
 def project_provision(ctx, args):
+    from tre.os_accounts import PosixAccounts
+    from tre.volumes import volumes
+    from tre.workspace import ISOLATION_OFF_WARNING, isolation_enabled, provision_project
+
     isolation = isolation_enabled(ctx.settings)
     if not isolation:
         ctx.info(ISOLATION_OFF_WARNING)
@@ -38,6 +33,7 @@ def project_provision(ctx, args):
             accounts=PosixAccounts() if isolation else None,
             actor=ctx.actor,
             now=ctx.now(),
+            volumes=volumes(ctx.settings, isolation=isolation),
         )
     lines = [f"provisioned {result.project_id} at {result.path}"]
     if result.isolation:
@@ -57,6 +53,7 @@ def project_provision(ctx, args):
 )
 def project_lock(ctx, args):
     from tre.hub_config.enforcer import stop_project_servers
+    from tre.workspace import lock_project
 
     with ctx.store.transaction() as session:
         changed = lock_project(session, args.project, args.reason, actor=ctx.actor, now=ctx.now())
@@ -70,6 +67,8 @@ def project_lock(ctx, args):
 
 @command("project unlock", help="unlock a locked project", args=[PROJECT_ARG], roles=[Role.ADMIN])
 def project_unlock(ctx, args):
+    from tre.workspace import unlock_project
+
     with ctx.store.transaction() as session:
         changed = unlock_project(session, args.project, actor=ctx.actor, now=ctx.now())
     ctx.emit(
@@ -85,8 +84,12 @@ def project_unlock(ctx, args):
     roles=[Role.ADMIN, Role.OFFICER],
 )
 def project_status(ctx, args):
+    from tre.workspace import get_project, project_statuses
+
     today = ctx.now().astimezone().date()  # approvals are dated in local time
     with ctx.store.transaction() as session:
+        for project_id in args.projects:
+            get_project(session, project_id)  # an unknown one is an error, not an empty table
         rows = project_statuses(session, ctx.settings.projects_dir, today, only=args.projects)
     ctx.emit(
         rows,

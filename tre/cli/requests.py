@@ -8,10 +8,6 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 from tre.cli.framework import ANY_ROLE, arg, command, group, table
-from tre.output_check.intake import WorkspaceOutputs
-from tre.output_check.requests import Requests
-from tre.output_check.storage import SqlRequestStore
-from tre.output_check.workflow import CONTEXT_FIELDS
 
 group("request", "researchers: put queued outputs into an output request, describe them, submit it for review")
 
@@ -27,16 +23,19 @@ CONTEXT_ARGS = [
 @contextmanager
 def workflow(ctx):
     """The workflow in one transaction of the metadata store."""
+    from tre.output_check.intake import WorkspaceOutputs
+    from tre.output_check.requests import Requests
+    from tre.output_check.storage import SqlRequestStore
+
     with ctx.store.transaction() as session:
         yield Requests(
-            SqlRequestStore(session),
-            WorkspaceOutputs(ctx.settings.projects_dir, ledger_dir=ctx.settings.ledger_dir),
-            ctx.settings.exports_dir,
-            ctx.now,
+            SqlRequestStore(session), WorkspaceOutputs.from_settings(ctx.settings), ctx.settings.exports_dir, ctx.now
         )
 
 
 def _context(args) -> dict:
+    from tre.output_check.workflow import CONTEXT_FIELDS
+
     return {k: getattr(args, k) for k in CONTEXT_FIELDS if getattr(args, k) is not None}
 
 
@@ -69,43 +68,132 @@ def request_outputs(ctx, args):
     ctx.emit(queued, table(["output", "kind", "check", "queued at", "summary"], rows, title=f"queue of {args.project}"))
 
 
+GROUP_ARG = arg("--group", metavar="NAME", help="a name for outputs that belong together and share their context")
+EXCEPTION_HELP = (
+    "why the output should leave although its check flagged it (an exception request; an output whose check "
+    "failed needs one before the request is submitted)"
+)
+
+
 @command(
     "request add",
-    help="add a queued output to a PENDING request (re-checked; its files move into the request)",
-    args=[REQUEST_ARG, OUTPUT_ARG, *CONTEXT_ARGS],
+    help="add queued outputs to a PENDING request, several at once sharing one context: their files are copied "
+    "to the central side (links, FIFOs, hard links, oversize files and types that may not leave are refused), "
+    "re-checked there, and leave the queue; all of them or none",
+    args=[
+        REQUEST_ARG,
+        arg("outputs", nargs="+", metavar="OUTPUT", help="queued outputs' names (see `tre request outputs PROJECT`)"),
+        *CONTEXT_ARGS,
+        GROUP_ARG,
+        arg("--exception", metavar="TEXT", help=EXCEPTION_HELP + "; with one output"),
+    ],
     roles=ANY_ROLE,
 )
 def request_add(ctx, args):
+    from tre.errors import UsageError
+
+    if args.exception and len(args.outputs) > 1:
+        raise UsageError("--exception goes with one output: ask for each with `tre request exception REQ OUTPUT TEXT`")
+    exceptions = {args.outputs[0]: args.exception} if args.exception else None
     with workflow(ctx) as wf:
-        output = wf.add(args.request, ctx.actor, args.output, _context(args))
-    missing = output.missing_context()
-    hint = f"; still to describe: {', '.join(missing)} (`tre request describe`)" if missing else ""
-    ctx.emit(
+        added = wf.add_group(args.request, ctx.actor, args.outputs, _context(args), args.group, exceptions)
+    lines = []
+    for output in added:
+        missing = output.missing_context()
+        hint = f"; still to describe: {', '.join(missing)} (`tre request describe`)" if missing else ""
+        if output.failed_check and not output.exception:
+            hint += "; its check failed: it needs an exception (`tre request exception`)"
+        lines.append(
+            f"added {output.name} ({output.kind}, check {output.check_status}) to {args.request.upper()}{hint}"
+        )
+    data = [
         {
             "output": output.name,
             "kind": output.kind,
             "check_status": output.check_status,
             "sha256": output.sha256,
-            "missing_context": missing,
-        },
-        f"added {output.name} ({output.kind}, check {output.check_status}) to {args.request.upper()}{hint}",
-    )
+            "missing_context": output.missing_context(),
+            "group": output.group,
+            "exception": output.exception,
+        }
+        for output in added
+    ]
+    ctx.emit(data[0] if len(data) == 1 else data, "\n".join(lines))  # one output: one object, as scripts expect
 
 
 @command(
     "request describe",
-    help="give an output of a PENDING request its context: population, what it shows, relation to earlier outputs",
-    args=[REQUEST_ARG, OUTPUT_ARG, *CONTEXT_ARGS],
+    help="give an output of a PENDING request (or every output of a --group) its context: population, what it "
+    "shows, relation to earlier outputs",
+    args=[
+        REQUEST_ARG,
+        arg("output", nargs="?", metavar="OUTPUT", help="the output (or give --group)"),
+        *CONTEXT_ARGS,
+        GROUP_ARG,
+    ],
     roles=ANY_ROLE,
 )
 def request_describe(ctx, args):
+    from tre.errors import UsageError
+
+    if (args.output is None) == (args.group is None):
+        raise UsageError("name one output, or a --group of outputs, to describe")
     with workflow(ctx) as wf:
-        output = wf.describe(args.request, ctx.actor, args.output, _context(args))
-    missing = output.missing_context()
+        if args.group:
+            outputs = wf.describe_group(args.request, ctx.actor, args.group, _context(args))
+        else:
+            outputs = [wf.describe(args.request, ctx.actor, args.output, _context(args))]
     ctx.emit(
-        {"output": output.name, "context": output.context, "missing_context": missing},
-        f"{output.name}: " + (f"still to describe: {', '.join(missing)}" if missing else "context complete"),
+        [{"output": o.name, "context": o.context, "missing_context": o.missing_context()} for o in outputs],
+        "\n".join(
+            f"{o.name}: "
+            + (f"still to describe: {', '.join(o.missing_context())}" if o.missing_context() else "context complete")
+            for o in outputs
+        ),
     )
+
+
+@command(
+    "request exception",
+    help="ask for an exception for an output of a PENDING request: " + EXCEPTION_HELP + "; empty text withdraws it",
+    args=[REQUEST_ARG, OUTPUT_ARG, arg("text", metavar="TEXT", help="the justification")],
+    roles=ANY_ROLE,
+)
+def request_exception(ctx, args):
+    with workflow(ctx) as wf:
+        output = wf.set_exception(args.request, ctx.actor, args.output, args.text)
+    ctx.emit(
+        {"output": output.name, "exception": output.exception},
+        f"{output.name}: " + ("exception requested" if output.exception else "exception withdrawn"),
+    )
+
+
+COMMENT_ARGS = [
+    REQUEST_ARG,
+    arg("output", nargs="?", metavar="OUTPUT", help="an output's thread (default: the request's)"),
+    arg("--text", required=True, metavar="TEXT", help="the comment"),
+]
+
+
+def comment(ctx, args, officers_only: bool = False) -> None:
+    with workflow(ctx) as wf:
+        written = wf.comment(args.request, ctx.actor, args.text, args.output, officers_only=officers_only)
+    where = f"{args.request.upper()} {written.output}" if written.output else args.request.upper()
+    ctx.emit(
+        {"request": args.request.upper(), "output": written.output, "id": written.id, "visibility": written.visibility},
+        f"comment added to the thread of {where}" + (" (officers only)" if officers_only else ""),
+    )
+
+
+@command(
+    "request comment",
+    help="comment in a request's thread, or an output's: members of the project and its reviewers read it "
+    "(a reviewer's comments once both reviews are in)",
+    args=COMMENT_ARGS,
+    roles=ANY_ROLE,
+)
+def request_comment(ctx, args):
+    comment(ctx, args)
 
 
 @command(
@@ -175,17 +263,30 @@ def request_status(ctx, args):
 
 def print_request(console, data: dict) -> None:
     """A request in words: its outputs, their checks, context and the votes you may see."""
+    from tre.output_check.workflow import CONTEXT_FIELDS
+
     console.print(
         f"[bold]{data['request']}[/bold] {data['title'] or ''} — project {data['project']}, by {data['author']}, "
         f"{data['status'].upper()} (round {data['round']})"
     )
+    _print_thread(console, data["comments"], "  ")
     for f in data["files"]:
         console.print(f"\n[bold]{f['name']}[/bold] ({f['kind']}): check {f['check_status'].upper()} — {f['summary']}")
+        if f.get("threshold"):
+            console.print(f"  checked with threshold {f['threshold']}")
+        if f.get("group"):
+            console.print(f"  group: {f['group']}")
         for key, words in CONTEXT_FIELDS.items():
             console.print(f"  {words}: {f['context'].get(key) or '(missing)'}")
+        if f.get("exception"):
+            console.print(f"  exception requested: {f['exception']}")
         for finding in f["findings"]:
             if finding.get("status") != "pass":
                 console.print(f"  • {finding['check']}: {finding['message']}")
+        for c in f.get("files", []):
+            console.print(f"  leaves: {c['name']} ({c['size']} bytes, sha256 {c['sha256'][:16]}…)")
+            for note in c.get("notes", []):
+                console.print(f"    ! {note}")
         if f["decision"]:
             console.print(f"  decision: {f['decision']}")
         for v in f["votes"]:
@@ -193,8 +294,16 @@ def print_request(console, data: dict) -> None:
             final = "" if v["final"] else " (not submitted)"
             comment = f": {v['comment']}" if v["comment"] else ""
             console.print(f"  vote {v['reviewer']}: {v['decision']}{final}{comment}{extra}")
+        _print_thread(console, f.get("comments", []), "  ")
     if data["release"]:
         console.print(
             f"\nreleased {data['release']['released_at']} by {data['release']['released_by']}: "
             f"{data['release']['bundle']}"
         )
+
+
+def _print_thread(console, comments: list[dict], indent: str) -> None:
+    for c in comments:
+        who = f"{c['author']} ({'officer' if c['written_as'] == 'officer' else 'project'})"
+        private = " [officers only]" if c["officers_only"] else ""
+        console.print(f"{indent}comment by {who} at {c['at']}{private}: {c['body']}", markup=False)

@@ -5,19 +5,36 @@
 
 from __future__ import annotations
 
-from tre.cli.framework import arg, command, group, table
-from tre.cli.requests import REQUEST_ARG, print_request, workflow
+from pathlib import Path
+
+from tre.cli.framework import LazyChoices, arg, command, group, table
+from tre.cli.requests import COMMENT_ARGS, REQUEST_ARG, comment, print_request, workflow
 from tre.enums import Role, VoteDecision
+from tre.errors import IntegrityError, NotFound
 
 group("review", "officers: the review queue, a request's outputs and checks, votes; `tre review serve` runs the page")
 
 OFFICERS = [Role.OFFICER, Role.ADMIN]
 
 
-@command("review queue", help="requests waiting for officers, and whether you may review each", roles=OFFICERS)
+@command(
+    "review queue",
+    help="requests for officers, newest first, and whether you may review each",
+    args=[
+        arg(
+            "--view",
+            choices=LazyChoices("tre.output_check.requests", "QUEUE_VIEWS"),
+            metavar="VIEW",
+            default="open",
+            help="open: everything waiting for officers (default); waiting-for-me: a step of yours (review, "
+            "finish, settle, release); reviewed-by-me; released; returned",
+        )
+    ],
+    roles=OFFICERS,
+)
 def review_queue(ctx, args):
     with workflow(ctx) as wf:
-        rows = wf.queue(ctx.actor)
+        rows = wf.queue(ctx.actor, args.view)
     ctx.emit(
         rows,
         table(
@@ -34,7 +51,7 @@ def review_queue(ctx, args):
                 ]
                 for r in rows
             ],
-            title="review queue",
+            title=f"review queue ({args.view})",
         ),
     )
 
@@ -79,6 +96,17 @@ def review_vote(ctx, args):
         f"{request.label} {args.output}: {args.decision}"
         + (f"; still to vote on: {', '.join(left)}" if left else f"; submit with `tre review submit {request.label}`"),
     )
+
+
+@command(
+    "review comment",
+    help="comment in a request's thread, or an output's, as a reviewer: the other reviewer reads it once both "
+    "reviews are in, the project once the reviews have decided (never with --officers-only)",
+    args=[*COMMENT_ARGS, arg("--officers-only", action="store_true", help="never shown to the project")],
+    roles=[Role.OFFICER],
+)
+def review_comment(ctx, args):
+    comment(ctx, args, officers_only=args.officers_only)
 
 
 @command(
@@ -136,6 +164,31 @@ def release(ctx, args):
         f"{done.request} released: bundle {done.bundle} (sha256 {done.bundle_sha256[:16]}…); "
         f"released tables in {done.released_dir}",
     )
+
+
+group("bundle", "release bundles: check one against its manifest")
+
+
+@command(
+    "bundle verify",
+    help="recompute every sha256 in a release bundle's manifest; one line per problem, non-zero exit on any",
+    args=[arg("bundle", metavar="BUNDLE", type=Path, help="a bundle, e.g. $TRE_EXPORTS_DIR/<project>/REQ-4.zip")],
+    roles=None,
+    needs_store=False,
+)
+def bundle_verify(ctx, args):
+    from tre.output_check.releases import verify_bundle
+
+    if not args.bundle.is_file():
+        raise NotFound(f"no bundle at {args.bundle}")
+    manifest, problems = verify_bundle(args.bundle)
+    hashed = len((manifest or {}).get("files") or [])
+    ctx.emit(
+        {"bundle": str(args.bundle), "ok": not problems, "files": hashed, "problems": problems},
+        "\n".join(problems) if problems else f"{args.bundle.name}: all {hashed} files match the manifest",
+    )
+    if problems:
+        raise IntegrityError(f"{args.bundle.name}: {len(problems)} problem(s): it is not the bundle that was released")
 
 
 @command(

@@ -6,16 +6,16 @@ Synthetic data need no TRE user and no metadata store: every ID number is a synt
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from pathlib import Path
-
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from typing import TYPE_CHECKING
 
 from tre.cli.framework import arg, command
-from tre.synth import FORMATS, DirtKind, Summary, generate
-from tre.synth.generation import CHUNK
+from tre.cli.progress import progress
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from tre.synth import Summary
 
 HEADINGS = {
     "bad_check_digits": "check digit",
@@ -24,7 +24,6 @@ HEADINGS = {
     "after_death": "after death",
     "unknown_municipality": "unknown kommune",
 }
-PROGRESS_FROM = CHUNK  # show a progress bar when the run has more than one chunk of persons
 
 
 @command(
@@ -35,7 +34,7 @@ PROGRESS_FROM = CHUNK  # show a progress bar when the run has more than one chun
         arg("--years", type=int, default=1, help="number of years, ending with --last-year (default 1)"),
         arg("--seed", type=int, default=1, help="the same seed gives byte-identical files (default 1)"),
         arg("--out", type=Path, help="output directory (default: $TRE_DELIVERIES_DIR); a previous output is replaced"),
-        arg("--format", default="csv", metavar="FORMAT", help=f"{' or '.join(FORMATS)} (default csv)"),
+        arg("--format", default="csv", metavar="FORMAT", help="csv or parquet (default csv)"),
         arg("--dirt-rate", type=float, default=0.001, help="share of rows per kind of dirt (default 0.001)"),
         arg("--last-year", type=int, default=2024, help="the last year delivered (default 2024)"),
     ],
@@ -43,8 +42,13 @@ PROGRESS_FROM = CHUNK  # show a progress bar when the run has more than one chun
     needs_store=False,
 )
 def synth(ctx, args):
+    from tre.synth import generate
+    from tre.synth.generation import CHUNK
+
     out = args.out if args.out is not None else ctx.settings.deliveries_dir
-    with _progress(ctx, args.persons) as report:
+    # One chunk is quick: a bar only when there is more than one.
+    big = isinstance(args.persons, int) and args.persons > CHUNK
+    with progress(ctx, "synthetic registers", unit="chunks", log_lines=False, show=big) as report:
         summary = generate(
             out,
             persons=args.persons,
@@ -53,42 +57,16 @@ def synth(ctx, args):
             format=args.format,
             dirt_rate=args.dirt_rate,
             last_year=args.last_year,
-            progress=report,
+            progress=report.update,
         )
     ctx.emit(summary.to_dict(), lambda console: _print_summary(console, summary))
 
 
-def _progress(ctx, persons: int):
-    """A progress bar on stderr (a terminal) for runs of more than one chunk; else no callback."""
-    terminal = getattr(ctx.stderr, "isatty", lambda: False)()
-    if not terminal or not isinstance(persons, int) or persons <= PROGRESS_FROM:
-        return nullcontext(None)
-    progress = Progress(
-        TextColumn("synthetic registers"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("chunks"),
-        TimeElapsedColumn(),
-        console=Console(file=ctx.stderr),
-        transient=True,
-    )
-
-    class _Bar:
-        def __enter__(self):
-            progress.start()
-            self.task = progress.add_task("synth", total=None)
-            return self.report
-
-        def report(self, done: int, total: int) -> None:
-            progress.update(self.task, completed=done, total=total)
-
-        def __exit__(self, *exc):
-            progress.stop()
-
-    return _Bar()
-
-
 def _print_summary(console: Console, summary: Summary) -> None:
+    from rich.table import Table
+
+    from tre.synth import DirtKind
+
     kinds = [k.value for k in DirtKind]
     table = Table(show_edge=False, header_style="bold", title="rows, and deliberately dirty rows by kind")
     table.add_column("file", no_wrap=True)

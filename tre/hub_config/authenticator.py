@@ -10,20 +10,26 @@ Either way, only active TRE users get in, and hub admins are exactly the TRE's a
 
 from __future__ import annotations
 
+import os
+
 import bcrypt
 from nativeauthenticator import NativeAuthenticator
 from nativeauthenticator.handlers import ChangePasswordHandler
 from nativeauthenticator.handlers import LoginHandler as NativeLoginHandler
 from oauthenticator.generic import GenericOAuthenticator
+from oauthenticator.oauth2 import OAuthLogoutHandler
 from sqlalchemy import select
 from traitlets import Bool, List, Unicode, default
 
 from tre import credentials
+from tre.config import load_settings
 from tre.db import utc_now
 from tre.enums import Role
 from tre.errors import UserError
+from tre.hub_config.sessions import EndSessions, TRELogoutHandler
 from tre.hub_config.store import hub_store
 from tre.models import LoginCredential, User
+from tre.sealed import login_box
 from tre.users import NAME_PATTERN, find_user
 
 
@@ -121,8 +127,9 @@ class TREAuthenticator(NativeAuthenticator):
             return None
 
         def check(session):
+            box = login_box(load_settings(), os.environ, session, now=utc_now()) if self.two_factor else None
             result = credentials.check_login(
-                session, name, data.get("password", ""), data.get("2fa"), two_factor=self.two_factor
+                session, name, data.get("password", ""), data.get("2fa"), two_factor=self.two_factor, box=box
             )
             return result, _tre_user_state(session, name)[1]
 
@@ -167,7 +174,11 @@ class TREAuthenticator(NativeAuthenticator):
 
     def get_handlers(self, app):
         # No signup, no self-approval, no admin authorization area: accounts come from the TRE.
-        return [(r"/login", TRELoginHandler), (r"/change-password", ChangePasswordHandler)]
+        return [
+            (r"/login", TRELoginHandler),
+            (r"/change-password", ChangePasswordHandler),
+            (r"/logout", TRELogoutHandler),
+        ]
 
 
 class TREOAuthenticator(GenericOAuthenticator):
@@ -177,6 +188,7 @@ class TREOAuthenticator(GenericOAuthenticator):
     `amr`, RFC 8176); a login without one of `mfa_values` in it is refused.
     """
 
+    logout_handler = type("TREOAuthLogoutHandler", (EndSessions, OAuthLogoutHandler), {})
     db_url = Unicode(help="SQLAlchemy URL of the TRE metadata store.").tag(config=True)
     mfa_claim = Unicode("amr", help="The claim that lists the authentication methods used (OIDC `amr`).").tag(
         config=True

@@ -75,7 +75,9 @@ class HubClient:
             RunningServer(user["name"], name)
             for user in users
             for name, server in (user.get("servers") or {}).items()
-            if server.get("ready") or server.get("pending") == "spawn"
+            # A spawn still pending was authorised when it began (and may be refused right now,
+            # with its own 403): the round after it is ready decides.
+            if server.get("ready")
         ]
 
     def stop_server(self, server: RunningServer) -> None:

@@ -39,9 +39,14 @@ def project_volumes(project_id: str) -> tuple[list[dict], list[dict]]:
     return volumes, mounts
 
 
-def project_environment(project_id: str) -> dict[str, str]:
+def project_environment(project_id: str, threshold: int | None = None) -> dict[str, str]:
+    """The server's environment for a project; `threshold` is the project's output threshold
+    as decided centrally (`tre.workspace.disclosure_threshold`)."""
     inside = f"{PROJECT_MOUNT}/{project_id}"
-    return {"TRE_PROJECT": project_id, "TRE_PROJECT_DIR": inside, "TRE_EXTRACT": f"{inside}/{EXTRACT_FILE}"}
+    env = {"TRE_PROJECT": project_id, "TRE_PROJECT_DIR": inside, "TRE_EXTRACT": f"{inside}/{EXTRACT_FILE}"}
+    if threshold is not None:
+        env["TRE_OUTPUT_THRESHOLD"] = str(threshold)
+    return env
 
 
 def _secret_env(name: str, key: str) -> dict:

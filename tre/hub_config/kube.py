@@ -14,7 +14,7 @@ from tornado import web
 from tre.errors import PermissionDenied
 from tre.hub_config.helm import project_environment, project_volumes
 from tre.hub_config.store import hub_store
-from tre.workspace import check_server_access
+from tre.workspace import check_server_access, disclosure_threshold
 
 
 async def tre_pre_spawn_hook(spawner) -> None:
@@ -30,5 +30,6 @@ async def tre_pre_spawn_hook(spawner) -> None:
     volumes, mounts = project_volumes(project)
     spawner.volumes = volumes
     spawner.volume_mounts = mounts
-    spawner.environment = {**spawner.environment, **project_environment(project)}
+    threshold = await store.call(lambda s: disclosure_threshold(s, project))
+    spawner.environment = {**spawner.environment, **project_environment(project, threshold)}
     await store.record(actor=user, action="hub.spawn", object=f"project:{project}", details={"kubernetes": True})

@@ -3,7 +3,9 @@
 `run_hub` sets up what JupyterHub cannot: the hub's block of the namespace network and its
 firewall (with isolation), the state directory, the enforcer's token; then runs JupyterHub as
 a child process with the TRE's configuration, forwards SIGTERM/SIGINT to it, and tears the
-network down when it exits. JupyterHub itself stops every server at shutdown.
+network down when it exits. JupyterHub itself stops every server at shutdown; whatever is left
+in the servers' control groups then (a JupyterHub killed with SIGKILL stops nothing) is
+killed here, and at the next start of the same hub.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from tre import credentials
 from tre.config import Settings, ensure_private_dir
 from tre.db import Store, utc_now
 from tre.errors import ConfigError, UserError
-from tre.hub_config import enforcer, network
+from tre.hub_config import apigate, cgroups, enforcer, network
 from tre.hub_config.plan import CONFIG_FILE, HubPlan, settings_environment
+from tre.sealed import login_box
 from tre.workspace import ISOLATION_OFF_WARNING, isolation_enabled
 
 
@@ -50,15 +53,32 @@ def run_hub(settings: Settings, environ: dict, *, info=print) -> int:
     if not isolation:
         info(ISOLATION_OFF_WARNING)
     shutil.rmtree(hub_dir / "slots", ignore_errors=True)
+    if isolation:
+        _kill_server_groups(hub_dir, info)
     net = (
         network.allocate(hub_dir / "network.json", settings.hub_netns_pool, settings.hub_api_port)
         if isolation
         else None
     )
+    gate = None
     try:
         plan = HubPlan(settings, isolation, net)
+        if net is not None:
+            gate = apigate.RunningGate((net.hub_address, net.api_port), plan.hub_bind_url).start()
         env = {**environ, **settings_environment(settings)}
-        child = subprocess.Popen([sys.executable, "-m", "jupyterhub", "-f", str(CONFIG_FILE)], cwd=hub_dir, env=env)
+        # JupyterHub, its proxy and its services in a group of their own: nothing of the hub
+        # outlives it, even when it exits without stopping its services (a failed start).
+        group = (
+            cgroups.create(cgroups.Layout.discover(), cgroups.hub_id(hub_dir), cgroups.HUB_GROUP, cgroups.Limits())
+            if isolation
+            else None
+        )
+        child = subprocess.Popen(
+            [sys.executable, "-m", "jupyterhub", "-f", str(CONFIG_FILE)],
+            cwd=hub_dir,
+            env=env,
+            preexec_fn=(lambda: cgroups.join(group.as_list())) if group else None,
+        )
         enforcer.info_path(hub_dir).write_text(
             json.dumps(
                 {"pid": os.getpid(), "jupyterhub_pid": child.pid, "api_url": plan.api_url, "url": plan.public_url}
@@ -72,11 +92,27 @@ def run_hub(settings: Settings, environ: dict, *, info=print) -> int:
             for s, handler in previous.items():
                 signal.signal(s, handler)
     finally:
+        if gate is not None:
+            gate.stop()
         enforcer.info_path(hub_dir).unlink(missing_ok=True)
+        if isolation:
+            _kill_server_groups(hub_dir, info)
         if net is not None:
             network.release(net)
             (hub_dir / "network.json").unlink(missing_ok=True)
         shutil.rmtree(hub_dir / "slots", ignore_errors=True)
+
+
+def _kill_server_groups(hub_dir: Path, info) -> None:
+    layout = cgroups.Layout.discover()
+    hub = cgroups.hub_id(hub_dir)
+    servers = [g for g in cgroups.existing(layout, hub) if g.name != cgroups.HUB_GROUP and g.pids()]
+    try:
+        cgroups.release_all(layout, hub)
+    except OSError as problem:
+        info(f"WARNING: the hub's control groups could not all be removed ({problem}); the next start retries")
+    if servers:
+        info(f"killed the processes of {len(servers)} server(s) the hub left behind")
 
 
 @dataclass(frozen=True)
@@ -150,14 +186,15 @@ class DemoLogin:
     totp_secret: str
 
 
-def set_demo_logins(store: Store, names: list[str], *, actor: str) -> list[DemoLogin]:
+def set_demo_logins(store: Store, names: list[str], *, actor: str, settings: Settings, environ) -> list[DemoLogin]:
     """Give each demo user a fresh random password and TOTP secret (audited, not the values)."""
     logins = []
     with store.transaction() as session:
+        box = login_box(settings, environ, session, now=utc_now())
         for name in names:
             password = credentials.generate_password()
             credentials.set_password(session, name, password, actor=actor, now=utc_now())
-            secret = credentials.enrol_totp(session, name, actor=actor, now=utc_now())
+            secret = credentials.enrol_totp(session, name, actor=actor, now=utc_now(), box=box)
             logins.append(DemoLogin(name, password, secret))
     return logins
 

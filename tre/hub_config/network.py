@@ -63,6 +63,7 @@ class HubNetwork:
     pool: str
     block: int
     api_port: int
+    internal_port: int = 0  # JupyterHub's own port on 127.0.0.1, behind the API gate
 
     @property
     def network(self) -> ipaddress.IPv4Network:
@@ -101,7 +102,7 @@ class HubNetwork:
         )
 
     def as_dict(self) -> dict:
-        return {"pool": self.pool, "block": self.block, "api_port": self.api_port}
+        return {"pool": self.pool, "block": self.block, "api_port": self.api_port, "internal_port": self.internal_port}
 
     def nft_ruleset(self) -> str:
         servers = f'iifname "{self.interface_prefix}*"'
@@ -186,7 +187,7 @@ def allocate(state_file: Path, pool: str, api_port: int) -> HubNetwork:
             raise ConfigError(
                 f"no free /{BLOCK_PREFIX} left in hub_netns_pool {pool}: stop another hub or widen the pool"
             )
-        net = HubNetwork(pool=str(pool_net), block=free[0], api_port=api_port)
+        net = HubNetwork(pool=str(pool_net), block=free[0], api_port=api_port, internal_port=_free_local_port())
         _run(["ip", "addr", "add", f"{net.hub_address}/32", "dev", "lo"])
         try:
             _run(["nft", "-f", "-"], input=net.nft_ruleset())
@@ -196,6 +197,14 @@ def allocate(state_file: Path, pool: str, api_port: int) -> HubNetwork:
         state_file.write_text(json.dumps(net.as_dict()))
         state_file.chmod(0o600)
     return net
+
+
+def _free_local_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def load(state_file: Path) -> HubNetwork | None:

@@ -11,7 +11,8 @@ from tre.config import PACKAGE_DIR, Settings, load_settings, setting_fields
 from tre.errors import ConfigError, PermissionDenied
 from tre.hub_config import enforcer, network
 from tre.output_check.web import SERVICE_NAME as REVIEW_SERVICE
-from tre.workspace import check_server_access, isolation_enabled, user_projects
+from tre.stats.web import SERVICE_NAME as STATS_SERVICE
+from tre.workspace import check_server_access, isolation_enabled, project_approval, user_projects
 
 TEMPLATES_DIR = PACKAGE_DIR / "hub_config" / "templates"
 CONFIG_FILE = PACKAGE_DIR / "hub_config" / "jupyterhub_config.py"
@@ -43,8 +44,17 @@ class HubPlan:
 
     @property
     def hub_bind_url(self) -> str:
-        host = self.network.hub_address if self.network else "127.0.0.1"
-        return f"http://{host}:{self.settings.hub_api_port}"
+        """Where JupyterHub listens: 127.0.0.1 only (with isolation, the API gate faces the servers)."""
+        if self.network:
+            return f"http://127.0.0.1:{self.network.internal_port}"
+        return f"http://127.0.0.1:{self.settings.hub_api_port}"
+
+    @property
+    def servers_hub_url(self) -> str | None:
+        """The hub as researchers' servers reach it: the API gate on the hub's address."""
+        if not self.network:
+            return None
+        return f"http://{self.network.hub_address}:{self.settings.hub_api_port}"
 
     @property
     def api_url(self) -> str:
@@ -53,6 +63,22 @@ class HubPlan:
     @property
     def proxy_api_url(self) -> str:
         return f"http://127.0.0.1:{self.settings.hub_proxy_api_port}"
+
+    @property
+    def volumes_dir(self) -> str:
+        volumes = self.project_volumes
+        return str(volumes.root) if volumes else ""
+
+    @property
+    def disk_quota(self) -> int:
+        volumes = self.project_volumes
+        return volumes.size if volumes else 0
+
+    @property
+    def project_volumes(self):
+        from tre.volumes import volumes
+
+        return volumes(self.settings, isolation=self.isolation)
 
     def path(self, name: str) -> str:
         return str(self.settings.hub_dir / name)
@@ -85,7 +111,8 @@ class HubPlan:
         return classes[kind]
 
     def services(self) -> list[dict]:
-        """Hub-managed services: the enforcer, and the review page behind hub OAuth."""
+        """Hub-managed services: the enforcer, the review page behind hub OAuth, and the statistics
+        site (public pages; the municipalities' feedback behind hub OAuth)."""
         tre = str(Path(sys.executable).parent / "tre")
         return [
             {
@@ -109,17 +136,28 @@ class HubPlan:
                 "display": True,
                 "info": {"description": "Review and release of output requests"},
             },
+            {
+                "name": STATS_SERVICE,
+                "url": f"http://127.0.0.1:{self.settings.stats_port}",
+                "command": [tre, "stats", "serve", "--hub"],
+                "environment": settings_environment(self.settings),
+                "oauth_no_confirm": True,
+                "display": True,
+                "info": {"description": "KPR statistics (§ 4-6) and the municipalities' feedback (§ 3-3)"},
+            },
         ]
 
     def extra_user_scopes(self) -> list[str]:
-        """Every hub user may reach the review page; the TRE's roles decide what it shows them."""
-        return [f"access:services!service={REVIEW_SERVICE}"]
+        """Every hub user may reach the review page and the statistics site; the TRE's roles
+        decide what they show them."""
+        return [f"access:services!service={REVIEW_SERVICE}", f"access:services!service={STATS_SERVICE}"]
 
     def roles(self) -> list[dict]:
         return [{"name": enforcer.SERVICE_NAME, "scopes": enforcer.SERVICE_SCOPES, "services": [enforcer.SERVICE_NAME]}]
 
     def template_vars(self) -> dict:
         from tre.hub_config.store import hub_store
+        from tre.project_readme import approval_summary
 
         store = hub_store(self.settings.db_url)
         isolation = self.isolation
@@ -140,7 +178,16 @@ class HubPlan:
                 found = []
                 for p in user_projects(session, user.name):
                     reason = why_not(session, p.id, today)
-                    found.append({"id": p.id, "title": p.title, "may_open": reason is None, "reason": reason})
+                    approval = approval_summary(project_approval(session, p.id))
+                    found.append(
+                        {
+                            "id": p.id,
+                            "title": p.title,
+                            "may_open": reason is None,
+                            "reason": reason,
+                            "approval": approval,
+                        }
+                    )
                 return found
 
             found = store.run(rows)

@@ -2,6 +2,8 @@
 
 Run as root by the spawner (`python -I -m tre.hub_config.sandbox SPEC -- COMMAND...`); it
 
+0. moves itself into the server's control group(s) (`tre.hub_config.cgroups`), so that every
+   process the server will ever start is in it, within its limits, and dies with it;
 1. joins the server's network namespace (made by `tre.hub_config.network`), so the only
    route out leads to the hub's API address;
 2. enters a new mount namespace and builds a fresh root on a tmpfs from an allow-list: the
@@ -11,7 +13,9 @@ Run as root by the spawner (`python -I -m tre.hub_config.sandbox SPEC -- COMMAND
    `work/`, `requests/` writable. Nothing else of the machine exists in there: not the TRE's
    state directory, not the central zone, not another project, not another user's home;
 3. pivots into that root, detaches the old one, drops to the (member, project) OS account
-   with the project group as its only group and no_new_privs set, and execs the server.
+   with the project group as its only group and no_new_privs set;
+4. installs the seccomp filter (`tre.hub_config.seccomp`: no new namespaces, no mounts, no
+   kernel keys, BPF, io_uring, ptrace, ...) and execs the server.
 
 The kernel enforces all of it; the Jupyter interface is not involved.
 """
@@ -24,6 +28,8 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tre.hub_config import cgroups, seccomp
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWNET = 0x40000000
@@ -74,6 +80,8 @@ class SandboxSpec:
     netns: str | None  # path under /run/netns, or None for no network isolation
     read_only: list[str] = field(default_factory=list)  # host paths shown read-only at the same path
     tmp_size: str = "1g"
+    cgroups: list[str] = field(default_factory=list)  # the server's cgroup directories, joined first
+    seccomp: bool = True  # install the system-call filter before exec
 
     @property
     def inside_project_dir(self) -> str:
@@ -179,6 +187,9 @@ def build_root(spec: SandboxSpec, root: Path) -> None:
     ):
         (dev / name).symlink_to(target)
     _mount("tmpfs", _target(root, "/dev/shm"), "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=256m")
+    # A private instance of the pseudo-terminals: a notebook's `!command` runs in one.
+    _mount("devpts", _target(root, "/dev/pts"), "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620")
+    (dev / "ptmx").symlink_to("pts/ptmx")
     # A fresh procfs that shows only this account's processes.
     _mount("proc", _target(root, "/proc"), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=invisible")
     # sysfs of the server's own network namespace (numpy and DuckDB read CPU counts here).
@@ -222,6 +233,7 @@ def _drop_privileges(spec: SandboxSpec) -> None:
 
 def enter(spec: SandboxSpec) -> None:
     """Enter the sandbox in this process (root only). Afterwards the process is the account."""
+    cgroups.join(spec.cgroups)
     if spec.netns:
         fd = os.open(spec.netns, os.O_RDONLY)
         _check(_libc.setns(fd, CLONE_NEWNET), "join the network namespace")
@@ -237,6 +249,8 @@ def enter(spec: SandboxSpec) -> None:
     _drop_privileges(spec)
     os.umask(0o007)  # work/ is shared by the project group, and by no one else
     os.chdir(spec.inside_project_dir)
+    if spec.seccomp:
+        seccomp.install()  # last: it refuses mount, unshare, setns, which the steps above used
 
 
 def main(argv: list[str]) -> None:

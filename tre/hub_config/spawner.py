@@ -6,10 +6,17 @@ first asks the metadata store whether the user may run a server on that project 
 isolation on it then makes the server's network namespace, copies the example notebooks at
 the first start, and starts `jupyterhub-singleuser` through the sandbox launcher, which runs it
 as the pair's OS account with only that project's folders (see `sandbox.py`, `network.py`).
+
+With isolation every server also gets a control group of its own with its limits (`cgroups.py`):
+stopping the server, for whatever reason (the user, `tre project lock`, the enforcer, the hub's
+shutdown), kills every process in it, however it detached from the server's process tree. The
+project's work/, requests/ and the account's home live on the project's volume (`tre.volumes`),
+which bounds the disk space it can take.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pwd
 import sys
@@ -17,16 +24,27 @@ from pathlib import Path
 
 from jupyterhub.spawner import LocalProcessSpawner
 from tornado import web
-from traitlets import Bool, Dict, List, Unicode, default
+from traitlets import Bool, Dict, Float, Integer, List, Unicode, default
 
 from tre.config import PACKAGE_DIR
-from tre.errors import PermissionDenied
-from tre.hub_config import network
+from tre.errors import ConfigError, PermissionDenied
+from tre.hub_config import cgroups, network
 from tre.hub_config.sandbox import SandboxSpec
 from tre.hub_config.store import hub_store
-from tre.workspace import EXTRACT_FILE, Workspace, check_server_access, seed_notebooks, workspace
+from tre.project_readme import build_project_readme
+from tre.volumes import ProjectVolumes
+from tre.workspace import (
+    EXTRACT_FILE,
+    Workspace,
+    check_server_access,
+    disclosure_threshold,
+    project_notebooks,
+    seed_notebooks,
+    workspace,
+)
 
 JUPYTER_CONFIG_DIR = PACKAGE_DIR / "hub_config" / "jupyter"
+JUPYTER_DATA_DIR = JUPYTER_CONFIG_DIR / "data"
 
 
 class TRESpawner(LocalProcessSpawner):
@@ -51,7 +69,14 @@ class TRESpawner(LocalProcessSpawner):
         help="Host paths the sandbox shows read-only at the same path: the Python environment and the tre package.",
     ).tag(config=True)
 
+    pids_max = Integer(0, help="Processes and threads per server (cgroup pids.max); 0: no limit.").tag(config=True)
+    memory_max = Unicode("0", help="Memory per server, e.g. 8G (cgroup memory.max); 0: no limit.").tag(config=True)
+    cpus = Float(0.0, help="CPUs' worth of time per server (cgroup cpu.max); 0: no limit.").tag(config=True)
+    volumes_dir = Unicode(help="Where the projects' volumes live ($TRE_HOME/volumes).").tag(config=True)
+    disk_quota = Integer(0, help="Bytes per project volume; 0: no volume.").tag(config=True)
+
     link = Dict(help="The server's network namespace and veth pair, while it runs.")
+    cgroup = Dict(help="The server's control group directories, while it runs.")
 
     @default("read_only_paths")
     def _default_read_only(self):
@@ -80,11 +105,14 @@ class TRESpawner(LocalProcessSpawner):
         state = super().get_state()
         if self.link:
             state["link"] = self.link
+        if self.cgroup:
+            state["cgroup"] = self.cgroup
         return state
 
     def load_state(self, state):
         super().load_state(state)
         self.link = state.get("link", {})
+        self.cgroup = state.get("cgroup", {})
 
     # --- environment ----------------------------------------------------------------------
 
@@ -110,10 +138,16 @@ class TRESpawner(LocalProcessSpawner):
             # Jupyter's configuration comes from the TRE (read-only), never from the home
             # directory, so a researcher cannot switch terminals or file downloads back on.
             JUPYTER_CONFIG_DIR=str(JUPYTER_CONFIG_DIR),
+            # The TRE's kernel spec (shell commands answered, tre's errors in one line) and its
+            # JupyterLab extension (Parquet preview, notes where Download and Terminal were).
+            JUPYTER_PATH=str(JUPYTER_DATA_DIR),
             JUPYTERLAB_SETTINGS_DIR=f"{env['HOME']}/.jupyter/lab/user-settings",
             JUPYTERLAB_WORKSPACES_DIR=f"{env['HOME']}/.jupyter/lab/workspaces",
             PYTHONNOUSERSITE="1",
         )
+        if self._threshold is not None:
+            # The project's threshold, decided centrally (tre.safe can only raise it).
+            env["TRE_OUTPUT_THRESHOLD"] = str(self._threshold)
         return env
 
     def get_args(self):
@@ -136,11 +170,25 @@ class TRESpawner(LocalProcessSpawner):
         return [str(Path(sys.executable).parent / "jupyterhub-singleuser")]
 
     _grant_account: str | None = None
+    _threshold: int | None = None
+
+    @property
+    def volumes(self) -> ProjectVolumes | None:
+        if not (self.isolation and self.disk_quota):
+            return None
+        return ProjectVolumes(Path(self.volumes_dir), self.disk_quota)
 
     @property
     def _home_on_host(self) -> Path:
         name = self._grant_account or f"{self.user.name}-{self.project_id}"
+        if self.volumes:
+            return self.volumes.home(self.project_id, name)
         return Path(self.hub_dir) / "homes" / name
+
+    def limits(self) -> cgroups.Limits:
+        return cgroups.Limits(
+            pids=self.pids_max, memory=cgroups.parse_size(self.memory_max, "hub_server_memory_max"), cpus=self.cpus
+        )
 
     # --- start and stop -------------------------------------------------------------------
 
@@ -159,7 +207,11 @@ class TRESpawner(LocalProcessSpawner):
     async def start(self):
         grant = await self._authorise()
         self._grant_account = grant.os_account
+        project = self.project_id
+        self._threshold = await self.store.call(lambda s: disclosure_threshold(s, project))
         ws = self.workspace
+        if self.volumes:
+            await asyncio.to_thread(self.volumes.ensure, ws.root, self.project_id)
         home = self._home_on_host
         home.mkdir(parents=True, exist_ok=True)
         home.chmod(0o700)
@@ -168,7 +220,21 @@ class TRESpawner(LocalProcessSpawner):
             entry = pwd.getpwnam(grant.os_account)
             owner = (entry.pw_uid, entry.pw_gid)
             os.chown(home, *owner)
-        seed_notebooks(ws, Path(self.notebooks_dir), owner)
+        notebooks = [n.name for n in project_notebooks(Path(self.notebooks_dir), project)]
+        review = self.hub.base_url.removesuffix("hub/") + f"services/tre-review/projects/{project}"
+        readme = await self.store.call(lambda s: build_project_readme(s, project, ws, notebooks, review_url=review))
+        seeded = seed_notebooks(ws, Path(self.notebooks_dir), owner, readme=readme)
+        if seeded.refused:
+            await self.store.record(
+                actor=self.user.name,
+                action="project.file_refused",
+                object=f"project:{self.project_id}",
+                details={
+                    "folder": "work",
+                    "names": seeded.refused,
+                    "rule": "not a regular file: never written through",
+                },
+            )
 
         if self.isolation:
             net = network.load(Path(self.hub_dir) / "network.json")
@@ -182,6 +248,7 @@ class TRESpawner(LocalProcessSpawner):
                 raise
             self.link = {**link.as_dict(), "slot": slot}
             self.ip, self.port = link.server_ip, network.SERVER_PORT
+            group = await self._make_cgroup(grant.os_account)
             spec = SandboxSpec(
                 account=grant.os_account,
                 uid=owner[0],
@@ -193,6 +260,7 @@ class TRESpawner(LocalProcessSpawner):
                 netns=link.netns_path,
                 read_only=list(self.read_only_paths),
                 tmp_size=self.tmp_size,
+                cgroups=group.as_list(),
             )
             self.cmd = [
                 sys.executable,
@@ -209,6 +277,7 @@ class TRESpawner(LocalProcessSpawner):
         try:
             url = await super().start()
         except Exception:
+            await self._kill_cgroup()
             await self._remove_link()
             raise
         await self.store.record(
@@ -222,9 +291,42 @@ class TRESpawner(LocalProcessSpawner):
     async def stop(self, now=False):
         was_running = bool(self.pid)
         await super().stop(now=now)
+        # The server's pid is gone; whatever it started, detached or not, goes with its group.
+        killed = await self._kill_cgroup()
+        if killed:
+            self.log.info("killed %d process(es) left in %s's group after the server stopped", killed, self._log_name)
         await self._remove_link()
         if was_running:
             await self.store.record(actor=self.user.name, action="hub.stop", object=f"project:{self.project_id}")
+
+    async def _make_cgroup(self, account: str) -> cgroups.ServerGroup:
+        try:
+            layout = cgroups.Layout.discover()
+            group = await asyncio.to_thread(
+                cgroups.create, layout, cgroups.hub_id(self.hub_dir), account, self.limits()
+            )
+        except (ConfigError, OSError) as problem:
+            await self._remove_link()
+            raise web.HTTPError(500, f"the server's control group could not be made: {problem}") from None
+        self.cgroup = {
+            "name": group.name,
+            "v2": str(group.v2) if group.v2 else None,
+            "v1": {k: str(v) for k, v in group.v1.items()},
+        }
+        return group
+
+    async def _kill_cgroup(self) -> int:
+        """Kill every process of the server's group and remove it; returns how many were left."""
+        if not self.cgroup:
+            return 0
+        saved = self.cgroup
+        group = cgroups.ServerGroup(
+            saved["name"], Path(saved["v2"]) if saved.get("v2") else None, {k: Path(v) for k, v in saved["v1"].items()}
+        )
+        left = len(group.pids())
+        await asyncio.to_thread(group.remove)
+        self.cgroup = {}
+        return left
 
     async def _remove_link(self):
         if not self.link:

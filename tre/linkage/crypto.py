@@ -67,6 +67,22 @@ def _seal_chunk(key: bytes, numbers: bytes, pids: bytes, nonces: bytes) -> bytes
     return b"".join(out)
 
 
+def _unseal_chunk(key: bytes, sealed: bytes, pids: bytes) -> bytes:
+    decrypt = AESGCM(key).decrypt
+    out: list[bytes] = []
+    for (blob,), (pid,) in zip(
+        struct.iter_unpack(f"{SEALED_BYTES}s", sealed), struct.iter_unpack(f"{PID_BYTES}s", pids), strict=True
+    ):
+        try:
+            out.append(decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], AAD_PREFIX + pid))
+        except InvalidTag:
+            raise IntegrityError(
+                "an identity in the vault does not decrypt under its own pid: the vault was tampered with; "
+                "restore it from a backup (`tre restore`)"
+            ) from None
+    return b"".join(out)
+
+
 class Crypto:
     """The data keys at work: blind indexes and sealing, in bulk on several processes.
 
@@ -84,6 +100,11 @@ class Crypto:
 
     def __repr__(self) -> str:
         return f"Crypto(workers={self.workers})"
+
+    @property
+    def keys(self):
+        """The data keys this works with (to tell whether the vault's keys changed)."""
+        return self._keys
 
     def close(self) -> None:
         if self._pool is not None:
@@ -126,6 +147,10 @@ class Crypto:
             _seal_chunk, SEALED_BYTES, self._keys.fnr, (numbers, NUMBER_BYTES), (pids, PID_BYTES), (nonces, NONCE_BYTES)
         )
 
+    def unseal_many(self, sealed: bytes, pids: bytes) -> bytes:
+        """n × sealed numbers and their n × 16-byte pids → n × 11-digit numbers (re-encryption)."""
+        return self._map(_unseal_chunk, NUMBER_BYTES, self._keys.fnr, (sealed, SEALED_BYTES), (pids, PID_BYTES))
+
     def unseal(self, sealed: bytes, pid: str) -> str:
         try:
             plain = AESGCM(self._keys.fnr).decrypt(
@@ -134,7 +159,7 @@ class Crypto:
         except InvalidTag:
             raise IntegrityError(
                 "an identity in the vault does not decrypt under its own pid: the vault was tampered with; "
-                "restore it from a backup"
+                "restore it from a backup (`tre restore`)"
             ) from None
         return plain.decode("ascii")
 

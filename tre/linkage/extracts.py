@@ -15,7 +15,8 @@
    one person-linked audit event each; a § 4-3 delivery gets only protected statistics
    (`tre.output_check`), no rows about persons at all;
 4. the release record (§ 4-10) is written before anything becomes visible: who received data,
-   on what basis, and about whom (the pids, kept centrally in `central/releases.duckdb`);
+   on what basis, and about whom (the pids, kept centrally in `central/releases.duckdb`, in two
+   phases: `tre.linkage.releases`);
 5. the extract is published whole or not at all: written to `projects/<id>/.data-new/`
    (unreadable to the project), sealed read-only for the project group, and swapped with
    `data/` by renames; a killed build leaves the previous extract (or none) and a rerun
@@ -26,12 +27,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,24 +41,24 @@ import pandas as pd
 import pyarrow as pa
 from sqlalchemy import select
 
-from tre import audit
+from tre import audit, idnumbers
 from tre.approvals import SYSTEM_LOCK, ApprovalRecord, record_from_store
 from tre.config import Settings
 from tre.db import Store
 from tre.enums import ApprovalKind, ExtractStatus, ReleaseKind, ReservationKind
 from tre.errors import ApprovalError, NotFound, UserError
-from tre.linkage import pseudonyms, vault
+from tre.linkage import pseudonyms, releases, vault
 from tre.linkage.reservations import active_reservations
+from tre.linkage.rules import id_shape_sql
 from tre.linkage.store import literal, quote
-from tre.linkage.zone import CentralZone
+from tre.linkage.zone import CentralZone, build_gate, build_lock
 from tre.models import Extract, Project, ReleaseRecord
-from tre.registers import SOURCES, Source
+from tre.registers import SOURCES, Column, Source
 from tre.workspace import get_project, lock_project, seal_folder, valid_approvals, workspace
 
 MANIFEST_FORMAT = "tre-extract/1"
 RELEASE_RECORD_YEARS = 5  # § 4-10: release records are kept at least five years
 AGE_GROUPS = ((0, 17), (18, 66), (67, 79), (80, 89), (90, 200))  # for § 4-3 statistics
-RELEASES_FILE = "releases.duckdb"
 NEW, OLD = ".data-new", ".data-old"
 
 
@@ -72,6 +72,7 @@ class ExtractResult:
     persons: int
     tables: dict[str, int] = field(default_factory=dict)  # table -> rows
     excluded_opt_out: int = 0
+    withheld_id_numbers: dict[str, int] = field(default_factory=dict)  # "table.column" -> values withheld
     path: str = ""
     manifest_sha256: str = ""
 
@@ -307,10 +308,21 @@ def _start(metadata: Store, project_id: str, approval_id: str, version: int, *, 
         return extract.id
 
 
+# The steps of a build, as `progress` names them (the CLI draws a bar over them).
+BUILD_STEPS = ("cohort", "pseudonyms", "tables", "parquet", "release record", "publish")
+
+
 def build_extract(
-    settings: Settings, zone: CentralZone, metadata: Store, project_id: str, *, actor: str
+    settings: Settings,
+    zone: CentralZone,
+    metadata: Store,
+    project_id: str,
+    *,
+    actor: str,
+    progress: Callable[[str], None] = lambda step: None,
 ) -> ExtractResult:
-    """Build the project's extract from its approval in force; see the module docstring."""
+    """Build the project's extract from its approval in force; see the module docstring.
+    `progress` is called with each of BUILD_STEPS as it begins."""
     now = zone.clock()
     approval_id, version, record = _approval_in_force(metadata, project_id, actor=actor, now=now)
     ws = workspace(settings.projects_dir, project_id)
@@ -320,30 +332,37 @@ def build_extract(
         extract_id = _start(metadata, project_id, approval_id, version, actor=actor, now=now)
         result = ExtractResult(extract_id, project_id, approval_id, version, record.kind.value, 0)
         with zone.reading(metadata) as con:
+            progress("cohort")
             cohort, excluded, representativeness = _cohort(con, record, now)
+            progress("pseudonyms")
             keys = pseudonyms.assign(settings.central_dir, project_id, cohort["pid"].to_numpy())
             result.persons, result.excluded_opt_out = keys.num_rows, excluded
             extract_file = build_dir / "extract.duckdb"
             _people(con, keys, cohort)
             con.execute(f"ATTACH {literal(str(extract_file))} AS extract")
+            progress("tables")
             if record.kind == ApprovalKind.ANON43:
                 result.tables = _write_statistics(con, record, settings)
             else:
                 result.tables = _write_tables(con, record)
+            result.withheld_id_numbers = _withhold_id_numbers(con, "extract")
             con.execute("DETACH extract")
         if record.kind == ApprovalKind.DIRECT45:
             _add_id_numbers(zone, metadata, extract_file, keys, actor=actor, extract_id=extract_id, record=record)
+        progress("parquet")
         _write_parquet(extract_file, build_dir)
         manifest = _manifest(record, result, build_dir, representativeness, now)
         text = json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n"
         (build_dir / "manifest.json").write_text(text, encoding="utf-8")
         result.manifest_sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
         # § 4-10: the release is recorded before the project can see anything.
+        progress("release record")
         _record_release(settings, metadata, record, result, keys, actor=actor, now=now)
         # Marked ready before it is published: a crash in between leaves a record that purge
         # and the next build find, never data nobody accounts for.
         result.path = str(ws.data)
         _finish(metadata, result, manifest, record, actor=actor, now=now)
+        progress("publish")
         _publish(ws, build_dir, _project_gid(metadata, project_id))
     return result
 
@@ -352,24 +371,21 @@ def build_extract(
 def _building(settings: Settings, project_id: str) -> Iterator[Path]:
     """The project's build folder in the central zone (not central/tmp: the zone's recovery
     empties that before every use), held by one build at a time. What a killed build left
-    there is removed first; the folder goes when the build ends, however it ends."""
-    root = settings.central_dir / "building"
-    root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    descriptor = os.open(root / f"{project_id}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UserError(f"an extract of {project_id} is being built right now: wait until it is done") from None
-        build_dir = root / project_id
+    there is removed first (and by the zone's recovery, when no build holds the lock); the
+    folder goes when the build ends, however it ends. Everything the build writes is readable
+    by its owner only (0600): a § 4-5 build's copy holds ID numbers in plain text."""
+    with build_gate(settings, exclusive=False), build_lock(settings, project_id, wait=False) as held:
+        if not held:
+            raise UserError(f"an extract of {project_id} is being built right now: wait until it is done")
+        build_dir = settings.central_dir / "building" / project_id
         shutil.rmtree(build_dir, ignore_errors=True)
         build_dir.mkdir(mode=0o700)
+        umask = os.umask(0o077)
         try:
             yield build_dir
         finally:
+            os.umask(umask)
             shutil.rmtree(build_dir, ignore_errors=True)
-    finally:
-        os.close(descriptor)  # releases the lock
 
 
 def _cohort(con: duckdb.DuckDBPyConnection, record: ApprovalRecord, now: dt.datetime):
@@ -522,6 +538,43 @@ def _write_statistics(con, record: ApprovalRecord, settings: Settings) -> dict[s
     return counts
 
 
+def _withhold_id_numbers(con, schema: str) -> dict[str, int]:
+    """The last look before anything is written for a project: every value of every released
+    column that holds an ID number, in any form (`tre.idnumbers`), is set to NULL, and counted
+    per table and column for the manifest and the audit event. Ingest refuses such values; this
+    catches what an older version stored, and anything a rule missed. The pseudonyms are ours,
+    and a § 4-5 delivery's ID numbers are added only after this."""
+    withheld = {}
+    columns = con.execute(
+        "SELECT table_name, column_name, data_type FROM duckdb_columns() WHERE database_name = $1 "
+        "ORDER BY table_name, column_index",
+        [schema],
+    ).fetchall()
+    for table, column, kind in columns:
+        if column == "pseudonym":
+            continue
+        name = f"{quote(schema)}.{quote(table)}"
+        c = quote(column)
+        if kind == "VARCHAR":
+            condition = id_shape_sql(Column(column, "VARCHAR", "admin"), c, None)
+        elif kind in NUMERIC_TYPES or kind.startswith("DECIMAL"):
+            condition = f"abs({c}) >= 1e9 AND abs({c}) < 1e11"
+        else:
+            continue  # dates, times and truth values hold no ID number
+        marked = con.execute(f"SELECT rowid, {c} FROM {name} WHERE {condition}").fetchall()
+        if not marked:
+            continue
+        holds = idnumbers.holds_id_numbers([value for _, value in marked])
+        rows = [rowid for (rowid, _), hit in zip(marked, holds, strict=True) if hit]
+        if rows:
+            con.execute(f"UPDATE {name} SET {c} = NULL WHERE list_contains($1, rowid)", [rows])
+            withheld[f"{table}.{column}"] = len(rows)
+    return withheld
+
+
+NUMERIC_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UBIGINT", "UINTEGER", "FLOAT", "DOUBLE"}
+
+
 def _add_id_numbers(zone, metadata, extract_file: Path, keys: pa.Table, *, actor, extract_id, record) -> None:
     """§ 4-5: the ID numbers, decrypted through the vault, one audit event per person."""
     pids = keys.column("pid").to_pylist()
@@ -553,7 +606,17 @@ def _write_parquet(extract_file: Path, build_dir: Path) -> None:
         con.execute("CHECKPOINT")
         for (table,) in con.execute("SELECT table_name FROM duckdb_tables() ORDER BY table_name").fetchall():
             target = build_dir / f"{table}.parquet"
-            con.execute(f"COPY {quote(table)} TO {literal(str(target))} (FORMAT parquet, COMPRESSION zstd)")
+            # Parquet's DATE reads into pandas as objects (`.dt` fails): dates are written as
+            # timestamps at midnight, which pandas reads as datetime64.
+            dates = [
+                name
+                for (name,) in con.execute(
+                    "SELECT column_name FROM duckdb_columns() WHERE table_name = ? AND data_type = 'DATE'", [table]
+                ).fetchall()
+            ]
+            replace = f" REPLACE ({', '.join(f'CAST({quote(d)} AS TIMESTAMP) AS {quote(d)}' for d in dates)})"
+            query = f"SELECT *{replace if dates else ''} FROM {quote(table)}"
+            con.execute(f"COPY ({query}) TO {literal(str(target))} (FORMAT parquet, COMPRESSION zstd)")
     finally:
         con.close()
 
@@ -583,10 +646,13 @@ def _manifest(record: ApprovalRecord, result: ExtractResult, build_dir: Path, re
         "tables": result.tables,
         "units": _unit_columns(build_dir, result.tables),
         "excluded_release_with_fnr_opt_out": result.excluded_opt_out,
+        "withheld_id_numbers": result.withheld_id_numbers,
         "representativeness": representativeness,
+        # The output checks' threshold, decided centrally: tre.safe in the kernel reads it here.
+        "disclosure": {"threshold": _threshold(record)},
         "files": files,
         "built_at": now.isoformat(),
-        "notes": _notes(record),
+        "notes": _notes(record, result),
     }
 
 
@@ -603,10 +669,14 @@ def _unit_columns(build_dir: Path, tables) -> dict[str, str]:
     return units
 
 
-def _notes(record: ApprovalRecord) -> list[str]:
+def _notes(record: ApprovalRecord, result: ExtractResult) -> list[str]:
     notes = [
         f"dates are coarsened to the {record.date_precision}: a date stands for the first day of its {record.date_precision}"
     ]
+    if result.withheld_id_numbers:
+        notes.append(
+            "values that held a national ID number are left empty (withheld_id_numbers: how many, per table.column)"
+        )
     if record.kind == ApprovalKind.ANON43:
         notes.append(
             "anonymous statistics (§ 4-3): counts of persons under the threshold and cells that would reveal them are suppressed (value empty)"
@@ -632,64 +702,39 @@ def _project_gid(metadata: Store, project_id: str) -> int | None:
         return None
 
 
-@contextmanager
-def releases_db(settings: Settings, *, write: bool) -> Iterator[duckdb.DuckDBPyConnection | None]:
-    """The persons of the release record (`central/releases.duckdb`), under a file lock:
-    exclusive to write, shared to read (DuckDB itself refuses a second process). None when
-    reading and nothing was ever recorded."""
-    path = settings.central_dir / RELEASES_FILE
-    descriptor = os.open(settings.central_dir / "releases.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX if write else fcntl.LOCK_SH)
-        if not write and not path.exists():
-            yield None
-            return
-        con = duckdb.connect(str(path), read_only=not write)
-        try:
-            if write:
-                con.execute(
-                    "CREATE TABLE IF NOT EXISTS release_persons (release_record INTEGER NOT NULL, pid VARCHAR NOT NULL)"
-                )
-                os.chmod(path, 0o600)
-            yield con
-        finally:
-            con.close()
-    finally:
-        os.close(descriptor)
-
-
 def _record_release(settings, metadata, record: ApprovalRecord, result: ExtractResult, keys, *, actor, now) -> None:
-    with metadata.transaction() as session:
-        entry = ReleaseRecord(
-            kind=ReleaseKind.EXTRACT,
-            project_id=record.project_id,
-            approval_id=record.id,
-            approval_version=result.approval_version,
-            recipient=record.applicant,
-            legal_basis=record.legal_basis,
-            persons=result.persons if record.kind != ApprovalKind.ANON43 else None,
-            reference=f"extract-{result.extract_id}",
-            released_at=now,
-            keep_until=add_years(now.date(), RELEASE_RECORD_YEARS),
-        )
-        session.add(entry)
-        session.flush()
-        record_id = entry.id
+    """§ 4-10, in two phases under the releases lock (`tre.linkage.releases`): the persons
+    under a new batch, then the record naming that batch and its digest. A build killed in
+    between leaves a batch no record names, which recovery deletes."""
+    reference = f"extract-{result.extract_id}"
+    with releases.releases_db(settings, write=True) as con:
         # Persons are recorded centrally; a § 4-3 delivery is anonymous yet still about them.
-        with releases_db(settings, write=True) as con:
-            con.register("__tre_keys", keys)
-            # Rows already under this new id were left by a build that died before its record
-            # committed (SQLite hands the id out again): they belong to no release.
-            con.execute("DELETE FROM release_persons WHERE release_record = $1", [record_id])
-            con.execute("INSERT INTO release_persons SELECT $1, pid FROM __tre_keys", [record_id])
-        audit.record(
-            session,
-            at=now,
-            actor=actor,
-            action="release.record",
-            object=f"project:{record.project_id}",
-            details={"reference": entry.reference, "recipient": record.applicant, "persons": result.persons},
-        )
+        batch = releases.prepare(con, keys.column("pid"), project=record.project_id, reference=reference, now=now)
+        with metadata.transaction() as session:
+            session.add(
+                ReleaseRecord(
+                    kind=ReleaseKind.EXTRACT,
+                    project_id=record.project_id,
+                    approval_id=record.id,
+                    approval_version=result.approval_version,
+                    recipient=record.applicant,
+                    legal_basis=record.legal_basis,
+                    persons=result.persons if record.kind != ApprovalKind.ANON43 else None,
+                    reference=reference,
+                    released_at=now,
+                    keep_until=add_years(now.date(), RELEASE_RECORD_YEARS),
+                    persons_batch=batch.batch,
+                    persons_digest=batch.digest,
+                )
+            )
+            audit.record(
+                session,
+                at=now,
+                actor=actor,
+                action="release.record",
+                object=f"project:{record.project_id}",
+                details={"reference": reference, "recipient": record.applicant, "persons": result.persons},
+            )
 
 
 def _publish(ws, build_dir: Path, gid: int | None) -> None:
@@ -740,6 +785,7 @@ def _finish(metadata, result: ExtractResult, manifest: dict, record: ApprovalRec
                 "persons": result.persons,
                 "tables": result.tables,
                 "excluded_opt_out": result.excluded_opt_out,
+                "withheld_id_numbers": result.withheld_id_numbers,
             },
         )
 

@@ -21,7 +21,9 @@ register store attached:
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
+import os
 import re
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -31,31 +33,37 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from tre import audit
+from tre import audit, errorlog, idnumbers
 from tre.db import Store
 from tre.enums import DeliveryStatus
 from tre.errors import DeliveryError
-from tre.linkage import idnumbers
 from tre.linkage.crypto import NUMBER_BYTES, PID_BYTES, SEALED_BYTES, Crypto, blind_parts, new_pids
 from tre.linkage.deliveries import (
     MAX_LINE_BYTES,
     DeliveryFile,
+    OpenData,
     Outcome,
     check_columns,
+    check_scan,
     find_deliveries,
     located,
+    open_data,
     read_header,
     scan_file,
 )
-from tre.linkage.rules import EMBEDDED_NEWLINE, ID_RULES, create_code_tables, validation_sql
+from tre.linkage.rules import EMBEDDED_NEWLINE, ID_RULES, OUTSIDE_PERIOD, create_code_tables, stored_sql, validation_sql
 from tre.linkage.store import DELIVERY, LINE, first, literal, quote, stored_columns
 from tre.linkage.vault import load_data_keys
 from tre.linkage.zone import CentralZone, DeliveryMarker, record_delivery, redact
 from tre.models import Delivery
 
 Progress = Callable[[str], None]
-BIG_DELIVERY_BYTES = 16 << 20
-ELEVEN_DIGITS = re.compile(r"(?<!\d)\d{11}(?!\d)")  # from here on, the crypto workers pay for their start
+BIG_DELIVERY_BYTES = 16 << 20  # from here on, the crypto workers pay for their start
+_PLAIN_PARQUET = re.compile(
+    r"VARCHAR|BOOLEAN|(U?(TINY|SMALL|BIG|HUGE)?INT(EGER)?)|FLOAT|DOUBLE|DECIMAL\(\d+,\d+\)|DATE|TIME|"
+    r"TIMESTAMP(_S|_MS|_NS)?|TIMESTAMP WITH TIME ZONE"
+)
+_INTEGER_PARQUET = re.compile(r"U?(TINY|SMALL|BIG|HUGE)?INT(EGER)?|DECIMAL\(\d+,0\)")
 DEDUPE_KEYS = {"dsf": ("fnr",), "ses": ("fnr", "year"), "dsf_idhistory": ("old_id", "new_id")}
 CSV_ERRORS = {
     "MISSING COLUMNS": "fewer fields than the header's {n}: a truncated or broken line",
@@ -75,31 +83,53 @@ def ingest(
     source: str | None = None,
     progress: Progress = lambda message: None,
 ) -> list[Outcome]:
-    """Ingest every delivery the paths name; each one lands whole or not at all."""
+    """Ingest every delivery the paths name; each one lands whole or not at all, and fails on its
+    own: a bad file (or a fault while reading it) is recorded and audited as failed, and the
+    run goes on with the next.
+
+    The zone is locked for writing one delivery at a time, so that between deliveries readers,
+    and a backup (`tre backup`), find it consistent and need not wait for the whole run.
+    """
     found = find_deliveries(paths, source=source)
     outcomes: list[Outcome] = []
-    with zone.writing(metadata) as con:
+    crypto: Crypto | None = None
+    with zone.session() as con:
         create_code_tables(con)
         # The blind index of every number seen in this run: a number in several deliveries
         # (the population register, then KUHR, NPR ...) is indexed once.
-        con.execute("CREATE OR REPLACE TEMP TABLE __tre_blinds (id VARCHAR, bh UBIGINT, bl UBIGINT)")
-        crypto: Crypto | None = None
+        con.execute(f"CREATE TEMP TABLE {BLINDS} (id VARCHAR, bh UBIGINT, bl UBIGINT)")
         try:
             for item in found:
                 if isinstance(item, Outcome):
                     _record_failure(zone, metadata, item, actor=actor, sha256=None)
                     outcomes.append(item)
                     continue
-                if crypto is None:
+                with zone.writing(metadata, con):
                     keys = load_data_keys(con, zone.settings, zone.environ, create=True, now=zone.clock())
-                    crypto = Crypto(keys, workers=zone.settings.ingest_workers)
-                if item.data.stat().st_size > BIG_DELIVERY_BYTES:
-                    crypto.start()  # the workers start while the file is read
-                outcomes.append(_ingest_one(con, zone, metadata, item, crypto, actor=actor, progress=progress))
+                    if crypto is None or crypto.keys != keys:
+                        # First delivery, or the keys were replaced between two deliveries (a
+                        # re-encrypting rotation): blind indexes made under other keys are void.
+                        if crypto is not None:
+                            crypto.close()
+                        crypto = Crypto(keys, workers=zone.settings.ingest_workers)
+                        con.execute(f"DELETE FROM {BLINDS}")
+                    if _size(item.data) > BIG_DELIVERY_BYTES:
+                        crypto.start()  # the workers start while the file is read
+                    outcomes.append(_ingest_one(con, zone, metadata, item, crypto, actor=actor, progress=progress))
         finally:
             if crypto is not None:
                 crypto.close()
     return outcomes
+
+
+BLINDS = "temp.__tre_blinds"
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.lstat(path).st_size
+    except OSError:
+        return 0  # open_data says what is wrong with it
 
 
 def summary(name: str, report: dict) -> str:
@@ -124,16 +154,34 @@ def _ingest_one(con, zone, metadata, item: DeliveryFile, crypto: Crypto, *, acto
     delivery_id = con.execute("SELECT coalesce(max(id), 0) + 1 FROM registers.__tre_deliveries").fetchall()[0][0]
     run = _Run(con, zone, item, crypto, delivery_id, actor=actor, progress=progress)
     try:
+        run.opened = open_data(item)
         # The bytes are hashed and scanned while DuckDB reads the file (it releases the GIL);
         # the hash decides first, so a changed file is reported as changed, whatever else.
         with ThreadPoolExecutor(1) as background:
-            scanning = background.submit(scan_file, item.data, text=manifest.format == "csv")
+            # A text file with far more line ends than its manifest's rows is refused as soon as
+            # the scan, which outruns the load, counts them: the load is stopped there rather
+            # than left to read the rest. (A few more are left to the checks that say which
+            # line spans lines, or how many rows there are.)
+            scanning = background.submit(
+                scan_file,
+                run.opened.path,
+                text=manifest.format == "csv",
+                encoding=item.encoding,
+                max_newlines=manifest.rows + 1 + max(1000, manifest.rows // 100),
+                on_stop=run.stop_load,
+            )
             try:
                 run.load()
                 unreadable = None
             except DeliveryError as e:
                 unreadable = e
             run.scan = scan = scanning.result()
+        if scan.stopped:
+            raise located(
+                item.name,
+                f"has more lines than the {manifest.rows} rows its manifest says (reading stopped there): the manifest "
+                "is wrong, the file is not the one it describes, or a field spans lines",
+            )
         if scan.sha256 != manifest.sha256:
             raise DeliveryError(
                 redact(
@@ -150,6 +198,7 @@ def _ingest_one(con, zone, metadata, item: DeliveryFile, crypto: Crypto, *, acto
                 f"{item.name}: already ingested as delivery {done[0]} on {done[1]:%Y-%m-%d %H:%M}: nothing to do"
             )
             return outcome
+        check_scan(item, scan, opened=run.opened.path)
         if unreadable is not None:
             raise unreadable
         report = run.execute()
@@ -158,11 +207,21 @@ def _ingest_one(con, zone, metadata, item: DeliveryFile, crypto: Crypto, *, acto
         outcome.message = str(e)
         _record_failure(zone, metadata, outcome, actor=actor, sha256=run.scan.sha256 if run.scan else None)
         return outcome
+    except Exception as e:  # a fault while reading one delivery fails that delivery, not the run
+        run.undo()
+        where = errorlog.write(zone.settings.home, e)
+        outcome.message = redact(
+            f"{item.name}: internal error ({e.__class__.__name__}) while ingesting it; nothing of it was stored{where}"
+        )
+        _record_failure(zone, metadata, outcome, actor=actor, sha256=run.scan.sha256 if run.scan else None)
+        return outcome
     except BaseException:
         run.undo()
         raise
     finally:
         run.drop_staging()
+        if run.opened is not None:
+            run.opened.close()
     marker = DeliveryMarker(
         id=delivery_id,
         sha256=run.scan.sha256,
@@ -221,6 +280,8 @@ class _Run:
         self.identity_columns = [c.name for c in self.source.columns if c.role == "identity"]
         self.bad = 0  # rows rejected so far
         self.report: dict = {"new_identities": 0, "person_links": 0}
+        self.opened: OpenData | None = None  # the data file, opened once
+        self.stopped = False  # the byte scan stopped the load (more lines than the manifest's rows)
 
     # -- helpers --
 
@@ -241,6 +302,11 @@ class _Run:
     def _mark_bad(self) -> None:
         self.sql("CREATE OR REPLACE TABLE __tre_bad AS SELECT DISTINCT line FROM __tre_fail")
         self.bad = self.scalar("SELECT count(*) FROM __tre_bad")
+
+    def stop_load(self) -> None:
+        """Called from the scanning thread: interrupt the load running on the connection."""
+        self.stopped = True
+        self.con.interrupt()
 
     def drop_staging(self) -> None:
         for (name,) in self.sql(
@@ -286,7 +352,7 @@ class _Run:
 
     def load(self) -> None:
         if self.manifest.format == "csv":
-            header = read_header(self.item)
+            header = read_header(self.item, self.opened.path)
             check_columns(self.item, header, line=1)
             self._load_csv(header)
         else:
@@ -304,12 +370,14 @@ class _Run:
     def _load_csv(self, header: list[str]) -> None:
         options = """header = true, auto_detect = false, delim = ',', quote = '"', escape = '"',
                      strict_mode = true, encoding = $3, max_line_size = $4"""
-        parameters = [str(self.item.data), {name: "VARCHAR" for name in header}, self.item.encoding, MAX_LINE_BYTES]
+        parameters = [self.opened.path, {name: "VARCHAR" for name in header}, self.item.encoding, MAX_LINE_BYTES]
         try:
             self.sql(f"CREATE TABLE __tre_raw AS SELECT * FROM read_csv($1, columns = $2, {options})", parameters)
             return
         except duckdb.Error:
-            pass  # DuckDB's message quotes the line: never shown. Read again to locate the error.
+            if self.stopped:
+                raise located(self.item.name, "reading stopped: more lines than its manifest's rows") from None
+            # DuckDB's message quotes the line: never shown. Read again to locate the error.
         try:
             self.sql(
                 f"""CREATE OR REPLACE TEMP TABLE __tre_csv_probe AS SELECT * FROM read_csv($1, columns = $2, {options},
@@ -331,35 +399,68 @@ class _Run:
         raise located(self.item.name, what, line=line, column=column if kind != "TOO MANY COLUMNS" else None)
 
     def _load_parquet(self) -> list[str]:
+        """Load a Parquet delivery as text, after what its own metadata (the footer) says has
+        been checked: the row count against the manifest's, the size a row may take, and that
+        every column holds plain values (a list, struct or map column is no register column)."""
+        path = self.opened.path
         try:
-            described = self.sql("DESCRIBE SELECT * FROM read_parquet($1)", [str(self.item.data)]).fetchall()
+            described = self.sql("DESCRIBE SELECT * FROM read_parquet($1)", [path]).fetchall()
+            rows, unpacked = self.sql(
+                "SELECT (SELECT sum(num_rows) FROM parquet_file_metadata($1)), "
+                "(SELECT coalesce(sum(total_uncompressed_size), 0) FROM parquet_metadata($1))",
+                [path],
+            ).fetchall()[0]
         except duckdb.Error:
             raise located(self.item.name, "not a readable Parquet file") from None
+        if rows != self.manifest.rows:
+            raise located(
+                self.item.name,
+                f"has {rows} data rows by its own metadata; its manifest says {self.manifest.rows}: "
+                "the manifest is wrong or the file is not the one it describes",
+            )
+        if unpacked > (rows + 1) * MAX_LINE_BYTES:
+            raise located(self.item.name, f"unpacks to {unpacked} bytes: more than {rows} rows of a register can hold")
         header = [row[0] for row in described]
         check_columns(self.item, header, line=None)
-        casts = ", ".join(f"CAST({quote(h)} AS VARCHAR) AS {quote(h)}" for h in header)
+        nested = [name for name, kind, *_ in described if not _PLAIN_PARQUET.fullmatch(kind)]
+        if nested:
+            raise located(
+                self.item.name,
+                f"column(s) {', '.join(nested)} hold lists, structs, maps or bytes; a register column holds one "
+                "plain value (text, number, date, time or true/false) per row",
+            )
+        types = {name: kind for name, kind, *_ in described}
+        casts = ", ".join(f"{self._as_text(h, types[h])} AS {quote(h)}" for h in header)
         try:
-            self.sql(f"CREATE TABLE __tre_raw AS SELECT {casts} FROM read_parquet($1)", [str(self.item.data)])
+            self.sql(f"CREATE TABLE __tre_raw AS SELECT {casts} FROM read_parquet($1)", [path])
         except duckdb.Error:
             raise located(self.item.name, "not a readable Parquet file (a column cannot be read as text)") from None
         return header
 
+    def _as_text(self, name: str, kind: str) -> str:
+        text = f"CAST({quote(name)} AS VARCHAR)"
+        if name in self.identity_columns and _INTEGER_PARQUET.fullmatch(kind):
+            # An ID number written as an integer lost its leading zero (day 1-9 of a month).
+            return f"lpad({text}, 11, '0')"
+        return text
+
     def _confirm_ids_in_fields(self) -> None:
-        """`id_in_field` marks fields with a run of 11 digits; keep the mark only where a run is a
-        valid ID number (an opaque code may hold 11 digits by chance). Only marked rows are read."""
+        """`id_in_field` marks fields that may hold an ID number (a cheap test of their shape);
+        keep the mark only where `tre.idnumbers` finds a valid one, in whatever form it is
+        written (an opaque code may hold 11 digits by chance). Only marked rows are read."""
         for (column,) in self.sql("SELECT DISTINCT col FROM __tre_fail WHERE rule = 'id_in_field'").fetchall():
-            marked = self.sql(
-                f"""SELECT f.line, r.{quote(column)} FROM __tre_fail f JOIN __tre_raw r ON r.rowid + 2 = f.line
-                    WHERE f.rule = 'id_in_field' AND f.col = $1""",
-                [column],
-            ).fetchall()
-            runs = [(line, run) for line, value in marked for run in ELEVEN_DIGITS.findall(value)]
-            valid = idnumbers.validate_array([run for _, run in runs])["valid"] if runs else []
-            confirmed = sorted({line for (line, _), ok in zip(runs, valid, strict=True) if ok})
+            marked = self.con.sql(
+                f"""SELECT f.line, r.{quote(column)} AS value FROM __tre_fail f JOIN __tre_raw r ON r.rowid + 2 = f.line
+                    WHERE f.rule = 'id_in_field' AND f.col = {literal(column)}"""
+            ).fetchnumpy()
+            holds = idnumbers.holds_id_numbers(marked["value"].tolist())
+            self.con.register("__tre_confirmed", pa.table({"line": marked["line"][holds]}))
             self.sql(
-                "DELETE FROM __tre_fail WHERE rule = 'id_in_field' AND col = $1 AND NOT list_contains($2, line)",
-                [column, confirmed],
+                "DELETE FROM __tre_fail WHERE rule = 'id_in_field' AND col = $1 "
+                "AND line NOT IN (SELECT line FROM __tre_confirmed)",
+                [column],
             )
+            self.con.unregister("__tre_confirmed")
 
     def validate(self) -> None:
         # A CSV file whose bytes hold no control character and whose line ends are exactly
@@ -369,7 +470,12 @@ class _Run:
             and self.scan.control_bytes == 0
             and self.scan.has_one_record_per_line(self.manifest.rows)
         )
-        self.sql(validation_sql(self.source, today=self.now.date().isoformat(), control=not clean))
+        bounds = period_bounds(self.manifest.period)
+        period = (bounds[0].isoformat(), bounds[1].isoformat()) if bounds else None
+        self.sql(validation_sql(self.source, today=self.now.date().isoformat(), control=not clean, period=period))
+        # Rows outside the period are a finding, not a reject: taken out, kept for `findings`.
+        self.sql(f"CREATE TABLE __tre_outside AS SELECT line FROM __tre_fail WHERE rule = '{OUTSIDE_PERIOD}'")
+        self.sql(f"DELETE FROM __tre_fail WHERE rule = '{OUTSIDE_PERIOD}'")
         self._confirm_ids_in_fields()
         broken = first(
             self.sql(f"SELECT line, col FROM __tre_fail WHERE rule = '{EMBEDDED_NEWLINE}' ORDER BY line LIMIT 1")
@@ -399,12 +505,12 @@ class _Run:
         shaped = "length(id) = 11 AND regexp_full_match(id, '[0-9]{11}')"
         self.sql(
             f"""CREATE TABLE __tre_idb AS SELECT s.id, c.bh, c.bl, {shaped} AS shaped
-                FROM __tre_idset s LEFT JOIN temp.__tre_blinds c USING (id)"""
+                FROM __tre_idset s LEFT JOIN {BLINDS} c USING (id)"""
         )
         ids = self.con.sql("SELECT id FROM __tre_idb WHERE shaped AND bh IS NULL").to_arrow_table().column(0)
         high, low = blind_parts(self.crypto.blind_many(fixed_width_bytes(ids, NUMBER_BYTES)))
         self.con.register("__tre_blind_view", pa.table({"id": ids, "bh": high, "bl": low}))
-        self.sql("INSERT INTO temp.__tre_blinds SELECT id, bh, bl FROM __tre_blind_view")
+        self.sql(f"INSERT INTO {BLINDS} SELECT id, bh, bl FROM __tre_blind_view")
         self.sql(
             """CREATE TABLE __tre_known AS
                SELECT b.id, b.bh, b.bl, coalesce(m.canonical_pid, i.pid) AS pid, i.kind
@@ -522,8 +628,40 @@ class _Run:
         if n:
             self.say(f"{n} new identities sealed")
 
+    def _reject_cycles(self) -> None:
+        """ID changes that close a cycle with others of this delivery or the vault's (A replaced
+        by B, B by A; or A by A) are rejects: no number of such a person would be current."""
+        self.sql(
+            f"""CREATE TABLE __tre_cedges AS
+                SELECT r.rowid + 2 AS line, o.bh AS a_hi, o.bl AS a_lo, n.bh AS b_hi, n.bl AS b_lo
+                FROM {self.good_rows} JOIN __tre_idinfo o ON o.id = r.old_id JOIN __tre_idinfo n ON n.id = r.new_id
+                UNION ALL
+                SELECT NULL, old_hi, old_lo, new_hi, new_lo FROM vault.id_changes"""
+        )
+        self.sql(
+            """CREATE TABLE __tre_cnodes AS SELECT row_number() OVER () - 1 AS node, hi, lo FROM (
+                   SELECT a_hi AS hi, a_lo AS lo FROM __tre_cedges UNION SELECT b_hi, b_lo FROM __tre_cedges)"""
+        )
+        edges = self.sql(
+            """SELECT coalesce(e.line, -1) AS line, a.node AS a, b.node AS b FROM __tre_cedges e
+               JOIN __tre_cnodes a ON a.hi = e.a_hi AND a.lo = e.a_lo
+               JOIN __tre_cnodes b ON b.hi = e.b_hi AND b.lo = e.b_lo"""
+        ).fetchnumpy()
+        count = self.scalar("SELECT count(*) FROM __tre_cnodes")
+        if not count:
+            return
+        a, b = edges["a"], edges["b"]
+        labels = connected_components(count, a, b, strong=True)
+        sizes = np.bincount(labels)
+        on_cycle = (labels[a] == labels[b]) & ((sizes[labels[a]] > 1) | (a == b))
+        cycle_lines = sorted({int(line) for line in edges["line"][on_cycle] if line >= 0})
+        if cycle_lines:
+            self.sql("INSERT INTO __tre_fail SELECT unnest($1::BIGINT[]), 'id_history_cycle', 'old_id'", [cycle_lines])
+            self._mark_bad()
+
     def link_history(self) -> None:
         """The ID history: every number of a person gets one pid; persons found to be one are linked."""
+        self._reject_cycles()
         self.sql(
             f"""CREATE TABLE __tre_hist AS
                 SELECT r.rowid + 2 AS line, o.id AS old_id, o.bh AS old_hi, o.bl AS old_lo, o.pid::VARCHAR AS old_pid,
@@ -605,9 +743,11 @@ class _Run:
         )
 
     def findings(self) -> None:
-        """`__tre_found (line, pid, rule)`: population-register rows whose birth date or sex
-        contradicts their ID number (for the quality report)."""
+        """`__tre_found (line, pid, rule)`: stored rows to look into (for the quality report):
+        population-register rows whose birth date or sex contradicts their ID number, and rows
+        whose event falls outside the delivery's period (a late report, or a wrong date)."""
         self.sql("CREATE TABLE __tre_found (line BIGINT, pid UUID, rule VARCHAR)")
+        self._outside_period()
         if self.source.name != "dsf":
             return
         self.sql(
@@ -623,6 +763,18 @@ class _Run:
                 f"""INSERT INTO __tre_found SELECT c.line, p.pid, {literal(rule)}
                     FROM __tre_contradict c JOIN __tre_pidmap p USING (id) WHERE c.{column}"""
             )
+
+    def _outside_period(self) -> None:
+        """Stored rows whose event lies outside the delivery's period (marked by the rules)."""
+        if not self.scalar("SELECT count(*) FROM __tre_outside"):
+            return
+        identity = self.identity_columns[0] if self.identity_columns else None
+        pid = "p.pid" if identity else "NULL"
+        joined = f"LEFT JOIN __tre_pidmap p ON p.id = r.{quote(identity)}" if identity else ""
+        self.sql(
+            f"""INSERT INTO __tre_found SELECT r.rowid + 2, {pid}, '{OUTSIDE_PERIOD}'
+                FROM {self.good_rows} {joined} SEMI JOIN __tre_outside o ON o.line = r.rowid + 2"""
+        )
 
     # -- writing --
 
@@ -642,10 +794,20 @@ class _Run:
             )
 
         self.sql(
-            f"""COPY (SELECT {self.delivery} AS delivery, {literal(self.item.name)} AS file, f.line, f.rule,
-                             f.col AS "column", {clean(key) if key else "NULL"} AS key,
-                             {clean("municipality")} AS municipality
-                      FROM __tre_fail f JOIN __tre_raw r ON r.rowid + 2 = f.line ORDER BY f.line, f.col)
+            f"""CREATE TABLE __tre_rejects AS
+                SELECT {self.delivery} AS delivery, {literal(self.item.name)} AS file, f.line, f.rule,
+                       f.col AS "column", {clean(key) if key else "NULL"} AS key,
+                       {clean("municipality")} AS municipality
+                FROM __tre_fail f JOIN __tre_raw r ON r.rowid + 2 = f.line"""
+        )
+        # The rules already reject a key that holds an ID number; this is the last word on what
+        # leaves in the rejects file, whatever rule a row broke.
+        keys = [k for (k,) in self.sql("SELECT DISTINCT key FROM __tre_rejects WHERE key IS NOT NULL").fetchall()]
+        holding = [k for k, holds in zip(keys, idnumbers.holds_id_numbers(keys), strict=True) if holds]
+        if holding:
+            self.sql("UPDATE __tre_rejects SET key = NULL WHERE list_contains($1, key)", [holding])
+        self.sql(
+            f"""COPY (SELECT * FROM __tre_rejects ORDER BY line, "column")
                 TO {literal(str(self.rejects_file))} (HEADER, DELIMITER ',')"""
         )
         self.rejects_file.chmod(0o600)
@@ -669,8 +831,7 @@ class _Run:
         for c in self.source.columns:
             if c.role == "identity":
                 continue
-            value = f"NULLIF(r.{quote(c.name)}, '')"
-            typed = value if c.type == "VARCHAR" else f"CAST({value} AS {c.type})"
+            typed = stored_sql(c, f"r.{quote(c.name)}")
             if c.role == "health" and self.source.registration_opt_out:
                 typed = f"CASE WHEN {withheld} THEN NULL ELSE {typed} END"
             values[c.name] = typed
@@ -794,11 +955,25 @@ def fixed_strings(buffer: bytes, width: int) -> pa.Array:
     return pa.StringArray.from_buffers(n, pa.py_buffer(offsets.tobytes()), pa.py_buffer(buffer))
 
 
-def connected_components(count: int, a, b) -> np.ndarray:
-    """The component label of each of `count` nodes, given edges a[i]–b[i]."""
+def connected_components(count: int, a, b, *, strong: bool = False) -> np.ndarray:
+    """The component label of each of `count` nodes, given edges a[i]–b[i]; with `strong`, of the
+    strongly connected components of the directed graph a[i] → b[i] (its cycles)."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components as components
 
     a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
     graph = coo_matrix((np.ones(len(a), dtype=np.int8), (a, b)), shape=(count, count))
+    if strong:
+        return components(graph, directed=True, connection="strong")[1]
     return components(graph, directed=False)[1]
+
+
+def period_bounds(period: str) -> tuple[dt.date, dt.date] | None:
+    """The first and last day of a delivery's period ("2023", "2006-2016", "2023a"), or None."""
+    found = re.match(r"(\d{4})(?:-(\d{4}))?(?!\d)", period)
+    if not found:
+        return None
+    first, last = int(found.group(1)), int(found.group(2) or found.group(1))
+    if not 1854 <= first <= last <= 2100:
+        return None
+    return dt.date(first, 1, 1), dt.date(last, 12, 31)

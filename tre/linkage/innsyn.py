@@ -17,8 +17,7 @@ from sqlalchemy import select
 from tre import audit
 from tre.config import Settings
 from tre.db import Store
-from tre.linkage import vault
-from tre.linkage.extracts import releases_db
+from tre.linkage import releases, vault
 from tre.linkage.reservations import active_reservations, reservation_history
 from tre.linkage.store import DELIVERY, LINE, person_pids, quote
 from tre.linkage.zone import CentralZone
@@ -98,18 +97,14 @@ def _registered(con, pids: list[str]) -> list[dict]:
 
 
 def _releases(settings: Settings, metadata: Store, pids: list[str]) -> list[dict]:
-    with releases_db(settings, write=False) as con:
-        if con is None:
-            return []
-        ids = [
-            r
-            for (r,) in con.execute(
-                "SELECT DISTINCT release_record FROM release_persons WHERE pid = ANY($1::VARCHAR[])", [pids]
-            ).fetchall()
-        ]
+    """The committed releases whose persons include any of `pids` (a batch no record names,
+    left by a killed build, is nobody's release)."""
+    batches = releases.batches_of(settings, pids)
+    if not batches:
+        return []
     with metadata.transaction() as session:
         records = session.execute(
-            select(ReleaseRecord).where(ReleaseRecord.id.in_(ids)).order_by(ReleaseRecord.id)
+            select(ReleaseRecord).where(ReleaseRecord.persons_batch.in_(batches)).order_by(ReleaseRecord.id)
         ).scalars()
         return [
             {

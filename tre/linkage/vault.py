@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from tre import audit
+from tre import audit, idnumbers
+from tre import sealed as sealed_secrets
 from tre.db import Store
 from tre.enums import Role
 from tre.errors import IntegrityError, NotFound, PermissionDenied, UserError
-from tre.linkage import idnumbers
 from tre.linkage import keys as vault_keys
 from tre.linkage.crypto import Crypto, blind_parts
 from tre.linkage.store import first, person_pids, resolve_pids
@@ -114,12 +114,25 @@ def _master_for(rows, settings, environ) -> vault_keys.MasterKey:
     )
 
 
-def rotate_master_key(zone: CentralZone, metadata: Store, *, actor: str) -> tuple[str, str]:
-    """Re-wrap the data keys under a new master key; returns (old key id, new key id).
+def current_master(con: duckdb.DuckDBPyConnection, settings, environ) -> vault_keys.MasterKey | None:
+    """The master key that wraps the vault's data keys (None while the vault holds none)."""
+    rows = con.execute("SELECT name, wrapped, master_key_id FROM vault.__tre_keys ORDER BY name").fetchall()
+    return _master_for(rows, settings, environ) if rows else None
 
-    Order: the new key is made (the key file's successor written beside it), the vault's key
-    rows are re-wrapped in one transaction, then the successor replaces the key file. A crash
-    in between is finished by the next `load_data_keys`.
+
+def rotate_master_key(zone: CentralZone, metadata: Store, *, actor: str, reencrypt: bool = False) -> dict:
+    """Put a new master key in force; returns what was done.
+
+    Plain rotation re-wraps the data keys under the new master key: every ciphertext and
+    blind index stays, and so whoever holds an old master key and an old copy of the vault
+    (a backup) can still read that copy. With `reencrypt` (a key is compromised) the data
+    keys are replaced too: every ID number is decrypted and sealed again under a new K_fnr,
+    every blind index recomputed under a new K_index, in one vault transaction with the key
+    rows; an old master key then opens only old copies.
+
+    Order: the new key is made (the key file's successor written beside it), the vault is
+    changed in one transaction, then the successor replaces the key file. A crash in between
+    is finished by the next `load_data_keys`.
     """
     settings, environ = zone.settings, zone.environ
     with zone.writing(metadata) as con:
@@ -132,15 +145,25 @@ def rotate_master_key(zone: CentralZone, metadata: Store, *, actor: str) -> tupl
         if new.key_id == current.key_id:
             raise UserError("the new master key is the same as the current one: give a different key")
         now = zone.clock()
+        old_keys = {name: current.unwrap(bytes(wrapped), vault_keys.wrap_context(name)) for name, wrapped, _ in rows}
+        data_keys = vault_keys.DataKeys.generate().by_name() if reencrypt else old_keys
         rewrapped = []
-        for name, wrapped, _ in rows:
+        for name, key in data_keys.items():
             context = vault_keys.wrap_context(name)
-            data = current.unwrap(bytes(wrapped), context)
-            blob = new.wrap(data, context)
-            if new.unwrap(blob, context) != data:
+            blob = new.wrap(key, context)
+            if new.unwrap(blob, context) != key:
                 raise IntegrityError("the new master key does not unwrap what it wrapped: rotation stopped")
             rewrapped.append((name, blob))
-        con.execute("BEGIN")
+        # The metadata store's sealed secrets (TOTP): their data key wrapped by both keys first.
+        with metadata.transaction() as session:
+            sealed_secrets.wrap_for(session, current, new, now=now)
+        identities = 0
+        if reencrypt:
+            identities = _reencrypt(
+                con, vault_keys.DataKeys(**old_keys), vault_keys.DataKeys(**data_keys), settings.ingest_workers
+            )
+        else:
+            con.execute("BEGIN")
         for name, blob in rewrapped:
             con.execute(
                 "UPDATE vault.__tre_keys SET wrapped = $2, master_key_id = $3, wrapped_at = $4 WHERE name = $1",
@@ -149,20 +172,71 @@ def rotate_master_key(zone: CentralZone, metadata: Store, *, actor: str) -> tupl
         con.execute("COMMIT")
         con.execute("CHECKPOINT vault")
         rotation.finish()
+        done = {
+            "old_master_key": current.key_id,
+            "new_master_key": new.key_id,
+            "source": rotation.source.kind,
+            "reencrypted_identities": identities if reencrypt else None,
+        }
         with metadata.transaction() as session:
-            audit.record(
-                session,
-                at=now,
-                actor=actor,
-                action="vault.rotate_key",
-                object="vault",
-                details={
-                    "old_master_key": current.key_id,
-                    "new_master_key": new.key_id,
-                    "source": rotation.source.kind,
-                },
-            )
-    return current.key_id, new.key_id
+            sealed_secrets.forget_other_wraps(session, new)
+            audit.record(session, at=now, actor=actor, action="vault.rotate_key", object="vault", details=done)
+    return done
+
+
+def _reencrypt(con, old: vault_keys.DataKeys, new: vault_keys.DataKeys, workers: int) -> int:
+    """Seal every ID number again and recompute every blind index under `new`; leaves the
+    vault's transaction open (the caller writes the key rows and commits)."""
+    import pyarrow as pa
+
+    from tre.linkage.crypto import NUMBER_BYTES, PID_BYTES, SEALED_BYTES
+    from tre.linkage.ingest import fixed_binary, fixed_width_bytes
+
+    table = con.sql(
+        """SELECT blind_hi, blind_lo, unhex(replace(pid::VARCHAR, '-', '')) AS pid_bytes, pid, kind, sealed, delivery
+           FROM vault.identities"""
+    ).to_arrow_table()
+    n = table.num_rows
+    reading, writing = Crypto(old, workers=workers), Crypto(new, workers=workers)
+    try:
+        pids = fixed_width_bytes(table.column("pid_bytes"), PID_BYTES)
+        numbers = reading.unseal_many(fixed_width_bytes(table.column("sealed"), SEALED_BYTES), pids)
+        high, low = blind_parts(writing.blind_many(numbers))
+        sealed = writing.seal_many(numbers, pids)
+        if n and writing.unseal(sealed[:SEALED_BYTES], str(table.column("pid")[0])) != numbers[:NUMBER_BYTES].decode():
+            raise IntegrityError("a number sealed again does not decrypt to itself: rotation stopped")
+    finally:
+        reading.close()
+        writing.close()
+    del numbers  # the plaintext numbers were only ever in this process's memory
+    con.register(
+        "__tre_reencrypted",
+        pa.table(
+            {
+                "old_hi": table.column("blind_hi"),
+                "old_lo": table.column("blind_lo"),
+                "blind_hi": pa.array(high),
+                "blind_lo": pa.array(low),
+                "pid": table.column("pid"),
+                "kind": table.column("kind"),
+                "sealed": fixed_binary(sealed, SEALED_BYTES),
+                "delivery": table.column("delivery"),
+            }
+        ),
+    )
+    con.execute("CREATE TEMP TABLE __tre_reencrypted_rows AS SELECT * FROM __tre_reencrypted")
+    con.unregister("__tre_reencrypted")
+    con.execute("BEGIN")
+    con.execute("DELETE FROM vault.identities")
+    con.execute(
+        "INSERT INTO vault.identities SELECT blind_hi, blind_lo, pid, kind, sealed::BLOB, delivery FROM __tre_reencrypted_rows"
+    )
+    for side in ("old", "new"):
+        con.execute(
+            f"""UPDATE vault.id_changes c SET {side}_hi = r.blind_hi, {side}_lo = r.blind_lo
+                FROM __tre_reencrypted_rows r WHERE c.{side}_hi = r.old_hi AND c.{side}_lo = r.old_lo"""
+        )
+    return n
 
 
 # --- who may decrypt, and the log of every decryption ---------------------------------------
@@ -207,7 +281,7 @@ def _check_reason(reason: str) -> str:
     reason = (reason or "").strip()
     if len(reason) < 10:
         raise UserError("give a reason of at least 10 characters (--reason): it goes to the person's access log")
-    if audit._ID_NUMBER.search(reason):
+    if audit._ID_NUMBER.search(reason) or idnumbers.count_in_text(reason):
         raise UserError("the reason must not contain an ID number: describe the case instead")
     return reason
 

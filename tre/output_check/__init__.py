@@ -11,6 +11,9 @@ Public surface:
   `build_merged_table`, `round_to_base`, `midpoint_round`, `build_rounded_protection`
 - the LP audit: `build_attacker_intervals`, `find_under_protected`; of rounded tables:
   `build_rounding_audit`
+- linked tables (dimensions whose codes nest: municipality ⊂ county ⊂ country, nested age
+  bands): `Hierarchy`, `protect_linked` (consistent secondary suppression, audited),
+  `build_linked_intervals` (the attacker's intervals over all of them together)
 - differencing: `PublishedTable`, `find_differences`; released tables (the layout the
   review workflow writes): `read_released_tables`, `write_published_table`
 - reports: `build_table_report`, `build_regression_report`, `build_frame_findings`,
@@ -31,6 +34,7 @@ from tre.output_check.differencing import PublishedTable, find_differences
 from tre.output_check.intervals import build_attacker_intervals, build_rounding_audit, find_under_protected
 from tre.output_check.kinds import TOTAL, CellStatus, Check, OutputKind, Status
 from tre.output_check.leaks import is_identity_number, is_person_level
+from tre.output_check.linked import Hierarchy, build_linked_intervals, protect_linked
 from tre.output_check.merging import build_merged_table, plan_merges
 from tre.output_check.notebooks import build_file_report, build_notebook_report
 from tre.output_check.parameters import Parameters, load_parameters
@@ -47,6 +51,7 @@ __all__ = [
     "CellStatus",
     "Check",
     "Finding",
+    "Hierarchy",
     "OutputKind",
     "Parameters",
     "PublishedTable",
@@ -64,6 +69,7 @@ __all__ = [
     "write_queued_output",
     "build_cell_findings",
     "build_frame_findings",
+    "build_linked_intervals",
     "build_merged_table",
     "build_primary_mask",
     "build_regression_report",
@@ -80,6 +86,7 @@ __all__ = [
     "load_parameters",
     "midpoint_round",
     "plan_merges",
+    "protect_linked",
     "render_html",
     "round_to_base",
 ]

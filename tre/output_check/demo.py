@@ -45,10 +45,7 @@ def review_and_release(
         with store.transaction() as session:
             return do(
                 Requests(
-                    SqlRequestStore(session),
-                    WorkspaceOutputs(settings.projects_dir, ledger_dir=settings.ledger_dir),
-                    settings.exports_dir,
-                    clock,
+                    SqlRequestStore(session), WorkspaceOutputs.from_settings(settings), settings.exports_dir, clock
                 )
             )
 

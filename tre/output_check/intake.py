@@ -1,14 +1,30 @@
-"""A project's outputs on disk: from its queue into a request, and their digests.
+"""A project's outputs on their way into a request: copied once to the central side, and
+everything after reads that copy only.
 
-`tre.safe` queues each output as `requests/queue/<name>/` in the project's workspace. Adding it
-to a request re-checks it (its files are the ones checked, nothing in them leaks, and it does
-not difference with anything released since) and moves the directory to
-`requests/REQ-<n>/<name>/`. As the project's kernel made the report, intake also re-checks the
-published table itself (`build_published_findings`). The digest of every file in it (`build_contents`,
-`contents_digest`) is fixed at submission and checked again at release.
+`tre.safe` queues each output as `requests/queue/<name>/` in the project's workspace, a folder
+the project's own code writes. Adding it to a request (`WorkspaceOutputs.take_in`):
 
-Output directories hold regular files only: a symlink could point anywhere (at the extract),
-so one is refused wherever outputs are read.
+1. copies every file of it, opened without following links (`tre.project_files`: regular
+   files only, one hard link, size from fstat under `output_file_limit`, or
+   `output_evidence_limit` for the central-only files), into the central store
+   `$TRE_OUTPUTS_DIR/<project>/REQ-<n>/<name>/received/`, which the project cannot write;
+2. re-checks that copy (`recheck_copy`, the one function that decides the central verdict):
+   every check recomputed centrally from the output's own evidence with the project's central
+   parameters, against the release ledger (`central.build_central_report`); the kernel's
+   report is not evidence, and only the central verdict is recorded;
+3. prepares what will leave (`egress.build_leaving_files`) in `.../leaving/`: only the
+   allowlisted published artefacts, each checked by content, formulas neutralised, sidecars
+   rebuilt; the kernel's reports, meta.json and evidence stay central;
+4. removes the queued folder from the project (without following links).
+
+At release, the ledger entries of the released tables are made from `received/` (their
+evidence) and written to the central release ledger (`ledger_dir`) and its read-only copy in
+the project's `released/.ledger/`.
+
+Hashing, previews, the review page and the release read `leaving/` (and `received/`) only, so
+a file changed in the project after it was copied cannot change what leaves. No request has a
+folder inside the project any more: nothing privileged writes into `requests/` but the queue
+entry's removal and, when an output is taken out of a request again, its return to the queue.
 """
 
 from __future__ import annotations
@@ -17,22 +33,24 @@ import datetime as dt
 import hashlib
 import json
 import math
-import os
 import re
-import stat
+import shutil
 from pathlib import Path
 
-from tre.config import ensure_private_dir
-from tre.errors import UserError
+from tre.config import Settings, ensure_private_dir
+from tre.errors import UnsafeFile, UserError
+from tre.output_check.assessments import combine_status
 from tre.output_check.central import build_central_report, build_ledger_entry
 from tre.output_check.checks import Finding
+from tre.output_check.differencing import PublishedTable
+from tre.output_check.egress import MAX_FILES, LeavingFile, build_leaving_files, is_central_only
 from tre.output_check.kinds import Check, Status
 from tre.output_check.ledger import LedgerTable
-from tre.output_check.ledger_store import mirror_dir, project_ledger_dir, read_ledger, write_ledger_table
+from tre.output_check.ledger_store import project_ledger_dir, read_ledger, write_ledger_table, write_mirror
 from tre.output_check.outputs import EvidenceError
 from tre.output_check.parameters import Parameters, load_parameters
-from tre.output_check.queue import QueueError, list_queue, queue_dir
-from tre.output_check.reports import sha256_file
+from tre.output_check.queue import QueueError, list_queue_folder
+from tre.output_check.reports import Report, sha256_file
 from tre.output_check.sources import (
     SIDECAR_SUFFIX,
     extract_path,
@@ -42,29 +60,14 @@ from tre.output_check.sources import (
     read_released_tables,
 )
 from tre.output_check.workflow import OutputFile
-from tre.workspace import workspace
+from tre.project_files import Folder, check_name, name_problem, shown
+from tre.workspace import QUEUE_DIR, workspace
 
 ID_SHAPED = re.compile(r"(?<!\d)\d{11}(?!\d)")
 ROUNDING = ("round", "midpoint6")  # rounded tables publish multiples of a base, not raw counts
 META_KEPT = ("name", "kind", "call", "arguments", "created_at", "status", "summary", "parameters_version")
-
-
-def request_dir(project_dir: Path, label: str) -> Path:
-    return Path(project_dir) / "requests" / label
-
-
-def build_contents(directory: Path) -> list[dict]:
-    """Every file of an output directory with its sha256 and size, by relative name."""
-    found = []
-    for path in sorted(directory.rglob("*")):
-        relative = path.relative_to(directory).as_posix()
-        mode = path.lstat().st_mode
-        if stat.S_ISDIR(mode):
-            continue
-        if not stat.S_ISREG(mode):
-            raise QueueError(f"output {directory.name}: {relative} is not a regular file (a link?); queue it again")
-        found.append({"name": relative, "sha256": sha256_file(path), "size": path.stat().st_size})
-    return found
+META_LIMIT = 1 << 20  # meta.json of a queued output, read to list the queue
+RECEIVED, LEAVING = "received", "leaving"
 
 
 def contents_digest(contents: list[dict] | tuple[dict, ...]) -> str:
@@ -124,56 +127,154 @@ def _same_values(published: dict, expected: dict) -> bool:
     return True
 
 
+def recheck_copy(
+    directory: Path,
+    meta: dict,
+    params: Parameters,
+    released: list[PublishedTable],
+    *,
+    pseudonyms: frozenset[str],
+    now: dt.datetime | None,
+    ledger: list[LedgerTable] = (),
+) -> Report:
+    """The central verdict on an output, from its central copy `directory` only: every check
+    recomputed from the output's own evidence with the project's central parameters `params`,
+    against the release ledger `ledger` (without this output) and the released tables the
+    ledger does not hold (`released`); the files are the ones the recompute makes, none leaks.
+    The kernel's report is not evidence: nothing of it is used or kept.
+
+    The one place intake decides an output's check."""
+    return build_central_report(directory, meta, params, pseudonyms, ledger, released=released, now=now)
+
+
 def check_unchanged(directory: Path, meta: dict) -> None:
-    """The queued files are the ones the check saw (meta.json lists their sha256)."""
-    changed = [
-        e["name"]
-        for e in meta.get("files", [])
-        if not (directory / e["name"]).is_file() or sha256_file(directory / e["name"]) != e["sha256"]
-    ]
-    report = directory / "report.json"
-    if not report.is_file() or sha256_file(report) != meta.get("report_sha256"):
+    """The copied files are the ones the check saw (meta.json lists their sha256), and the
+    output holds no file the check did not see."""
+    listed = {e["name"] for e in meta.get("files", [])}
+    changed = [e["name"] for e in meta.get("files", []) if not _matches(directory / e["name"], e.get("sha256"))]
+    if not _matches(directory / "report.json", meta.get("report_sha256")):
         changed.append("report.json")
     if changed:
         raise QueueError(
-            f"output {directory.name} changed after it was checked ({', '.join(changed)}): queue it again from the notebook"
+            f"output {directory.parent.name} changed after it was checked ({', '.join(map(shown, changed))}): "
+            "queue it again from the notebook"
+        )
+    unlisted = sorted(p.name for p in directory.iterdir() if p.name not in listed and not is_central_only(p.name))
+    if unlisted:
+        raise QueueError(
+            f"output {directory.parent.name} holds file(s) its check never saw ({', '.join(map(shown, unlisted))}): "
+            "queue it again from the notebook, and put nothing else into its folder"
         )
 
 
+def _matches(path: Path, sha256: str | None) -> bool:
+    return path.is_file() and sha256 is not None and sha256_file(path) == sha256
+
+
+def copy_output_folder(source: Folder, dest: Folder, file_limit: int, evidence_limit: int) -> list[dict]:
+    """Every file of a queued output's open folder, copied without following links into `dest`
+    ({name, sha256, size} each). Refuses (UnsafeFile) hidden files, checkpoint and other
+    folders, names outside the rule, and anything `Folder.copy_file` refuses."""
+    entries = source.entries()
+    if len(entries) > MAX_FILES:
+        raise UnsafeFile(source.where, f"holds {len(entries)} entries, more than an output may ({MAX_FILES})")
+    copied = []
+    for entry in entries:
+        where = f"{source.where}/{shown(entry.name)}"
+        if entry.name == ".ipynb_checkpoints":
+            raise UnsafeFile(where, "is a JupyterLab checkpoint folder: an output is one folder of files; delete it")
+        if entry.name.startswith("."):
+            raise UnsafeFile(where, "is a hidden file or folder, which may not leave; delete it")
+        if entry.is_dir:
+            raise UnsafeFile(where, "is a folder: an output is one folder of files")
+        problem = name_problem(entry.name)
+        if problem:
+            raise UnsafeFile(where, f"has a name outside the rule ({problem})")
+        central_only = is_central_only(entry.name)
+        limit = evidence_limit if central_only else file_limit
+        setting = "output_evidence_limit" if central_only else "output_file_limit"
+        copied.append(source.copy_file(entry.name, dest, limit, setting=setting))
+    return copied
+
+
 class WorkspaceOutputs:
-    """Outputs in project workspaces under `projects_dir` (the filesystem side of the workflow),
-    and the projects' release ledgers under `ledger_dir` (central)."""
+    """Outputs of project workspaces under `projects_dir`, their central copies under
+    `outputs_dir` and the projects' release ledgers under `ledger_dir` (the filesystem side of
+    the workflow)."""
 
-    def __init__(self, projects_dir: Path, *, ledger_dir: Path):
+    def __init__(
+        self, projects_dir: Path, outputs_dir: Path, *, file_limit: int, evidence_limit: int, ledger_dir: Path
+    ):
         self.projects_dir = Path(projects_dir)
+        self.outputs_dir = Path(outputs_dir)
         self.ledger_dir = Path(ledger_dir)
+        self.file_limit, self.evidence_limit = file_limit, evidence_limit
 
-    def ledger(self, project_id: str) -> list[LedgerTable]:
-        """The project's release ledger (central)."""
-        return read_ledger(project_ledger_dir(self.ledger_dir, project_id))
-
-    def unledgered(self, project_id: str, ledger: list[LedgerTable]) -> list:
-        """Released count tables the ledger does not hold (released before it), compared value by value."""
-        released, _ = read_released_tables(self.project_dir(project_id) / "released")
-        known = {t.name for t in ledger}
-        return [t for t in released if t.name not in known]
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WorkspaceOutputs:
+        return cls(
+            settings.projects_dir,
+            settings.outputs_dir,
+            file_limit=settings.output_file_limit,
+            evidence_limit=settings.output_evidence_limit,
+            ledger_dir=settings.ledger_dir,
+        )
 
     def project_dir(self, project_id: str) -> Path:
         return workspace(self.projects_dir, project_id).root
 
+    # --- the project's queue (read without following links) -------------------------------
+
+    def _queue(self, project_id: str) -> Folder | None:
+        root = self.project_dir(project_id)
+        if not root.is_dir():
+            return None
+        with Folder.open(root, "") as top:
+            if not top.exists("requests"):
+                return None
+            with top.folder("requests") as requests:
+                return requests.folder("queue") if requests.exists("queue") else None
+
     def queued(self, project_id: str) -> list[dict]:
         """The project's queued outputs (their meta.json), oldest first."""
-        return list_queue(queue_dir(self.project_dir(project_id)))
+        queue = self._queue(project_id)
+        if queue is None:
+            return []
+        with queue:
+            return list_queue_folder(queue, META_LIMIT)
 
-    def queued_dir(self, project_id: str, name: str) -> Path:
-        directory = queue_dir(self.project_dir(project_id)) / name
-        if "/" in name or name.startswith(".") or not (directory / "meta.json").is_file():
-            names = ", ".join(m["name"] for m in self.queued(project_id)) or "none"
-            raise QueueError(f"no output {name!r} in project {project_id}'s queue (queued: {names})")
-        return directory
+    def queued_report(self, project_id: str, name: str) -> dict:
+        """The check report a kernel wrote for a queued output (for its project's members)."""
+        check_name(name)
+        queue = self._queue(project_id)
+        if queue is None or not queue.exists(name):
+            self._not_queued(project_id, name)
+        with queue, queue.folder(name) as folder:
+            data = folder.read_bytes("report.json", self.evidence_limit, setting="output_evidence_limit")
+        try:
+            report = json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            report = None
+        if not isinstance(report, dict):
+            raise QueueError(f"output {name} has no readable check report: queue it again")
+        return report
 
-    def output_dir(self, project_id: str, label: str, name: str) -> Path:
-        return request_dir(self.project_dir(project_id), label) / name
+    def _not_queued(self, project_id: str, name: str):
+        names = ", ".join(m["name"] for m in self.queued(project_id)) or "none"
+        raise QueueError(f"no output {shown(name)!r} in project {project_id}'s queue (queued: {names})")
+
+    # --- the central store ----------------------------------------------------------------
+
+    def central_dir(self, project_id: str, label: str, name: str) -> Path:
+        return self.outputs_dir / project_id / label / name
+
+    def received_dir(self, project_id: str, label: str, name: str) -> Path:
+        """The exact copy of a queued output's files, central-only ones included."""
+        return self.central_dir(project_id, label, name) / RECEIVED
+
+    def leaving_dir(self, project_id: str, label: str, name: str) -> Path:
+        """The files of an output that will leave, as they will leave."""
+        return self.central_dir(project_id, label, name) / LEAVING
 
     def pseudonyms(self, project_id: str) -> frozenset[str]:
         """The project's pseudonyms (for redacting what officers are shown); none without an extract."""
@@ -183,102 +284,162 @@ class WorkspaceOutputs:
     def parameters(self, threshold: int | None) -> Parameters:
         return load_parameters(threshold=threshold)
 
-    def check_queued(self, project_id: str, name: str, threshold: int | None, now: dt.datetime) -> OutputFile:
-        """Re-check a queued output for a request; refuses one that changed or used a lower threshold."""
+    # --- the release ledger (central) -----------------------------------------------------
+
+    def ledger(self, project_id: str) -> list[LedgerTable]:
+        """The project's release ledger (central)."""
+        return read_ledger(project_ledger_dir(self.ledger_dir, project_id))
+
+    def unledgered(self, project_id: str, ledger: list[LedgerTable]) -> list[PublishedTable]:
+        """Released count tables the ledger does not hold (released before it), compared value by value."""
+        released, _ = read_released_tables(self.project_dir(project_id) / "released")
+        known = {t.name for t in ledger}
+        return [t for t in released if t.name not in known]
+
+    def _earlier(self, project_id: str, label: str) -> tuple[list[LedgerTable], list[PublishedTable]]:
+        """The ledger and the unledgered releases, without request `label`'s own outputs."""
+        ledger = [t for t in self.ledger(project_id) if not t.name.startswith(f"{label}/")]
+        released = [t for t in self.unledgered(project_id, ledger) if not t.name.startswith(f"{label}/")]
+        return ledger, released
+
+    # --- into a request -------------------------------------------------------------------
+
+    def take_in(self, project_id: str, name: str, label: str, threshold: int | None, now: dt.datetime) -> OutputFile:
+        """Copy queued output `name` to the central side for request `label`, re-check the copy
+        and prepare what will leave; refuses an output that changed, used a lower threshold,
+        or holds a file that may not leave. The queued folder is left as it was."""
+        check_name(name)
         if ID_SHAPED.search(name):
             # Names go into the audit log, which refuses anything shaped like an ID number.
             raise QueueError(
                 "an output whose name has 11 digits in a row (the shape of an ID number) cannot be "
                 "requested: make it again under another name"
             )
-        directory = self.queued_dir(project_id, name)
-        meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
-        queued = json.loads((directory / "report.json").read_text(encoding="utf-8"))
-        if meta.get("project") != project_id:
-            raise QueueError(f"output {name} was made for project {meta.get('project')!r}, not {project_id}")
-        check_unchanged(directory, meta)
+        central = self.central_dir(project_id, label, name)
+        shutil.rmtree(central, ignore_errors=True)  # left by an add that failed
+        try:
+            return self._take_in(project_id, name, label, threshold, now, central)
+        except BaseException:
+            shutil.rmtree(central, ignore_errors=True)
+            raise
+
+    def _take_in(self, project_id, name, label, threshold, now, central: Path) -> OutputFile:
+        received = self._copy_in(project_id, name, central / RECEIVED)
+        copy = central / RECEIVED
+        try:
+            meta = json.loads((copy / "meta.json").read_text(encoding="utf-8"))
+            queued = json.loads((copy / "report.json").read_text(encoding="utf-8"))
+            if not (isinstance(meta, dict) and isinstance(queued, dict)):
+                raise ValueError
+        except (OSError, UnicodeDecodeError, ValueError):
+            raise QueueError(f"{shown(name)} is not a queued output (it needs meta.json and report.json)") from None
+        if meta.get("project") != project_id or meta.get("name") != name:
+            raise QueueError(
+                f"output {name} was made as {shown(str(meta.get('name')))!r} for project "
+                f"{shown(str(meta.get('project')))!r}, not as {name} for {project_id}"
+            )
+        check_unchanged(copy, meta)
         params = self.parameters(threshold)
-        used = queued.get("parameters", {}).get("threshold", 0)
-        if used < params.threshold:
+        used = (queued.get("parameters") or {}).get("threshold", 0)
+        if not isinstance(used, int) or used < params.threshold:
             raise QueueError(
                 f"output {name} was checked with threshold {used}, project {project_id} needs {params.threshold}: "
-                "make it again (the project's servers set TRE_OUTPUT_THRESHOLD)"
+                "make it again (the project's servers are started with its threshold)"
             )
-        contents = build_contents(directory)
         pseudonyms = read_pseudonyms(extract_path(self.projects_dir, project_id))  # no extract: refused
         ledger = self.ledger(project_id)
         released = self.unledgered(project_id, ledger)
-        # the kernel's report is not evidence: the central recompute's verdict is the only one kept
-        central = build_central_report(directory, meta, params, pseudonyms, ledger, released=released, now=now)
+        recheck = recheck_copy(copy, meta, params, released, pseudonyms=pseudonyms, now=now, ledger=ledger)
+        outgoing = {r["name"]: (copy / r["name"]).read_bytes() for r in received if not is_central_only(r["name"])}
+        leaving = build_leaving_files(
+            outgoing, call=str(meta.get("call", "")), arguments=meta.get("arguments") or {}, name=name, label=label
+        )
+        notes = [Finding(Check.UNCHECKED_CONTENT, Status.REVIEW, f"{f.name}: {n}") for f in leaving for n in f.notes]
+        if notes:
+            recheck.findings += notes
+            recheck.status = combine_status([recheck.status, Status.REVIEW])
+        contents = self._write_leaving(central / LEAVING, leaving)
         return OutputFile(
             name=name,
-            kind=meta["kind"],
+            kind=str(meta.get("kind", "file")),
             sha256=contents_digest(contents),
-            check_status=str(central.status),
-            report=central.as_dict(),
+            check_status=str(recheck.status),
+            report=recheck.as_dict(),  # the central verdict only: the kernel's report is not kept
             context={},
             contents=tuple(contents),
-            meta={k: meta[k] for k in META_KEPT if k in meta},
+            meta={**{k: meta[k] for k in META_KEPT if k in meta}, "received": received},
             added_at=now,
         )
 
-    def claim(self, project_id: str, name: str, label: str) -> Path:
-        """Move a queued output into the request's folder."""
-        source = self.queued_dir(project_id, name)
-        target = self.output_dir(project_id, label, name)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _keep_group(target.parent, source.parent)
-        os.rename(source, target)
-        return target
+    def _copy_in(self, project_id: str, name: str, target: Path) -> list[dict]:
+        """Every file of the queued folder, copied without following links into `target`."""
+        ensure_private_dir(self.outputs_dir, "the central output store (TRE_OUTPUTS_DIR)")
+        ensure_private_dir(target, "the central output store (TRE_OUTPUTS_DIR)")
+        queue = self._queue(project_id)
+        if queue is None or not queue.exists(name):
+            self._not_queued(project_id, name)
+        with queue, queue.folder(name) as source, Folder.open(target, "") as dest:
+            return copy_output_folder(source, dest, self.file_limit, self.evidence_limit)
 
-    def unclaim(self, project_id: str, name: str, label: str) -> Path:
-        """Move an output of a request back into the queue (its name must be free there)."""
-        source = self.output_dir(project_id, label, name)
-        target = queue_dir(self.project_dir(project_id)) / name
-        if target.exists():
-            raise QueueError(f"an output named {name!r} is queued again: remove or rename that one first")
-        os.rename(source, target)
-        return target
+    @staticmethod
+    def _write_leaving(directory: Path, leaving: list[LeavingFile]) -> list[dict]:
+        ensure_private_dir(directory, "the central output store (TRE_OUTPUTS_DIR)")
+        with Folder.open(directory, "") as folder:
+            for f in leaving:
+                folder.write_new(f.name, f.data)
+        return [f.entry() for f in leaving]
 
-    def seal(self, project_id: str, label: str) -> None:
-        """As root, make a submitted request's folder read-only for the project (root:group,
-        dirs 0750, files 0640); the digests catch a change either way."""
-        directory = request_dir(self.project_dir(project_id), label)
-        if os.geteuid() != 0 or not directory.is_dir():
-            return
-        gid = directory.parent.stat().st_gid
-        for path in [directory, *directory.rglob("*")]:
-            if path.is_symlink():
-                continue
-            os.chown(path, 0, gid)
-            path.chmod(0o750 if path.is_dir() else 0o640)
+    def discard(self, project_id: str, label: str, name: str) -> None:
+        """Remove a central copy that will not be added after all (an add of several outputs
+        that failed at a later one); the queued output stays in the queue."""
+        shutil.rmtree(self.central_dir(project_id, label, name), ignore_errors=True)
 
-    def unseal(self, project_id: str, label: str) -> None:
-        """As root, give a reopened request's folder back to the project group (2770)."""
-        directory = request_dir(self.project_dir(project_id), label)
-        if os.geteuid() == 0 and directory.is_dir():
-            directory.chmod(0o2770)
+    def claim(self, project_id: str, name: str) -> None:
+        """Remove a queued output from the project once its central copy is in a request."""
+        queue = self._queue(project_id)
+        if queue is not None:
+            with queue:
+                queue.remove_tree(name)
+
+    def unclaim(self, project_id: str, name: str, label: str) -> None:
+        """Put an output of a request back into the project's queue (its name must be free
+        there), from its central copy; the central copy is removed."""
+        received = self.received_dir(project_id, label, name)
+        root = self.project_dir(project_id)
+        with Folder.open(root, "") as top, top.folder(QUEUE_DIR, create=0o2770) as queue:
+            if queue.exists(name):
+                raise QueueError(f"an output named {name!r} is queued again: remove or rename that one first")
+            with queue.make_folder(name, 0o2770) as folder, Folder.open(received, "") as source:
+                for entry in source.entries():
+                    folder.write_new(entry.name, source.read_bytes(entry.name, max(entry.size, 1)), 0o440)
+        shutil.rmtree(self.central_dir(project_id, label, name), ignore_errors=True)
 
     def current_contents(self, project_id: str, label: str, name: str) -> list[dict]:
-        directory = self.output_dir(project_id, label, name)
+        """The files that will leave, hashed again from the central copy."""
+        directory = self.leaving_dir(project_id, label, name)
         if not directory.is_dir():
-            raise QueueError(f"output {name} of {label} is missing from the project's requests folder")
-        return build_contents(directory)
+            raise QueueError(f"the central copy of output {name} of {label} is missing: restore it from backup")
+        with Folder.open(directory, "") as folder:
+            found = []
+            for entry in folder.entries():
+                data = folder.read_bytes(entry.name, max(self.file_limit, entry.size))
+                found.append({"name": entry.name, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)})
+        return found
 
     def new_differences(self, project_id: str, label: str, output: OutputFile, threshold: int | None) -> list[str]:
-        """Differencing findings of `output` against the released tables that its stored
-        re-check did not have (tables released after it was added)."""
-        directory = self.output_dir(project_id, label, output.name)
-        ledger = [t for t in self.ledger(project_id) if not t.name.startswith(f"{label}/")]
-        released = [t for t in self.unledgered(project_id, ledger) if not t.name.startswith(f"{label}/")]
+        """Findings of `output` against what was released after it was added (the ledger and
+        released tables its stored central check did not have): differencing, and any new
+        failure."""
+        directory = self.received_dir(project_id, label, output.name)
+        ledger, released = self._earlier(project_id, label)
         if not released and not ledger:
             return []
         try:
             meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             meta = {**output.meta, "files": list(output.contents)}
-        report = build_central_report(
-            directory, meta, self.parameters(threshold), frozenset(), ledger, released=released
+        report = recheck_copy(
+            directory, meta, self.parameters(threshold), released, pseudonyms=frozenset(), now=None, ledger=ledger
         )
         stored = output.report.get("recheck", output.report)
         known = {f["message"] for f in stored.get("findings", [])}
@@ -287,11 +448,10 @@ class WorkspaceOutputs:
         return reasons + [f.message for f in new if f.status == Status.FAIL and f.check != Check.DIFFERENCING]
 
     def ledger_entries(self, project_id: str, label: str, output: OutputFile, threshold: int | None) -> list:
-        """The ledger tables a released output adds (its published cells with their units); none
-        for an output without evidence (made before the ledger, or not a table)."""
-        directory = self.output_dir(project_id, label, output.name)
-        ledger = [t for t in self.ledger(project_id) if not t.name.startswith(f"{label}/")]
-        released = [t for t in self.unledgered(project_id, ledger) if not t.name.startswith(f"{label}/")]
+        """The ledger tables a released output adds (its published cells with their units), made
+        from its central copy; none for an output without evidence (not a table)."""
+        directory = self.received_dir(project_id, label, output.name)
+        ledger, released = self._earlier(project_id, label)
         name = f"{label}/{output.name}"
         try:
             entry = build_ledger_entry(
@@ -302,24 +462,11 @@ class WorkspaceOutputs:
         return [] if entry is None else [entry]
 
     def record_release(self, project_id: str, tables: list) -> None:
-        """Write released tables into the central ledger and its copy in the project's released/."""
+        """Write released tables into the central ledger and its read-only copy in the project's released/."""
         central = project_ledger_dir(self.ledger_dir, project_id)
         ensure_private_dir(self.ledger_dir, "the release ledger (TRE_LEDGER_DIR)")
-        mirror = mirror_dir(self.project_dir(project_id))
         for table in tables:
             write_ledger_table(central, table)
-            write_ledger_table(mirror, table)
-        for directory in (central, mirror):
-            if directory.is_dir():
-                directory.chmod(0o700 if directory == central else 0o755)
-
-
-def _keep_group(directory: Path, like: Path) -> None:
-    """A request folder made by root keeps the project's group, as the queue has it."""
-    try:
-        if os.geteuid() == 0:
-            info = like.stat()
-            os.chown(directory, 0, info.st_gid)
-            directory.chmod(0o2770)
-    except OSError:
-        pass
+        if central.is_dir():
+            central.chmod(0o700)
+        write_mirror(self.project_dir(project_id), tables)

@@ -6,48 +6,22 @@ positions, so a report can say *where* a leak is without repeating it.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
 import pandas as pd
 
-_FIRST_WEIGHTS = (3, 7, 6, 1, 8, 9, 4, 5, 2)
-_SECOND_WEIGHTS = (5, 4, 3, 2, 7, 6, 5, 4, 3, 2)
-# 11 digits, optionally written 6 + space + 5, not part of a longer number
-_CANDIDATE = re.compile(r"(?<![\d])(\d{6})[ ]?(\d{5})(?![\d])")
-
-
-def _check_digit(digits: str, weights: tuple[int, ...]) -> int | None:
-    remainder = sum(int(d) * w for d, w in zip(digits, weights, strict=True)) % 11
-    digit = (11 - remainder) % 11
-    return None if digit == 10 else digit
+from tre import idnumbers
 
 
 def is_identity_number(text: str) -> bool:
-    """True for an 11-digit FNR, D-number, H-number or synthetic test number with valid check digits.
-
-    Valid means both mod-11 check digits match and the first six digits can be a date of
-    birth: day 1-31 (D-numbers add 4 to the first digit), month 1-12 (+40 for H-numbers,
-    +80 for the synthetic numbers of the national test-data service).
-    """
-    digits = text.replace(" ", "")
-    if len(digits) != 11 or not digits.isdigit():
-        return False
-    day, month = int(digits[0:2]), int(digits[2:4])
-    day = day - 40 if day > 40 else day
-    month = month - 80 if month > 80 else month - 40 if month > 40 else month
-    if not (1 <= day <= 31 and 1 <= month <= 12):
-        return False
-    first = _check_digit(digits[:9], _FIRST_WEIGHTS)
-    if first is None or first != int(digits[9]):
-        return False
-    second = _check_digit(digits[:10], _SECOND_WEIGHTS)
-    return second is not None and second == int(digits[10])
+    """True when `text` is one FNR, D-number, H-number or synthetic test number with valid check
+    digits, in any written form (`tre.idnumbers`, the one recogniser of ID numbers)."""
+    return idnumbers.is_written_id_number(text)
 
 
 def count_identity_numbers(text: str) -> int:
-    """How many ID-number-shaped values `text` holds."""
-    return sum(1 for m in _CANDIDATE.finditer(text) if is_identity_number(m.group(1) + m.group(2)))
+    """How many ID numbers `text` holds, in any written form."""
+    return idnumbers.count_in_text(text)
 
 
 def count_pseudonyms(text: str, pseudonyms: frozenset[str]) -> int:
@@ -65,9 +39,7 @@ def count_pseudonyms(text: str, pseudonyms: frozenset[str]) -> int:
 
 def redact_text(text: str, pseudonyms: frozenset[str]) -> str:
     """`text` with every pseudonym and every valid ID number replaced by a placeholder."""
-    text = _CANDIDATE.sub(
-        lambda m: "(redacted ID number)" if is_identity_number(m.group(1) + m.group(2)) else m.group(0), text
-    )
+    text = idnumbers.redact_text(text, "(redacted ID number)")
     if not pseudonyms:
         return text
     out, i = [], 0
@@ -92,12 +64,9 @@ def value_leaks(value, pseudonyms: frozenset[str]) -> tuple[bool, bool]:
             return False, False
         value = int(value)
     text = str(value)
-    if isinstance(value, int):
-        # an ID number stored as an integer loses a leading zero
-        text = text.zfill(11) if 10 <= len(text) <= 11 else text
     return (
         text in pseudonyms or count_pseudonyms(text, pseudonyms) > 0,
-        is_identity_number(text) or count_identity_numbers(text) > 0,
+        idnumbers.holds_id_number(value),  # an integer that lost its leading zero too
     )
 
 

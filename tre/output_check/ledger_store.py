@@ -19,9 +19,12 @@ central check; the central check reads only the central ledger.
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import secrets
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +32,7 @@ import pandas as pd
 
 from tre.errors import UserError
 from tre.output_check.ledger import LEDGER_FORMAT, LedgerTable
+from tre.project_files import Folder
 
 MIRROR = Path("released") / ".ledger"
 
@@ -51,10 +55,8 @@ def file_stem(name: str) -> str:
     return name.replace("/", "__")
 
 
-def write_ledger_table(directory: Path, table: LedgerTable) -> None:
-    """Write one table's files, each whole or not at all (the JSON last: it marks the entry)."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+def ledger_files(table: LedgerTable) -> dict[str, bytes]:
+    """One table's files, by name: the members (Parquet) and the spec (JSON, last: it marks the entry)."""
     stem = file_stem(table.name)
     members = pd.DataFrame(
         {
@@ -75,8 +77,40 @@ def write_ledger_table(directory: Path, table: LedgerTable) -> None:
         "upper": _floats(table.upper),
         "sensitive": [bool(v) for v in np.asarray(table.sensitive).ravel()],
     }
-    _atomic(directory / f"{stem}.parquet", lambda p: members.to_parquet(p, index=False))
-    _atomic(directory / f"{stem}.json", lambda p: p.write_text(json.dumps(spec) + "\n", encoding="utf-8"))
+    buffer = io.BytesIO()
+    members.to_parquet(buffer, index=False)
+    return {f"{stem}.parquet": buffer.getvalue(), f"{stem}.json": (json.dumps(spec) + "\n").encode("utf-8")}
+
+
+def write_ledger_table(directory: Path, table: LedgerTable) -> None:
+    """Write one table's files into a central directory, each whole or not at all."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, data in ledger_files(table).items():
+        _atomic(directory / name, data)
+
+
+def write_mirror(project_dir: Path, tables: Sequence[LedgerTable]) -> None:
+    """Copy tables into the project's `released/.ledger/`, a folder the project can reach:
+    opened without following links, each file written new under a temporary name and renamed
+    into place (a planted link is replaced, never followed)."""
+    with (
+        Folder.open(Path(project_dir), "") as root,
+        root.folder("released", create=0o750) as released,
+        released.folder(".ledger", create=0o755) as mirror,
+    ):
+        mirror.chmod(0o755)
+        for table in tables:
+            for name, data in ledger_files(table).items():
+                temporary = f".{name}.{secrets.token_hex(4)}"
+                mirror.write_new(temporary, data, 0o644)
+                try:
+                    if (entry := mirror.entry(name)) is not None and entry.is_dir:
+                        mirror.remove_tree(name)
+                    mirror.rename(temporary, name)
+                except BaseException:
+                    mirror.remove_tree(temporary)
+                    raise
 
 
 def read_ledger(directory: Path) -> list[LedgerTable]:
@@ -130,11 +164,11 @@ def _floats(values: np.ndarray) -> list:
     return [None if np.isnan(v) else float(v) for v in np.asarray(values, dtype=float).ravel()]
 
 
-def _atomic(path: Path, write) -> None:
+def _atomic(path: Path, data: bytes) -> None:
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
     try:
-        write(Path(temporary))
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         os.chmod(temporary, 0o644)
         os.replace(temporary, path)
     except BaseException:

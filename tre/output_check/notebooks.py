@@ -192,7 +192,7 @@ def _queued_verdict(directory: Path, shown: pd.DataFrame, where: str) -> list[Fi
 
 def table_fingerprint(frame: pd.DataFrame) -> str:
     """The numbers a table shows (not its labels), rounded as a notebook displays them, hashed."""
-    values = frame.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float).ravel()
+    values = frame.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float, na_value=np.nan).ravel()
     values = values[~np.isnan(values)]
     text = ",".join(f"{v:.4f}" for v in sorted(np.round(values, 4).tolist()))
     return hashlib.sha256(text.encode()).hexdigest()

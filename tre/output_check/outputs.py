@@ -34,7 +34,7 @@ from tre.output_check.kinds import OutputKind
 from tre.output_check.ledger import LedgerTable
 from tre.output_check.parameters import Parameters
 from tre.output_check.reports import Report
-from tre.output_check.shown import build_wide_frame, draw_histogram, fmt, round_edges
+from tre.output_check.shown import as_counts, build_wide_frame, draw_histogram, fmt, round_edges
 from tre.output_check.sources import build_published_frame, build_sidecar_bytes
 from tre.output_check.tables import build_table, category_label
 
@@ -141,8 +141,9 @@ def build_table_output(
     n_rows = int(_field(spec, "n_rows", int))
     label = str(spec.get("label") or "count")
     frame = build_wide_frame(
-        data, dims, n_rows, bool(spec.get("margins")), str(spec.get("margins_name", "All")), categories, label
-    )
+        data, dims, n_rows, bool(spec.get("margins")), str(spec.get("margins_name", "All")), categories, label,
+        counts=statistic == "count",
+    )  # fmt: skip
     value_column = "count" if statistic == "count" else statistic
     files = {"table.csv": frame.to_csv().encode("utf-8"), **published_table_files(data, "cells", value_column)}
     return Made(report, files, frame=frame, extra={"table": table})
@@ -249,7 +250,7 @@ def build_hist_output(
         report.details["outside_range"] = "some values fall outside the bins"
     data = report.as_dict()
     published = [c["published"] for c in data["cells"] if c["key"][column] != "Total"]
-    frame = pd.DataFrame({"bin": labels, "count": published}).set_index("bin")
+    frame = as_counts(pd.DataFrame({"bin": labels, "count": published}).set_index("bin"))
     png = draw_histogram(edges, published, column, spec.get("title"))
     text = frame.to_csv().encode("utf-8")
     files = {

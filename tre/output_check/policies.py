@@ -104,7 +104,8 @@ def check_editable(request: RequestState, action: str) -> None:
 
 
 def check_context(request: RequestState) -> None:
-    """Submission needs at least one output, each with the author's context; names every gap."""
+    """Submission needs at least one output, each with the author's context, and an exception
+    request for each whose check failed (why it should leave anyway); names every gap."""
     problems = []
     if not request.files:
         problems.append("it has no outputs (add queued outputs with `tre request add`)")
@@ -112,6 +113,11 @@ def check_context(request: RequestState) -> None:
         missing = f.missing_context()
         if missing:
             problems.append(f"output {f.name} lacks its context: {', '.join(CONTEXT_FIELDS[m] for m in missing)}")
+        if f.failed_check and not (f.exception or "").strip():
+            problems.append(
+                f"output {f.name} failed its check: ask for an exception (why it should leave anyway) "
+                "with `tre request exception`, or remove it"
+            )
     if problems:
         raise InvalidTransition(f"cannot submit {request.label}: {'; '.join(problems)}")
 

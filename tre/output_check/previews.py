@@ -13,8 +13,11 @@ project's report.html (a file the project could write).
 from __future__ import annotations
 
 import datetime as dt
+import html
+import re
 import stat
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from pathlib import Path
 
 from tre.errors import NotFound, UserError
@@ -24,9 +27,9 @@ from tre.output_check.leaks import redact_text
 from tre.output_check.notebooks import render_notebook_html
 from tre.output_check.parameters import Parameters
 from tre.output_check.reports import Report, render_html
-from tre.output_check.sources import SIDECAR_SUFFIX, read_csv
+from tre.output_check.sources import read_csv
 
-NOT_PREVIEWED = frozenset({"report.json", "report.html", "meta.json"})
+NOT_PREVIEWED = frozenset({"report.json", "report.html", "meta.json"})  # central-only: never among leaving files
 IMAGES = {
     ".png": "image/png",
     ".jpg": "image/jpeg",
@@ -51,7 +54,8 @@ class Preview:
 
 
 def is_previewed(name: str) -> bool:
-    return name not in NOT_PREVIEWED and not name.endswith(".csv" + SIDECAR_SUFFIX)
+    """Every file that leaves is previewed, a table's sidecar too."""
+    return name not in NOT_PREVIEWED
 
 
 def build_previews(directory: Path, names: list[str], pseudonyms: frozenset[str] = frozenset()) -> list[Preview]:
@@ -134,6 +138,95 @@ def render_report(stored: dict, title: str) -> str:
         checked_at=dt.datetime.fromisoformat(stored["checked_at"]) if stored.get("checked_at") else None,
     )
     return render_html(report, title)
+
+
+# What of a report page may stand in the review page itself: its structure, no styles, no links.
+_REPORT_TAGS = frozenset(
+    {
+        "h4",
+        "h5",
+        "h6",
+        "p",
+        "ul",
+        "ol",
+        "li",
+        "b",
+        "i",
+        "em",
+        "strong",
+        "code",
+        "pre",
+        "small",
+        "br",
+        "span",
+        "table",
+        "thead",
+        "tbody",
+        "tr",
+        "th",
+        "td",
+        "dl",
+        "dt",
+        "dd",
+    }
+)
+_REPORT_ATTRIBUTES = frozenset({"class", "title", "colspan", "rowspan"})
+# The report's headings sit under the output's (h2) and "Check report" (h3).
+_HEADINGS = {"h1": "h4", "h2": "h5", "h3": "h6"}
+_COLOUR = re.compile(r"^\s*(background|color)\s*:\s*#([0-9a-fA-F]{6})\s*;?\s*$")
+
+
+class _Fragment(HTMLParser):
+    """A report page's body rebuilt from an allow-list of tags and attributes; a colour given
+    in a style attribute becomes a class (`bg-f4b6b6`, `fg-c62828`) the page's stylesheet
+    paints, so the page keeps `style-src 'self'`."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.skip = 0  # inside <head>, <style>, <script>, <title>
+
+    def handle_starttag(self, tag, attrs):
+        tag = _HEADINGS.get(tag, tag)
+        if tag in ("head", "style", "script", "title"):
+            self.skip += 1
+            return
+        if self.skip or tag not in _REPORT_TAGS:
+            return
+        classes, kept = [], []
+        for name, value in attrs:
+            value = value or ""
+            if name == "style":
+                colour = _COLOUR.match(value)
+                if colour:
+                    classes.append(("bg-" if colour.group(1) == "background" else "fg-") + colour.group(2).lower())
+            elif name == "class":
+                classes += value.split()
+            elif name in _REPORT_ATTRIBUTES:
+                kept.append(f' {name}="{html.escape(value)}"')
+        if classes:
+            kept.insert(0, f' class="{html.escape(" ".join(classes))}"')
+        self.parts.append(f"<{tag}{''.join(kept)}>")
+
+    def handle_endtag(self, tag):
+        tag = _HEADINGS.get(tag, tag)
+        if tag in ("head", "style", "script", "title"):
+            self.skip = max(0, self.skip - 1)
+        elif not self.skip and tag in _REPORT_TAGS and tag != "br":
+            self.parts.append(f"</{tag}>")
+
+    def handle_data(self, data):
+        if not self.skip:
+            self.parts.append(html.escape(data, quote=False))
+
+
+def report_fragment(stored: dict, title: str) -> str:
+    """The check report as HTML to stand in the review page whole (no frame to cut it): the
+    report page, rebuilt from an allow-list of tags and attributes (see `_Fragment`)."""
+    parser = _Fragment()
+    parser.feed(render_report(stored, title))
+    parser.close()
+    return "".join(parser.parts)
 
 
 def _check(name: str) -> Check:

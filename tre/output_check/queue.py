@@ -21,13 +21,13 @@ import datetime as dt
 import getpass
 import json
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from tre.errors import UserError
+from tre.errors import UnsafeFile, UserError
 from tre.output_check.assessments import combine_status
 from tre.output_check.checks import Finding
 from tre.output_check.differencing import PublishedTable, find_differences
@@ -36,9 +36,10 @@ from tre.output_check.notebooks import _text_findings
 from tre.output_check.parameters import Parameters
 from tre.output_check.reports import Report, render_html, sha256_file, write_json
 from tre.output_check.sources import SIDECAR_SUFFIX, published_from_frame, read_csv
+from tre.project_files import MAX_NAME, Folder, check_name, is_good_name
 
 META_FORMAT = "tre-queued-output/1"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+META_LIMIT = 1 << 20
 TEXT_FILES = (".csv", ".txt", ".json", ".md", ".html", ".svg")
 
 
@@ -72,12 +73,14 @@ def write_queued_output(
     now: dt.datetime,
     title: str | None = None,
     extra: dict | None = None,
-) -> Path:
+) -> Queued:
     """Write one queued output: each of `files` by its writer, the reports, and meta.json
-    (with `extra` fields, e.g. the fingerprint of the table as shown)."""
-    if not _NAME.match(name):
-        raise QueueError(f"output name {name!r}: use letters, digits, '.', '_' or '-' (at most 100)")
-    target = queue / name
+    (with `extra` fields, e.g. the fingerprint of the table as shown).
+
+    A name already queued is never replaced: made again with the same published files it is
+    left as it is (`Queued.unchanged`); with different ones, the new output is queued as the
+    next free version `<name>-2`, `<name>-3`, ... (`Queued.replaces` names the old one)."""
+    check_name(name)
     try:
         queue.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=queue))
@@ -89,9 +92,14 @@ def write_queued_output(
         write_json(report, staging / "report.json")
         (staging / "report.html").write_text(render_html(report, title or f"{kind} {name}"), encoding="utf-8")
         listed = sorted(p.name for p in staging.iterdir() if p.name not in ("report.json", "report.html"))
+        published = [{"name": f, "sha256": sha256_file(staging / f)} for f in listed]
+        queued = _version(queue, name, published)
+        if queued.unchanged:
+            shutil.rmtree(staging, ignore_errors=True)
+            return queued
         meta = {
             "format": META_FORMAT,
-            "name": name,
+            "name": queued.name,
             "kind": str(kind),
             "call": call,
             "arguments": arguments,
@@ -101,35 +109,80 @@ def write_queued_output(
             "status": str(report.status),
             "summary": report.summary(),
             "parameters_version": report.parameters.version,
-            "files": [{"name": f, "sha256": sha256_file(staging / f)} for f in listed],
+            "files": published,
             "report_sha256": sha256_file(staging / "report.json"),
             **(extra or {}),
         }
         (staging / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
-        # Making an output again (a notebook run twice) replaces the queued one: the queue holds
-        # only what is not yet in a request, so nothing under review changes.
-        if target.exists():
-            superseded = Path(tempfile.mkdtemp(prefix=f".{name}.old.", dir=queue))
-            os.rename(target, superseded / name)
-            os.rename(staging, target)
-            shutil.rmtree(superseded, ignore_errors=True)
-        else:
-            os.rename(staging, target)
+        # Read-only: JupyterLab then makes no checkpoint copies in here when a report is opened.
+        for path in staging.iterdir():
+            path.chmod(0o440)
+        os.rename(staging, queue / queued.name)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return target
+    return queued
+
+
+@dataclass(frozen=True)
+class Queued:
+    """Where an output was queued: its name (a new version's, if the name was taken)."""
+
+    path: Path
+    unchanged: bool = False  # the same output was already queued under this name
+    replaces: str | None = None  # the name it would have had: an output of that name differs
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def _version(queue: Path, name: str, published: list[dict]) -> Queued:
+    """The name to queue under: `name` when free, the same folder when it holds the same
+    published files, else the first free `name-N`."""
+    if not (queue / name).exists():
+        return Queued(queue / name)
+    n = 1
+    candidate = name
+    while (queue / candidate).exists():
+        if _published_files(queue / candidate) == published:
+            return Queued(queue / candidate, unchanged=True, replaces=None if candidate == name else name)
+        n += 1
+        candidate = f"{name[: MAX_NAME - len(str(n)) - 1]}-{n}"
+    return Queued(queue / candidate, replaces=name)
+
+
+def _published_files(directory: Path) -> list[dict] | None:
+    try:
+        return json.loads((directory / "meta.json").read_text(encoding="utf-8")).get("files")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def list_queue(queue: Path) -> list[dict]:
     """Every queued output's meta.json, oldest first."""
-    if not queue.is_dir():
+    try:
+        folder = Folder.open(queue, "requests/queue")
+    except UnsafeFile:
         return []
+    with folder:
+        return list_queue_folder(folder, META_LIMIT)
+
+
+def list_queue_folder(folder: Folder, limit: int) -> list[dict]:
+    """Every output in an open queue folder (meta.json read without following links, at most
+    `limit` bytes each), oldest first. Entries that are not outputs are left out."""
     metas = []
-    for directory in queue.iterdir():
-        meta = directory / "meta.json"
-        if directory.is_dir() and not directory.name.startswith(".") and meta.is_file():
-            metas.append(json.loads(meta.read_text(encoding="utf-8")))
+    for entry in folder.entries():
+        if not entry.is_dir or not is_good_name(entry.name):
+            continue
+        try:
+            with folder.folder(entry.name) as output:
+                meta = json.loads(output.read_bytes("meta.json", limit))
+        except (UnsafeFile, UnicodeDecodeError, ValueError):
+            continue
+        if isinstance(meta, dict) and meta.get("name") == entry.name and isinstance(meta.get("created_at"), str):
+            metas.append(meta)
     return sorted(metas, key=lambda m: (m["created_at"], m["name"]))
 
 

@@ -1,51 +1,50 @@
-"""Release: the reviewed bytes leave the project, as a bundle on the central side.
+"""Release: what was reviewed leaves, as a bundle on the central side, and nothing else.
 
-A release copies each output of an approved request out of the project's requests folder into
-a staging folder on the central side, checks every copied file against the sha256 fixed at
-submission, and only then writes:
+A release copies each output's leaving files from its central copy (never from the project)
+into a staging folder on the central side, checks every copy against the sha256 fixed when it
+was added, writes each output's redacted check record (`egress.build_check_record`), and a
+manifest that hashes every file; then writes the same tree twice:
 
-- `projects/<id>/released/REQ-<n>/<output>/...`: the released files, in the layout the
-  differencing check reads (`NAME.csv` + `NAME.csv.json`; the sidecar gains the release's name
-  `REQ-<n>/<output>` and `release`, `request`, `released_at`), and `manifest.json`;
-- the export bundle `$TRE_EXPORTS_DIR/<project>/REQ-<n>.zip`, the only path out of a project:
+- `projects/<id>/released/REQ-<n>/`, where the differencing check of later outputs reads the
+  released tables (written as root without following links: `tre.project_files`);
+- the export bundle `$TRE_EXPORTS_DIR/<project>/REQ-<n>.zip`, the only path out of a project.
 
-      REQ-<n>/manifest.json              tre-release-bundle/1 (see `build_manifest`)
-      REQ-<n>/outputs/<output>/<file>    the files as reviewed (meta.json stays behind: it
-                                         names the OS account that made the output)
-      REQ-<n>/reports/<output>.json      the check report, with the re-check made at intake
+      REQ-<n>/manifest.json              tre-release-bundle/2 (see `build_manifest`)
+      REQ-<n>/outputs/<output>/<file>    the published artefacts, as reviewed
+      REQ-<n>/checks/<output>.json       the redacted check record (tre-check-record/1)
 
-The zip is deterministic (entries sorted, stamped with the release time), so its sha256,
-recorded with the release, identifies it.
+Never in it: the kernel's report.json and report.html, meta.json (it names the OS account),
+evidence files, true values of hidden cells, unrounded values, units, intervals, contributors,
+officers' comments. The zip is deterministic (entries sorted, stamped with the release time),
+so its sha256, recorded with the release, identifies it; `verify_bundle` (`tre bundle verify`)
+recomputes every hash of the manifest.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import errno
+import hashlib
 import json
 import os
+import secrets
 import shutil
-import stat
 import tempfile
 import zipfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from tre.config import ensure_private_dir
-from tre.errors import InvalidTransition
+from tre.errors import InvalidTransition, UnsafeFile
+from tre.output_check.egress import build_check_record
 from tre.output_check.intake import WorkspaceOutputs
 from tre.output_check.policies import ProjectInfo
 from tre.output_check.reports import sha256_file
-from tre.output_check.sources import SIDECAR_FORMAT, SIDECAR_SUFFIX
 from tre.output_check.workflow import RequestState, file_decisions
+from tre.project_files import Folder
 
-BUNDLE_FORMAT = "tre-release-bundle/1"
+BUNDLE_FORMAT = "tre-release-bundle/2"
 RECORD_YEARS = 5  # § 4-10: the record of releases is kept at least five years
-LEFT_BEHIND = frozenset({"meta.json"})  # and every evidence.* file: central-only, it never leaves
-
-
-def _left_behind(name: str) -> bool:
-    return name in LEFT_BEHIND or name.startswith("evidence.")
+MANIFEST = "manifest.json"
 
 
 @dataclass(frozen=True)
@@ -53,6 +52,7 @@ class ReleasedFiles:
     released_dir: Path
     bundle: Path
     bundle_sha256: str
+    manifest: dict
 
 
 def bundle_path(exports_dir: Path, project_id: str, label: str) -> Path:
@@ -74,15 +74,20 @@ def build_manifest(
     released_by: str,
     released_at: dt.datetime,
     record_id: int,
+    records: dict[str, dict],
+    files: list[dict],
 ) -> dict:
-    """What the bundle is: the request, the approval it rests on, and per output its files with
-    their sha256, its check status and report, the author's context, and every vote."""
+    """What the bundle is: the request, the approval it rests on, per output its files, its
+    status and the summary of its check record, the author's context and who decided what;
+    and `files`, every other file of the bundle with its path, sha256 and size. Fields are
+    chosen one by one: officers' comments and the line of code that made an output stay central."""
     decisions = file_decisions(request)
     approval = project.approval
     parameters = {}
     outputs = []
     for f in request.files:
-        params = f.report.get("parameters") or {}
+        record = records[f.name]
+        params = record.get("parameters") or {}
         if params.get("version") is not None:
             parameters[f"{params['version']}/threshold={params.get('threshold')}"] = params
         outputs.append(
@@ -91,21 +96,26 @@ def build_manifest(
                 "kind": f.kind,
                 "sha256": f.sha256,
                 "check_status": f.check_status,
-                "summary": f.summary,
+                "summary": record["summary"],
                 "parameters_version": params.get("version"),
-                "report": f"reports/{f.name}.json",
+                "check_record": f"checks/{f.name}.json",
                 "context": {k: f.context.get(k, "") for k in ("population", "shows", "relation")},
-                "made_by": {k: f.meta.get(k) for k in ("call", "arguments", "created_at") if k in f.meta},
+                "made_by": {k: f.meta.get(k) for k in ("call", "created_at") if k in f.meta},
                 "files": [
-                    {**c, "path": f"outputs/{f.name}/{c['name']}"} for c in f.contents if not _left_behind(c["name"])
+                    {
+                        "name": c["name"],
+                        "path": f"outputs/{f.name}/{c['name']}",
+                        "sha256": c["sha256"],
+                        "size": c["size"],
+                    }
+                    for c in f.contents
                 ],
                 "decision": str(decisions[f.name]),
                 "votes": [
                     {
                         "reviewer": v.reviewer,
                         "decision": str(v.decision),
-                        "comment": v.comment,
-                        "override": v.override,
+                        "overridden_check": v.override is not None,
                         "voted_at": _iso(v.voted_at),
                     }
                     for v in request.votes_on(f.name)
@@ -135,129 +145,175 @@ def build_manifest(
         "reviews": [{"reviewer": r.reviewer, "submitted_at": _iso(r.submitted_at)} for r in request.submitted_reviews],
         "check_parameters": parameters,
         "outputs": outputs,
+        "files": files,
     }
 
 
-def stage_outputs(outputs: WorkspaceOutputs, request: RequestState, staging: Path) -> None:
-    """Copy every reviewed file out of the project and check it against its sha256; raise
-    naming every file that differs from what was submitted (nothing is released then)."""
+def stage_outputs(outputs: WorkspaceOutputs, request: RequestState, tree: Path) -> dict[str, dict]:
+    """Copy every output's leaving files from its central copy into `tree/outputs/<output>/`,
+    check each against its sha256, and write each check record to `tree/checks/<output>.json`;
+    returns the records. Raises naming every file that differs (nothing is released then)."""
     problems = []
+    records = {}
+    (tree / "outputs").mkdir(parents=True)
+    (tree / "checks").mkdir()
     for f in request.files:
-        source = outputs.output_dir(request.project_id, request.label, f.name)
-        for entry in f.contents:
-            target = staging / f.name / entry["name"]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                _copy_regular(source / entry["name"], target)
-            except (FileNotFoundError, NotADirectoryError):
-                problems.append(f"{f.name}/{entry['name']} is missing")
-                continue
-            except _NotRegular:
-                problems.append(f"{f.name}/{entry['name']} is no longer a regular file")
-                continue
-            if sha256_file(target) != entry["sha256"]:
-                problems.append(f"{f.name}/{entry['name']} changed after submission (sha256 differs)")
+        source_dir = outputs.leaving_dir(request.project_id, request.label, f.name)
+        target_dir = tree / "outputs" / f.name
+        target_dir.mkdir()
+        try:
+            source = Folder.open(source_dir, f"{f.name}")
+        except UnsafeFile:
+            problems.append(f"the central copy of {f.name} is missing")
+            continue
+        with source, Folder.open(target_dir, "") as target:
+            for entry in f.contents:
+                try:
+                    copied = source.copy_file(entry["name"], target, max(outputs.file_limit, entry["size"]))
+                except UnsafeFile as e:
+                    problems.append(f"{f.name}/{entry['name']} {e.rule}")
+                    continue
+                if copied["sha256"] != entry["sha256"]:
+                    problems.append(f"{f.name}/{entry['name']} changed after it was reviewed (sha256 differs)")
+        records[f.name] = build_check_record(f.name, f.report)
+        (tree / "checks" / f"{f.name}.json").write_text(_dump(records[f.name]), encoding="utf-8")
     if problems:
         raise InvalidTransition(
-            f"cannot release {request.label}: the files on disk are not the reviewed files: {'; '.join(problems)}; "
+            f"cannot release {request.label}: the files are not the reviewed files: {'; '.join(problems)}; "
             "return the request to its author (`tre review return`)"
         )
+    return records
+
+
+def list_tree(tree: Path) -> list[dict]:
+    """Every file below `tree` but the manifest, with its path, sha256 and size."""
+    return [
+        {"path": p.relative_to(tree).as_posix(), "sha256": sha256_file(p), "size": p.stat().st_size}
+        for p in sorted(tree.rglob("*"))
+        if p.is_file() and p.relative_to(tree).as_posix() != MANIFEST
+    ]
 
 
 def write_release(
-    staging: Path,
-    request: RequestState,
-    manifest: dict,
-    *,
-    released_root: Path,
-    bundle: Path,
-    released_at: dt.datetime,
+    tree: Path, label: str, manifest: dict, *, project_root: Path, bundle: Path, released_at: dt.datetime
 ) -> ReleasedFiles:
-    """From the checked copies in `staging`: the released folder and the bundle, each written
-    under a temporary name and renamed into place."""
-    label = request.label
-    released_dir = released_root / label
-    released_root.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{label}.", dir=released_root))
-    try:
-        for f in request.files:
-            for entry in f.contents:
-                if _left_behind(entry["name"]):
-                    continue
-                target = building / f.name / entry["name"]
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(staging / f.name / entry["name"], target)
-                if target.name.endswith(".csv" + SIDECAR_SUFFIX):
-                    _mark_released(target, f"{label}/{f.name}", label, released_at)
-        (building / "manifest.json").write_text(_dump(manifest), encoding="utf-8")
-        for path in [building, *building.rglob("*")]:
-            path.chmod(0o755 if path.is_dir() else 0o644)
-        if released_dir.exists():
-            shutil.rmtree(released_dir)  # left by a release that failed before it was recorded
-        os.rename(building, released_dir)
-    except BaseException:
-        shutil.rmtree(building, ignore_errors=True)
-        raise
+    """From the checked tree: its manifest, the released folder in the project and the bundle,
+    each written under a temporary name and renamed into place."""
+    (tree / MANIFEST).write_text(_dump(manifest), encoding="utf-8")
+    released_dir = _write_released(tree, label, project_root)
     ensure_private_dir(bundle.parent, "the exports directory (TRE_EXPORTS_DIR)")
     partial = bundle.with_name(f".{bundle.name}.partial")
     try:
-        _write_zip(partial, staging, request, manifest, released_at)
+        _write_zip(partial, tree, label, released_at)
         os.replace(partial, bundle)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
     bundle.chmod(0o600)
-    return ReleasedFiles(released_dir, bundle, sha256_file(bundle))
+    return ReleasedFiles(released_dir, bundle, sha256_file(bundle), manifest)
+
+
+def _write_released(tree: Path, label: str, project_root: Path) -> Path:
+    """`released/<label>/` in the project: the tree, written as new files below a folder
+    opened without following links, then renamed into place."""
+    building = f".{label}.{secrets.token_hex(4)}"
+    with Folder.open(project_root, "") as root, root.folder("released", create=0o750) as released:
+        try:
+            with released.make_folder(building, 0o755) as target:
+                _copy_tree(tree, target)
+            if released.exists(label):
+                released.remove_tree(label)  # left by a release that failed before it was recorded
+            released.rename(building, label)
+        except BaseException:
+            released.remove_tree(building)
+            raise
+    return project_root / "released" / label
+
+
+def _copy_tree(source: Path, target: Folder) -> None:
+    for path in sorted(source.iterdir()):
+        if path.is_dir():
+            with target.make_folder(path.name, 0o755) as sub:
+                _copy_tree(path, sub)
+        else:
+            target.write_new(path.name, path.read_bytes(), 0o644)
 
 
 def read_manifest(bundle: Path, label: str) -> dict:
     with zipfile.ZipFile(bundle) as z:
-        return json.loads(z.read(f"{label}/manifest.json"))
+        return json.loads(z.read(f"{label}/{MANIFEST}"))
 
 
-def _write_zip(path: Path, staging: Path, request: RequestState, manifest: dict, released_at: dt.datetime) -> None:
+def _write_zip(path: Path, tree: Path, label: str, released_at: dt.datetime) -> None:
     stamp = released_at.astimezone(dt.UTC).timetuple()[:6]
-    label = request.label
-    entries: dict[str, bytes | Path] = {f"{label}/manifest.json": _dump(manifest).encode("utf-8")}
-    for f in request.files:
-        entries[f"{label}/reports/{f.name}.json"] = _dump(f.report).encode("utf-8")
-        for entry in f.contents:
-            if not _left_behind(entry["name"]):
-                entries[f"{label}/outputs/{f.name}/{entry['name']}"] = staging / f.name / entry["name"]
+    entries = sorted(p for p in tree.rglob("*") if p.is_file())
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
-        for name in sorted(entries):
-            info = zipfile.ZipInfo(name, date_time=stamp)
+        for p in entries:
+            info = zipfile.ZipInfo(f"{label}/{p.relative_to(tree).as_posix()}", date_time=stamp)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
-            value = entries[name]
-            z.writestr(info, value if isinstance(value, bytes) else value.read_bytes())
+            z.writestr(info, p.read_bytes())
 
 
-def _mark_released(sidecar: Path, name: str, label: str, released_at: dt.datetime) -> None:
-    meta = json.loads(sidecar.read_text(encoding="utf-8"))
-    if meta.get("format") != SIDECAR_FORMAT:
-        return
-    meta.update(name=name, release=label, request=label, released_at=_iso(released_at))
-    sidecar.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+def stage_dir(exports_dir: Path, project_id: str, label: str) -> Path:
+    """A fresh private staging folder for one release, on the central side."""
+    ensure_private_dir(Path(exports_dir), "the exports directory (TRE_EXPORTS_DIR)")
+    root = ensure_private_dir(Path(exports_dir) / ".staging", "the exports directory (TRE_EXPORTS_DIR)")
+    return Path(tempfile.mkdtemp(prefix=f"{project_id}-{label}-", dir=root))
 
 
-class _NotRegular(Exception):
-    pass
+def remove_stage(staging: Path) -> None:
+    shutil.rmtree(staging, ignore_errors=True)
 
 
-def _copy_regular(source: Path, target: Path) -> None:
-    """Copy a regular file without following a symlink at its last component."""
+# --- checking a bundle ------------------------------------------------------------------------
+
+
+def verify_bundle(path: Path) -> tuple[dict | None, list[str]]:
+    """Recompute every hash of a bundle's manifest: (the manifest, one line per problem).
+
+    Problems: a file of the manifest missing, or with another sha256 or size; a file in the
+    bundle that the manifest does not list; an entry outside the request's folder."""
     try:
-        fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError as e:
-        if e.errno == errno.ELOOP:  # the name is a symlink
-            raise _NotRegular(source) from None
-        raise
-    with os.fdopen(fd, "rb") as src:
-        if not stat.S_ISREG(os.fstat(src.fileno()).st_mode):
-            raise _NotRegular(source)
-        with open(target, "wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
+        bundle = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile) as e:
+        return None, [f"{Path(path).name} is not a readable zip file ({e.__class__.__name__})"]
+    with bundle:
+        names = bundle.namelist()
+        manifests = [n for n in names if n.count("/") == 1 and n.endswith(f"/{MANIFEST}")]
+        if len(manifests) != 1:
+            return None, [f"{Path(path).name} has {len(manifests)} manifests at its top, not one"]
+        label = manifests[0].split("/")[0]
+        try:
+            manifest = json.loads(bundle.read(manifests[0]))
+        except (ValueError, UnicodeDecodeError):
+            return None, [f"{label}/{MANIFEST} is not JSON"]
+        if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
+            return None, [f"{label}/{MANIFEST} is not a {BUNDLE_FORMAT} manifest"]
+        problems = []
+        listed = {}
+        for entry in manifest.get("files") or []:
+            listed[f"{label}/{entry.get('path')}"] = entry
+        for output in manifest.get("outputs") or []:
+            for f in output.get("files") or []:
+                if f"{label}/{f.get('path')}" not in listed:
+                    problems.append(f"{label}/{f.get('path')}: listed for output {output.get('name')} but not hashed")
+        for name in names:
+            parts = PurePosixPath(name).parts
+            if name.startswith("/") or ".." in parts or not name.startswith(f"{label}/"):
+                problems.append(f"{name}: outside the request's folder {label}/")
+            elif name != manifests[0] and name not in listed and not name.endswith("/"):
+                problems.append(f"{name}: in the bundle but not in its manifest")
+        for name, entry in listed.items():
+            if name not in names:
+                problems.append(f"{name}: in the manifest but missing from the bundle")
+                continue
+            data = bundle.read(name)
+            if hashlib.sha256(data).hexdigest() != entry.get("sha256"):
+                problems.append(f"{name}: sha256 differs from the manifest")
+            elif len(data) != entry.get("size"):
+                problems.append(f"{name}: size {len(data)} differs from the manifest ({entry.get('size')})")
+    return manifest, problems
 
 
 def _dump(value) -> str:

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import shutil
-import tempfile
+import unicodedata
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
 from tre import audit
-from tre.config import ensure_private_dir
-from tre.enums import RequestStatus, Role, VoteDecision
+from tre.enums import CommentVisibility, RequestStatus, Role, VoteDecision
 from tre.errors import InvalidTransition, NotFound, PermissionDenied, UsageError
 from tre.output_check import policies
 from tre.output_check.intake import WorkspaceOutputs, contents_digest
@@ -30,21 +28,29 @@ from tre.output_check.releases import (
     build_manifest,
     bundle_path,
     keep_until,
+    list_tree,
+    remove_stage,
+    stage_dir,
     stage_outputs,
     write_release,
 )
 from tre.output_check.workflow import (
+    COMMENTABLE,
     CONTEXT_FIELDS,
     DECIDED,
     INDEPENDENT,
     Actor,
+    Comment,
     OutputFile,
     RequestState,
+    WrittenAs,
     check_transition,
     decide_request,
     file_decisions,
+    is_comment_visible,
     is_vote_visible,
 )
+from tre.project_files import check_name, shown
 
 S = RequestStatus
 _LABEL = re.compile(r"^(?:REQ-?)?(\d{1,9})$", re.IGNORECASE)
@@ -95,7 +101,18 @@ class RequestStore(Protocol):
     def create_request(self, project_id: str, author: str, title: str, now: dt.datetime) -> int: ...
     def add_file(self, request_id: int, output: OutputFile) -> None: ...
     def set_context(self, request_id: int, name: str, context: dict) -> None: ...
-    def set_digest(self, request_id: int, name: str, sha256: str, contents: list[dict]) -> None: ...
+    def set_exception(self, request_id: int, name: str, exception: str | None) -> None: ...
+    def add_comment(
+        self,
+        request_id: int,
+        author: str,
+        output: str | None,
+        written_as: WrittenAs,
+        visibility: CommentVisibility,
+        round: int,
+        body: str,
+        now: dt.datetime,
+    ) -> int: ...
     def remove_file(self, request_id: int, name: str) -> None: ...
     def set_status(
         self, request_id: int, status: RequestStatus, now: dt.datetime, reason: str | None = None
@@ -149,34 +166,75 @@ class Requests:
         policies.check_member(person, project, "a new output request")
         policies.check_project_open(project, "a new output request")
         now = self.clock()
-        request_id = self.store.create_request(project_id, author, title.strip()[:400], now)
+        request_id = self.store.create_request(project_id, author, check_title(title), now)
         self._audit(author, "request.create", f"REQ-{request_id}", now, project=project_id)
         return self.store.request(request_id)
 
-    def add(self, label: str, author: str, name: str, context: dict | None = None) -> OutputFile:
-        """Move queued output `name` into the request, re-checked, with the author's context."""
+    def add(
+        self, label: str, author: str, name: str, context: dict | None = None, exception: str | None = None
+    ) -> OutputFile:
+        """Move queued output `name` into the request, re-checked, with the author's context
+        (and exception request)."""
+        return self.add_group(label, author, [name], context, exceptions={name: exception} if exception else None)[0]
+
+    def add_group(
+        self,
+        label: str,
+        author: str,
+        names: list[str],
+        context: dict | None = None,
+        group: str | None = None,
+        exceptions: dict[str, str] | None = None,
+    ) -> list[OutputFile]:
+        """Move several queued outputs into the request at once, sharing one context (and, with
+        `group`, a group name: airlock's file groups); all of them or none. `exceptions` gives
+        some of them an exception request."""
         request, person, project = self._load(label, author, lock=True)
         policies.check_author(person, request, "add outputs to")
         policies.check_editable(request, "add outputs to")
-        if request.has_file(name):
-            raise InvalidTransition(f"{request.label} already has an output named {name!r}")
+        names = list(dict.fromkeys(names))
+        if not names:
+            raise UsageError("name the queued outputs to add (`tre request outputs PROJECT` lists them)")
+        for name in names:
+            check_name(name)
+            if request.has_file(name):
+                raise InvalidTransition(f"{request.label} already has an output named {name!r}")
+        group = check_title(group, what="group name", limit=MAX_GROUP) if group else None
+        exceptions = {k: check_text("an exception request", v) for k, v in (exceptions or {}).items() if v}
+        unknown = sorted(set(exceptions) - set(names))
+        if unknown:
+            raise UsageError(f"an exception for {', '.join(unknown)}, which is not being added")
         now = self.clock()
-        output = self.outputs.check_queued(project.id, name, project.threshold, now)
-        output = _with_context(output, context or {})
-        self.store.add_file(request.id, output)
-        self.outputs.claim(project.id, name, request.label)
-        self._audit(
-            author,
-            "request.add",
-            request.label,
-            now,
-            project=project.id,
-            output=name,
-            kind=output.kind,
-            check_status=output.check_status,
-            sha256=audit.digest(output.sha256),
-        )
-        return output
+        taken: list[OutputFile] = []
+        try:
+            # Every copy first: a refused one leaves the queue and the request as they were.
+            for name in names:
+                taken.append(self.outputs.take_in(project.id, name, request.label, project.threshold, now))
+        except BaseException:
+            for output in taken:
+                self.outputs.discard(project.id, request.label, output.name)
+            raise
+        added = []
+        for output in taken:
+            output = replace(_with_context(output, context or {}), exception=exceptions.get(output.name), group=group)
+            self.store.add_file(request.id, output)
+            added.append(output)
+        for output in added:
+            self.outputs.claim(project.id, output.name)
+            self._audit(
+                author,
+                "request.add",
+                request.label,
+                now,
+                project=project.id,
+                output=output.name,
+                kind=output.kind,
+                check_status=output.check_status,
+                sha256=audit.digest(output.sha256),
+                **({"group": group} if group else {}),
+                **({"exception_chars": len(output.exception)} if output.exception else {}),
+            )
+        return added
 
     def describe(self, label: str, author: str, name: str, context: dict) -> OutputFile:
         """Set (part of) the author's context of one output."""
@@ -195,6 +253,71 @@ class Requests:
             fields=sorted(k for k, v in context.items() if v),
         )
         return output
+
+    def describe_group(self, label: str, author: str, group: str, context: dict) -> list[OutputFile]:
+        """Set the context of every output of a group at once."""
+        request = self.store.request(parse_label(label))
+        names = [f.name for f in request.files if f.group == group]
+        if not names:
+            groups = sorted({f.group for f in request.files if f.group})
+            raise NotFound(f"{request.label} has no group {group!r} (its groups: {', '.join(groups) or 'none'})")
+        return [self.describe(label, author, name, context) for name in names]
+
+    def set_exception(self, label: str, author: str, name: str, text: str) -> OutputFile:
+        """The author's exception request for one output: why it should leave although its
+        check flagged it (SACRO's exception request); empty text withdraws it."""
+        request, person, project = self._load(label, author, lock=True)
+        policies.check_author(person, request, "ask for an exception in")
+        policies.check_editable(request, "ask for an exception in")
+        output = request.file(name)
+        exception = check_text("an exception request", text) if text.strip() else None
+        self.store.set_exception(request.id, name, exception)
+        self._audit(
+            author,
+            "request.exception",
+            request.label,
+            self.clock(),
+            project=project.id,
+            output=name,
+            chars=len(exception or ""),
+        )
+        return replace(output, exception=exception)
+
+    def comment(
+        self, label: str, author: str, text: str, output: str | None = None, *, officers_only: bool = False
+    ) -> Comment:
+        """A comment in the request's thread, or in one output's thread. Members of the project
+        and officers who may review it write; what each may read is `is_comment_visible`."""
+        request, person, project = self._load(label, author, lock=True)
+        policies.check_viewer(person, request, project)
+        member = person.name in project.active_members
+        if not member:
+            policies.check_reviewer(person, request, project)
+        if request.status not in COMMENTABLE:
+            raise InvalidTransition(f"{request.label} is {request.status.name}: its threads are closed")
+        if output is not None:
+            request.file(output)
+        if officers_only and member:
+            raise PermissionDenied("comments for officers only are written by officers, not by the project")
+        body = check_text("a comment", text)
+        now = self.clock()
+        written_as = WrittenAs.MEMBER if member else WrittenAs.OFFICER
+        visibility = CommentVisibility.OFFICERS if officers_only else CommentVisibility.EVERYONE
+        comment_id = self.store.add_comment(
+            request.id, person.name, output, written_as, visibility, request.round, body, now
+        )
+        self._audit(
+            author,
+            "request.comment",
+            request.label,
+            now,
+            project=project.id,
+            output=output or "",
+            written_as=written_as.value,
+            visibility=visibility.value,
+            chars=len(body),
+        )
+        return Comment(comment_id, person.name, written_as, visibility, request.round, output, body, now)
 
     def remove(self, label: str, author: str, name: str) -> None:
         """Take an output out of a PENDING request and put it back in the queue."""
@@ -218,14 +341,12 @@ class Requests:
             contents = self.outputs.current_contents(project.id, request.label, f.name)
             if contents_digest(contents) != f.sha256:
                 raise InvalidTransition(
-                    f"cannot submit {request.label}: output {f.name} changed after it was added; "
-                    "remove it and queue it again"
+                    f"cannot submit {request.label}: the central copy of output {f.name} changed after it was "
+                    "added; remove it and add it again"
                 )
-            self.store.set_digest(request.id, f.name, f.sha256, contents)
             digests[f.name] = audit.digest(f.sha256)
         now = self.clock()
         self.store.set_status(request.id, S.SUBMITTED, now)
-        self.outputs.seal(project.id, request.label)
         self._audit(
             author, "request.submit", request.label, now, project=project.id, round=request.round, outputs=digests
         )
@@ -248,7 +369,6 @@ class Requests:
         now = self.clock()
         round_ = self.store.next_round(request.id)
         self.store.set_status(request.id, S.PENDING, now)
-        self.outputs.unseal(project.id, request.label)
         self._audit(author, "request.reopen", request.label, now, project=project.id, round=round_)
         return self.store.request(request.id)
 
@@ -432,10 +552,11 @@ class Requests:
                 keep_until=keep_until(now),
             )
         )
-        manifest = build_manifest(request, project, released_by=actor, released_at=now, record_id=record_id)
-        files = self._write(request, project, manifest, now)
+        files = self._write(request, project, actor, now, record_id)
         self.outputs.record_release(project.id, entries)
-        self.store.add_release(ReleaseInfo(request.id, now, actor, str(files.bundle), files.bundle_sha256, manifest))
+        self.store.add_release(
+            ReleaseInfo(request.id, now, actor, str(files.bundle), files.bundle_sha256, files.manifest)
+        )
         self.store.set_status(request.id, S.RELEASED, now)
         self._audit(
             actor,
@@ -450,19 +571,32 @@ class Requests:
         )
         return Release(request.label, project.id, files.bundle, files.bundle_sha256, files.released_dir, record_id)
 
-    def _write(self, request: RequestState, project: ProjectInfo, manifest: dict, now: dt.datetime) -> ReleasedFiles:
-        bundle = bundle_path(self.exports_dir, project.id, request.label)
-        ensure_private_dir(self.exports_dir, "the exports directory (TRE_EXPORTS_DIR)")
-        staging_root = ensure_private_dir(self.exports_dir / ".staging", "the exports directory (TRE_EXPORTS_DIR)")
-        staging = Path(tempfile.mkdtemp(prefix=f"{project.id}-{request.label}-", dir=staging_root))
+    def _write(
+        self, request: RequestState, project: ProjectInfo, actor: str, now: dt.datetime, record_id: int
+    ) -> ReleasedFiles:
+        staging = stage_dir(self.exports_dir, project.id, request.label)
+        tree = staging / request.label
         try:
-            stage_outputs(self.outputs, request, staging)
-            released_root = self.outputs.project_dir(project.id) / "released"
+            records = stage_outputs(self.outputs, request, tree)
+            manifest = build_manifest(
+                request,
+                project,
+                released_by=actor,
+                released_at=now,
+                record_id=record_id,
+                records=records,
+                files=list_tree(tree),
+            )
             return write_release(
-                staging, request, manifest, released_root=released_root, bundle=bundle, released_at=now
+                tree,
+                request.label,
+                manifest,
+                project_root=self.outputs.project_dir(project.id),
+                bundle=bundle_path(self.exports_dir, project.id, request.label),
+                released_at=now,
             )
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            remove_stage(staging)
 
     def bundle(self, label: str, viewer: str) -> Path:
         """The bundle of a released request, for download (audited)."""
@@ -495,27 +629,32 @@ class Requests:
         return describe(request, project, person, self.store.release(request.id))
 
     def view_file(self, label: str, viewer: str, name: str, part: str | None = None) -> tuple[OutputFile, Path]:
-        """One output (or one file of it) for viewing: its record and its folder; audited."""
+        """One output (or one file of it) for viewing: its record and the folder of its central
+        copy's leaving files (never the project's folder); audited."""
         request, person, project = self._load(label, viewer)
         policies.check_viewer(person, request, project)
         output = request.file(name)
-        if part is not None and part not in {c["name"] for c in output.contents}:
+        # "report.json" names the check report the request holds (rendered, never read from a file).
+        if part is not None and part != "report.json" and part not in {c["name"] for c in output.contents}:
             raise NotFound(f"output {name} of {request.label} has no file {part!r}")
         self._audit(
             viewer, "request.view_file", request.label, self.clock(), project=project.id, output=name, file=part or ""
         )
-        return output, self.outputs.output_dir(project.id, request.label, name)
+        return output, self.outputs.leaving_dir(project.id, request.label, name)
 
-    def queue(self, officer: str) -> list[dict]:
-        """Requests waiting for officers (submitted, in review, reviewed, approved), each with
-        whether `officer` may review it and why not."""
+    def queue(self, officer: str, view: str = "open") -> list[dict]:
+        """Requests for officers, newest first, each with whether `officer` may review it and
+        why not. `view` (QUEUE_VIEWS): open (waiting for officers: submitted, in review,
+        reviewed, approved), waiting-for-me (a step of yours: review, finish, settle, release),
+        reviewed-by-me, released, returned."""
         person = self.store.person(officer)
         policies.check_active(person, "the review queue")
         if not (person.has_role(Role.OFFICER) or person.has_role(Role.ADMIN)):
             raise PermissionDenied(f"the review queue is for officers ({person.name} has {person.held})")
-        waiting = (S.SUBMITTED, S.IN_REVIEW, S.REVIEWED, S.APPROVED)
+        if view not in QUEUE_VIEWS:
+            raise UsageError(f"{view!r} is not a view of the queue: {', '.join(QUEUE_VIEWS)}")
         rows = []
-        for request in self.store.requests(statuses=waiting):
+        for request in reversed(self.store.requests(statuses=QUEUE_VIEWS[view])):
             project = self.store.project(request.project_id)
             try:
                 policies.check_reviewer(person, request, project)
@@ -523,15 +662,20 @@ class Requests:
             except PermissionDenied as e:
                 refusal = str(e)
             mine = request.review_of(officer)
-            rows.append(
-                {
-                    **summary(request),
-                    "may_review": refusal is None,
-                    "why_not": refusal,
-                    "your_review": None if mine is None else mine.status.value,
-                    "next": _next_step(request, mine, refusal),
-                }
-            )
+            reviewed = any(r.reviewer == officer and r.is_submitted for r in request.reviews)
+            row = {
+                **summary(request),
+                "may_review": refusal is None,
+                "why_not": refusal,
+                "your_review": None if mine is None else mine.status.value,
+                "reviewed_by_you": reviewed,
+                "next": _next_step(request, mine, refusal),
+            }
+            if view == "waiting-for-me" and row["next"] not in YOUR_STEPS:
+                continue
+            if view == "reviewed-by-me" and not reviewed:
+                continue
+            rows.append(row)
         return rows
 
     def of_project(self, project_id: str, viewer: str) -> list[dict]:
@@ -553,11 +697,11 @@ class Requests:
         policies.check_member(person, project, f"the output queue of project {project_id}")
         return self.outputs.queued(project_id)
 
-    def queued_report(self, project_id: str, viewer: str, name: str) -> Path:
+    def queued_report(self, project_id: str, viewer: str, name: str) -> dict:
         """The check report (report.json) of a queued output, for its project's members."""
         person, project = self.store.person(viewer), self.store.project(project_id)
         policies.check_member(person, project, f"the output queue of project {project_id}")
-        return self.outputs.queued_dir(project_id, name) / "report.json"
+        return self.outputs.queued_report(project_id, name)
 
     # --- plumbing ---------------------------------------------------------------------------
 
@@ -567,6 +711,46 @@ class Requests:
 
     def _audit(self, actor: str, action: str, label: str, now: dt.datetime, **details) -> None:
         self.store.audit(actor=actor, action=action, object=f"request:{label}", details=details, now=now)
+
+
+MAX_TITLE = 200
+MAX_GROUP = 100
+MAX_TEXT = 4000  # characters of a comment or an exception request
+
+
+def check_title(title: str, *, what: str = "request title", limit: int = MAX_TITLE) -> str:
+    """A request's title (or a group's name): one line of printable text, at most `limit` characters."""
+    title = title.strip()
+    problem = None
+    if len(title) > limit:
+        problem = f"it has {len(title)} characters (at most {limit})"
+    elif any(c in "\r\n" for c in title):
+        problem = "it contains a line break"
+    elif any(unicodedata.category(c) == "Cf" for c in title):
+        problem = "it contains an invisible formatting character (such as a right-to-left override)"
+    elif not title.isprintable():
+        problem = "it contains control characters"
+    if problem:
+        raise UsageError(f"{what} {shown(title)!r} is refused: {problem}; use one line of plain text")
+    return title
+
+
+def check_text(what: str, text: str) -> str:
+    """Free text (a comment, an exception request): lines of printable text, at most 4000
+    characters; never an invisible formatting character that would make it read otherwise."""
+    text = (text or "").strip()
+    problem = None
+    if not text:
+        problem = "it is empty"
+    elif len(text) > MAX_TEXT:
+        problem = f"it has {len(text)} characters (at most {MAX_TEXT})"
+    elif any(unicodedata.category(c) == "Cf" for c in text):
+        problem = "it contains an invisible formatting character (such as a right-to-left override)"
+    elif not all(c.isprintable() or c in "\n\t" for c in text.replace("\r\n", "\n")):
+        problem = "it contains control characters"
+    if problem:
+        raise UsageError(f"{what} is refused: {problem}")
+    return text.replace("\r\n", "\n")
 
 
 def _with_context(output: OutputFile, context: dict) -> OutputFile:
@@ -597,6 +781,17 @@ def _next_step(request: RequestState, mine, refusal: str | None) -> str:
     return "settle the conflict"
 
 
+OPEN = (S.SUBMITTED, S.IN_REVIEW, S.REVIEWED, S.APPROVED)
+QUEUE_VIEWS: dict[str, tuple[RequestStatus, ...]] = {
+    "open": OPEN,
+    "waiting-for-me": OPEN,
+    "reviewed-by-me": tuple(s for s in S if s != S.PENDING),
+    "released": (S.RELEASED,),
+    "returned": (S.RETURNED,),
+}
+YOUR_STEPS = frozenset({"review", "finish your review", "settle the conflict", "release"})
+
+
 def summary(request: RequestState) -> dict:
     """One line of a list: who, what, where it stands."""
     return {
@@ -612,6 +807,7 @@ def summary(request: RequestState) -> dict:
             "started": len(request.current_reviews),
             "submitted": len(request.submitted_reviews),
         },
+        "reviewers": [r.reviewer for r in request.current_reviews],
         "created_at": _iso(request.created_at),
         "submitted_at": _iso(request.submitted_at),
         "decided_at": _iso(request.decided_at),
@@ -620,8 +816,24 @@ def summary(request: RequestState) -> dict:
 
 
 def describe(request: RequestState, project: ProjectInfo, viewer: Person, release: ReleaseInfo | None) -> dict:
-    """The whole request as `viewer` may see it: votes and decisions only where the rules allow."""
+    """The whole request as `viewer` may see it: votes, decisions and comments only where the
+    rules allow."""
     officer = viewer.has_role(Role.OFFICER) or viewer.has_role(Role.ADMIN)
+    member = viewer.name in project.active_members
+    comments = [
+        {
+            "id": c.id,
+            "author": c.author,
+            "written_as": c.written_as.value,
+            "officers_only": c.visibility == CommentVisibility.OFFICERS,
+            "round": c.round,
+            "output": c.output,
+            "body": c.body,
+            "at": _iso(c.created_at),
+        }
+        for c in request.comments
+        if is_comment_visible(request, c, viewer.name, officer=officer and not member, member=member)
+    ]
     decisions = file_decisions(request)
     show_decisions = request.status in DECIDED or (officer and request.status == S.REVIEWED)
     files = []
@@ -649,6 +861,7 @@ def describe(request: RequestState, project: ProjectInfo, viewer: Person, releas
                 "check_status": f.check_status,
                 "summary": f.summary,
                 "findings": recheck.get("findings", f.report.get("findings", [])),
+                "threshold": (recheck.get("parameters") or {}).get("threshold"),
                 "sha256": f.sha256,
                 "context": f.context,
                 "missing_context": f.missing_context(),
@@ -656,6 +869,9 @@ def describe(request: RequestState, project: ProjectInfo, viewer: Person, releas
                 "made_by": {k: f.meta.get(k) for k in ("call", "arguments", "created_at") if k in f.meta},
                 "decision": decisions[f.name].value if show_decisions else None,
                 "votes": votes,
+                "exception": f.exception,
+                "group": f.group,
+                "comments": [c for c in comments if c["output"] == f.name],
             }
         )
     return {
@@ -663,6 +879,8 @@ def describe(request: RequestState, project: ProjectInfo, viewer: Person, releas
         "project_title": project.title,
         "approval": None if project.approval is None else project.approval.reference,
         "files": files,
+        "comments": [c for c in comments if c["output"] is None],
+        "may_comment": request.status in COMMENTABLE and (member or officer),
         "reviewers": [
             {"reviewer": r.reviewer, "round": r.round, "status": r.status.value, "submitted_at": _iso(r.submitted_at)}
             for r in request.reviews

@@ -28,7 +28,7 @@ def sorted_categories(series: pd.Series) -> list[str]:
     return [category_label(v) for v in values]
 
 
-def build_wide_frame(data, dims, n_rows, margins, margins_name, categories, label) -> pd.DataFrame:
+def build_wide_frame(data, dims, n_rows, margins, margins_name, categories, label, counts=False) -> pd.DataFrame:
     """The published cells as pandas shows a crosstab: rows by the index dimensions."""
     cells = [c for c in data["cells"] if c["status"] != "merged"]
     total = "Total"
@@ -62,9 +62,19 @@ def build_wide_frame(data, dims, n_rows, margins, margins_name, categories, labe
     wide.columns.name = col_dims[0] if len(col_dims) == 1 else wide.columns.name
     if len(row_dims) == 1:
         wide.index.name = row_dims[0]
-    if wide.notna().all().all() and np.allclose(wide.to_numpy(dtype=float), np.round(wide.to_numpy(dtype=float))):
-        wide = wide.astype("int64")
-    return wide
+    return as_counts(wide) if counts else _whole_numbers(wide)
+
+
+def as_counts(frame: pd.DataFrame) -> pd.DataFrame:
+    """Counts stay whole numbers; a hidden cell is missing (pandas' <NA>), not a float NaN."""
+    return frame.astype("Int64")
+
+
+def _whole_numbers(frame: pd.DataFrame) -> pd.DataFrame:
+    values = frame.to_numpy(dtype=float, na_value=np.nan)
+    if not np.isnan(values).any() and np.allclose(values, np.round(values)):
+        return frame.astype("int64")
+    return frame
 
 
 def round_edges(low: float, high: float, bins: int) -> np.ndarray:

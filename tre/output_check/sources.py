@@ -151,7 +151,10 @@ def build_published_frame(report: dict, value_column: str) -> pd.DataFrame:
         for c in report["cells"]
         if c["status"] != "merged"
     ]
-    return pd.DataFrame(rows, columns=[*dims, value_column])
+    frame = pd.DataFrame(rows, columns=[*dims, value_column])
+    if report.get("statistic") == "count":
+        frame[value_column] = frame[value_column].astype("Int64")  # counts stay whole numbers
+    return frame
 
 
 def build_sidecar(report: dict, name: str, value_column: str, csv_path: Path, **release) -> dict:

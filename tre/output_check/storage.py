@@ -14,14 +14,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from tre import audit
-from tre.enums import ApprovalStatus, RequestStatus, ReviewStatus, VoteDecision
+from tre.enums import CommentVisibility, RequestStatus, ReviewStatus, VoteDecision
 from tre.errors import NotFound
 from tre.models import (
-    Approval,
     OutputRequest,
     ProjectMember,
     Release,
     ReleaseRecord,
+    RequestComment,
     RequestFile,
     Review,
     User,
@@ -29,10 +29,10 @@ from tre.models import (
 )
 from tre.output_check.policies import ApprovalRef, Person, ProjectInfo
 from tre.output_check.requests import ReleaseEntry, ReleaseInfo
-from tre.output_check.workflow import DECIDED, OutputFile, RequestState, ReviewState
+from tre.output_check.workflow import DECIDED, Comment, OutputFile, RequestState, ReviewState, WrittenAs
 from tre.output_check.workflow import Vote as VoteState
 from tre.users import find_user
-from tre.workspace import get_project
+from tre.workspace import approval_threshold, get_project, project_approval
 
 S = RequestStatus
 # An output removed from a reopened request keeps its row (earlier rounds voted on it) under this
@@ -65,11 +65,9 @@ class SqlRequestStore:
 
     def _approval(self, project_id: str) -> ApprovalRef | None:
         """The project's approval to cite: an active one if any, else the latest."""
-        approvals = list(self.session.execute(select(Approval).where(Approval.project_id == project_id)).scalars())
-        if not approvals:
+        best = project_approval(self.session, project_id)
+        if best is None:
             return None
-        best = max(approvals, key=lambda a: (a.status == ApprovalStatus.ACTIVE, a.valid_until, a.id))
-        threshold = (best.document or {}).get("threshold")
         return ApprovalRef(
             id=best.id,
             kind=best.kind.value,
@@ -79,7 +77,7 @@ class SqlRequestStore:
             status=best.status.value,
             valid_until=best.valid_until,
             retention_years=best.retention_years,
-            threshold=int(threshold) if isinstance(threshold, int) else None,
+            threshold=approval_threshold(best),
         )
 
     def projects_of(self, name: str) -> list[str]:
@@ -99,6 +97,7 @@ class SqlRequestStore:
             selectinload(OutputRequest.files),
             selectinload(OutputRequest.reviews).selectinload(Review.reviewer),
             selectinload(OutputRequest.reviews).selectinload(Review.votes).selectinload(Vote.file),
+            selectinload(OutputRequest.comments).selectinload(RequestComment.author),
         )
 
     def _row(self, request_id: int, *, lock: bool = False) -> OutputRequest:
@@ -152,6 +151,8 @@ class SqlRequestStore:
                 contents=list(output.contents),
                 meta=output.meta,
                 added_at=output.added_at,
+                exception=output.exception,
+                group_name=output.group,
             )
         )
         self.session.flush()
@@ -168,10 +169,34 @@ class SqlRequestStore:
         self._file(request_id, name).context = dict(context)
         self.session.flush()
 
-    def set_digest(self, request_id: int, name: str, sha256: str, contents: list[dict]) -> None:
-        row = self._file(request_id, name)
-        row.sha256, row.contents = sha256, list(contents)
+    def set_exception(self, request_id: int, name: str, exception: str | None) -> None:
+        self._file(request_id, name).exception = exception
         self.session.flush()
+
+    def add_comment(
+        self,
+        request_id: int,
+        author: str,
+        output: str | None,
+        written_as: WrittenAs,
+        visibility: CommentVisibility,
+        round: int,
+        body: str,
+        now: dt.datetime,
+    ) -> int:
+        row = RequestComment(
+            request_id=request_id,
+            output=output,
+            author_id=self._user(author).id,
+            written_as=written_as.value,
+            visibility=visibility,
+            round=round,
+            body=body,
+            created_at=now,
+        )
+        self.session.add(row)
+        self.session.flush()
+        return row.id
 
     def remove_file(self, request_id: int, name: str) -> None:
         row = self._file(request_id, name)
@@ -309,6 +334,8 @@ def _state(row: OutputRequest) -> RequestState:
             contents=tuple(f.contents or ()),
             meta=dict(f.meta or {}),
             added_at=f.added_at,
+            exception=f.exception,
+            group=f.group_name,
         )
         for f in row.files
         if REMOVED.split("{")[0] not in f.name
@@ -342,4 +369,17 @@ def _state(row: OutputRequest) -> RequestState:
         returned_reason=row.returned_reason,
         files=files,
         reviews=reviews,
+        comments=tuple(
+            Comment(
+                id=c.id,
+                author=c.author.name,
+                written_as=WrittenAs(c.written_as),
+                visibility=c.visibility,
+                round=c.round,
+                output=c.output,
+                body=c.body,
+                created_at=c.created_at,
+            )
+            for c in row.comments
+        ),
     )

@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from tre.enums import RequestStatus, ReviewStatus, VoteDecision
+from tre.enums import CommentVisibility, RequestStatus, ReviewStatus, VoteDecision
 from tre.errors import InvalidTransition, NotFound, PermissionDenied
 
 S = RequestStatus
@@ -143,6 +143,27 @@ class ReviewState:
         return self.status == ReviewStatus.SUBMITTED
 
 
+class WrittenAs(StrEnum):
+    """As whom a comment was written."""
+
+    MEMBER = "member"  # a member of the project (the author, or another member)
+    OFFICER = "officer"  # an officer independent of the project
+
+
+@dataclass(frozen=True)
+class Comment:
+    """One comment of a request's thread (`output` None) or of one output's thread."""
+
+    id: int
+    author: str
+    written_as: WrittenAs
+    visibility: CommentVisibility
+    round: int
+    output: str | None
+    body: str
+    created_at: dt.datetime
+
+
 CONTEXT_FIELDS = {
     "population": "the population (who is counted)",
     "shows": "what it shows",
@@ -164,6 +185,8 @@ class OutputFile:
     contents: tuple[dict, ...]  # {"name", "sha256", "size"} per file
     meta: dict
     added_at: dt.datetime
+    exception: str | None = None  # the author's exception request (SACRO's): why it should leave anyway
+    group: str | None = None  # added together with other outputs that share its context
 
     @property
     def failed_check(self) -> bool:
@@ -195,6 +218,7 @@ class RequestState:
     returned_reason: str | None = None
     files: tuple[OutputFile, ...] = ()
     reviews: tuple[ReviewState, ...] = ()
+    comments: tuple[Comment, ...] = ()
 
     @property
     def label(self) -> str:
@@ -294,3 +318,26 @@ def is_vote_visible(request: RequestState, vote: Vote, viewer: str, *, officer: 
     if officer and viewer != request.author:
         return request.status in DECIDED | {S.REVIEWED}
     return request.status in DECIDED
+
+
+COMMENTABLE = frozenset(RequestStatus) - FINAL  # a thread closes with the request
+
+
+def is_comment_visible(request: RequestState, comment: Comment, viewer: str, *, officer: bool, member: bool) -> bool:
+    """Whether `viewer` may read `comment`; the rules of the votes (`is_vote_visible`).
+
+    Everyone reads their own comments, and everyone reads the members'. An officer's comment
+    of the current round stays with its author while the two reviews are independent; then the
+    officers read it, and the project too once the reviews have decided the request (or the
+    round is over), unless it is for officers only, which the project never reads.
+    """
+    if comment.author == viewer:
+        return True
+    if comment.written_as == WrittenAs.MEMBER:
+        return member or officer
+    if comment.visibility == CommentVisibility.OFFICERS and (member or not officer):
+        return False
+    earlier = comment.round < request.round
+    if officer and not member:
+        return earlier or request.status not in INDEPENDENT
+    return member and (earlier or request.status in DECIDED)

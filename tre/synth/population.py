@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tre.linkage.idnumbers import generate_synthetic
+from tre.idnumbers import generate_synthetic
 from tre.registers import municipalities
 from tre.synth import assumptions as a
 
@@ -160,7 +160,8 @@ def build_population(
     immigrant = rng.random(n) < a.RESIDENT_IMMIGRANT_SHARE[band(age0, a.RESIDENT_IMMIGRANT_EDGES)]
     d_only = (age0 >= 20) & (age0 < 60) & (rng.random(n) < a.RESIDENT_D_NUMBER_SHARE)
     immigrant |= d_only
-    arrived = birth + 1 + np.floor(rng.random(n) * (start0 - 1 - birth)).astype(np.int64)
+    # A first resident lived here when the period began: one born on its eve arrived that day.
+    arrived = np.minimum(birth + 1 + np.floor(rng.random(n) * (start0 - 1 - birth)).astype(np.int64), start0 - 1)
     people = _Growing(
         birth=birth,
         male=male,
@@ -402,16 +403,23 @@ def calibrated(weight: np.ndarray, expected: float, cap: float = 0.95) -> np.nda
     others below it.
     """
     weight = np.asarray(weight, dtype=float)
-    if not len(weight) or weight.sum() <= 0:
+    if not len(weight) or weight.sum() <= 0 or expected <= 0:
+        # Nobody to choose, or nobody wanted (a small population whose care recipients already
+        # make up the share): no chances at all.
         return np.zeros(len(weight))
     if expected >= cap * np.count_nonzero(weight):
         return np.where(weight > 0, cap, 0.0)
     ordered = np.sort(weight)[::-1]
     capped = np.arange(len(ordered))  # k = how many are capped
-    rest = ordered.sum() - np.r_[0, np.cumsum(ordered)[:-1]]
+    rest = np.cumsum(ordered[::-1])[::-1]  # sum(ordered[k:]), without cancelling a tiny tail away
+    left = expected - capped * cap  # what the uncapped ones add up to, with k capped
     with np.errstate(divide="ignore", invalid="ignore"):
-        scale = (expected - capped * cap) / rest
-    above = np.r_[True, ordered[:-1] * scale[1:] >= cap * (1 - 1e-12)]
-    below = ordered * scale <= cap * (1 + 1e-12)
-    k = int(np.flatnonzero(above & below & (scale > 0))[0])
-    return np.minimum(weight * scale[k], cap)
+        scaled = ordered / rest * left  # a weight's share of the rest first: no overflow
+    # The right k is the smallest whose largest uncapped chance stays within the cap: the ones
+    # before it then lie above the cap (so they are rightly capped). It exists: the last
+    # positive weight alone, scaled to what is left of `expected`, is below the cap, because
+    # `expected` is below the cap times the number of positive weights.
+    below = (rest > 0) & (scaled <= cap * (1 + 1e-12))
+    k = int(np.flatnonzero(below)[0])
+    with np.errstate(over="ignore"):  # a weight far above a tiny rest is capped anyway
+        return np.minimum(weight / rest[k] * left[k], cap)

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import secrets
-import signal
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -18,14 +16,24 @@ from tornado import web
 from tre.config import Settings
 from tre.db import Store, utc_now
 from tre.enums import RequestStatus, Role
-from tre.errors import ConfigError, NotFound, PermissionDenied, UserError
+from tre.errors import NotFound, PermissionDenied, UnsafeFile, UserError
 from tre.output_check import policies
 from tre.output_check.intake import WorkspaceOutputs
-from tre.output_check.previews import build_previews, read_text, regular_file, render_notebook, render_report
-from tre.output_check.requests import Requests, parse_label
+from tre.output_check.previews import (
+    build_previews,
+    read_text,
+    regular_file,
+    render_notebook,
+    render_report,
+    report_fragment,
+)
+from tre.output_check.requests import QUEUE_VIEWS, Requests, parse_label
 from tre.output_check.storage import SqlRequestStore
 from tre.output_check.web import SERVICE_NAME
-from tre.output_check.workflow import CONTEXT_FIELDS, VOTABLE
+from tre.output_check.workflow import COMMENTABLE, CONTEXT_FIELDS, VOTABLE
+from tre.project_files import shown
+from tre.serving import run_until_stopped, service_address
+from tre.timezones import display_zone, readable
 
 HERE = Path(__file__).resolve().parent
 USER_COOKIE = "tre_review_user"
@@ -34,6 +42,8 @@ SESSION_HOURS = 8
 LOCKOUT = (5, 300)  # failed logins, within seconds: the name is locked out for that long
 NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}"
 LABEL = r"[Rr][Ee][Qq]-\d{1,9}"
+HUB_TIMEOUT = 10  # seconds: every call of a page to the hub gives up after this
+HUB_CACHE_SECONDS = 5  # how long the hub's word on a token is trusted
 
 PAGE_CSP = (
     "default-src 'self'; script-src 'none'; style-src 'self'; img-src 'self' data:; frame-src 'self'; "
@@ -52,11 +62,16 @@ class Review:
     def __init__(self, settings: Settings, store: Store, prefix: str, hub: bool):
         self.settings, self.store, self.prefix, self.hub = settings, store, prefix, hub
         self.failures: dict[str, list[float]] = {}
+        self.zone = display_zone(settings.time_zone)
+
+    def when(self, moment) -> str:
+        """A stored time as people read it: in the TRE's time zone, `today 14:05 CET`."""
+        return readable(moment, self.zone, now=utc_now())
 
     def call(self, step: Callable[[Requests, SqlRequestStore], Any]) -> Any:
         with self.store.transaction() as session:
             store = SqlRequestStore(session)
-            outputs = WorkspaceOutputs(self.settings.projects_dir, ledger_dir=self.settings.ledger_dir)
+            outputs = WorkspaceOutputs.from_settings(self.settings)
             return step(Requests(store, outputs, self.settings.exports_dir, utc_now), store)
 
     async def run(self, step: Callable[[Requests, SqlRequestStore], Any]) -> Any:
@@ -105,6 +120,7 @@ class Base(web.RequestHandler):
             user_name=self.user_name if self.current_user else None,
             flash=self._pop_flash(),
             CONTEXT_FIELDS=CONTEXT_FIELDS,
+            when=self.review.when,
         )
         return namespace
 
@@ -138,6 +154,9 @@ class Base(web.RequestHandler):
         except PermissionDenied as refusal:
             await self._audit_refusal(refusal)
             self.fail(403, str(refusal))
+        except UnsafeFile as refused:
+            await self._audit_refusal(refused)
+            self.fail(400, str(refused))
         except NotFound as missing:
             self.fail(404, str(missing))
         except UserError as problem:
@@ -148,7 +167,7 @@ class Base(web.RequestHandler):
         try:
             result = await self.review.run(step)
         except UserError as problem:
-            if isinstance(problem, PermissionDenied):
+            if isinstance(problem, PermissionDenied | UnsafeFile):
                 await self._audit_refusal(problem)
             self.flash(str(problem), "error")
         else:
@@ -158,12 +177,14 @@ class Base(web.RequestHandler):
     async def _audit_refusal(self, refusal: UserError) -> None:
         name, path = self.user_name or "(nobody)", self.request.path
 
+        unsafe = isinstance(refusal, UnsafeFile)
+
         def record(_, store):
             store.audit(
                 actor=name,
-                action="access.denied",
-                object=f"review-page:{path}"[:200],
-                details={"reason": str(refusal)},
+                action="project.file_refused" if unsafe else "access.denied",
+                object=f"review-page:{shown(path, 180)}",
+                details={"reason": shown(str(refusal), 400)},
                 now=utc_now(),
             )
 
@@ -174,10 +195,22 @@ class Base(web.RequestHandler):
         self.render("error.html", status=status_code, message=reason)
 
 
+QUEUE_VIEW_NAMES = {
+    "open": "Open",
+    "waiting-for-me": "Waiting for me",
+    "reviewed-by-me": "Reviewed by me",
+    "released": "Released",
+    "returned": "Returned",
+}
+
+
 class Home(Base):
     @web.authenticated
     async def get(self):
         name = self.user_name
+        view = self.get_query_argument("view", "open")
+        if view not in QUEUE_VIEWS:
+            self.fail(400, f"{shown(view, 40)!r} is not a view of the queue: {', '.join(QUEUE_VIEWS)}")
 
         def page(wf: Requests, store: SqlRequestStore):
             person = store.person(name)
@@ -192,12 +225,27 @@ class Home(Base):
                         "title": project.title,
                         "status": project.status.value,
                         "requests": wf.of_project(project.id, name),
-                        "queued": len(wf.outputs.queued(project.id)),
+                        "queued": _queued_count(wf, project.id),
                     }
                 )
-            return {"officer": officer, "queue": wf.queue(name) if officer else [], "projects": projects}
+            return {
+                "officer": officer,
+                "queue": wf.queue(name, view) if officer else [],
+                "view": view,
+                "views": QUEUE_VIEW_NAMES,
+                "projects": projects,
+            }
 
         self.render("home.html", **await self.fetch(page))
+
+
+def _queued_count(wf: Requests, project_id: str) -> int | str:
+    """How many outputs a project has queued; "?" when its queue is not a folder (a link the
+    project made: the project page says why)."""
+    try:
+        return len(wf.outputs.queued(project_id))
+    except UnsafeFile:
+        return "?"
 
 
 class Login(Base):
@@ -226,7 +274,11 @@ class Login(Base):
         else:
 
             def check(_, store):
-                return check_login(store.session, name, password, code, two_factor=two_factor)
+                from tre.sealed import login_box
+
+                settings = self.review.settings
+                box = login_box(settings, os.environ, store.session, now=utc_now()) if two_factor else None
+                return check_login(store.session, name, password, code, two_factor=two_factor, box=box)
 
             result = await self.review.run(check)
             reason = result.reason
@@ -304,11 +356,10 @@ class QueuedReport(Base):
     @web.authenticated
     async def get(self, project_id: str, output: str):
         name = self.user_name
-        path = await self.fetch(lambda wf, _: wf.queued_report(project_id, name, output))
+        stored = await self.fetch(lambda wf, _: wf.queued_report(project_id, name, output))
         try:
-            stored = json.loads(path.read_text(encoding="utf-8"))
             page = render_report(stored, f"{output} (queued in {project_id})")
-        except (OSError, ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError):
             self.fail(400, f"output {output} has no readable check report: queue it again")
         self.set_header("Content-Security-Policy", DOCUMENT_CSP)
         self.set_header("Content-Type", "text/html; charset=utf-8")
@@ -327,13 +378,22 @@ def request_page(wf: Requests, store: SqlRequestStore, label: str, name: str) ->
     data = wf.view(label, name)
     request = store.request(parse_label(label))
     person, project = store.person(name), store.project(request.project_id)
-    try:
-        policies.check_reviewer(person, request, project)
-        policies.check_review_slot(request, name)
-        may_review, why_not = True, None
-    except (PermissionDenied, UserError) as refusal:
-        may_review, why_not = False, str(refusal)
     review = request.review_of(name)
+    why_not = None
+    try:
+        policies.check_reviewer(person, request, project)  # an officer independent of the project
+        independent = True
+    except PermissionDenied as refusal:
+        independent, why_not = False, str(refusal)
+    if independent:
+        try:
+            policies.check_review_slot(request, name)
+        except UserError as refusal:
+            why_not = str(refusal)
+    may_review = independent and why_not is None
+    # Why you may not review matters while there is a review to make, and not once yours is in.
+    if request.status not in VOTABLE or (review and review.is_submitted):
+        why_not = None
     try:
         policies.check_releaser(person, request, project)
         may_release = request.status == RequestStatus.APPROVED
@@ -344,12 +404,18 @@ def request_page(wf: Requests, store: SqlRequestStore, label: str, name: str) ->
     # Read only when there is something to redact; an unreadable extract refuses the page (closed).
     pseudonyms = wf.outputs.pseudonyms(project.id) if data["files"] else frozenset()
     for f in data["files"]:
-        directory = wf.outputs.output_dir(project.id, request.label, f["name"])
+        directory = wf.outputs.leaving_dir(project.id, request.label, f["name"])
         try:
             f["previews"] = build_previews(directory, [c["name"] for c in f["files"]], pseudonyms)
         except NotFound as missing:
             f["previews"], f["missing"] = [], str(missing)
+        f["notes"] = {c["name"]: c.get("notes", []) for c in f["files"]}
+        try:
+            f["report_html"] = report_fragment(request.file(f["name"]).report, f"Check of {f['name']}")
+        except (ValueError, KeyError, TypeError):
+            f["report_html"] = None
         f["failed"] = f["check_status"] == "fail"
+        f["cell"] = ((f["made_by"] or {}).get("arguments") or {}).get("cell")
     return {
         "r": data,
         "is_author": is_author,
@@ -361,6 +427,8 @@ def request_page(wf: Requests, store: SqlRequestStore, label: str, name: str) ->
         "may_release": may_release,
         "may_return": may_release and person.has_role(Role.OFFICER),
         "queued": wf.outputs.queued(project.id) if editable else [],
+        "may_comment": request.status in COMMENTABLE and (person.name in project.active_members or independent),
+        "officer_here": independent,
     }
 
 
@@ -412,12 +480,28 @@ class AddOutput(Base):
     @web.authenticated
     async def post(self, label: str):
         name, label = self.user_name, label.upper()
-        output = self.get_body_argument("output", "")
+        outputs = self.get_body_arguments("output")
         context = {k: self.get_body_argument(k, "") for k in CONTEXT_FIELDS}
+        group = self.get_body_argument("group", "").strip() or None
         await self.act(
-            lambda wf, _: wf.add(label, name, output, context),
+            lambda wf, _: wf.add_group(label, name, outputs, context, group),
             f"requests/{label}",
-            lambda f: f"added {f.name} (check {f.check_status})",
+            lambda added: "added " + ", ".join(f"{f.name} (check {f.check_status})" for f in added),
+        )
+
+
+class Comment(Base):
+    @web.authenticated
+    async def post(self, label: str):
+        name, label = self.user_name, label.upper()
+        output = self.get_body_argument("output", "") or None
+        text = self.get_body_argument("text", "")
+        officers_only = self.get_body_argument("officers_only", "") == "yes"
+        back = f"requests/{label}" + (f"#output-{output}" if output else "#thread")
+        await self.act(
+            lambda wf, _: wf.comment(label, name, text, output, officers_only=officers_only),
+            back,
+            "comment added" + (" (for officers only)" if officers_only else ""),
         )
 
 
@@ -429,6 +513,13 @@ class OutputAction(Base):
         if step == "context":
             context = {k: self.get_body_argument(k, "") for k in CONTEXT_FIELDS}
             await self.act(lambda wf, _: wf.describe(label, name, output, context), back, f"{output} described")
+        elif step == "exception":
+            text = self.get_body_argument("exception", "")
+            await self.act(
+                lambda wf, _: wf.set_exception(label, name, output, text),
+                back,
+                lambda f: f"{output}: exception " + ("requested" if f.exception else "withdrawn"),
+            )
         elif step == "remove":
             await self.act(
                 lambda wf, _: wf.remove(label, name, output), f"requests/{label}", f"{output} is back in the queue"
@@ -463,6 +554,7 @@ class OutputDocument(Base):
         if what == "report":
             self._document(render_report(found.report, f"{output} of {label}").encode("utf-8"))
             return
+        # `directory` is the central copy of the files that leave, never the project's folder.
         try:
             path = regular_file(directory, part)
         except NotFound as missing:
@@ -474,7 +566,7 @@ class OutputDocument(Base):
         media = _media_type(path)
         self.set_header("Content-Type", media)
         if media.startswith("image/"):
-            self.finish(path.read_bytes())
+            self.finish(await asyncio.to_thread(path.read_bytes))
         else:
             self.set_header("Content-Disposition", f'inline; filename="{path.name}"')
             self.finish(await asyncio.to_thread(read_text, path, pseudonyms))
@@ -522,11 +614,54 @@ def routes(prefix: str) -> list[tuple[str, type[Base]]]:
         (rf"{p}requests/({LABEL})", RequestPage),
         (rf"{p}requests/({LABEL})/bundle", Bundle),
         (rf"{p}requests/({LABEL})/outputs", AddOutput),
+        (rf"{p}requests/({LABEL})/comments", Comment),
         (rf"{p}requests/({LABEL})/(submit|withdraw|reopen|review|release|return)", RequestAction),
-        (rf"{p}requests/({LABEL})/outputs/({NAME})/(context|remove|vote)", OutputAction),
+        (rf"{p}requests/({LABEL})/outputs/({NAME})/(context|exception|remove|vote)", OutputAction),
         (rf"{p}requests/({LABEL})/outputs/({NAME})/(report)", OutputDocument),
         (rf"{p}requests/({LABEL})/outputs/({NAME})/(files|notebook)/(.+)", OutputDocument),
     ]
+
+
+class HubLogin:
+    """Under the hub: who is asking is asked of the hub asynchronously, with a time limit.
+
+    jupyterhub's HubAuthenticated answers `current_user` with a *blocking* call to the hub,
+    run on a pool of one thread. Checking a form's XSRF token can ask for `current_user`
+    again from inside that call (a POST whose `_xsrf` cookie does not match the login, with
+    any `_xsrf` field): the one thread then waits for itself, the event loop waits for the
+    thread, and the service never answers anyone again, nor its SIGTERM. Here the user is
+    looked up once, in `prepare`, without blocking; `get_current_user` only reads the answer.
+    """
+
+    hub_timeout = HUB_TIMEOUT
+
+    def get_current_user(self):
+        return getattr(self, "_hub_user", None)
+
+    async def prepare(self):
+        from jupyterhub.services.auth import UserNotAllowed
+
+        try:
+            model = await asyncio.wait_for(self.hub_auth.get_user(self, sync=False), self.hub_timeout)
+        except TimeoutError:
+            raise web.HTTPError(503, "the hub did not answer in time: try again in a moment") from None
+        user = None
+        if model:
+            try:
+                user = self.check_hub_user(model)
+            except UserNotAllowed:
+                raise web.HTTPError(403, f"{model.get('name')} may not use the review page") from None
+        self._hub_user = user
+        self.current_user = user
+        if user:
+            self.hub_auth._persist_url_token_if_set(self)
+
+
+def _hub_auth(settings: Settings):
+    from jupyterhub.services.auth import HubOAuth
+
+    # A token revoked at the hub (logout) stops working here within seconds, not minutes.
+    return HubOAuth(cache_max_age=HUB_CACHE_SECONDS)
 
 
 def make_app(
@@ -536,16 +671,26 @@ def make_app(
     prefix = "/" + prefix.strip("/") + "/" if prefix.strip("/") else "/"
     review = Review(settings, store or Store(settings.db_url), prefix, hub)
     handlers = []
+    hub_auth = _hub_auth(settings) if hub else None
     for pattern, handler in routes(prefix):
         if hub:
             from jupyterhub.services.auth import HubOAuthenticated
 
-            handler = type(handler.__name__, (HubOAuthenticated, handler), {})
+            handler = type(handler.__name__, (HubLogin, HubOAuthenticated, handler), {"_hub_auth": hub_auth})
         handlers.append((pattern, handler, {"review": review}))
     if hub:
         from jupyterhub.services.auth import HubOAuthCallbackHandler
 
-        handlers.append((rf"{prefix}oauth_callback", HubOAuthCallbackHandler))
+        class Callback(HubLogin, HubOAuthCallbackHandler):
+            _hub_auth = hub_auth
+
+            async def get(self):
+                try:
+                    await asyncio.wait_for(super().get(), self.hub_timeout)
+                except TimeoutError:
+                    raise web.HTTPError(503, "the hub did not answer in time: try again in a moment") from None
+
+        handlers.append((rf"{prefix}oauth_callback", Callback))
     return web.Application(
         handlers,
         template_path=str(HERE / "templates"),
@@ -562,31 +707,11 @@ def make_app(
 def serve(settings: Settings, *, hub: bool = False, ip: str | None = None, port: int | None = None, info=print) -> None:
     """Run the review page until SIGTERM or SIGINT."""
     if hub:
-        service_url = os.environ.get("JUPYTERHUB_SERVICE_URL")
-        if not service_url:
-            raise ConfigError("`tre review serve --hub` runs as the hub's service: start the hub with `tre hub`")
-        parsed = urllib.parse.urlparse(service_url)
-        ip, port = parsed.hostname, parsed.port
-        prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{SERVICE_NAME}/")
+        ip, port, prefix = service_address(SERVICE_NAME, "tre review serve")
     else:
         ip, port, prefix = ip or settings.review_ip, port or settings.review_port, "/"
-        if ip not in ("127.0.0.1", "::1", "localhost"):
-            info(f"WARNING: the review page on {ip} speaks plain HTTP: put a TLS-terminating proxy in front of it")
     store = Store(settings.db_url)
     store.check_ready()
     app = make_app(settings, prefix=prefix, hub=hub, store=store)
-
-    async def main():
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        try:
-            server = app.listen(port, address=ip, xheaders=hub)
-        except OSError as e:
-            raise ConfigError(f"cannot listen on {ip}:{port} ({e.strerror}): set review_port to a free port") from None
-        info(f"review page on http://{ip}:{port}{prefix} ({'hub OAuth' if hub else 'own login'}); Ctrl-C stops it")
-        await stop.wait()
-        server.stop()
-
-    asyncio.run(main())
+    started = f"review page on http://{ip}:{port}{prefix} ({'hub OAuth' if hub else 'own login'}); Ctrl-C stops it"
+    run_until_stopped(app, ip, port, hub=hub, setting="review_port", started=started, info=info)
