@@ -374,6 +374,24 @@ def test_released_tables_are_seen_by_the_differencing_check_of_later_outputs(wor
     assert flagged and all(c["published"] is None for c in flagged)
 
 
+def test_a_release_writes_the_ledger_and_a_planted_link_is_not_followed(world, cli):
+    """The release ledger is written centrally; the project's copy in released/.ledger/ replaces
+    a link the project planted there instead of writing through it."""
+    elsewhere = world.project_dir.parent / "elsewhere"
+    elsewhere.mkdir()
+    (world.project_dir / "released").mkdir(exist_ok=True)
+    (world.project_dir / "released" / ".ledger").symlink_to(elsewhere)
+    label = _submitted(world, cli, "by_kommune")
+    _approve_all(cli, label, ["by_kommune"], "olav", "oda")
+    cli.ok("release", label, as_user="otto")
+    stem = f"{label}__by_kommune"
+    central = world.settings.ledger_dir / PROJECT
+    assert {p.name for p in central.iterdir()} == {f"{stem}.json", f"{stem}.parquet"}
+    mirror = world.project_dir / "released" / ".ledger"
+    assert not mirror.is_symlink() and {p.name for p in mirror.iterdir()} == {f"{stem}.json", f"{stem}.parquet"}
+    assert list(elsewhere.iterdir()) == []
+
+
 def test_intake_rechecks_the_published_table_that_the_kernel_wrote(world, cli):
     """A project's code writes its own queue: a table changed along with its meta.json, or a
     report that passes a small count, is caught when the output joins a request."""

@@ -94,23 +94,27 @@ def write_mirror(project_dir: Path, tables: Sequence[LedgerTable]) -> None:
     """Copy tables into the project's `released/.ledger/`, a folder the project can reach:
     opened without following links, each file written new under a temporary name and renamed
     into place (a planted link is replaced, never followed)."""
-    with (
-        Folder.open(Path(project_dir), "") as root,
-        root.folder("released", create=0o750) as released,
-        released.folder(".ledger", create=0o755) as mirror,
-    ):
-        mirror.chmod(0o755)
-        for table in tables:
-            for name, data in ledger_files(table).items():
-                temporary = f".{name}.{secrets.token_hex(4)}"
-                mirror.write_new(temporary, data, 0o644)
-                try:
-                    if (entry := mirror.entry(name)) is not None and entry.is_dir:
-                        mirror.remove_tree(name)
-                    mirror.rename(temporary, name)
-                except BaseException:
-                    mirror.remove_tree(temporary)
-                    raise
+    with Folder.open(Path(project_dir), "") as root, root.folder("released", create=0o750) as released:
+        planted = released.entry(MIRROR.name)
+        if planted is not None and not planted.is_dir:
+            released.remove_tree(MIRROR.name)  # a link or file the project put there: removed, never followed
+        with released.folder(MIRROR.name, create=0o755) as mirror:
+            mirror.chmod(0o755)
+            _write_mirror_tables(mirror, tables)
+
+
+def _write_mirror_tables(mirror: Folder, tables: Sequence[LedgerTable]) -> None:
+    for table in tables:
+        for name, data in ledger_files(table).items():
+            temporary = f".{name}.{secrets.token_hex(4)}"
+            mirror.write_new(temporary, data, 0o644)
+            try:
+                if (entry := mirror.entry(name)) is not None and entry.is_dir:
+                    mirror.remove_tree(name)
+                mirror.rename(temporary, name)
+            except BaseException:
+                mirror.remove_tree(temporary)
+                raise
 
 
 def read_ledger(directory: Path) -> list[LedgerTable]:
