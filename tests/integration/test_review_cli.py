@@ -291,6 +291,7 @@ def test_approving_a_failed_check_needs_a_recorded_override(world, cli):
     cli.ok("review", "submit", label, as_user="oda")
     shown = cli.ok("review", "show", label, "--json", as_user="olav").json()["files"][0]
     assert [v["override"] for v in shown["votes"]] == [why, "agree: 2 municipalities"]
+    assert shown["threshold"] == 5 and shown["findings"]  # officers see the central check's parameters and findings
     overrides = _events(cli, "review.override")
     assert [(e["actor"], e["details"]["output"]) for e in overrides] == [("olav", "regions"), ("oda", "regions")]
     assert why not in json.dumps(overrides)  # the text stays with the vote, not in the audit log

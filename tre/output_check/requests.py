@@ -853,7 +853,7 @@ def describe(request: RequestState, project: ProjectInfo, viewer: Person, releas
                         "final": review.is_submitted,
                     }
                 )
-        recheck = f.report.get("recheck", {})
+        recheck = f.report.get("recheck", f.report)  # older requests kept a re-check beside the kernel's report
         files.append(
             {
                 "name": f.name,
