@@ -15,13 +15,23 @@ together, not in pairs of values:
   diagnosis code lies in its group, gives away); nothing more about the joint distribution;
 - a set of units is disclosed when the linear programme over the atoms pins its size to
   1..threshold-1 (or, for sums, narrows its total below the protection interval). The sets
-  audited are every atom with 1..threshold-1 units, every suppressed sensitive cell, and every
-  difference between a cell of the new output and a cell of an earlier release that holds
+  audited (`_candidates`): in a pair, every cell of either table not published exactly
+  (suppressed or rounded) that is small or sensitive, when a cell of one lies within a cell
+  of the other (tables with nothing nested cannot narrow each other's hidden cells; checked
+  against the unpruned search on random pairs), and every difference between a published
+  cell of each that holds 1..threshold-1 units; with three or more tables, also every atom of
   1..threshold-1 units. The truth is always feasible, so only sets whose *true* size is 1 to
-  threshold-1 can be pinned there: those are the candidates; a move of the atoms that keeps
-  every published value (four atoms around a rectangle) settles most of them without a
-  linear programme, and two linear programmes over all candidates at once settle most of
-  the rest.
+  threshold-1 can be pinned there: those are the candidates.
+- a candidate is settled (shown not pinned) by any feasible point of the system in which it
+  is 0 or reaches the threshold (or leaves its width), found cheaply first: moves of the atoms
+  that keep every published value (four atoms around a rectangle); each table's own
+  solutions carried onto the atoms of a pair by a maximum flow; batch programmes over the
+  candidates' neighbourhood with the other atoms held at their true values, then over the
+  whole system. What none of them settles gets two linear programmes of its own. Every
+  shortcut only ever finds feasible points, so none can pass a pinned set.
+
+The ledger's units are numbered once per checked output (`UnitSpace`), so tables are compared
+as integers, not as pseudonym text.
 
 What is found is fed back into primary suppression of the new output (`assessments`): the
 finest published cell of the new output that the disclosed set depends on is suppressed and
