@@ -62,10 +62,15 @@ def make_extract(project_dir: Path, persons: list[str], seed: int = 0) -> Path:
     return path
 
 
-def records(n: int, seed: int = 0) -> pd.DataFrame:
-    """Person-level records for safe-API tests: municipality, sex, age, a cost."""
+def records(n: int, seed: int = 0, persons: list[str] | None = None) -> pd.DataFrame:
+    """Person-level records for safe-API tests: municipality, sex, age, a cost.
+
+    With `persons` (a project's pseudonyms), record i is about persons[i] (a `pseudonym`
+    column), and its row labels are registered as `tre.connect()` registers a query's, so
+    Series taken from it carry their persons too.
+    """
     rng = np.random.default_rng(seed)
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {
             "kommune": rng.choice(["0301", "1103", "4601", "1151"], n, p=[0.5, 0.3, 0.19, 0.01]),
             "sex": rng.choice(["F", "M"], n),
@@ -73,6 +78,18 @@ def records(n: int, seed: int = 0) -> pd.DataFrame:
             "cost": rng.gamma(2.0, 1000.0, n),
         }
     )
+    if persons is not None:
+        return as_connected(frame.assign(pseudonym=[persons[i % len(persons)] for i in range(n)]))
+    return frame
+
+
+def as_connected(frame: pd.DataFrame, column: str = "pseudonym") -> pd.DataFrame:
+    """`frame` as tre.connect() returns a query's result: row labels that map to its units."""
+    from tre.output_check.units import REGISTRY
+
+    frame = frame.copy()
+    frame.index = REGISTRY.register(frame[column].to_numpy(dtype=object))
+    return frame
 
 
 def make_notebook(path: Path, cells: list[tuple[str, list[dict]]]) -> Path:

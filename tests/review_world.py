@@ -31,6 +31,7 @@ class World:
     env: dict
     settings: Settings
     store: Store
+    people: list = None  # the extract's pseudonyms
     clock: object = utc_now
 
     @property
@@ -66,7 +67,7 @@ class World:
         from tre.safe import Session
 
         session = Session(self.project_dir, PROJECT, out=io.StringIO())
-        data = records(n, seed=seed)
+        data = records(n, seed=seed, persons=self.people)
         return session.crosstab(data.kommune, data.sex, name=name, **options)
 
     def queue_file(self, name: str, text: str) -> None:
@@ -98,5 +99,6 @@ def build_world(root: Path, *, threshold: int | None = None) -> World:
         for name in ("rita", "reidar", "omar"):
             make_member(session, project, people[name])
         make_approval(session, project, threshold=threshold)
-    make_extract(settings.projects_dir / PROJECT, pseudonyms(300, seed=4))
-    return World(env, settings, store)
+    people = pseudonyms(1000, seed=4)
+    make_extract(settings.projects_dir / PROJECT, people)
+    return World(env, settings, store, people)

@@ -144,6 +144,14 @@ class Settings:
         help="Release bundles, one zip per released output request (`<project>/REQ-<n>.zip`): the only path "
         "out of a project. Central side, never inside a project; created mode 0700.",
     )
+    ledger_dir: Path = setting(
+        env="TRE_LEDGER_DIR",
+        default=_under_home("ledger"),
+        shown="`$TRE_HOME/ledger`",
+        help="The release ledger: per project, every released table's cells with the persons (pseudonyms) "
+        "behind them, written at release; every new output is audited against it. Central side, never inside "
+        "a project (the project's kernel reads a copy in released/.ledger/); created mode 0700.",
+    )
     outputs_dir: Path = setting(
         env="TRE_OUTPUTS_DIR",
         default=_under_home("outputs"),

@@ -18,9 +18,7 @@ from __future__ import annotations
 import functools
 import html
 import inspect
-import io
 import json
-import math
 import os
 import shutil
 import sys
@@ -32,13 +30,36 @@ import pandas as pd
 
 from tre.db import utc_now
 from tre.errors import UserError
-from tre.output_check import Check, OutputKind, build_table, build_table_report, load_parameters
-from tre.output_check.assessments import build_regression_report
+from tre.output_check import Check
+from tre.output_check.ledger import LedgerTable
+from tre.output_check.ledger_store import mirror_dir, read_ledger
 from tre.output_check.notebooks import build_file_report, table_fingerprint
+from tre.output_check.outputs import (
+    UNIT,
+    VALUE,
+    EvidenceError,
+    Made,
+    X,
+    Y,
+    build_hist_output,
+    build_regression_output,
+    build_table_output,
+    evidence_files,
+)
+from tre.output_check.parameters import load_parameters
 from tre.output_check.queue import Queued, list_queue, next_output_name, queue_dir, write_queued_output
 from tre.output_check.reports import Report
-from tre.output_check.sources import read_pseudonyms, read_released_tables, write_published_table
+from tre.output_check.shown import fmt, sorted_categories
+from tre.output_check.sources import read_pseudonyms, read_released_tables
 from tre.output_check.tables import category_label
+from tre.output_check.units import (
+    REGISTRY,
+    LabelRegistry,
+    declared_unit_columns,
+    find_unit_column,
+    resolve_units,
+    units_from_values,
+)
 
 AGGFUNCS = {None: "count", "count": "count", "size": "count", "sum": "sum", "mean": "mean", "median": "median",
             "min": "min", "max": "max", "std": "std", "var": "var"}  # fmt: skip
@@ -60,6 +81,7 @@ class Session:
         method: str = "suppress",
         clock: Callable = utc_now,
         out=None,
+        registry: LabelRegistry = REGISTRY,
     ):
         self.project_dir = Path(project_dir)
         self.project = project
@@ -67,6 +89,7 @@ class Session:
         self.method = method
         self.clock = clock
         self.out = out  # where status lines go (default: stdout)
+        self.registry = registry  # row labels -> units of the frames tre.connect() returned
         self._pseudonyms: frozenset[str] | None = None
 
     # --- what the checks need from the project ----------------------------------------
@@ -76,15 +99,26 @@ class Session:
         return queue_dir(self.project_dir)
 
     def pseudonyms(self) -> frozenset[str]:
-        """The extract's pseudonyms, for leak detection (read once per session)."""
+        """The extract's pseudonyms, for leak detection and units (read once per session)."""
         if self._pseudonyms is None:
             path = self.project_dir / "data" / "extract.duckdb"
             self._pseudonyms = read_pseudonyms(path) if path.is_file() else frozenset()
         return self._pseudonyms
 
-    def released(self):
-        """The project's released count tables, and the released files not compared (with why)."""
-        return read_released_tables(self.project_dir / "released")
+    def unit_columns(self) -> tuple[str, ...]:
+        """The columns the extract declares as units (data/manifest.json), `pseudonym` always."""
+        return declared_unit_columns(self.project_dir / "data" / "manifest.json")
+
+    def ledger(self) -> list[LedgerTable]:
+        """The project's release ledger, as the release copied it into released/.ledger/."""
+        return read_ledger(mirror_dir(self.project_dir))
+
+    def released(self, ledger: list[LedgerTable] | None = None):
+        """The project's released count tables the ledger does not hold (compared value by
+        value), and the released files not compared (with why)."""
+        tables, skipped = read_released_tables(self.project_dir / "released")
+        known = {t.name for t in (self.ledger() if ledger is None else ledger)}
+        return [t for t in tables if t.name not in known], skipped
 
     # --- tables -------------------------------------------------------------------------
 
@@ -103,25 +137,39 @@ class Session:
         *,
         name: str | None = None,
         method: str | None = None,
+        unit=None,
+        structural_zeros=None,
     ) -> pd.DataFrame:
-        """A cross tabulation (counts, or `aggfunc` of `values`), checked, protected and queued."""
+        """A cross tabulation (counts, or `aggfunc` of `values`), checked, protected and queued.
+
+        Cells count persons, not records: each record's person is found from the rows' labels
+        (frames from `tre.connect()` carry them) or given as `unit=` (a Series or array, one per
+        record). `structural_zeros` lists cells empty by definition, e.g.
+        `[{"sex": "M", "pregnant": "yes"}]`: they are not class disclosure and never suppressed.
+        """
         if normalize:
             raise SafeError("normalize is not supported: compute shares from the protected table this returns")
         rows = _as_series_list(index, rownames, "row")
         cols = _as_series_list(columns, colnames, "col")
+        if len({len(s) for s in rows + cols}) > 1:
+            raise SafeError("index and columns must have the same length (one value per record)")
         records = pd.concat([s.reset_index(drop=True) for s in rows + cols], axis=1)
         value_name = None
         if values is not None:
             if aggfunc is None:
                 raise SafeError("values need an aggfunc (e.g. aggfunc='mean')")
-            value_name = "__value"
+            value_name = VALUE
             records[value_name] = pd.Series(np.asarray(values)).reset_index(drop=True)
         elif aggfunc not in (None, "count", "size"):
             raise SafeError(f"aggfunc={aggfunc!r} needs values")
+        units, unknown = self._units(unit, len(records), index=rows[0].index, others=[s.index for s in rows + cols])
         dims = [str(s.name) for s in rows + cols]
         arguments = {"index": dims[: len(rows)], "columns": dims[len(rows) :], "aggfunc": aggfunc, "margins": margins}
         options = {"margins": margins, "margins_name": margins_name, "dropna": dropna, "name": name, "method": method}
-        return self._table("crosstab", records, dims, len(rows), value_name, aggfunc, arguments, **options)
+        return self._table(
+            "crosstab", records, dims, len(rows), value_name, aggfunc, arguments, units, unknown,
+            structural_zeros=structural_zeros, label=None, **options,
+        )  # fmt: skip
 
     def pivot_table(
         self,
@@ -139,8 +187,14 @@ class Session:
         *,
         name: str | None = None,
         method: str | None = None,
+        unit=None,
+        structural_zeros=None,
     ) -> pd.DataFrame:
-        """A spreadsheet-style pivot table of one `values` column, checked, protected and queued."""
+        """A spreadsheet-style pivot table of one `values` column, checked, protected and queued.
+
+        Persons are counted and weighed by the data's unit column (`pseudonym`, or `unit=`, a
+        column name or a Series); `structural_zeros` as for `crosstab`.
+        """
         if values is None:
             raise SafeError("pivot_table needs a values column to report statistics about")
         if isinstance(values, list):
@@ -157,9 +211,10 @@ class Session:
         if missing:
             raise SafeError(f"no column(s) {', '.join(map(str, missing))} in the data")
         dims = [str(c) for c in index + columns]
-        records = data[index + columns].copy()
+        records = data[index + columns].copy().reset_index(drop=True)
         records.columns = dims
-        records["__value"] = data[values].to_numpy()
+        records[VALUE] = data[values].to_numpy()
+        units, unknown = self._units(unit, len(records), data=data)
         arguments = {
             "values": str(values),
             "index": dims[: len(index)],
@@ -168,172 +223,169 @@ class Session:
             "margins": margins,
         }
         options = {"margins": margins, "margins_name": margins_name, "dropna": dropna, "name": name, "method": method}
-        return self._table("pivot_table", records, dims, len(index), "__value", aggfunc, arguments, **options)
+        return self._table(
+            "pivot_table", records, dims, len(index), VALUE, aggfunc, arguments, units, unknown,
+            structural_zeros=structural_zeros, label=str(values), **options,
+        )  # fmt: skip
 
     def _table(
-        self, call, records, dims, n_rows, value, aggfunc, arguments, *, margins, margins_name, dropna, name, method
-    ):
+        self, call, records, dims, n_rows, value, aggfunc, arguments, units, unknown, *, margins, margins_name,
+        dropna, name, method, structural_zeros, label,
+    ):  # fmt: skip
         statistic = AGGFUNCS.get(aggfunc if isinstance(aggfunc, str) or aggfunc is None else "?")
         if statistic is None:
             raise SafeError(f"aggfunc {aggfunc!r} is not supported; one of {', '.join(k for k in AGGFUNCS if k)}")
-        if statistic == "count":
-            value = None
-        if dropna:
-            records = records.dropna(subset=dims)
-        categories = [_sorted_categories(records[d]) for d in dims]
-        table = build_table(
-            records, dims, value=value, statistic=statistic, categories=categories, top_n=self.params.nk_n
-        )
-        method = method or self.method
-        released, skipped = self.released()
-        report = build_table_report(
-            table,
-            self.params,
-            method=method,
-            released=released,
-            pseudonyms=self.pseudonyms(),
-            inputs=[],
-            now=self.clock(),
-        )
-        report.details["released_not_compared"] = skipped
-        data = report.as_dict()
-        frame = _wide_frame(
-            data,
-            dims,
-            n_rows,
-            margins,
-            margins_name,
-            categories,
-            arguments.get("values") or "count",
-            counts=statistic == "count",
-        )
-        name = name or next_output_name(self.queue)
-        value_column = "count" if statistic == "count" else statistic
-        files = {
-            "table.csv": lambda p: frame.to_csv(p),
-            "cells.csv": lambda p: write_published_table(data, "cells", value_column, p.parent),
+        if any(d.startswith("__") for d in dims):
+            raise SafeError("dimension names starting with '__' are reserved: rename the column")
+        keep = records[dims].notna().all(axis=1).to_numpy() if dropna else np.ones(len(records), dtype=bool)
+        records = records[keep]
+        categories = [sorted_categories(records[d]) for d in dims]
+        evidence = pd.DataFrame({d: records[d].map(category_label).to_numpy(dtype=object) for d in dims})
+        if statistic != "count":
+            evidence[VALUE] = pd.to_numeric(records[value], errors="coerce").to_numpy(dtype=float)
+        if units is not None:
+            evidence[UNIT] = units.values()[keep]
+        spec = {
+            "call": call,
+            "dimensions": dims,
+            "n_rows": n_rows,
+            "categories": categories,
+            "statistic": statistic,
+            "unit": units is not None,
+            "units_how": units.how if units is not None else None,
+            "units_unknown": unknown,
+            "method": method or self.method,
+            "margins": bool(margins),
+            "margins_name": str(margins_name),
+            "label": label or "count",
+            "structural_zeros": _structural_zeros(structural_zeros),
         }
-        queued = self._queue(name, report, files, call, arguments, shown=frame)
-        self._mark(frame, queued, report)
+        ledger = self.ledger()
+        released, skipped = self.released(ledger)
+        try:
+            made = build_table_output(
+                evidence, spec, self.params, ledger=ledger, released=released, pseudonyms=self.pseudonyms(),
+                now=self.clock(),
+            )  # fmt: skip
+        except EvidenceError as e:
+            raise SafeError(str(e).replace("the evidence does not make its table: ", "")) from None
+        made.report.details["released_not_compared"] = skipped
+        name = name or next_output_name(self.queue)
+        queued = self._queue(name, made, evidence, spec, call, arguments)
+        frame = made.frame
+        self._mark(frame, queued, made.report)
         return frame
 
     # --- regressions --------------------------------------------------------------------
 
-    def ols(self, endog, exog=None, missing: str = "none", hasconst=None, *, name: str | None = None):
-        """Ordinary least squares (statsmodels OLS), fitted, checked and queued; returns the results."""
-        import statsmodels.api as sm
+    def ols(self, endog, exog=None, missing: str = "none", hasconst=None, *, name: str | None = None, unit=None):
+        """Ordinary least squares (statsmodels OLS), fitted, checked and queued; returns the results.
 
-        results = sm.OLS(endog, exog, missing=missing, hasconst=hasconst).fit()
-        return self._regression("ols", results, name)
+        Every dummy (and interaction, and the reference level of a categorical) needs
+        enough persons on both sides; persons come from the rows' labels or `unit=`.
+        """
+        return self._regression("ols", endog, exog, missing, hasconst, name, unit)
 
-    def logit(self, endog, exog=None, missing: str = "none", *, name: str | None = None):
+    def logit(self, endog, exog=None, missing: str = "none", *, name: str | None = None, unit=None):
         """Logistic regression (statsmodels Logit), fitted, checked and queued; returns the results."""
-        import statsmodels.api as sm
+        return self._regression("logit", endog, exog, missing, None, name, unit)
 
-        results = sm.Logit(endog, exog, missing=missing).fit(disp=0)
-        return self._regression("logit", results, name)
-
-    def _regression(self, call, results, name):
-        conf = results.conf_int()
-        coefficients = pd.DataFrame(
-            {
-                "coef": results.params,
-                "std err": results.bse,
-                "z" if call == "logit" else "t": results.tvalues,
-                "P>|z|" if call == "logit" else "P>|t|": results.pvalues,
-                "[0.025": conf.iloc[:, 0],
-                "0.975]": conf.iloc[:, 1],
-            }
-        )
-        report = build_regression_report(
-            coefficients,
-            residual_dof=float(results.df_resid),
-            observations=int(results.nobs),
-            params=self.params,
-            pseudonyms=self.pseudonyms(),
-            now=self.clock(),
-        )
-        name = name or next_output_name(self.queue)
-        summary = results.summary().as_text()
-        files = {
-            "coefficients.csv": lambda p: coefficients.to_csv(p),
-            "summary.txt": lambda p: p.write_text(summary + "\n", encoding="utf-8"),
+    def _regression(self, call, endog, exog, missing, hasconst, name, unit):
+        if exog is None:
+            raise SafeError(f"{call} needs exog (the regressors; add a constant with sm.add_constant)")
+        exog_frame = exog if isinstance(exog, pd.DataFrame) else pd.DataFrame(np.asarray(exog))
+        if isinstance(exog, pd.Series):
+            exog_frame = exog.to_frame()
+        endog_series = endog if isinstance(endog, pd.Series) else pd.Series(np.asarray(endog).ravel())
+        if len(endog_series) != len(exog_frame):
+            raise SafeError("endog and exog must have one row per observation each")
+        names = [str(c) for c in exog_frame.columns]
+        records = pd.DataFrame({Y: pd.to_numeric(endog_series, errors="coerce").to_numpy(dtype=float)})
+        for i, column in enumerate(exog_frame.columns):
+            records[f"x{i}"] = pd.to_numeric(exog_frame[column], errors="coerce").to_numpy(dtype=float)
+        units, unknown = self._units(unit, len(records), index=exog_frame.index, others=[endog_series.index])
+        if units is not None:
+            records[UNIT] = units.values()
+        spec = {
+            "call": call,
+            "dependent": str(endog_series.name) if endog_series.name is not None else "y",
+            "independent": names,
+            "missing": missing,
+            "hasconst": hasconst,
+            "unit": units is not None,
+            "units_how": units.how if units is not None else None,
+            "units_unknown": unknown,
         }
+        try:
+            made = build_regression_output(
+                records, spec, self.params, pseudonyms=self.pseudonyms(), index=exog_frame.index, now=self.clock()
+            )
+        except EvidenceError as e:
+            raise SafeError(str(e)) from None
+        results = made.results
+        name = name or next_output_name(self.queue)
         arguments = {
-            "dependent": str(results.model.endog_names),
-            "independent": [str(x) for x in results.model.exog_names],
+            "dependent": spec["dependent"],
+            "independent": names,
             "observations": int(results.nobs),
             "residual_dof": float(results.df_resid),
         }
-        queued = self._queue(name, report, files, call, arguments)
+        queued = self._queue(name, made, records, spec, call, arguments)
         results.tre_output = queued.name
-        results.tre_status = str(report.status)
+        results.tre_status = str(made.report.status)
         return results
 
     # --- figures ------------------------------------------------------------------------
 
     def hist(
-        self, data: pd.DataFrame, column: str, bins=10, range=None, *, title: str | None = None, name: str | None = None
+        self,
+        data: pd.DataFrame,
+        column: str,
+        bins=10,
+        range=None,
+        *,
+        title: str | None = None,
+        name: str | None = None,
+        unit=None,
     ):
-        """A histogram of `column`, drawn from its checked and protected bin counts.
+        """A histogram of `column`, drawn from its checked and protected bin counts (of persons).
 
         Without `range` or explicit bin edges, the edges are widened to round numbers so they
         do not give away the smallest and largest value.
         """
         if column not in data.columns:
             raise SafeError(f"no column {column!r} in the data")
-        values = pd.to_numeric(data[column], errors="coerce").dropna().to_numpy(dtype=float)
-        if values.size == 0:
+        records = pd.DataFrame({X: pd.to_numeric(data[column], errors="coerce").to_numpy(dtype=float)})
+        if records[X].notna().sum() == 0:
             raise SafeError(f"column {column!r} has no numbers to draw")
-        widened = False
-        if np.ndim(bins) == 0 and range is None:
-            edges = _round_edges(values.min(), values.max(), int(bins))
-            widened = True
-        else:
-            _, edges = np.histogram(values, bins=bins, range=range)
-        counts, edges = np.histogram(values, bins=edges)
-        labels = [
-            f"[{_fmt(a)}, {_fmt(b)}{']' if i == len(counts) - 1 else ')'}"
-            for i, (a, b) in enumerate(zip(edges[:-1], edges[1:], strict=True))
-        ]
-        outside = int(values.size - counts.sum())
-        records = pd.DataFrame({column: labels, "n": counts})
-        table = build_table(records, [column], count="n", categories=[labels])
-        report = build_table_report(
-            table,
-            self.params,
-            method=self.method,
-            pseudonyms=self.pseudonyms(),
-            kind=OutputKind.FIGURE,
-            now=self.clock(),
-        )
-        report.details["bins"] = [_fmt(e) for e in edges]
-        if widened:
-            report.details["remedies"] = [
-                "bin edges widened to round numbers so they do not reveal the minimum or maximum"
-            ]
-        if outside:
-            report.details["outside_range"] = "some values fall outside the bins"
-        data_ = report.as_dict()
-        published = [c["published"] for c in data_["cells"] if c["key"][column] != "Total"]
-        frame = _as_counts(pd.DataFrame({"bin": labels, "count": published}).set_index("bin"))
-        png = _draw_histogram(edges, published, column, title)
-        name = name or next_output_name(self.queue)
-        files = {
-            "figure.png": lambda p: p.write_bytes(png),
-            "histogram.csv": lambda p: frame.to_csv(p),
-            "table.csv": lambda p: frame.to_csv(p),
-            "cells.csv": lambda p: write_published_table(data_, "cells", "count", p.parent),
+        units, unknown = self._units(unit, len(records), data=data)
+        if units is not None:
+            records[UNIT] = units.values()
+        spec = {
+            "call": "hist",
+            "column": str(column),
+            "bins": bins if np.ndim(bins) == 0 else [float(b) for b in bins],
+            "range": None if range is None else [float(r) for r in range],
+            "title": title,
+            "unit": units is not None,
+            "units_how": units.how if units is not None else None,
+            "units_unknown": unknown,
+            "method": self.method,
         }
-        arguments = {"column": column, "bins": [_fmt(e) for e in edges], "widened": widened}
-        queued = self._queue(name, report, files, "hist", arguments, shown=frame)
-        self._mark(frame, queued, report)
-        return SafeFigure(queued.name, str(report.status), frame, png, queued.path / "figure.png")
+        made = build_hist_output(records, spec, self.params, pseudonyms=self.pseudonyms(), now=self.clock())
+        name = name or next_output_name(self.queue)
+        edges = made.extra["edges"]
+        arguments = {"column": column, "bins": [fmt(e) for e in edges], "widened": made.extra["widened"]}
+        queued = self._queue(name, made, records, spec, "hist", arguments)
+        frame = made.frame
+        self._mark(frame, queued, made.report)
+        return SafeFigure(queued.name, str(made.report.status), frame, made.extra["png"], queued.path / "figure.png")
 
     # --- anything else ------------------------------------------------------------------
 
     def custom_output(self, filename: str | Path, comment: str = "", *, name: str | None = None) -> bool:
-        """Queue a file the API did not make (checked for leaks; a person checks the rest)."""
+        """Queue a file the API did not make: checked for leaks and the statistics it holds
+        (minima, percentiles, means without their n, ...); a person checks the rest."""
         path = Path(filename)
         if not path.is_file():
             raise SafeError(f"no such file: {filename}")
@@ -341,7 +393,12 @@ class Session:
         report.details["comment"] = comment
         name = name or next_output_name(self.queue)
         files = {path.name: lambda p: shutil.copyfile(path, p)}
-        self._queue(name, report, files, "custom_output", {"filename": path.name, "comment": comment})
+        arguments = {"filename": path.name, "comment": comment, "code": _caller_code(), "cell": _caller_cell()}
+        queued = write_queued_output(
+            self.queue, name, kind=report.kind, report=report, files=files, call="custom_output",
+            arguments=arguments, project=self.project, now=self.clock(), title=f"custom_output {name}",
+        )  # fmt: skip
+        self._say(queued, "custom_output", report)
         return True
 
     def finalise(self) -> pd.DataFrame:
@@ -364,14 +421,46 @@ class Session:
 
     # --- plumbing -----------------------------------------------------------------------
 
-    def _queue(self, name, report: Report, files, call, arguments, shown: pd.DataFrame | None = None) -> Queued:
+    def _units(self, unit, n: int, *, data: pd.DataFrame | None = None, index=None, others=()):
+        """The unit of each of `n` records, or (None, why not) in a project with persons."""
+        if unit is not None:
+            if isinstance(unit, str):
+                if data is None or unit not in data.columns:
+                    raise SafeError(f"unit={unit!r}: give a column of the data, or a Series with one unit per record")
+                values = data[unit].to_numpy(dtype=object)
+            else:
+                values = np.asarray(unit, dtype=object).ravel()
+            if len(values) != n:
+                raise SafeError(f"unit= has {len(values)} values for {n} records: give one unit per record")
+            return units_from_values(values, "unit="), None
+        pseudonyms = self.pseudonyms()
+        if data is not None:
+            column = find_unit_column(data, self.unit_columns(), pseudonyms)
+            if column is not None:
+                return units_from_values(data[column].to_numpy(dtype=object), f"column {column}"), None
+            index = data.index
+        if index is not None and all(len(o) == len(index) and o.equals(index) for o in others):
+            found = resolve_units(index, self.registry, pseudonyms)
+            if found is not None:
+                return found, None
+        if not pseudonyms:
+            return None, None  # no persons in this project's data: records are what is counted
+        return None, (
+            "the persons behind these records are not known (the rows have no pseudonym column and no row "
+            "labels from tre.connect()), so records were counted and a cell may be one person's records; "
+            "pass unit=<the pseudonym column>"
+        )
+
+    def _queue(self, name, made: Made, records: pd.DataFrame, spec: dict, call, arguments) -> Queued:
         arguments = {**arguments, "code": _caller_code(), "cell": _caller_cell()}
-        extra = {"shown_fingerprint": table_fingerprint(shown)} if shown is not None else None
+        extra = {"shown_fingerprint": table_fingerprint(made.frame)} if made.frame is not None else None
+        contents = {**made.files, **evidence_files(records, spec)}
+        files = {filename: (lambda p, data=data: p.write_bytes(data)) for filename, data in contents.items()}
         queued = write_queued_output(
             self.queue,
             name,
-            kind=report.kind,
-            report=report,
+            kind=made.report.kind,
+            report=made.report,
             files=files,
             call=call,
             arguments=arguments,
@@ -380,7 +469,7 @@ class Session:
             title=f"{call} {name}",
             extra=extra,
         )
-        self._say(queued, call, report)
+        self._say(queued, call, made.report)
         return queued
 
     def _mark(self, frame: pd.DataFrame, queued: Queued, report: Report) -> None:
@@ -518,107 +607,23 @@ def _as_series_list(axis, names, prefix) -> list[pd.Series]:
     return out
 
 
-def _sorted_categories(series: pd.Series) -> list[str]:
-    if isinstance(series.dtype, pd.CategoricalDtype):
-        return [str(c) for c in series.cat.categories]
-    values = pd.unique(series.dropna())
-    try:
-        values = sorted(values)
-    except TypeError:
-        values = sorted(values, key=str)
-    return [category_label(v) for v in values]
-
-
-def _wide_frame(data, dims, n_rows, margins, margins_name, categories, label, counts=False) -> pd.DataFrame:
-    """The published cells as pandas shows a crosstab: rows by the index dimensions."""
-    cells = [c for c in data["cells"] if c["status"] != "merged"]
-    total = "Total"
-    rows = []
-    for c in cells:
-        key = [c["key"][d] for d in dims]
-        if not margins and total in key:
-            continue
-        rows.append([margins_name if k == total else k for k in key] + [c["published"]])
-    frame = pd.DataFrame(rows, columns=[*dims, "__published"])
-    frame["__published"] = pd.to_numeric(frame["__published"])
-    order = [list(cats) + ([margins_name] if margins else []) for cats in categories]
-    for d, cats in zip(dims, order, strict=True):
-        frame[d] = pd.Categorical(frame[d], categories=cats, ordered=True)
-    row_dims, col_dims = dims[:n_rows], dims[n_rows:]
-    if not col_dims:
-        wide = frame.set_index(row_dims)["__published"].sort_index().to_frame(label)
-    else:
-        wide = frame.pivot_table(
-            index=row_dims,
-            columns=col_dims,
-            values="__published",
-            aggfunc="first",
-            observed=True,
-            dropna=False,
-            sort=True,
-        )
-    wide.index = wide.index.astype(str) if not isinstance(wide.index, pd.MultiIndex) else wide.index
-    if isinstance(wide.columns, pd.CategoricalIndex):
-        wide.columns = wide.columns.astype(str)
-    wide.columns.name = col_dims[0] if len(col_dims) == 1 else wide.columns.name
-    if len(row_dims) == 1:
-        wide.index.name = row_dims[0]
-    return _as_counts(wide) if counts else _whole_numbers(wide)
-
-
-def _as_counts(frame: pd.DataFrame) -> pd.DataFrame:
-    """Counts stay whole numbers; a hidden cell is missing (pandas' <NA>), not a float NaN."""
-    return frame.astype("Int64")
-
-
-def _whole_numbers(frame: pd.DataFrame) -> pd.DataFrame:
-    values = frame.to_numpy(dtype=float, na_value=np.nan)
-    if not np.isnan(values).any() and np.allclose(values, np.round(values)):
-        return frame.astype("int64")
-    return frame
-
-
-def _round_edges(low: float, high: float, bins: int) -> np.ndarray:
-    """`bins` equal bins whose edges are round numbers covering [low, high]: the smallest
-    round width (1, 2, 2.5 or 5 times a power of ten) that reaches from below `low` past `high`."""
-    bins = max(1, bins)
-    span = max(high - low, 1e-9)
-    power = 10 ** math.floor(math.log10(span / bins))
-    for width in (power * f for f in (1, 2, 2.5, 5, 10, 20, 25, 50, 100)):
-        start = math.floor(low / width) * width
-        if start + width * bins > high:
-            return start + width * np.arange(bins + 1)
-    raise AssertionError("no round bin width found")  # 100 x power x bins always covers the span
-
-
-def _fmt(x: float) -> str:
-    return f"{x:g}"
-
-
-def _draw_histogram(edges, published, column, title) -> bytes:
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(6, 4), dpi=100)
-    ax = figure.subplots()
-    widths = np.diff(edges)
-    heights = [0 if v is None else v for v in published]
-    ax.bar(edges[:-1], heights, width=widths, align="edge", edgecolor="black", color="#4c72b0")
-    for left, width, value in zip(edges[:-1], widths, published, strict=True):
-        if value is None:
-            ax.bar(left, 0, width=width, align="edge")
-            ax.annotate("suppressed", (left + width / 2, 0), ha="center", va="bottom", rotation=90, fontsize=8)
-    ax.set_xlabel(column)
-    ax.set_ylabel("count")
-    if title:
-        ax.set_title(title)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
+def _structural_zeros(declared) -> list[dict]:
+    """Structural zeros as a list of {dimension: category} (labels as text)."""
+    if declared is None:
+        return []
+    if isinstance(declared, dict):
+        declared = [declared]
+    out = []
+    for zero in declared:
+        if not isinstance(zero, dict) or not zero:
+            raise SafeError("structural_zeros: give cells as dicts of dimension -> category, e.g. [{'sex': 'M'}]")
+        out.append({str(k): category_label(v) for k, v in zero.items()})
+    return out
 
 
 def _caller_code() -> str | None:
     """The line of the researcher's code that made the call (for the reviewers)."""
-    for frame in inspect.stack()[3:8]:
+    for frame in inspect.stack()[1:12]:
         if frame.filename != __file__ and frame.code_context:
             return frame.code_context[0].strip()
     return None
@@ -688,7 +693,8 @@ def _session_for(project_dir: str, project: str, threshold: int | None) -> Sessi
 
 
 def crosstab(index, columns, values=None, rownames=None, colnames=None, aggfunc=None, margins=False, margins_name="All",
-             dropna=True, normalize=False, *, name=None, method=None) -> pd.DataFrame:  # fmt: skip
+             dropna=True, normalize=False, *, name=None, method=None, unit=None,
+             structural_zeros=None) -> pd.DataFrame:  # fmt: skip
     return session().crosstab(
         index,
         columns,
@@ -702,11 +708,14 @@ def crosstab(index, columns, values=None, rownames=None, colnames=None, aggfunc=
         normalize,
         name=name,
         method=method,
+        unit=unit,
+        structural_zeros=structural_zeros,
     )
 
 
 def pivot_table(data, values=None, index=None, columns=None, aggfunc="mean", fill_value=None, margins=False, dropna=True,
-                margins_name="All", observed=False, sort=True, *, name=None, method=None) -> pd.DataFrame:  # fmt: skip
+                margins_name="All", observed=False, sort=True, *, name=None, method=None, unit=None,
+                structural_zeros=None) -> pd.DataFrame:  # fmt: skip
     return session().pivot_table(
         data,
         values,
@@ -721,19 +730,21 @@ def pivot_table(data, values=None, index=None, columns=None, aggfunc="mean", fil
         sort,
         name=name,
         method=method,
+        unit=unit,
+        structural_zeros=structural_zeros,
     )
 
 
-def ols(endog, exog=None, missing="none", hasconst=None, *, name=None):
-    return session().ols(endog, exog, missing, hasconst, name=name)
+def ols(endog, exog=None, missing="none", hasconst=None, *, name=None, unit=None):
+    return session().ols(endog, exog, missing, hasconst, name=name, unit=unit)
 
 
-def logit(endog, exog=None, missing="none", *, name=None):
-    return session().logit(endog, exog, missing, name=name)
+def logit(endog, exog=None, missing="none", *, name=None, unit=None):
+    return session().logit(endog, exog, missing, name=name, unit=unit)
 
 
-def hist(data, column, bins=10, range=None, *, title=None, name=None) -> SafeFigure:
-    return session().hist(data, column, bins, range, title=title, name=name)
+def hist(data, column, bins=10, range=None, *, title=None, name=None, unit=None) -> SafeFigure:
+    return session().hist(data, column, bins, range, title=title, name=name, unit=unit)
 
 
 def custom_output(filename, comment="", *, name=None) -> bool:

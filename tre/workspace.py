@@ -567,7 +567,9 @@ def connect(path: str | Path | None = None):
     """A read-only DuckDB connection to this project's extract: `con = tre.connect()`.
 
     The TRE starts each server with `TRE_EXTRACT` (the extract's path) and `TRE_PROJECT_DIR`;
-    `path` overrides both (scripts and tests).
+    `path` overrides both (scripts and tests). A data frame it returns with a unit column
+    (`pseudonym`) gets row labels that tell `tre.safe` each row's person
+    (`tre.output_check.units`).
     """
     import duckdb
 
@@ -584,4 +586,14 @@ def connect(path: str | Path | None = None):
     path = Path(path)
     if not path.is_file():
         raise NotFound(f"no extract at {path}: the TRE's administrators build it with `tre extract build`")
-    return duckdb.connect(str(path), read_only=True)
+    from tre.output_check.sources import read_pseudonyms
+    from tre.output_check.units import REGISTRY, TracedConnection, Tracer, declared_unit_columns
+
+    # frames with a unit column carry their rows' persons, so tre.safe counts persons, not records
+    tracer = Tracer(
+        REGISTRY,
+        declared_unit_columns(path.parent / "manifest.json"),
+        lambda: read_pseudonyms(path),
+        (duckdb.DuckDBPyConnection, duckdb.DuckDBPyRelation),
+    )
+    return TracedConnection(duckdb.connect(str(path), read_only=True), tracer)

@@ -39,7 +39,7 @@ def _queue_outputs(world) -> None:
     from tre.safe import Session
 
     session = Session(world.project_dir, PROJECT, out=io.StringIO())
-    data = records(400, seed=3)
+    data = records(400, seed=3, persons=world.people)
     session.crosstab(data.kommune, data.sex, name="by_kommune")
     session.hist(data, "age", bins=8, name="age_histogram", title="Age at discharge")
     notebook = make_notebook(

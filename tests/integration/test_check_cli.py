@@ -118,7 +118,7 @@ def project(store, tre_env, tmp_path):
 
     add_project(store, "p1")
     project_dir = Path(tre_env["TRE_PROJECTS_DIR"]) / "p1"
-    people = pseudonyms(60, seed=5)
+    people = pseudonyms(300, seed=5)
     make_extract(project_dir, people)
     return project_dir, people
 
@@ -151,19 +151,20 @@ def test_notebook_check_finds_the_projects_pseudonyms(initialised, project, tmp_
 
 
 def test_output_check_of_a_queued_output_and_of_a_tampered_one(initialised, project, tre_env):
-    project_dir, _ = project
+    project_dir, people = project
     import io
 
     from output_check_factories import records
 
     session = Session(project_dir, "p1", out=io.StringIO())
-    session.crosstab(records(300).kommune, records(300).sex, name="by-kommune")
+    data = records(300, persons=people)
+    session.crosstab(data.kommune, data.sex, name="by-kommune")
     queued = project_dir / "requests" / "queue" / "by-kommune"
     ok = initialised("check", "output", str(queued), "--project", "p1", "--json", as_user="ada")
     assert ok.code == 0 and ok.json()["status"] == "protected"
     (queued / "table.csv").write_text("kommune,F,M\n1151,1,2\n")
     tampered = initialised("check", "output", str(queued), "--project", "p1", "--json", as_user="ada")
-    assert tampered.code == 10 and "table.csv changed after it was checked" in tampered.out
+    assert tampered.code == 10 and "table.csv changed after the output was made" in tampered.out
 
 
 def test_magnitude_and_rate_tables(cli, tmp_path):

@@ -353,6 +353,8 @@ def test_the_direct45_delivery_leaves_out_exactly_the_opted_out(built):
     assert manifest["representativeness"]["excluded"] == {"persons": 2}
     assert manifest["representativeness"]["included"]["persons"] == 4
     assert manifest["representativeness"]["included"]["share_women"] == 0.5  # persons 2-5
+    # every table says which column names its persons (tre.safe counts them, not rows)
+    assert set(manifest["units"]) == set(manifest["tables"]) and set(manifest["units"].values()) == {"pseudonym"}
     # The approval's threshold (3) is written with the extract: the kernel's tre.safe reads it
     # there and cannot go below it.
     assert manifest["disclosure"] == {"threshold": 3}

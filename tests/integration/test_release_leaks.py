@@ -42,6 +42,7 @@ def _records() -> pd.DataFrame:
     frame["cost"] = rng.uniform(40.0, 60.0, len(frame)).round(2)
     frame.loc[frame.index[(frame.kommune == "Hamar") & (frame.sex == "M")][0], "cost"] = DOMINANT
     frame["age"] = rng.normal(50, 12, len(frame)).round()
+    frame["pseudonym"] = [f"U{i:07d}" for i in range(len(frame))]  # one person per record: persons are counted
     return frame
 
 
@@ -51,11 +52,12 @@ def released(tmp_path_factory):
     cli = CLI(world.env)
     session = Session(world.project_dir, PROJECT, out=io.StringIO())
     data = _records()
-    session.crosstab(data.kommune, data.sex, margins=True, name="suppressed")
-    session.crosstab(data.kommune, data.sex, margins=True, name="rounded", method="round")
-    session.crosstab(data.kommune, data.sex, margins=True, name="midpoint", method="midpoint6")
+    persons = data.pseudonym
+    session.crosstab(data.kommune, data.sex, margins=True, name="suppressed", unit=persons)
+    session.crosstab(data.kommune, data.sex, margins=True, name="rounded", method="round", unit=persons)
+    session.crosstab(data.kommune, data.sex, margins=True, name="midpoint", method="midpoint6", unit=persons)
     session.pivot_table(data, values="cost", index="kommune", columns="sex", aggfunc="sum", name="costs")
-    session.ols(data.age, data[["cost"]].assign(const=1.0), name="regression")
+    session.ols(data.age, data[["cost"]].assign(const=1.0), name="regression", unit=persons)
     session.hist(data, "age", bins=8, name="ages")
     names = ["suppressed", "rounded", "midpoint", "costs", "regression", "ages"]
     label = cli.ok("request", "new", PROJECT, "--title", "every kind", "--json", as_user="rita").json()["request"]

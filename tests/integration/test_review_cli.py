@@ -128,6 +128,7 @@ def test_a_request_from_the_queue_to_a_released_bundle(world, cli):
     assert {f["path"] for f in manifest["files"]} == {n.split("/", 1)[1] for n in names} - {"manifest.json"}
     assert record["format"] == "tre-check-record/1" and record["status"] == "protected"
     assert all("value" not in c for c in record["cells"])
+    assert not any("evidence." in n for n in names)  # the evidence (records with pseudonyms) never leaves
     assert manifest["approval"]["reference"] == "REF-2026-0001"
     assert manifest["released_by"] == "olav" and manifest["project"]["id"] == PROJECT
     assert "2026.1/threshold=5" in manifest["check_parameters"]
@@ -277,7 +278,7 @@ def test_approving_a_failed_check_needs_a_recorded_override(world, cli):
     cli.ok("request", "submit", label, as_user="rita")
     refused = cli("review", "vote", label, "regions", "approve", "--comment", "fine", as_user="olav")
     assert refused.code == 9
-    assert "its automatic check failed (fail: municipalities.csv: 1 count(s) under the threshold of 5)" in refused.err
+    assert "its automatic check failed (fail: municipalities.csv: column 'n': 1" in refused.err  # the central verdict
     assert "needs an override justification" in refused.err
     blank = cli("review", "vote", label, "regions", "approve", "--override", "  ", as_user="olav")
     assert blank.code == 9
@@ -290,6 +291,7 @@ def test_approving_a_failed_check_needs_a_recorded_override(world, cli):
     cli.ok("review", "submit", label, as_user="oda")
     shown = cli.ok("review", "show", label, "--json", as_user="olav").json()["files"][0]
     assert [v["override"] for v in shown["votes"]] == [why, "agree: 2 municipalities"]
+    assert shown["threshold"] == 5 and shown["findings"]  # officers see the central check's parameters and findings
     overrides = _events(cli, "review.override")
     assert [(e["actor"], e["details"]["output"]) for e in overrides] == [("olav", "regions"), ("oda", "regions")]
     assert why not in json.dumps(overrides)  # the text stays with the vote, not in the audit log
@@ -337,7 +339,7 @@ def test_released_tables_are_seen_by_the_differencing_check_of_later_outputs(wor
 
     from tre.safe import Session
 
-    data = records(400, seed=0)
+    data = records(400, seed=0, persons=world.people)
     fewer = data.drop(data.index[data.kommune == "0301"][:2])  # the same persons but two
 
     def queue_fewer(name):
@@ -367,9 +369,28 @@ def test_released_tables_are_seen_by_the_differencing_check_of_later_outputs(wor
 
     # Made after the release, the kernel's check sees it and suppresses the differing cells.
     report = queue_fewer("made_after")
-    assert f"{first}/all_persons" in report["released_compared"]
+    assert {"release": f"{first}/all_persons", "relation": "this output's persons are within it",
+            "dimensions": ["kommune", "sex"]} in report["relations"]  # fmt: skip
     flagged = [c for c in report["cells"] if "DifferencingCheck" in c["checks"]]
     assert flagged and all(c["published"] is None for c in flagged)
+
+
+def test_a_release_writes_the_ledger_and_a_planted_link_is_not_followed(world, cli):
+    """The release ledger is written centrally; the project's copy in released/.ledger/ replaces
+    a link the project planted there instead of writing through it."""
+    elsewhere = world.project_dir.parent / "elsewhere"
+    elsewhere.mkdir()
+    (world.project_dir / "released").mkdir(exist_ok=True)
+    (world.project_dir / "released" / ".ledger").symlink_to(elsewhere)
+    label = _submitted(world, cli, "by_kommune")
+    _approve_all(cli, label, ["by_kommune"], "olav", "oda")
+    cli.ok("release", label, as_user="otto")
+    stem = f"{label}__by_kommune"
+    central = world.settings.ledger_dir / PROJECT
+    assert {p.name for p in central.iterdir()} == {f"{stem}.json", f"{stem}.parquet"}
+    mirror = world.project_dir / "released" / ".ledger"
+    assert not mirror.is_symlink() and {p.name for p in mirror.iterdir()} == {f"{stem}.json", f"{stem}.parquet"}
+    assert list(elsewhere.iterdir()) == []
 
 
 def test_intake_rechecks_the_published_table_that_the_kernel_wrote(world, cli):
@@ -403,8 +424,8 @@ def test_intake_rechecks_the_published_table_that_the_kernel_wrote(world, cli):
         assert cli.ok("request", "add", label, name, "--json", as_user="rita").json()["check_status"] == "fail"
     files = {f["name"]: f for f in cli.ok("request", "status", label, "--json", as_user="rita").json()["files"]}
     messages = {n: " ".join(x["message"] for x in f["findings"]) for n, f in files.items()}
-    assert "cells.csv does not hold the table the check report describes" in messages["edited_table"]
-    assert "1 published count(s) under the threshold of 5, which the check report passed" in messages["edited_report"]
+    for name in ("edited_table", "edited_report"):
+        assert "cells.csv is not what the central check publishes" in messages[name]
 
 
 def test_an_output_named_like_an_id_number_is_refused(world, cli):
@@ -426,3 +447,28 @@ def test_an_output_folder_with_a_link_is_refused(world, cli):
     assert not (world.settings.outputs_dir / PROJECT / label / "linked").exists()
     refusals = _events(cli, "project.file_refused")
     assert [(e["actor"], e["object"]) for e in refusals] == [("rita", "tre request add")]
+
+
+def test_a_kernel_that_weakened_its_parameters_is_caught_at_intake(world, cli):
+    """The kernel raised nk_k (and dropped p%) in safe.session().params: its report
+    passes a dominated cell. Intake rebuilds the output from its evidence with the project's
+    parameters: the published files differ, the verdict is fail, and only that verdict is kept."""
+    import dataclasses
+
+    from output_check_factories import records
+
+    from tre.safe import Session
+
+    session = Session(world.project_dir, PROJECT)
+    session.params = dataclasses.replace(session.params, nk_k=1.5, p_ratio=0.0)
+    data = records(400, seed=1, persons=world.people)
+    data.loc[data.index[data.kommune == "4601"][0], "cost"] = 5_000_000
+    shown = session.pivot_table(data, values="cost", index="kommune", aggfunc="sum", name="weakened")
+    assert shown.loc["4601", "cost"] > 5_000_000  # the dominated total, published by the weakened kernel
+    label = cli.ok("request", "new", PROJECT, "--json", as_user="rita").json()["request"]
+    added = cli.ok("request", "add", label, "weakened", *CONTEXT, "--json", as_user="rita").json()
+    assert added["check_status"] == "fail"
+    output = cli.ok("request", "status", label, "--json", as_user="rita").json()["files"][0]
+    messages = " ".join(f["message"] for f in output["findings"])
+    assert "not what the central check publishes" in messages
+    assert not any(f["check"] == "NKCheck" and f["status"] == "pass" for f in output["findings"])

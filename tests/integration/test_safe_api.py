@@ -19,7 +19,7 @@ from tre.safe import SafeError, Session, status_html
 @pytest.fixture
 def project(tmp_path):
     project_dir = tmp_path / "p1"
-    people = pseudonyms(80, seed=2)
+    people = pseudonyms(500, seed=2)
     make_extract(project_dir, people)
     return project_dir, people
 
@@ -27,7 +27,9 @@ def project(tmp_path):
 @pytest.fixture
 def session(project):
     out = io.StringIO()
-    return Session(project[0], "p1", out=out)
+    session = Session(project[0], "p1", out=out)
+    session.people = project[1]
+    return session
 
 
 def _queued(project_dir, name):
@@ -40,7 +42,7 @@ def _queued(project_dir, name):
 
 
 def test_crosstab_returns_the_protected_table_and_queues_it(session, project):
-    data = records(400)
+    data = records(400, persons=session.people)
     table = session.crosstab(data.kommune, data.sex, margins=True)
     assert table.loc["1151"].isna().all() or table.loc["1151", "All"] > 0  # 1151 is a tiny municipality
     assert table.loc["All", "All"] == 400  # NPR keeps totals
@@ -58,16 +60,19 @@ def test_crosstab_returns_the_protected_table_and_queues_it(session, project):
     assert 'href="' in shown and "output_0/report.html" in shown
     directory, meta, report = _queued(project[0], "output_0")
     assert sorted(p.name for p in directory.iterdir()) == [
-        "cells.csv", "cells.csv.json", "meta.json", "report.html", "report.json", "table.csv",
+        "cells.csv", "cells.csv.json", "evidence.json", "evidence.parquet", "meta.json", "report.html",
+        "report.json", "table.csv",
     ]  # fmt: skip
     assert meta["kind"] == "frequency" and meta["call"] == "crosstab" and meta["project"] == "p1"
     assert meta["os_user"] and meta["created_at"] and "session.crosstab(data.kommune" in meta["arguments"]["code"]
-    assert {f["name"] for f in meta["files"]} == {"cells.csv", "cells.csv.json", "table.csv"}
+    assert {f["name"] for f in meta["files"]} == {
+        "cells.csv", "cells.csv.json", "table.csv", "evidence.json", "evidence.parquet",
+    }  # fmt: skip
     assert report["status"] == "protected" and report["parameters"]["threshold"] == 5
 
 
 def test_magnitude_tables_keep_contributors_for_dominance(session):
-    data = records(400)
+    data = records(400, persons=session.people)
     data.loc[data.index[data.kommune == "4601"][0], "cost"] = 5_000_000  # one payer dominates 4601
     table = session.pivot_table(data, values="cost", index="kommune", columns="sex", aggfunc="sum")
     report = json.loads((session.queue / "output_0" / "report.json").read_text())
@@ -77,7 +82,7 @@ def test_magnitude_tables_keep_contributors_for_dominance(session):
 
 
 def test_regressions_report_residual_degrees_of_freedom(session):
-    data = records(300)
+    data = records(300, persons=session.people)
     exog = data[["age"]].assign(const=1.0)
     results = session.ols(data.cost, exog)
     assert results.tre_status == "pass" and results.df_resid == 298
@@ -91,7 +96,7 @@ def test_regressions_report_residual_degrees_of_freedom(session):
 
 
 def test_hist_draws_from_checked_counts_with_round_edges(session):
-    data = records(300)
+    data = records(300, persons=session.people)
     figure = session.hist(data, "age", bins=6)
     edges = json.loads((figure.path.parent / "report.json").read_text())["bins"]
     assert float(edges[0]) < data.age.min() and float(edges[-1]) > data.age.max()
@@ -117,7 +122,7 @@ def test_custom_outputs_need_review_and_leaks_fail(session, project, tmp_path):
 
 
 def test_released_tables_feed_the_differencing_check(session, project):
-    data = records(400)
+    data = records(400, persons=session.people)
     session.crosstab(data.kommune, data.sex, name="first")
     # the review workflow releases it: copy its published table and sidecar into released/
     released = project[0] / "released" / "REL-1"
@@ -133,7 +138,7 @@ def test_released_tables_feed_the_differencing_check(session, project):
 
 
 def test_bad_calls_and_names_are_refused(session):
-    data = records(50)
+    data = records(50, persons=session.people)
     with pytest.raises(SafeError, match="values need an aggfunc"):
         session.crosstab(data.kommune, data.sex, values=data.cost)
     with pytest.raises(SafeError, match="normalize is not supported"):
@@ -164,11 +169,10 @@ def test_outside_a_project_the_module_calls_say_what_is_missing(monkeypatch):
 
 
 NOTEBOOK = """
-import numpy as np, pandas as pd
+import tre
 import tre.safe as safe
-rng = np.random.default_rng(0)
-df = pd.DataFrame({"kommune": rng.choice(["0301", "1103", "1151"], 300, p=[.6, .38, .02]),
-                   "sex": rng.choice(["F", "M"], 300), "age": rng.normal(50, 12, 300)})
+con = tre.connect()
+df = con.sql("select * from persons").df()
 """
 
 

@@ -137,22 +137,28 @@ def check_notebook(ctx, args):
     roles=ANY_ROLE,
 )
 def check_output(ctx, args):
-    from tre.output_check.intake import copy_output_folder
+    from tre.output_check.intake import copy_output_folder, recheck_copy
+    from tre.output_check.ledger_store import project_ledger_dir, read_ledger
     from tre.output_check.notebooks import build_file_report, build_notebook_report
-    from tre.output_check.queue import build_queued_output_report, queue_dir
+    from tre.output_check.queue import queue_dir
     from tre.output_check.sources import read_released_tables
     from tre.project_files import Folder
 
     params, project_dir, pseudonyms = _project_context(ctx, args)
     path = args.path
     if path.is_dir():
+        ledger = read_ledger(project_ledger_dir(ctx.settings.ledger_dir, args.project))
         released, skipped = read_released_tables(project_dir / "released")
+        released = [t for t in released if t.name not in {e.name for e in ledger}]
         with tempfile.TemporaryDirectory(prefix="tre-check-") as copy:
             # A queued output is the project's to write: read it as intake does (no links,
-            # no FIFOs, sizes from fstat), then check the copy.
+            # no FIFOs, sizes from fstat), then check the copy as intake does: recomputed centrally.
             with Folder.open(path, path.name) as source, Folder.open(Path(copy), "") as dest:
                 copy_output_folder(source, dest, ctx.settings.output_file_limit, ctx.settings.output_evidence_limit)
-            report = build_queued_output_report(Path(copy), params, pseudonyms, released, now=ctx.now())
+            meta = _read_meta(Path(copy), path)
+            report = recheck_copy(
+                Path(copy), meta, params, released, pseudonyms=pseudonyms, now=ctx.now(), ledger=ledger
+            )
         report.details["released_not_compared"] = skipped
     elif path.suffix.lower() == ".ipynb":
         report = build_notebook_report(path, params, pseudonyms, queue_dir=queue_dir(project_dir), now=ctx.now())
@@ -161,6 +167,21 @@ def check_output(ctx, args):
     else:
         raise NotFound(f"no such file or directory: {path}")
     _finish(ctx, report, args.html, f"Output {path.name}")
+
+
+def _read_meta(copy: Path, path: Path) -> dict:
+    """The meta.json of a queued output's copy (`path`: the folder it was copied from, for messages)."""
+    import json
+
+    from tre.errors import UserError
+
+    try:
+        meta = json.loads((copy / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise UserError(f"{path} is not a queued output (it needs meta.json): queue it with tre.safe") from None
+    if not isinstance(meta, dict):
+        raise UserError(f"{path}/meta.json is not a queued output's meta")
+    return meta
 
 
 def check_csv(path: Path) -> Path:

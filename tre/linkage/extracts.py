@@ -645,6 +645,7 @@ def _manifest(record: ApprovalRecord, result: ExtractResult, build_dir: Path, re
         },
         "cohort_size": result.persons,
         "tables": result.tables,
+        "units": _unit_columns(build_dir, result.tables),
         "excluded_release_with_fnr_opt_out": result.excluded_opt_out,
         "withheld_id_numbers": result.withheld_id_numbers,
         "representativeness": representativeness,
@@ -654,6 +655,19 @@ def _manifest(record: ApprovalRecord, result: ExtractResult, build_dir: Path, re
         "built_at": now.isoformat(),
         "notes": _notes(record, result),
     }
+
+
+def _unit_columns(build_dir: Path, tables) -> dict[str, str]:
+    """Per table, the column naming the person each row is about (what tre.safe counts):
+    `pseudonym` where the table has one; a table of statistics has none."""
+    from pyarrow import parquet
+
+    units = {}
+    for table in tables:
+        path = build_dir / f"{table}.parquet"
+        if path.is_file() and "pseudonym" in parquet.read_schema(path).names:
+            units[table] = "pseudonym"
+    return units
 
 
 def _notes(record: ApprovalRecord, result: ExtractResult) -> list[str]:

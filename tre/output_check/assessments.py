@@ -16,7 +16,13 @@ import numpy as np
 import pandas as pd
 
 from tre.output_check import differencing, intervals
-from tre.output_check.checks import Finding, build_cell_findings, build_label_findings, build_table_findings
+from tre.output_check.checks import (
+    Finding,
+    build_cell_findings,
+    build_label_findings,
+    build_table_findings,
+    structural_mask,
+)
 from tre.output_check.kinds import (
     EXPLANATIONS,
     REVIEW_ONLY,
@@ -29,6 +35,14 @@ from tre.output_check.kinds import (
     Status,
 )
 from tre.output_check.leaks import is_person_level, scan_frame, value_leaks
+from tre.output_check.ledger import (
+    LedgerAudit,
+    LedgerTable,
+    UnitSpace,
+    audit_against_ledger,
+    build_ledger_table,
+    with_published,
+)
 from tre.output_check.merging import build_merged_table, plan_merges
 from tre.output_check.parameters import Parameters
 from tre.output_check.reports import Report
@@ -37,8 +51,10 @@ from tre.output_check.rounding import (
     ROUNDING_ROUNDS,
     RoundedProtection,
     build_rounded_protection,
+    rounding_bounds,
     rounding_interval,
 )
+from tre.output_check.statistics import build_statistic_findings, classify_column
 from tre.output_check.suppression import (
     build_primary_mask,
     build_secondary_mask,
@@ -49,7 +65,7 @@ from tre.output_check.tables import Table, TableError
 
 METHODS = ("suppress", "merge", "round", "midpoint6")
 AUTO_AUDIT_LIMIT = 200  # hidden cells up to which every report carries the LP audit
-DIFFERENCING_ROUNDS = 4
+DIFFERENCING_ROUNDS = 6  # rounds of "find what earlier releases give away, suppress it"
 
 
 def build_table_report(
@@ -59,16 +75,22 @@ def build_table_report(
     method: str | None = None,
     merge_dimensions: Sequence[str] | None = None,
     released: Sequence[differencing.PublishedTable] = (),
+    ledger: Sequence[LedgerTable] = (),
     pseudonyms: frozenset[str] = frozenset(),
     audit: bool | str = "auto",
     inputs: Sequence[dict] = (),
     kind: OutputKind | None = None,
+    units_unknown: str | None = None,
     now: dt.datetime | None = None,
 ) -> Report:
     """Check `table`; with a `method`, protect it; report every cell, margins included.
 
     Without a method the table is checked as it would be published: failing cells are
-    marked `primary` but still published, and the status is `fail`.
+    marked `primary` but still published, and the status is `fail`. `released` are earlier
+    releases known only by their published values (compared value by value); `ledger` the
+    release ledger (every earlier release with the units behind its cells), against which
+    a table built from records with units is audited as a whole. `units_unknown` says why a
+    table of a project with person-level data counts records rather than persons (review).
     """
     if method is not None and method not in METHODS:
         raise TableError(f"unknown remedy {method!r}; one of {', '.join(METHODS)}")
@@ -90,15 +112,28 @@ def build_table_report(
     released = [r for r in released if r is not None]
     differences: list[differencing.Difference] = []
     difference_mask = np.zeros(table.shape, dtype=bool)
+    members = build_ledger_table(table, "this output") if ledger else None
+    space = UnitSpace(ledger) if members is not None else None  # numbered once for every round
+    ledger_audit: LedgerAudit | None = None
+    ledger_found: dict[str, str] = {}  # every set the ledger audit found, by what it is
     for _ in range(DIFFERENCING_ROUNDS):
-        remedy = _apply(table, params, method, primary, widths)
+        remedy = _apply(table, params, method, primary, widths, forced=difference_mask)
         hidden, secondary, published, rounded = remedy.hidden, remedy.secondary, remedy.published, remedy.rounded
-        if not released or table.statistic != "count":
-            break
-        differences = differencing.find_differences(
-            _published_table(table, published, "this output"), released, params.threshold
-        )
-        found = _key_mask(table, [d.key for d in differences])
+        found = np.zeros(table.shape, dtype=bool)
+        if released and table.statistic == "count":
+            differences = differencing.find_differences(
+                _published_table(table, published, "this output"), released, params.threshold
+            )
+            found |= _key_mask(table, [d.key for d in differences])
+        if members is not None:
+            lower, upper = _published_bounds(params, method, published, hidden, rounded)
+            current = with_published(members, table, lower, upper, primary)
+            ledger_audit = audit_against_ledger(
+                current, ledger, params.threshold, params.magnitude_protection, units=space
+            )
+            for finding in ledger_audit.findings:
+                found[np.unravel_index(finding.new_cells[0], table.shape)] = True
+                ledger_found.setdefault(finding.what, finding.message())
         difference_mask |= found
         if method is None or not (found & ~hidden).any():
             break
@@ -107,6 +142,14 @@ def build_table_report(
         masks[Check.DIFFERENCING] = difference_mask
     for d in differences:
         findings.append(Finding(Check.DIFFERENCING, Status.FAIL, d.message(table.dimensions)))
+    unremedied = {f.what for f in ledger_audit.findings} if ledger_audit else set()
+    for what, message in ledger_found.items():
+        if what in unremedied:
+            findings.append(Finding(Check.DIFFERENCING, Status.FAIL, message))
+        else:
+            findings.append(Finding(Check.DIFFERENCING, Status.PROTECTED, f"{message}; suppressed and protected"))
+    if units_unknown:
+        findings.append(Finding(Check.UNIT_COUNT, Status.REVIEW, units_unknown))
     rounding = remedy.rounding
     if rounding is not None and rounding.recovered.any():
         masks[Check.ROUNDING_RECOVERY] = rounding.recovered
@@ -150,7 +193,11 @@ def build_table_report(
         "merged": plan,
         "released_compared": [r.name for r in released],
         "audit": _audit_summary(audited, hidden),
+        "units": "counted as records" if table.units is None else "distinct units",
     }
+    if ledger_audit is not None:
+        details["ledger"] = ledger_audit.summary()
+        details["relations"] = ledger_audit.relations
     if rounding is not None:
         details["rounding_audit"] = rounding.summary()
     return Report(
@@ -190,8 +237,9 @@ class _Remedy:
     rounding: RoundedProtection | None = None  # the rounding audit's work, with a rounding method
 
 
-def _apply(table: Table, params: Parameters, method, primary, widths) -> _Remedy:
-    """The remedy `method` applied: what is hidden and what is published, rounded or not."""
+def _apply(table: Table, params: Parameters, method, primary, widths, forced=None) -> _Remedy:
+    """The remedy `method` applied: what is hidden and what is published, rounded or not.
+    `forced` cells (what earlier releases would give away) are hidden whatever the method."""
     values = table.value * (params.rate_per if table.statistic == "rate" else 1)
     none = np.zeros(table.shape, dtype=bool)
     if method is None:
@@ -201,17 +249,30 @@ def _apply(table: Table, params: Parameters, method, primary, widths) -> _Remedy
     if method == "midpoint6" and params.midpoint_base >= params.threshold:
         # midpoint rounding itself covers counts under the threshold (1..6 all show as 3), as
         # long as the rounded values around them do not pin them down: the audit sees to that
-        to_hide &= ~(primary & small)
+        to_hide &= ~(primary & small & ~(forced if forced is not None else False))
     if method in ROUNDING_METHODS:  # count tables only
         base = params.round_base if method == "round" else params.midpoint_base
         rounding = build_rounded_protection(protection_values(table), to_hide, widths, small, method, base)
         return _Remedy(rounding.hidden, rounding.secondary, rounding.published, ~rounding.hidden, rounding)
     if table.is_additive:
-        secondary = build_secondary_mask(protection_values(table), to_hide, widths)
+        fixed = None if table.structural_zeros is None else structural_mask(table.structural_zeros)
+        secondary = build_secondary_mask(protection_values(table), to_hide, widths, fixed=fixed)
     else:  # medians, extremes, spreads: no published relation links the cells
         secondary = none.copy()
     hidden = to_hide | secondary
     return _Remedy(hidden, secondary, np.where(hidden, np.nan, values), none)
+
+
+def _published_bounds(params, method, published, hidden, rounded) -> tuple[np.ndarray, np.ndarray]:
+    """What an attacker knows of each cell: its value, its rounding interval, NaN when hidden."""
+    lower = np.where(hidden, np.nan, published).astype(float)
+    upper = lower.copy()
+    if rounded.any():
+        base = params.round_base if method == "round" else params.midpoint_base
+        low, high = rounding_bounds(np.where(rounded, published, 0.0), method, base)
+        lower = np.where(rounded & ~hidden, low, lower)
+        upper = np.where(rounded & ~hidden, high, upper)
+    return lower, upper
 
 
 def _audit(table, params, method, audit, hidden, primary, published, rounded, widths) -> dict | None:
@@ -397,10 +458,24 @@ def build_regression_report(
     observations: int,
     params: Parameters,
     pseudonyms: frozenset[str] = frozenset(),
+    design: pd.DataFrame | None = None,
+    outcome: pd.Series | None = None,
+    units: np.ndarray | None = None,
+    units_unknown: str | None = None,
     inputs: Sequence[dict] = (),
     now: dt.datetime | None = None,
 ) -> Report:
-    """A regression's coefficient table: residual degrees of freedom and leaks in its labels."""
+    """A regression's coefficient table: residual degrees of freedom, leaks in its labels, and,
+    with the design matrix (`design`, one row per observation used), the groups its terms
+    single out.
+
+    A dummy (or any regressor that takes one value for most units) is the mean difference of
+    the units on either side: each side needs at least `threshold` units, or a coefficient
+    is a few persons' values (`ols(cost ~ dummy)` with a dummy marking one person gives that
+    person's cost). The same holds for the reference level of a set of dummies that exclude
+    each other (a categorical regressor), for every interaction (a product of dummies is a
+    dummy), and, in a logit, for each outcome. Counts are of units when `units` are given.
+    """
     findings = []
     if residual_dof < params.min_dof:
         findings.append(
@@ -411,8 +486,12 @@ def build_regression_report(
                 "of its data",
             )
         )
+    if design is not None:
+        findings += build_design_findings(design, outcome, units, params)
     findings += _frame_leak_findings(coefficients, pseudonyms)
-    status = Status.FAIL if any(f.status == Status.FAIL for f in findings) else Status.PASS
+    if units_unknown:
+        findings.append(Finding(Check.UNIT_COUNT, Status.REVIEW, units_unknown))
+    status = combine_status(f.status for f in findings)
     return Report(
         kind=OutputKind.REGRESSION,
         status=status,
@@ -426,6 +505,118 @@ def build_regression_report(
         },
         checked_at=now,
     )
+
+
+def build_design_findings(
+    design: pd.DataFrame, outcome: pd.Series | None, units: np.ndarray | None, params: Parameters
+) -> list[Finding]:
+    """The groups a model's terms single out, each needing `threshold` units on either side."""
+    t = params.threshold
+    findings: list[Finding] = []
+    unit_codes = _unit_codes_of(units, len(design))
+    n_units = len(np.unique(unit_codes))
+    k = design.shape[1]
+    if n_units - k < params.min_dof and n_units < len(design):
+        findings.append(
+            Finding(
+                Check.MINIMUM_DOF,
+                Status.FAIL,
+                f"{k} terms fitted to the records of too few persons: fewer than {params.min_dof} "
+                "degrees of freedom in persons",
+            )
+        )
+    dummies = {}
+    for name in design.columns:
+        column = design[name].to_numpy(dtype=float)
+        values, counts = np.unique(column[~np.isnan(column)], return_counts=True)
+        if len(values) <= 1:
+            continue  # the constant
+        modal = values[np.argmax(counts)]
+        sides = [column == modal, (column != modal) & ~np.isnan(column)]
+        if len(values) > 2 and sides[0].sum() * 2 < len(column):
+            continue  # a continuous regressor
+        small = [_units_in(unit_codes, side) for side in sides]
+        if any(0 < n < t for n in small):
+            which = "one of its two values" if len(values) == 2 else "the values other than its most common one"
+            findings.append(
+                Finding(
+                    Check.MINIMUM_THRESHOLD,
+                    Status.FAIL,
+                    f"regressor {str(name)!r}: {which} covers fewer than {t} units, so its coefficient is a few "
+                    "persons' values; group the categories or leave the term out",
+                )
+            )
+        if len(values) == 2 and set(values) == {0.0, 1.0}:
+            dummies[str(name)] = column == 1.0
+        if outcome is not None:
+            findings += _separation(str(name), sides, outcome)
+    for group in _exclusive_groups(dummies):
+        reference = ~np.any([dummies[g] for g in group], axis=0)
+        n = _units_in(unit_codes, reference)
+        if 0 < n < t:
+            findings.append(
+                Finding(
+                    Check.MINIMUM_THRESHOLD,
+                    Status.FAIL,
+                    f"the reference level of {', '.join(map(repr, group))} (rows where none of them is 1) covers "
+                    f"fewer than {t} units, so the intercept is a few persons' values",
+                )
+            )
+    if outcome is not None:
+        y = outcome.to_numpy(dtype=float)
+        for level in np.unique(y[~np.isnan(y)]):
+            n = _units_in(unit_codes, y == level)
+            if 0 < n < t:
+                findings.append(
+                    Finding(
+                        Check.MINIMUM_THRESHOLD,
+                        Status.FAIL,
+                        f"outcome value {level:g} holds fewer than {t} units: the model singles them out",
+                    )
+                )
+    return findings
+
+
+def _unit_codes_of(units: np.ndarray | None, n: int) -> np.ndarray:
+    if units is None:
+        return np.arange(n)
+    codes, _ = pd.factorize(pd.Series(units, dtype=object), use_na_sentinel=False)
+    return np.asarray(codes)
+
+
+def _units_in(unit_codes: np.ndarray, rows: np.ndarray) -> int:
+    return int(len(np.unique(unit_codes[rows])))
+
+
+def _separation(name: str, sides: list[np.ndarray], outcome: pd.Series) -> list[Finding]:
+    """A group of a logit's regressor whose outcomes are all the same tells them all."""
+    y = outcome.to_numpy(dtype=float)
+    for side in sides:
+        values = np.unique(y[side & ~np.isnan(y)])
+        if side.any() and len(values) == 1:
+            return [
+                Finding(
+                    Check.CLASS_DISCLOSURE,
+                    Status.REVIEW,
+                    f"regressor {name!r}: every unit on one side has the same outcome, which the model then "
+                    "tells about all of them (and the fit separates); a person must look",
+                )
+            ]
+    return []
+
+
+def _exclusive_groups(dummies: dict[str, np.ndarray]) -> list[list[str]]:
+    """Sets of two or more 0/1 regressors of which no row has two: the levels of one categorical."""
+    names = list(dummies)
+    groups: list[list[str]] = []
+    for name in names:
+        for group in groups:
+            if all(not (dummies[name] & dummies[other]).any() for other in group):
+                group.append(name)
+                break
+        else:
+            groups.append([name])
+    return [g for g in groups if len(g) >= 2]
 
 
 # --- tables of unknown meaning (notebooks, files) ----------------------------------------
@@ -448,8 +639,12 @@ def build_frame_findings(
                 f"{where}: {len(frame)} rows that each describe one unit: publish aggregates made with tre.safe",
             )
         )
+    statistics, interpreted = build_statistic_findings(frame, params, where)
+    findings += statistics
     numbers = frame.apply(pd.to_numeric, errors="coerce")
     numeric = numbers.columns[numbers.notna().any() & (numbers.notna() | frame.isna()).all()]
+    # beside recognised statistics, the other columns are the groups' labels (a year, a day)
+    numeric = [] if interpreted else list(numeric)
     values = numbers[numeric].to_numpy(dtype=float).ravel() if len(numeric) else np.array([])
     values = values[~np.isnan(values)]
     if values.size and np.all(values == np.round(values)) and (values >= 0).all():
@@ -470,6 +665,17 @@ def build_frame_findings(
                 f"{where}: a table of statistics not made through tre.safe; a person must check it",
             )
         )
+    if interpreted and not any(f.status in (Status.FAIL, Status.REVIEW) for f in findings):
+        kinds = {classify_column(c).kind for c in interpreted}
+        if kinds - {"size"}:
+            findings.append(
+                Finding(
+                    Check.UNCHECKED_CONTENT,
+                    Status.REVIEW,
+                    f"{where}: statistics made outside tre.safe: their groups are large enough, but whether one "
+                    "person dominates them cannot be told from the table; a person must check it",
+                )
+            )
     return findings
 
 

@@ -9,12 +9,17 @@ the project's own code writes. Adding it to a request (`WorkspaceOutputs.take_in
    `output_evidence_limit` for the central-only files), into the central store
    `$TRE_OUTPUTS_DIR/<project>/REQ-<n>/<name>/received/`, which the project cannot write;
 2. re-checks that copy (`recheck_copy`, the one function that decides the central verdict):
-   its files are the ones the check saw, nothing in them leaks, its published table is the one
-   the report describes, it does not difference with anything released since;
+   every check recomputed centrally from the output's own evidence with the project's central
+   parameters, against the release ledger (`central.build_central_report`); the kernel's
+   report is not evidence, and only the central verdict is recorded;
 3. prepares what will leave (`egress.build_leaving_files`) in `.../leaving/`: only the
    allowlisted published artefacts, each checked by content, formulas neutralised, sidecars
    rebuilt; the kernel's reports, meta.json and evidence stay central;
 4. removes the queued folder from the project (without following links).
+
+At release, the ledger entries of the released tables are made from `received/` (their
+evidence) and written to the central release ledger (`ledger_dir`) and its read-only copy in
+the project's `released/.ledger/`.
 
 Hashing, previews, the review page and the release read `leaving/` (and `received/`) only, so
 a file changed in the project after it was copied cannot change what leaves. No request has a
@@ -35,12 +40,16 @@ from pathlib import Path
 from tre.config import Settings, ensure_private_dir
 from tre.errors import UnsafeFile, UserError
 from tre.output_check.assessments import combine_status
+from tre.output_check.central import build_central_report, build_ledger_entry
 from tre.output_check.checks import Finding
 from tre.output_check.differencing import PublishedTable
 from tre.output_check.egress import MAX_FILES, LeavingFile, build_leaving_files, is_central_only
 from tre.output_check.kinds import Check, Status
+from tre.output_check.ledger import LedgerTable
+from tre.output_check.ledger_store import project_ledger_dir, read_ledger, write_ledger_table, write_mirror
+from tre.output_check.outputs import EvidenceError
 from tre.output_check.parameters import Parameters, load_parameters
-from tre.output_check.queue import QueueError, build_queued_output_report, list_queue_folder
+from tre.output_check.queue import QueueError, list_queue_folder
 from tre.output_check.reports import Report, sha256_file
 from tre.output_check.sources import (
     SIDECAR_SUFFIX,
@@ -125,20 +134,17 @@ def recheck_copy(
     released: list[PublishedTable],
     *,
     pseudonyms: frozenset[str],
-    now: dt.datetime,
+    now: dt.datetime | None,
+    ledger: list[LedgerTable] = (),
 ) -> Report:
-    """The central verdict on an output, from its central copy `directory` only (its meta, the
-    project's parameters, the tables released so far): the files are the ones checked, none
-    leaks, the published table is the one described, no differencing with earlier releases.
+    """The central verdict on an output, from its central copy `directory` only: every check
+    recomputed from the output's own evidence with the project's central parameters `params`,
+    against the release ledger `ledger` (without this output) and the released tables the
+    ledger does not hold (`released`); the files are the ones the recompute makes, none leaks.
+    The kernel's report is not evidence: nothing of it is used or kept.
 
-    The one place intake decides an output's check: a central recompute replaces this function."""
-    report = json.loads((directory / "report.json").read_text(encoding="utf-8"))
-    recheck = build_queued_output_report(directory, params, pseudonyms, released, now=now)
-    problems = build_published_findings(directory, report, params)
-    if problems:
-        recheck.findings += problems
-        recheck.status = combine_status([recheck.status, *(f.status for f in problems)])
-    return recheck
+    The one place intake decides an output's check."""
+    return build_central_report(directory, meta, params, pseudonyms, ledger, released=released, now=now)
 
 
 def check_unchanged(directory: Path, meta: dict) -> None:
@@ -192,12 +198,16 @@ def copy_output_folder(source: Folder, dest: Folder, file_limit: int, evidence_l
 
 
 class WorkspaceOutputs:
-    """Outputs of project workspaces under `projects_dir` and their central copies under
-    `outputs_dir` (the filesystem side of the workflow)."""
+    """Outputs of project workspaces under `projects_dir`, their central copies under
+    `outputs_dir` and the projects' release ledgers under `ledger_dir` (the filesystem side of
+    the workflow)."""
 
-    def __init__(self, projects_dir: Path, outputs_dir: Path, *, file_limit: int, evidence_limit: int):
+    def __init__(
+        self, projects_dir: Path, outputs_dir: Path, *, file_limit: int, evidence_limit: int, ledger_dir: Path
+    ):
         self.projects_dir = Path(projects_dir)
         self.outputs_dir = Path(outputs_dir)
+        self.ledger_dir = Path(ledger_dir)
         self.file_limit, self.evidence_limit = file_limit, evidence_limit
 
     @classmethod
@@ -207,6 +217,7 @@ class WorkspaceOutputs:
             settings.outputs_dir,
             file_limit=settings.output_file_limit,
             evidence_limit=settings.output_evidence_limit,
+            ledger_dir=settings.ledger_dir,
         )
 
     def project_dir(self, project_id: str) -> Path:
@@ -273,6 +284,24 @@ class WorkspaceOutputs:
     def parameters(self, threshold: int | None) -> Parameters:
         return load_parameters(threshold=threshold)
 
+    # --- the release ledger (central) -----------------------------------------------------
+
+    def ledger(self, project_id: str) -> list[LedgerTable]:
+        """The project's release ledger (central)."""
+        return read_ledger(project_ledger_dir(self.ledger_dir, project_id))
+
+    def unledgered(self, project_id: str, ledger: list[LedgerTable]) -> list[PublishedTable]:
+        """Released count tables the ledger does not hold (released before it), compared value by value."""
+        released, _ = read_released_tables(self.project_dir(project_id) / "released")
+        known = {t.name for t in ledger}
+        return [t for t in released if t.name not in known]
+
+    def _earlier(self, project_id: str, label: str) -> tuple[list[LedgerTable], list[PublishedTable]]:
+        """The ledger and the unledgered releases, without request `label`'s own outputs."""
+        ledger = [t for t in self.ledger(project_id) if not t.name.startswith(f"{label}/")]
+        released = [t for t in self.unledgered(project_id, ledger) if not t.name.startswith(f"{label}/")]
+        return ledger, released
+
     # --- into a request -------------------------------------------------------------------
 
     def take_in(self, project_id: str, name: str, label: str, threshold: int | None, now: dt.datetime) -> OutputFile:
@@ -318,8 +347,9 @@ class WorkspaceOutputs:
                 "make it again (the project's servers are started with its threshold)"
             )
         pseudonyms = read_pseudonyms(extract_path(self.projects_dir, project_id))  # no extract: refused
-        released, _ = read_released_tables(self.project_dir(project_id) / "released")
-        recheck = recheck_copy(copy, meta, params, released, pseudonyms=pseudonyms, now=now)
+        ledger = self.ledger(project_id)
+        released = self.unledgered(project_id, ledger)
+        recheck = recheck_copy(copy, meta, params, released, pseudonyms=pseudonyms, now=now, ledger=ledger)
         outgoing = {r["name"]: (copy / r["name"]).read_bytes() for r in received if not is_central_only(r["name"])}
         leaving = build_leaving_files(
             outgoing, call=str(meta.get("call", "")), arguments=meta.get("arguments") or {}, name=name, label=label
@@ -334,7 +364,7 @@ class WorkspaceOutputs:
             kind=str(meta.get("kind", "file")),
             sha256=contents_digest(contents),
             check_status=str(recheck.status),
-            report={**queued, "recheck": recheck.as_dict()},
+            report=recheck.as_dict(),  # the central verdict only: the kernel's report is not kept
             context={},
             contents=tuple(contents),
             meta={**{k: meta[k] for k in META_KEPT if k in meta}, "received": received},
@@ -397,13 +427,46 @@ class WorkspaceOutputs:
         return found
 
     def new_differences(self, project_id: str, label: str, output: OutputFile, threshold: int | None) -> list[str]:
-        """Differencing findings of `output` against the released tables that its stored
-        re-check did not have (tables released after it was added)."""
+        """Findings of `output` against what was released after it was added (the ledger and
+        released tables its stored central check did not have): differencing, and any new
+        failure."""
         directory = self.received_dir(project_id, label, output.name)
-        released, _ = read_released_tables(self.project_dir(project_id) / "released")
-        released = [t for t in released if not t.name.startswith(f"{label}/")]
-        if not released:
+        ledger, released = self._earlier(project_id, label)
+        if not released and not ledger:
             return []
-        report = build_queued_output_report(directory, self.parameters(threshold), frozenset(), released)
-        known = {f["message"] for f in output.report.get("recheck", {}).get("findings", [])}
-        return [f.message for f in report.findings if f.check == Check.DIFFERENCING and f.message not in known]
+        try:
+            meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            meta = {**output.meta, "files": list(output.contents)}
+        report = recheck_copy(
+            directory, meta, self.parameters(threshold), released, pseudonyms=frozenset(), now=None, ledger=ledger
+        )
+        stored = output.report.get("recheck", output.report)
+        known = {f["message"] for f in stored.get("findings", [])}
+        new = [f for f in report.findings if f.message not in known]
+        reasons = [f.message for f in new if f.check == Check.DIFFERENCING]
+        return reasons + [f.message for f in new if f.status == Status.FAIL and f.check != Check.DIFFERENCING]
+
+    def ledger_entries(self, project_id: str, label: str, output: OutputFile, threshold: int | None) -> list:
+        """The ledger tables a released output adds (its published cells with their units), made
+        from its central copy; none for an output without evidence (not a table)."""
+        directory = self.received_dir(project_id, label, output.name)
+        ledger, released = self._earlier(project_id, label)
+        name = f"{label}/{output.name}"
+        try:
+            entry = build_ledger_entry(
+                directory, output.meta, self.parameters(threshold), ledger, name, label, released=released
+            )
+        except EvidenceError:
+            return []
+        return [] if entry is None else [entry]
+
+    def record_release(self, project_id: str, tables: list) -> None:
+        """Write released tables into the central ledger and its read-only copy in the project's released/."""
+        central = project_ledger_dir(self.ledger_dir, project_id)
+        ensure_private_dir(self.ledger_dir, "the release ledger (TRE_LEDGER_DIR)")
+        for table in tables:
+            write_ledger_table(central, table)
+        if central.is_dir():
+            central.chmod(0o700)
+        write_mirror(self.project_dir(project_id), tables)

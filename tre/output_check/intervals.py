@@ -118,18 +118,11 @@ class _Problems:
         a_eq, b_eq, a_ub, b_ub, bounds, position = self._matrices(int(comp))
         objective = np.zeros(len(members))
         np.add.at(objective, position[targets], 1.0)
-        result = []
-        for sense in (1.0, -1.0):
-            solved = linprog(
-                sense * objective, A_eq=a_eq, b_eq=b_eq, A_ub=a_ub, b_ub=b_ub, bounds=bounds, method="highs"
-            )
-            if solved.status == 3:  # unbounded
-                result.append(-sense * np.inf)
-            elif solved.status != 0:
-                raise AssertionError(f"LP audit failed: {solved.message}")
-            else:
-                result.append(sense * solved.fun)
-        return result[0], result[1]
+        return objective_range(
+            objective,
+            lambda c: linprog(c, A_eq=a_eq, b_eq=b_eq, A_ub=a_ub, b_ub=b_ub, bounds=bounds, method="highs"),
+            "LP audit",
+        )
 
     def _matrices(self, comp: int):
         """The component's constraints as sparse matrices, built once and reused per target."""
@@ -164,6 +157,21 @@ class _Problems:
         ]
         self._cache[comp] = (a_eq, b_eq or None, a_ub, b_ub or None, bounds, position)
         return self._cache[comp]
+
+
+def objective_range(objective: np.ndarray, solve, what: str) -> tuple[float, float]:
+    """The smallest and largest value of `objective` @ x over the feasible x, by `solve(c)`
+    (a linear programme minimising c @ x); an unbounded side is infinite."""
+    result = []
+    for sense in (1.0, -1.0):
+        solved = solve(sense * objective)
+        if solved.status == 3:  # unbounded
+            result.append(-sense * np.inf)
+        elif solved.status != 0:
+            raise AssertionError(f"{what}: linear programme failed: {solved.message}")
+        else:
+            result.append(sense * solved.fun)
+    return result[0], result[1]
 
 
 def _components(n: int, groups: Iterable[np.ndarray]) -> np.ndarray:

@@ -61,6 +61,7 @@ class Check(StrEnum):
     ROUNDING_RECOVERY = "RoundingRecoveryCheck"
     UNCHECKED_IMAGE = "UncheckedImageCheck"
     UNCHECKED_CONTENT = "UncheckedContentCheck"
+    UNIT_COUNT = "UnitCheck"
 
 
 # What a failed check means, in plain words, for the HTML report and the text summary.
@@ -80,13 +81,15 @@ EXPLANATIONS: dict[Check, str] = {
     Check.PSEUDONYM: "a value is one of the project's pseudonyms",
     Check.IDENTITY_NUMBER: "a value is shaped like a national ID number (FNR or D-number)",
     Check.PERSON_LEVEL: "the table lists persons, not groups",
-    Check.DIFFERENCING: "subtracting an earlier release from this output reveals a small group",
+    Check.DIFFERENCING: "combined with earlier releases, this output reveals a small group (or a suppressed value)",
     Check.DENOMINATOR: "the denominator of the rate is under the threshold",
     Check.SECONDARY_PROTECTION: "a suppressed cell can be recovered or narrowed from the published values",
     Check.ROUNDING_RECOVERY: "recoverable from the rounded margins: the rounded values published around this "
     "small count pin it down to one number",
     Check.UNCHECKED_IMAGE: "an image without its underlying data: a person must check it",
     Check.UNCHECKED_CONTENT: "content no rule can check: a person must look at it",
+    Check.UNIT_COUNT: "the persons behind the records are not known: records were counted, a person must check "
+    "that no cell is a few persons' records",
 }
 
 # Checks a suppression remedies: the cell is primary and may be protected.

@@ -15,7 +15,7 @@ from dataclasses import replace
 import numpy as np
 
 from tre.output_check.parameters import Parameters
-from tre.output_check.tables import Table, TableError, extend_sum
+from tre.output_check.tables import Table, TableError, extend_sum, rebuild_table
 
 MERGEABLE = ("count", "sum", "mean", "rate")
 
@@ -25,7 +25,7 @@ def plan_merges(table: Table, params: Parameters, dimensions: Sequence[str] | No
     plan: dict[str, list[str]] = {}
     for dim in dimensions or table.dimensions:
         axis = _axis(table, dim)
-        margin = _margin(table.count, axis)
+        margin = _margin(table.unit_counts, axis)
         cats = table.categories[axis]
         small = [i for i in range(len(cats)) if 0 < margin[i] < params.threshold]
         if not small:
@@ -44,6 +44,14 @@ def build_merged_table(table: Table, params: Parameters, plan: dict[str, list[st
     """`table` with each dimension's planned categories merged into `params.other_label`."""
     if table.statistic not in MERGEABLE:
         raise TableError(f"a table of {table.statistic} values cannot be merged: merge before computing it")
+    if table.source is not None:  # built from records: build it again, persons counted once
+        relabel = {dim: {c: params.other_label for c in merged} for dim, merged in plan.items() if merged}
+        categories = [
+            [c for c in cats if c not in plan.get(dim, ())] + ([params.other_label] if plan.get(dim) else [])
+            for dim, cats in zip(table.dimensions, table.categories, strict=True)
+        ]
+        categories = [list(dict.fromkeys(cats)) for cats in categories]
+        return rebuild_table(table, relabel, categories)
     for dim, merged in plan.items():
         if merged:
             table = _merge_axis(table, _axis(table, dim), merged, params.other_label)

@@ -329,6 +329,15 @@ def build_file_report(
     where = path.name
     if suffix in TABLE_SUFFIXES:
         findings = build_frame_findings(read_csv(path), params, pseudonyms, where)
+        if not any(f.status in (Status.FAIL, Status.REVIEW) for f in findings):
+            findings.append(
+                Finding(
+                    Check.UNCHECKED_CONTENT,
+                    Status.REVIEW,
+                    f"{where}: a table made outside tre.safe (no margins protected, no earlier release compared): "
+                    "a person must check it",
+                )
+            )
     elif suffix in IMAGE_SUFFIXES:
         findings = [
             Finding(Check.UNCHECKED_IMAGE, Status.REVIEW, f"{where}: an image without its data; a person must check it")

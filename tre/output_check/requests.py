@@ -530,6 +530,12 @@ class Requests:
                 f"cannot release {request.label}: a table released after it was checked now differences with it "
                 f"({'; '.join(problems)}); return it to its author"
             )
+        # what the released tables add to the project's release ledger (computed before anything is written)
+        entries = [
+            e
+            for f in request.files
+            for e in self.outputs.ledger_entries(project.id, request.label, f, project.threshold)
+        ]
         now = self.clock()
         approval = project.approval
         record_id = self.store.add_release_record(
@@ -549,6 +555,7 @@ class Requests:
             )
         )
         files = self._write(request, project, actor, now, record_id)
+        self.outputs.record_release(project.id, entries)
         self.store.add_release(
             ReleaseInfo(request.id, now, actor, str(files.bundle), files.bundle_sha256, files.manifest)
         )
@@ -848,7 +855,7 @@ def describe(request: RequestState, project: ProjectInfo, viewer: Person, releas
                         "final": review.is_submitted,
                     }
                 )
-        recheck = f.report.get("recheck", {})
+        recheck = f.report.get("recheck", f.report)  # older requests kept a re-check beside the kernel's report
         files.append(
             {
                 "name": f.name,

@@ -8,6 +8,7 @@ sidecar `NAME.csv.json` (see `build_sidecar`). The differencing check reads exac
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -159,6 +160,16 @@ def build_published_frame(report: dict, value_column: str) -> pd.DataFrame:
 def build_sidecar(report: dict, name: str, value_column: str, csv_path: Path, **release) -> dict:
     """The sidecar of a released (or queued) table: what the differencing check needs, plus
     `release` fields (e.g. release="REL-3", request="REQ-3", released_at=...)."""
+    return _sidecar(report, name, value_column, sha256_file(csv_path), **release)
+
+
+def build_sidecar_bytes(report: dict, name: str, value_column: str, csv_bytes: bytes) -> bytes:
+    """The sidecar of a table published as `csv_bytes`, as the bytes written beside it."""
+    sidecar = _sidecar(report, name, value_column, hashlib.sha256(csv_bytes).hexdigest())
+    return (json.dumps(sidecar, indent=2) + "\n").encode("utf-8")
+
+
+def _sidecar(report: dict, name: str, value_column: str, sha256: str, **release) -> dict:
     rounding = None
     if report.get("method") in ("round", "midpoint6"):
         params = report["parameters"]
@@ -175,7 +186,7 @@ def build_sidecar(report: dict, name: str, value_column: str, csv_path: Path, **
         "rounding": rounding,
         "parameters_version": report["parameters"]["version"],
         "check_status": report["status"],
-        "sha256": sha256_file(csv_path),
+        "sha256": sha256,
         **release,
     }
 

@@ -12,8 +12,8 @@ all corners of such a box are suppressed, an attacker cannot tell the true table
 one moved by d, for every d that keeps the interior cells non-negative, so the primary
 cell's interval is at least as wide as that range of d. For each primary cell in turn we
 choose, among all boxes with the cell as a corner, the cheapest one (fewest and smallest
-newly suppressed cells; margins only when unavoidable) whose range reaches the protection
-width. A box whose other corners are all margins always qualifies, so every primary cell
+newly suppressed cells, weighed by their values; margins only when unavoidable, the grand
+total only when nothing else will do) whose range reaches the protection width. A box whose other corners are all margins always qualifies, so every primary cell
 is protected. `intervals.build_attacker_intervals` is the independent LP audit.
 """
 
@@ -56,20 +56,31 @@ Box = tuple[tuple[int, ...], tuple[int, ...]]  # a hypercube: its anchor and the
 
 
 def build_secondary_mask(
-    values: np.ndarray, primary: np.ndarray, widths: np.ndarray, *, suppressed: np.ndarray | None = None
+    values: np.ndarray,
+    primary: np.ndarray,
+    widths: np.ndarray,
+    *,
+    suppressed: np.ndarray | None = None,
+    fixed: np.ndarray | None = None,
 ) -> np.ndarray:
     """The cells to suppress besides `primary` so that every primary cell is protected.
 
     `values` are the true extended values (interior cells non-negative, margins their sums);
     `widths` the protection width each primary cell needs; `suppressed` cells already hidden
-    (free to use as corners).
+    (free to use as corners); `fixed` cells whose value everyone knows (structural zeros):
+    hiding them protects nothing, so they are never chosen.
     """
-    boxes = build_hypercubes(values, primary, widths, suppressed=suppressed)
+    boxes = build_hypercubes(values, primary, widths, suppressed=suppressed, fixed=fixed)
     return build_corner_mask(values.shape, boxes) & ~primary
 
 
 def build_hypercubes(
-    values: np.ndarray, primary: np.ndarray, widths: np.ndarray, *, suppressed: np.ndarray | None = None
+    values: np.ndarray,
+    primary: np.ndarray,
+    widths: np.ndarray,
+    *,
+    suppressed: np.ndarray | None = None,
+    fixed: np.ndarray | None = None,
 ) -> list[Box]:
     """One protecting box per primary cell (largest width first), each chosen given the others."""
     values = np.asarray(values, dtype=float)
@@ -79,8 +90,13 @@ def build_hypercubes(
     flip = flip_signs(shape)
     margin_penalty = values[interior].sum() + 1.0
     cost = 1.0 + np.abs(values) + np.where(interior, 0.0, margin_penalty)
+    # the grand total last of all: dearer than any box of other cells (a box has 2^N corners)
+    cost[tuple(n - 1 for n in shape)] += 2 ** len(shape) * (margin_penalty + np.abs(values).max())
     rise = np.full(shape, np.inf)  # a suppressed cell can rise without limit ...
     fall = np.where(interior, values, np.inf)  # ... and an interior one fall to zero
+    if fixed is not None:  # ... but not a cell whose value everyone knows
+        rise = np.where(fixed, 0.0, rise)
+        fall = np.where(fixed, 0.0, fall)
     boxes = []
     anchors = sorted(zip(*np.nonzero(primary), strict=True), key=lambda p: (-widths[p], p))
     for anchor in anchors:
