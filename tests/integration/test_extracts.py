@@ -46,6 +46,7 @@ legal_basis = "REK approval"
 purpose = "research"
 purpose_description = "heart cohort"
 applicant = "A hospital"
+recipient = { org_number = "100000059", name = "A hospital", kind = "health_trust" }
 linkage = true
 application_complete = 2026-09-01
 valid_from = 2026-09-01
@@ -90,6 +91,7 @@ legal_basis = "hrl § 20"
 purpose = "research"
 purpose_description = "diabetes"
 applicant = "A university"
+recipient = { org_number = "100000040", name = "A university", kind = "university" }
 linkage = true
 application_complete = 2026-09-01
 valid_from = 2026-09-01
@@ -131,6 +133,7 @@ legal_basis = "§ 4-3"
 purpose = "planning"
 purpose_description = "care statistics"
 applicant = "Bergen kommune"
+recipient = { org_number = "100000032", name = "Bergen kommune", kind = "municipality" }
 linkage = false
 application_complete = 2026-09-01
 valid_from = 2026-09-01
@@ -172,6 +175,7 @@ legal_basis = "hrl § 20"
 purpose = "research"
 purpose_description = "care before 2017"
 applicant = "A university"
+recipient = { org_number = "100000040", name = "A university", kind = "university" }
 linkage = true
 application_complete = 2026-09-01
 valid_from = 2026-09-01
@@ -486,7 +490,11 @@ def test_release_records_name_who_received_what(built):
     con.close()
     assert sorted(per_batch.values())[:3] == [1, 2, 4]  # history, bergen, heart
     log = built.ok("audit", "log", "--action", "release.record", "--json", as_user="ada").json()
-    assert {e["details"]["recipient"] for e in log} == {"A hospital", "A university", "Bergen kommune"}
+    assert {e["details"]["recipient"] for e in log} == {
+        "A hospital (org. no. 100000059)",
+        "A university (org. no. 100000040)",
+        "Bergen kommune (org. no. 100000032)",
+    }
     settings = load_settings(built.environ)
     assert releases.check_records(settings, Store(settings.db_url)) == []  # every record's persons, by digest
 
@@ -665,7 +673,9 @@ def test_release_records_export_for_an_authority_per_release_without_persons(bui
     out = tmp_path / "releases.csv"
     built.ok("releases", "export", "--project", "sugar", "--from", "2026-11-26", "--output", str(out), as_user="kari")
     rows = list(csv.DictReader(out.open()))
-    assert rows and {(r["project"], r["recipient"], r["persons"]) for r in rows} == {("sugar", "A university", "6")}
+    assert rows and {(r["project"], r["recipient"], r["persons"]) for r in rows} == {
+        ("sugar", "A university (org. no. 100000040)", "6")
+    }
     assert all(r["record_digest"] and r["persons_digest"] and r["anchor_event"] for r in rows)
     text = out.read_text()
     home = Path(built.environ["TRE_HOME"])

@@ -703,7 +703,7 @@ def _record_release(settings, metadata, record: ApprovalRecord, result: ExtractR
                 project_id=record.project_id,
                 approval_id=record.id,
                 approval_version=result.approval_version,
-                recipient=record.applicant,
+                recipient=str(record.recipient),
                 legal_basis=record.legal_basis,
                 persons=result.persons if record.kind != ApprovalKind.ANON43 else None,
                 reference=reference,
@@ -720,7 +720,7 @@ def _record_release(settings, metadata, record: ApprovalRecord, result: ExtractR
                 actor=actor,
                 action="release.record",
                 object=f"project:{record.project_id}",
-                details={"reference": reference, "recipient": record.applicant, "persons": result.persons},
+                details={"reference": reference, "recipient": str(record.recipient), "persons": result.persons},
             )
 
 
