@@ -75,6 +75,9 @@ ORG_NUMBER_WEIGHTS = (3, 2, 7, 6, 5, 4, 3, 2)  # Brønnøysund: mod 11 over the 
 # What a legal basis may be; direct-identifiable releases (§ 4-5) need one of DIRECT_BASES.
 BASES = {"rek", "hrl7", "law", "hrl20", "anonymous", "consent"}
 DIRECT_BASES = {"rek", "hrl7", "law"}
+# REK's reference form, as its letters give it: "REK <committee> <year>/<case number>", e.g.
+# "REK sør-øst 2026/118833"; it is what a key custodian checks before a § 4-5 build (§ 5-2).
+REK_REFERENCE = re.compile(r"REK (sør-øst(?: [A-D])?|vest|midt|nord) (19|20)[0-9]{2}/[0-9]{1,6}")
 DATE_PRECISIONS = ("day", "month", "tertial", "year")
 MAX_RETENTION_YEARS = 10  # § 4-11
 MIN_THRESHOLD = 3  # the lowest cell minimum in common practice
@@ -326,6 +329,13 @@ def parse_document(
         )
     if kind == ApprovalKind.REK and basis not in (None, "rek"):
         r.problem("basis", "a rek approval has basis rek")
+    if basis == "rek" and reference is not None and not REK_REFERENCE.fullmatch(reference):
+        r.problem(
+            "reference",
+            f"{reference!r} is not a REK reference: copy it from REK's letter as 'REK <committee> <year>/<number>', "
+            "e.g. 'REK sør-øst 2026/118833' (committee sør-øst, vest, midt or nord)",
+        )
+
     project = r.get(doc, "project", dict, "project", default={})
     r.known(project, {"id", "title"}, "project")
     project_id = r.get(project, "id", str, "project.id")

@@ -187,6 +187,16 @@ def test_other_purposes_need_consent_or_a_law(tre):
     assert "never allowed (§ 4-1)" in tre("approvals", "check", as_user="ada", clock=clock()).err
 
 
+@pytest.mark.parametrize("reference", ["REK 2026/118833", "2026/118833", "REK sør 2026/118833", "REK vest 2026"])
+def test_a_rek_approval_needs_a_reference_in_reks_form(tre, reference):
+    """The key custodian approves a § 4-5 build against the REK reference (§ 5-2): it must be one."""
+    _edit(tre, "rek-heart-cohort.toml", ref=('reference = "REK sør-øst 2026/118833"', f'reference = "{reference}"'))
+    result = tre("approvals", "check", "--json", as_user="ada", clock=clock())
+    assert result.code != 0
+    messages = {(p["file"], p["field"]): p["message"] for p in result.json()["problems"]}
+    assert "is not a REK reference" in messages[("rek-heart-cohort.toml", "reference")]
+
+
 def test_only_admins_sync(tre):
     refused = tre("approvals", "sync", as_user="rita")
     assert refused.code == 5 and "needs the admin role" in refused.err

@@ -40,7 +40,7 @@ NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
 HEART = """
 id = "rek-test-1"
 kind = "direct45"
-reference = "REK 2026/1"
+reference = "REK vest 2026/1"
 basis = "rek"
 legal_basis = "REK approval"
 purpose = "research"
@@ -334,12 +334,20 @@ def extract_tables(world, project) -> dict:
         con.close()
 
 
+def build(world, project, *options, custodian="kari"):
+    """`tre extract build` as ada; a § 4-5 build the custodian approves first (§ 5-2)."""
+    first = world("extract", "build", project, *options, as_user="ada", clock=clock())
+    if first.code == 8 and "a key custodian must approve this build" in first.err:
+        number = re.search(r"--build (\d+)", first.err).group(1)
+        world.ok("extract", "approve", project, "--build", number, as_user=custodian, clock=clock())
+        first = world("extract", "build", project, *options, as_user="ada", clock=clock())
+    assert first.code == 0, first.err
+    return first
+
+
 @pytest.fixture(scope="module")
 def built(world):
-    results = {
-        p: world.ok("extract", "build", p, "--json", as_user="ada", clock=clock()).json()
-        for p in ("heart", "sugar", "bergen", "history")
-    }
+    results = {p: build(world, p, "--json").json() for p in ("heart", "sugar", "bergen", "history")}
     world.results = results
     return world
 
@@ -742,7 +750,7 @@ def test_a_build_writes_only_private_files_and_recovery_removes_what_a_killed_on
         modes.update({path.name: path.stat().st_mode & 0o777 for path in build_dir.iterdir()})
 
     monkeypatch.setattr(extracts, "_write_parquet", spy)
-    built.ok("extract", "build", "heart", as_user="ada", clock=clock())
+    build(built, "heart")
     monkeypatch.undo()
     assert "extract.duckdb" in modes and set(modes.values()) == {0o600}
 
@@ -754,6 +762,57 @@ def test_a_build_writes_only_private_files_and_recovery_removes_what_a_killed_on
     assert not leftover.parent.exists()
     recover = built.ok("audit", "log", "--action", "central.recover", "--json", as_user="ada").json()
     assert recover[0]["details"]["removed_builds"] == ["heart"]
+
+
+def test_a_section_45_build_decrypts_nothing_until_a_key_custodian_approves_it(built):
+    """§ 5-2 third paragraph: the admin alone cannot have ID numbers decrypted. The build asks
+    for a custodian's approval of this build (project, approval version, persons), another
+    person gives it after seeing the REK reference, and it is good for that build only."""
+
+    def decryptions():
+        return len(built.ok("audit", "log", "--action", "vault.decrypt", "--json", as_user="ada").json())
+
+    before, extracts_before = decryptions(), built.ok("extract", "list", "--json", as_user="ada").json()
+    asked = built("extract", "build", "heart", as_user="ada", clock=clock())
+    assert asked.code == 8 and "Traceback" not in asked.err
+    assert "a key custodian must approve this build: tre extract approve heart --build " in asked.err
+    number = re.search(r"--build (\d+)", asked.err).group(1)
+    assert decryptions() == before and built.ok("extract", "list", "--json", as_user="ada").json() == extracts_before
+    (waiting,) = [b for b in built.ok("extract", "pending", "--json", as_user="kari").json() if b["project"] == "heart"]
+    assert (waiting["persons"], waiting["reference"], waiting["approved_by"]) == (4, "REK vest 2026/1", None)
+
+    assert built("extract", "approve", "heart", "--build", number, as_user="ada", clock=clock()).code == 5
+    built.ok("user", "add", "ada", "--role", "custodian", as_user="ada")  # an admin who is also a custodian
+    try:
+        own = built("extract", "approve", "heart", "--build", number, as_user="ada", clock=clock())
+        assert own.code == 5 and "another key custodian must approve it" in own.err
+    finally:
+        built.ok("user", "revoke", "ada", "--role", "custodian", as_user="ada", clock=clock())
+    approved = built.ok("extract", "approve", "heart", "--build", number, as_user="kari", clock=clock())
+    assert "REK vest 2026/1" in approved.out and "4 persons" in approved.out
+    event = built.ok("audit", "log", "--action", "extract.build.approve", "--json", as_user="ada").json()[-1]
+    assert event["actor"] == "kari" and event["details"]["requested_by"] == "ada"
+    built.ok("extract", "build", "heart", as_user="ada", clock=clock())
+    assert decryptions() == before + 4
+    again = built("extract", "build", "heart", as_user="ada", clock=clock())  # the approval is used up
+    assert again.code == 8 and decryptions() == before + 4
+
+
+def test_a_custodian_approval_holds_only_for_the_approval_version_it_saw(built):
+    """An approval given for one version of the approval does not carry over to an edited one."""
+    asked = built("extract", "build", "heart", as_user="ada", clock=clock())
+    number = re.search(r"--build (\d+)", asked.err).group(1)
+    built.ok("extract", "approve", "heart", "--build", number, as_user="kari", clock=clock())
+    path = Path(built.environ["TRE_APPROVALS_DIR"]) / "heart.toml"
+    path.write_text(path.read_text().replace("threshold = 3", "threshold = 4"))
+    built.ok("approvals", "sync", as_user="ada", clock=clock())
+    try:
+        changed = built("extract", "build", "heart", as_user="ada", clock=clock())
+        assert changed.code == 8 and f"--build {number} " not in changed.err + " "
+        assert "a key custodian must approve this build" in changed.err
+    finally:
+        path.write_text(HEART)
+        built.ok("approvals", "sync", as_user="ada", clock=clock())
 
 
 def test_a_publish_cut_short_leaves_the_new_extract_hidden(built, monkeypatch):
@@ -851,7 +910,7 @@ def test_one_build_of_a_project_at_a_time(built):
 
 HEART20 = HEART.replace('id = "rek-test-1"', 'id = "hrl20-test-3"').replace('kind = "direct45"', 'kind = "hrl20"')
 HEART20 = (
-    HEART20.replace('reference = "REK 2026/1"', 'reference = "26/9"')
+    HEART20.replace('reference = "REK vest 2026/1"', 'reference = "26/9"')
     .replace('basis = "rek"', 'basis = "hrl20"')
     .replace('legal_basis = "REK approval"', 'legal_basis = "hrl § 20"')
     .replace('id = "heart"', 'id = "heart20"')
