@@ -836,27 +836,46 @@ def test_a_publish_cut_short_leaves_the_new_extract_hidden(built, monkeypatch):
     assert len(extract_tables(built, "sugar")["persons"]) == 6
 
 
-def test_an_approval_that_no_longer_validates_refuses_the_build_in_one_line(built):
-    """An approval synced before the schema grew stricter (here: a key the reader no longer
-    knows) stops the build with a one-line error that says what to do."""
+def _build_with_stored_document(built, approval_id, project, **changes):
+    """`tre extract build` while the stored approval document has `changes` (as if synced by an
+    older tre); the document is put back afterwards."""
     import sqlite3
 
     from tre.config import load_settings
 
     db = sqlite3.connect(load_settings(built.environ).metadata_store_path)
-    (document,) = db.execute("SELECT document FROM approvals WHERE id = 'hrl20-test-2'").fetchone()
-    stale = json.loads(document)
-    stale["cohort"]["age"] = {"minimum": 1}
+    (document,) = db.execute("SELECT document FROM approvals WHERE id = ?", [approval_id]).fetchone()
     with db:
-        db.execute("UPDATE approvals SET document = ? WHERE id = 'hrl20-test-2'", [json.dumps(stale)])
+        changed = json.dumps({**json.loads(document), **changes})
+        db.execute("UPDATE approvals SET document = ? WHERE id = ?", [changed, approval_id])
     try:
-        refused = built("extract", "build", "history", as_user="ada", clock=clock())
+        return built("extract", "build", project, as_user="ada", clock=clock())
     finally:
         with db:
-            db.execute("UPDATE approvals SET document = ? WHERE id = 'hrl20-test-2'", [document])
+            db.execute("UPDATE approvals SET document = ? WHERE id = ?", [document, approval_id])
         db.close()
+
+
+def test_an_approval_that_no_longer_validates_refuses_the_build_in_one_line(built):
+    """An approval synced before the schema grew stricter (here: a key the reader no longer
+    knows) stops the build with a one-line error that says what to do."""
+    refused = _build_with_stored_document(
+        built, "hrl20-test-2", "history", cohort={"source": "iplos_historisk", "age": {"minimum": 1}}
+    )
     assert refused.code == 8 and "internal error" not in refused.err
     assert "cohort.age.minimum: unknown field" in refused.err and "tre approvals sync" in refused.err
+
+
+def test_an_approval_for_an_employer_synced_before_the_rule_builds_nothing(built):
+    """§ 4-1: an approval already in the store whose recipient is an employer's HR department
+    (synced before recipients were checked) is refused at the build, in one line naming the rule,
+    and nothing is released."""
+    releases = built.ok("audit", "log", "--action", "release.record", "--json", as_user="ada").json()
+    hr = {"org_number": "100000075", "name": "A company's HR department", "kind": "employer"}
+    refused = _build_with_stored_document(built, "hrl20-test-2", "history", recipient=hr)
+    assert refused.code == 8 and "Traceback" not in refused.err and len(refused.err.strip().splitlines()) == 1
+    assert "may never receive KPR data (§ 4-1" in refused.err
+    assert built.ok("audit", "log", "--action", "release.record", "--json", as_user="ada").json() == releases
 
 
 def test_an_expired_approval_refuses_the_build_and_locks_the_workspace(built):
