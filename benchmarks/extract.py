@@ -41,6 +41,7 @@ legal_basis = "hrl § 20 (benchmark)"
 purpose = "research"
 purpose_description = "benchmark"
 applicant = "benchmark"
+recipient = { org_number = "100000067", name = "benchmark", kind = "research_institute" }
 linkage = true
 application_complete = 2026-01-05
 valid_from = 2026-01-01

@@ -49,9 +49,35 @@ FORBIDDEN_PURPOSES = {
     "insurance": "insurance",
     "employment": "employers' purposes",
 }
+# § 4-1 second paragraph: who may never be given KPR data, whatever the purpose and even with
+# the data subjects' consent. An approval's `[recipient] kind` names what the receiving
+# organisation is; these kinds are refused.
+FORBIDDEN_RECIPIENTS = {
+    "employer": "an employer or its HR department may never receive KPR data (§ 4-1 second paragraph)",
+    "insurer": "an insurer may never receive KPR data (§ 4-1 second paragraph)",
+    "police": "the police may never receive KPR data (§ 4-1 second paragraph: not for the prosecuting authority)",
+    "prosecution": "the prosecuting authority may never receive KPR data (§ 4-1 second paragraph)",
+}
+# The kinds of organisation that may receive data (each still needs its legal basis).
+RECIPIENT_KINDS = {
+    "health_trust": "a health trust or hospital",
+    "municipality": "a municipality or county",
+    "university": "a university or university college",
+    "research_institute": "a research institute",
+    "public_agency": "a public agency",
+    "health_service": "another provider of health and care services",
+    "company": "a private company (for a § 1-1 purpose or with consent)",
+}
+# Bases under which the data may be processed for purposes outside § 1-1 (§ 4-1 second
+# paragraph: "med mindre annet følger av lov eller etter samtykke fra den registrerte").
+OPEN_PURPOSE_BASES = {"consent", "law"}
+ORG_NUMBER_WEIGHTS = (3, 2, 7, 6, 5, 4, 3, 2)  # Brønnøysund: mod 11 over the first eight digits
 # What a legal basis may be; direct-identifiable releases (§ 4-5) need one of DIRECT_BASES.
 BASES = {"rek", "hrl7", "law", "hrl20", "anonymous", "consent"}
 DIRECT_BASES = {"rek", "hrl7", "law"}
+# REK's reference form, as its letters give it: "REK <committee> <year>/<case number>", e.g.
+# "REK sør-øst 2026/118833"; it is what a key custodian checks before a § 4-5 build (§ 5-2).
+REK_REFERENCE = re.compile(r"REK (sør-øst(?: [A-D])?|vest|midt|nord) (19|20)[0-9]{2}/[0-9]{1,6}")
 DATE_PRECISIONS = ("day", "month", "tertial", "year")
 MAX_RETENTION_YEARS = 10  # § 4-11
 MIN_THRESHOLD = 3  # the lowest cell minimum in common practice
@@ -83,6 +109,27 @@ class Cohort:
 
 
 @dataclass(frozen=True)
+class Recipient:
+    """The organisation that receives the data (§ 4-1, § 4-10)."""
+
+    org_number: str
+    name: str
+    kind: str
+
+    def __str__(self) -> str:
+        return f"{self.name} (org. no. {self.org_number})"
+
+
+def valid_org_number(value: str) -> bool:
+    """A Norwegian organisation number: nine digits, the last a mod-11 check digit."""
+    if not re.fullmatch(r"[0-9]{9}", value):
+        return False
+    remainder = sum(int(d) * w for d, w in zip(value[:8], ORG_NUMBER_WEIGHTS, strict=True)) % 11
+    check = 0 if remainder == 0 else 11 - remainder
+    return check != 10 and check == int(value[8])
+
+
+@dataclass(frozen=True)
 class Member:
     user: str
     role: MemberRole
@@ -98,6 +145,7 @@ class ApprovalRecord:
     purpose: str
     purpose_description: str
     applicant: str
+    recipient: Recipient
     project_id: str
     project_title: str
     members: tuple[Member, ...]
@@ -133,6 +181,7 @@ TOP_LEVEL = {
     "purpose",
     "purpose_description",
     "applicant",
+    "recipient",
     "project",
     "members",
     "sources",
@@ -263,16 +312,29 @@ def parse_document(
             "purpose",
             f"{purpose} ({FORBIDDEN_PURPOSES[purpose]}) is never allowed (§ 4-1), not even with the data subjects' consent",
         )
-    elif purpose is not None and purpose not in PURPOSES:
-        r.problem("purpose", f"{purpose!r} is not a § 1-1 purpose; one of {', '.join(PURPOSES)}")
+    elif purpose is not None and purpose not in PURPOSES and basis not in OPEN_PURPOSE_BASES:
+        r.problem(
+            "purpose",
+            f"{purpose!r} is not a § 1-1 purpose ({', '.join(PURPOSES)}); another purpose needs the data "
+            "subjects' consent or a law (basis consent or law, § 4-1 second paragraph)",
+        )
+    elif purpose is not None and not purpose.strip():
+        r.problem("purpose", "is empty: name the purpose and describe it in purpose_description")
     purpose_description = r.get(doc, "purpose_description", str, "purpose_description")
     applicant = r.get(doc, "applicant", str, "applicant")
+    recipient = _read_recipient(r, doc)
     if kind == ApprovalKind.DIRECT45 and basis is not None and basis not in DIRECT_BASES:
         r.problem(
             "basis", "a direct45 (§ 4-5) release needs REK approval, an hrl § 7 permit or a law: rek, hrl7 or law"
         )
     if kind == ApprovalKind.REK and basis not in (None, "rek"):
         r.problem("basis", "a rek approval has basis rek")
+    if basis == "rek" and reference is not None and not REK_REFERENCE.fullmatch(reference):
+        r.problem(
+            "reference",
+            f"{reference!r} is not a REK reference: copy it from REK's letter as 'REK <committee> <year>/<number>', "
+            "e.g. 'REK sør-øst 2026/118833' (committee sør-øst, vest, midt or nord)",
+        )
 
     project = r.get(doc, "project", dict, "project", default={})
     r.known(project, {"id", "title"}, "project")
@@ -325,6 +387,7 @@ def parse_document(
         purpose=purpose,
         purpose_description=purpose_description,
         applicant=applicant,
+        recipient=recipient,
         project_id=project_id,
         project_title=project_title,
         members=members,
@@ -346,6 +409,33 @@ def parse_document(
         document=_jsonable(doc),
     )
     return record, r.problems
+
+
+def _read_recipient(r: _Reader, doc: dict) -> Recipient | None:
+    """`[recipient]`: the receiving organisation. Kinds in FORBIDDEN_RECIPIENTS are refused
+    whatever the basis: § 4-1 holds even with the data subjects' consent."""
+    raw = r.get(doc, "recipient", dict, "recipient", default=None)
+    if raw is None:
+        return None
+    r.known(raw, {"org_number", "name", "kind"}, "recipient")
+    org_number = r.get(raw, "org_number", str, "recipient.org_number")
+    name = r.get(raw, "name", str, "recipient.name")
+    if name is not None and not name.strip():
+        r.problem("recipient.name", "is empty: the organisation's registered name")
+    kind = r.get(raw, "kind", str, "recipient.kind")
+    if kind in FORBIDDEN_RECIPIENTS:
+        r.problem("recipient.kind", f"{kind}: {FORBIDDEN_RECIPIENTS[kind]}, not even with the data subjects' consent")
+    elif kind is not None and kind not in RECIPIENT_KINDS:
+        r.problem("recipient.kind", f"{kind!r} is not one of {', '.join(RECIPIENT_KINDS)}")
+    if org_number is not None and not valid_org_number(org_number):
+        r.problem(
+            "recipient.org_number",
+            f"{org_number!r} is not a valid organisation number (nine digits, the last a mod-11 check digit): "
+            "copy it from the Central Coordinating Register for Legal Entities (Enhetsregisteret)",
+        )
+    if None in (org_number, name, kind):
+        return None
+    return Recipient(org_number, name, kind)
 
 
 def _read_members(r: _Reader, doc: dict, known_users: set[str] | None) -> tuple[Member, ...]:

@@ -335,6 +335,27 @@ class Extract(Base):
     purged_at: Mapped[dt.datetime | None]
 
 
+class BuildApproval(Base):
+    """§ 5-2 third paragraph: a key custodian's approval of one § 4-5 build (ID numbers are
+    decrypted). The admin's build asks for it (`requested_by`) with the project, approval
+    version and person count it computed; a custodian other than the asker approves it; the
+    build that uses it names itself (`extract_id`), and only one build can."""
+
+    __tablename__ = "build_approvals"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"))
+    approval_id: Mapped[str] = mapped_column(ForeignKey("approvals.id"))
+    approval_version: Mapped[int] = mapped_column(Integer)
+    persons: Mapped[int] = mapped_column(Integer)
+    reference: Mapped[str] = mapped_column(String(200))  # the REK reference (or permit) shown to the custodian
+    requested_by: Mapped[str] = mapped_column(String(64))
+    requested_at: Mapped[dt.datetime]
+    approved_by: Mapped[str | None] = mapped_column(String(64))
+    approved_at: Mapped[dt.datetime | None]
+    extract_id: Mapped[int | None] = mapped_column(ForeignKey("extracts.id"), unique=True)
+
+
 class ReleaseRecord(Base):
     """The record of releases (§ 4-10): who received health data, on what basis, when.
 

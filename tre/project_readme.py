@@ -61,9 +61,17 @@ def approval_summary(approval: Approval | None) -> dict | None:
         "conditions": [str(c) for c in conditions if isinstance(c, str)],
         "purpose": str(document.get("purpose_description") or approval.purpose),
         "applicant": str(document.get("applicant") or ""),
+        "recipient": _recipient(document.get("recipient")),
         "date_precision": str(document.get("date_precision") or ""),
         "version": approval.version,
     }
+
+
+def _recipient(value) -> str:
+    """The approval's `[recipient]` as one line (the stored document is validated at sync)."""
+    if not isinstance(value, dict):
+        return ""
+    return f"{value.get('name', '')} (org. no. {value.get('org_number', '')}, {value.get('kind', '')})"
 
 
 def _manifest(ws: Workspace) -> dict:
@@ -163,6 +171,8 @@ def build_project_readme(
         ]
         if approval["applicant"]:
             lines.append(f"- **Applicant**: {approval['applicant']}")
+        if approval["recipient"]:
+            lines.append(f"- **Recipient** (§ 4-1): {approval['recipient']}")
         lines += [
             f"- **Valid** from {approval['valid_from']} until {approval['valid_until']}; the servers stop then",
             "",

@@ -85,6 +85,7 @@ def test_check_reports_every_problem_at_once(tre):
         "sources.vault": "unknown source",
         "sources.reservasjon": "central-only",
         "valid_until": "validity ended on 2026-06-30",
+        "recipient": "missing",
     }
     for field, text in expected_fields.items():
         assert text in problems[("broken.toml", field)], field
@@ -129,6 +130,71 @@ def test_a_broken_edit_keeps_the_last_good_version(tre):
     assert result.json()["revoked"] == [] and "rek-2026-118" not in result.json()["changed"]
     listed = {a["id"]: a for a in tre.ok("approvals", "list", "--json", as_user="ada").json()}
     assert listed["rek-2026-118"]["status"] == "active" and listed["rek-2026-118"]["version"] == 1
+
+
+def _edit(tre, file, **lines):
+    """Replace whole lines of an approval file: `old line` -> `new line`."""
+    path = tre.approvals / file
+    text = path.read_text()
+    for old, new in lines.values():
+        assert old in text
+        text = text.replace(old, new, 1)
+    path.write_text(text)
+
+
+@pytest.mark.parametrize("kind", ["employer", "insurer", "police", "prosecution"])
+def test_recipients_that_may_never_have_kpr_data_are_refused_even_with_consent(tre, kind):
+    """§ 4-1: an allowed purpose and the data subjects' consent do not open KPR data to an
+    employer's HR department, an insurer, the police or the prosecuting authority."""
+    tre.ok("approvals", "sync", as_user="ada", clock=clock())
+    _edit(
+        tre,
+        "hrl20-diabetes-followup.toml",
+        kind=('kind = "university"', f'kind = "{kind}"'),
+        basis=('basis = "hrl20"', 'basis = "consent"'),
+    )
+    result = tre("approvals", "sync", "--json", as_user="ada", clock=clock())
+    assert result.code != 0 and "hrl20-2026-017" not in result.json()["changed"]
+    (problem,) = [p for p in result.json()["problems"] if p["field"] == "recipient.kind"]
+    assert "may never receive KPR data (§ 4-1" in problem["message"] and "consent" in problem["message"]
+    checked = tre("approvals", "check", as_user="ada", clock=clock())
+    assert checked.code != 0 and "§ 4-1" in checked.err and "Traceback" not in checked.err
+
+
+@pytest.mark.parametrize("number", ["100000017", "10000001", "1000000160", "98765432x", "100000106"])
+def test_an_invalid_organisation_number_is_refused_with_what_to_do(tre, number):
+    _edit(tre, "rek-heart-cohort.toml", org=('org_number = "100000016"', f'org_number = "{number}"'))
+    result = tre("approvals", "check", "--json", as_user="ada", clock=clock())
+    assert result.code != 0
+    (problem,) = [p for p in result.json()["problems"] if p["field"] == "recipient.org_number"]
+    assert "mod-11 check digit" in problem["message"] and "Enhetsregisteret" in problem["message"]
+
+
+def test_other_purposes_need_consent_or_a_law(tre):
+    """§ 4-1 second paragraph: outside the § 1-1 purposes only with the data subjects' consent
+    (or where a law says so); the forbidden purposes stay forbidden even then."""
+    file = "hrl20-diabetes-followup.toml"
+    _edit(tre, file, purpose=('purpose = "research"', 'purpose = "patient_education"'))
+    refused = tre("approvals", "check", "--json", as_user="ada", clock=clock())
+    assert refused.code != 0
+    messages = {p["field"]: p["message"] for p in refused.json()["problems"]}
+    assert "needs the data subjects' consent" in messages["purpose"]
+    _edit(tre, file, basis=('basis = "hrl20"', 'basis = "consent"'))
+    allowed = tre("approvals", "check", "--json", as_user="ada", clock=clock())
+    assert [p for p in allowed.json()["problems"] if p["file"] == file] == []
+    assert "hrl20-2026-017" in tre.ok("approvals", "sync", "--json", as_user="ada", clock=clock()).json()["added"]
+    _edit(tre, file, purpose=('purpose = "patient_education"', 'purpose = "insurance"'))
+    assert "never allowed (§ 4-1)" in tre("approvals", "check", as_user="ada", clock=clock()).err
+
+
+@pytest.mark.parametrize("reference", ["REK 2026/118833", "2026/118833", "REK sør 2026/118833", "REK vest 2026"])
+def test_a_rek_approval_needs_a_reference_in_reks_form(tre, reference):
+    """The key custodian approves a § 4-5 build against the REK reference (§ 5-2): it must be one."""
+    _edit(tre, "rek-heart-cohort.toml", ref=('reference = "REK sør-øst 2026/118833"', f'reference = "{reference}"'))
+    result = tre("approvals", "check", "--json", as_user="ada", clock=clock())
+    assert result.code != 0
+    messages = {(p["file"], p["field"]): p["message"] for p in result.json()["problems"]}
+    assert "is not a REK reference" in messages[("rek-heart-cohort.toml", "reference")]
 
 
 def test_only_admins_sync(tre):

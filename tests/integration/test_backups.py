@@ -38,6 +38,7 @@ legal_basis = "hrl § 20"
 purpose = "research"
 purpose_description = "heart attacks and GP contacts"
 applicant = "A university"
+recipient = { org_number = "100000040", name = "A university", kind = "university" }
 linkage = true
 application_complete = 2026-09-01
 valid_from = 2026-09-01

@@ -33,6 +33,7 @@ def test_demo_runs_and_is_quick_to_rerun(cli, tre_env):
     assert "Linkage and quality report" in first.out and re.search(r"ingest: \d+ ingested", first.out)
     for project in ("diabetes", "heartcohort", "bergen-care"):
         assert f"extract of {project}" in first.out
+    assert "REK sør-øst 2026/118833, approved by the key custodian kari" in first.out  # § 5-2: two people
     assert "rita ran diabetes_followup.ipynb in diabetes" in first.out
     assert "olav reviewed REQ-1: approve" in first.out and "oda reviewed REQ-1: approve" in first.out
     bundle = Path(tre_env["TRE_HOME"]) / "exports" / "diabetes" / "REQ-1.zip"

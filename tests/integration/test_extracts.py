@@ -40,12 +40,13 @@ NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
 HEART = """
 id = "rek-test-1"
 kind = "direct45"
-reference = "REK 2026/1"
+reference = "REK vest 2026/1"
 basis = "rek"
 legal_basis = "REK approval"
 purpose = "research"
 purpose_description = "heart cohort"
 applicant = "A hospital"
+recipient = { org_number = "100000059", name = "A hospital", kind = "health_trust" }
 linkage = true
 application_complete = 2026-09-01
 valid_from = 2026-09-01
@@ -90,6 +91,7 @@ legal_basis = "hrl § 20"
 purpose = "research"
 purpose_description = "diabetes"
 applicant = "A university"
+recipient = { org_number = "100000040", name = "A university", kind = "university" }
 linkage = true
 application_complete = 2026-09-01
 valid_from = 2026-09-01
@@ -131,6 +133,7 @@ legal_basis = "§ 4-3"
 purpose = "planning"
 purpose_description = "care statistics"
 applicant = "Bergen kommune"
+recipient = { org_number = "100000032", name = "Bergen kommune", kind = "municipality" }
 linkage = false
 application_complete = 2026-09-01
 valid_from = 2026-09-01
@@ -172,6 +175,7 @@ legal_basis = "hrl § 20"
 purpose = "research"
 purpose_description = "care before 2017"
 applicant = "A university"
+recipient = { org_number = "100000040", name = "A university", kind = "university" }
 linkage = true
 application_complete = 2026-09-01
 valid_from = 2026-09-01
@@ -330,12 +334,20 @@ def extract_tables(world, project) -> dict:
         con.close()
 
 
+def build(world, project, *options, custodian="kari"):
+    """`tre extract build` as ada; a § 4-5 build the custodian approves first (§ 5-2)."""
+    first = world("extract", "build", project, *options, as_user="ada", clock=clock())
+    if first.code == 8 and "a key custodian must approve this build" in first.err:
+        number = re.search(r"--build (\d+)", first.err).group(1)
+        world.ok("extract", "approve", project, "--build", number, as_user=custodian, clock=clock())
+        first = world("extract", "build", project, *options, as_user="ada", clock=clock())
+    assert first.code == 0, first.err
+    return first
+
+
 @pytest.fixture(scope="module")
 def built(world):
-    results = {
-        p: world.ok("extract", "build", p, "--json", as_user="ada", clock=clock()).json()
-        for p in ("heart", "sugar", "bergen", "history")
-    }
+    results = {p: build(world, p, "--json").json() for p in ("heart", "sugar", "bergen", "history")}
     world.results = results
     return world
 
@@ -488,7 +500,11 @@ def test_release_records_name_who_received_what(built):
     con.close()
     assert sorted(per_batch.values())[:3] == [1, 2, 4]  # history, bergen, heart
     log = built.ok("audit", "log", "--action", "release.record", "--json", as_user="ada").json()
-    assert {e["details"]["recipient"] for e in log} == {"A hospital", "A university", "Bergen kommune"}
+    assert {e["details"]["recipient"] for e in log} == {
+        "A hospital (org. no. 100000059)",
+        "A university (org. no. 100000040)",
+        "Bergen kommune (org. no. 100000032)",
+    }
     settings = load_settings(built.environ)
     assert releases.check_records(settings, Store(settings.db_url)) == []  # every record's persons, by digest
 
@@ -667,7 +683,9 @@ def test_release_records_export_for_an_authority_per_release_without_persons(bui
     out = tmp_path / "releases.csv"
     built.ok("releases", "export", "--project", "sugar", "--from", "2026-11-26", "--output", str(out), as_user="kari")
     rows = list(csv.DictReader(out.open()))
-    assert rows and {(r["project"], r["recipient"], r["persons"]) for r in rows} == {("sugar", "A university", "6")}
+    assert rows and {(r["project"], r["recipient"], r["persons"]) for r in rows} == {
+        ("sugar", "A university (org. no. 100000040)", "6")
+    }
     assert all(r["record_digest"] and r["persons_digest"] and r["anchor_event"] for r in rows)
     text = out.read_text()
     home = Path(built.environ["TRE_HOME"])
@@ -734,7 +752,7 @@ def test_a_build_writes_only_private_files_and_recovery_removes_what_a_killed_on
         modes.update({path.name: path.stat().st_mode & 0o777 for path in build_dir.iterdir()})
 
     monkeypatch.setattr(extracts, "_write_parquet", spy)
-    built.ok("extract", "build", "heart", as_user="ada", clock=clock())
+    build(built, "heart")
     monkeypatch.undo()
     assert "extract.duckdb" in modes and set(modes.values()) == {0o600}
 
@@ -746,6 +764,57 @@ def test_a_build_writes_only_private_files_and_recovery_removes_what_a_killed_on
     assert not leftover.parent.exists()
     recover = built.ok("audit", "log", "--action", "central.recover", "--json", as_user="ada").json()
     assert recover[0]["details"]["removed_builds"] == ["heart"]
+
+
+def test_a_section_45_build_decrypts_nothing_until_a_key_custodian_approves_it(built):
+    """§ 5-2 third paragraph: the admin alone cannot have ID numbers decrypted. The build asks
+    for a custodian's approval of this build (project, approval version, persons), another
+    person gives it after seeing the REK reference, and it is good for that build only."""
+
+    def decryptions():
+        return len(built.ok("audit", "log", "--action", "vault.decrypt", "--json", as_user="ada").json())
+
+    before, extracts_before = decryptions(), built.ok("extract", "list", "--json", as_user="ada").json()
+    asked = built("extract", "build", "heart", as_user="ada", clock=clock())
+    assert asked.code == 8 and "Traceback" not in asked.err
+    assert "a key custodian must approve this build: tre extract approve heart --build " in asked.err
+    number = re.search(r"--build (\d+)", asked.err).group(1)
+    assert decryptions() == before and built.ok("extract", "list", "--json", as_user="ada").json() == extracts_before
+    (waiting,) = [b for b in built.ok("extract", "pending", "--json", as_user="kari").json() if b["project"] == "heart"]
+    assert (waiting["persons"], waiting["reference"], waiting["approved_by"]) == (4, "REK vest 2026/1", None)
+
+    assert built("extract", "approve", "heart", "--build", number, as_user="ada", clock=clock()).code == 5
+    built.ok("user", "add", "ada", "--role", "custodian", as_user="ada")  # an admin who is also a custodian
+    try:
+        own = built("extract", "approve", "heart", "--build", number, as_user="ada", clock=clock())
+        assert own.code == 5 and "another key custodian must approve it" in own.err
+    finally:
+        built.ok("user", "revoke", "ada", "--role", "custodian", as_user="ada", clock=clock())
+    approved = built.ok("extract", "approve", "heart", "--build", number, as_user="kari", clock=clock())
+    assert "REK vest 2026/1" in approved.out and "4 persons" in approved.out
+    event = built.ok("audit", "log", "--action", "extract.build.approve", "--json", as_user="ada").json()[-1]
+    assert event["actor"] == "kari" and event["details"]["requested_by"] == "ada"
+    built.ok("extract", "build", "heart", as_user="ada", clock=clock())
+    assert decryptions() == before + 4
+    again = built("extract", "build", "heart", as_user="ada", clock=clock())  # the approval is used up
+    assert again.code == 8 and decryptions() == before + 4
+
+
+def test_a_custodian_approval_holds_only_for_the_approval_version_it_saw(built):
+    """An approval given for one version of the approval does not carry over to an edited one."""
+    asked = built("extract", "build", "heart", as_user="ada", clock=clock())
+    number = re.search(r"--build (\d+)", asked.err).group(1)
+    built.ok("extract", "approve", "heart", "--build", number, as_user="kari", clock=clock())
+    path = Path(built.environ["TRE_APPROVALS_DIR"]) / "heart.toml"
+    path.write_text(path.read_text().replace("threshold = 3", "threshold = 4"))
+    built.ok("approvals", "sync", as_user="ada", clock=clock())
+    try:
+        changed = built("extract", "build", "heart", as_user="ada", clock=clock())
+        assert changed.code == 8 and f"--build {number} " not in changed.err + " "
+        assert "a key custodian must approve this build" in changed.err
+    finally:
+        path.write_text(HEART)
+        built.ok("approvals", "sync", as_user="ada", clock=clock())
 
 
 def test_a_publish_cut_short_leaves_the_new_extract_hidden(built, monkeypatch):
@@ -769,27 +838,46 @@ def test_a_publish_cut_short_leaves_the_new_extract_hidden(built, monkeypatch):
     assert len(extract_tables(built, "sugar")["persons"]) == 6
 
 
-def test_an_approval_that_no_longer_validates_refuses_the_build_in_one_line(built):
-    """An approval synced before the schema grew stricter (here: a key the reader no longer
-    knows) stops the build with a one-line error that says what to do."""
+def _build_with_stored_document(built, approval_id, project, **changes):
+    """`tre extract build` while the stored approval document has `changes` (as if synced by an
+    older tre); the document is put back afterwards."""
     import sqlite3
 
     from tre.config import load_settings
 
     db = sqlite3.connect(load_settings(built.environ).metadata_store_path)
-    (document,) = db.execute("SELECT document FROM approvals WHERE id = 'hrl20-test-2'").fetchone()
-    stale = json.loads(document)
-    stale["cohort"]["age"] = {"minimum": 1}
+    (document,) = db.execute("SELECT document FROM approvals WHERE id = ?", [approval_id]).fetchone()
     with db:
-        db.execute("UPDATE approvals SET document = ? WHERE id = 'hrl20-test-2'", [json.dumps(stale)])
+        changed = json.dumps({**json.loads(document), **changes})
+        db.execute("UPDATE approvals SET document = ? WHERE id = ?", [changed, approval_id])
     try:
-        refused = built("extract", "build", "history", as_user="ada", clock=clock())
+        return built("extract", "build", project, as_user="ada", clock=clock())
     finally:
         with db:
-            db.execute("UPDATE approvals SET document = ? WHERE id = 'hrl20-test-2'", [document])
+            db.execute("UPDATE approvals SET document = ? WHERE id = ?", [document, approval_id])
         db.close()
+
+
+def test_an_approval_that_no_longer_validates_refuses_the_build_in_one_line(built):
+    """An approval synced before the schema grew stricter (here: a key the reader no longer
+    knows) stops the build with a one-line error that says what to do."""
+    refused = _build_with_stored_document(
+        built, "hrl20-test-2", "history", cohort={"source": "iplos_historisk", "age": {"minimum": 1}}
+    )
     assert refused.code == 8 and "internal error" not in refused.err
     assert "cohort.age.minimum: unknown field" in refused.err and "tre approvals sync" in refused.err
+
+
+def test_an_approval_for_an_employer_synced_before_the_rule_builds_nothing(built):
+    """§ 4-1: an approval already in the store whose recipient is an employer's HR department
+    (synced before recipients were checked) is refused at the build, in one line naming the rule,
+    and nothing is released."""
+    releases = built.ok("audit", "log", "--action", "release.record", "--json", as_user="ada").json()
+    hr = {"org_number": "100000075", "name": "A company's HR department", "kind": "employer"}
+    refused = _build_with_stored_document(built, "hrl20-test-2", "history", recipient=hr)
+    assert refused.code == 8 and "Traceback" not in refused.err and len(refused.err.strip().splitlines()) == 1
+    assert "may never receive KPR data (§ 4-1" in refused.err
+    assert built.ok("audit", "log", "--action", "release.record", "--json", as_user="ada").json() == releases
 
 
 def test_an_expired_approval_refuses_the_build_and_locks_the_workspace(built):
@@ -843,7 +931,7 @@ def test_one_build_of_a_project_at_a_time(built):
 
 HEART20 = HEART.replace('id = "rek-test-1"', 'id = "hrl20-test-3"').replace('kind = "direct45"', 'kind = "hrl20"')
 HEART20 = (
-    HEART20.replace('reference = "REK 2026/1"', 'reference = "26/9"')
+    HEART20.replace('reference = "REK vest 2026/1"', 'reference = "26/9"')
     .replace('basis = "rek"', 'basis = "hrl20"')
     .replace('legal_basis = "REK approval"', 'legal_basis = "hrl § 20"')
     .replace('id = "heart"', 'id = "heart20"')

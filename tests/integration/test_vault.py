@@ -203,24 +203,26 @@ def test_an_interrupted_rotation_is_finished_by_the_next_use(central, persons, t
     assert lookup(central, persons[0].fnr).json()["pid"] == pid
 
 
-def test_decrypting_for_a_release_logs_one_event_per_person(central, persons, tre_env):
+def test_an_admin_alone_cannot_decrypt_for_a_release(central, persons, tre_env):
+    """§ 5-2 third paragraph: decrypting for a § 4-5 delivery needs a key custodian's approval
+    of that build (`tre extract approve`, tests/integration/test_extracts.py); without one the
+    vault refuses an admin, audits the refusal and decrypts nothing."""
     settings = load_settings(tre_env)
     store = Store(settings.db_url)
     zone = CentralZone(settings, environ=tre_env)
     pids = [lookup(central, p.fnr).json()["pid"] for p in persons]
-    numbers = vault.decrypt_for_release(
-        zone, store, pids, actor="ada", reference="extract:7", reason="REK 2026/123 § 4-5 delivery"
-    )
-    assert numbers == {pid: p.fnr for pid, p in zip(pids, persons, strict=True)}
-    log = central.ok("audit", "log", "--action", "vault.decrypt", "--json", as_user="ada").json()
-    assert sorted(e["subject"] for e in log) == sorted(pids)
-    assert {e["object"] for e in log} == {"release:extract:7"}
+    for build in (None, 1):
+        with pytest.raises(PermissionDenied, match="no key custodian approved this build"):
+            vault.decrypt_for_release(
+                zone, store, pids, actor="ada", reference="extract-7", reason="§ 4-5 delivery", build=build
+            )
+    assert central.ok("audit", "log", "--action", "vault.decrypt", "--json", as_user="ada").json() == []
     with pytest.raises(PermissionDenied):
         vault.decrypt_for_release(
-            zone, store, pids, actor="carl", reference="extract:7", reason="REK 2026/123 § 4-5 delivery"
+            zone, store, pids, actor="carl", reference="extract-7", reason="§ 4-5 delivery", build=None
         )
     refused = central.ok("audit", "log", "--action", "vault.refused", "--json", as_user="ada").json()
-    assert [e["actor"] for e in refused] == ["carl"]
+    assert sorted(e["actor"] for e in refused) == ["ada", "ada", "carl"]
 
 
 def test_a_ciphertext_moved_to_another_person_does_not_decrypt(central, persons, tre_env):

@@ -24,7 +24,8 @@ def _zone(ctx):
 
 @command(
     "extract build",
-    help="build a project's extract from its approval in force into projects/<id>/data/",
+    help="build a project's extract from its approval in force into projects/<id>/data/; a § 4-5 build "
+    "(with ID numbers) first waits for a key custodian's `tre extract approve`",
     args=[arg("project", help="project id")],
     roles=[Role.ADMIN],
 )
@@ -39,6 +40,45 @@ def extract_build(ctx, args):
         result.as_dict(),
         f"extract {result.extract_id} of {result.project_id} ({result.kind}, approval {result.approval_id} "
         f"v{result.approval_version}): {result.persons:,} persons{excluded}; tables: {tables}; in {result.path}",
+    )
+
+
+@command(
+    "extract pending",
+    help="§ 4-5 builds waiting for a key custodian (project, approval version, persons, REK reference)",
+    roles=[Role.ADMIN, Role.CUSTODIAN],
+)
+def extract_pending(ctx, args):
+    rows = extracts.pending_builds(ctx.store)
+    ctx.emit(
+        rows,
+        table(
+            ["build", "project", "approval", "persons", "reference", "asked by", "approved by"],
+            (
+                [r["build"], r["project"], f"{r['approval']} v{r['version']}", r["persons"], r["reference"]]
+                + [r["requested_by"], r["approved_by"] or "-"]
+                for r in rows
+            ),
+        ),
+    )
+
+
+@command(
+    "extract approve",
+    help="key custodian: approve one § 4-5 build (it decrypts ID numbers; § 5-2) that another user asked for",
+    args=[
+        arg("project", help="project id"),
+        arg("--build", type=int, required=True, metavar="N", help="the build number `tre extract build` gave"),
+    ],
+    roles=[Role.CUSTODIAN],
+)
+def extract_approve(ctx, args):
+    row = extracts.approve_build(ctx.store, args.project, args.build, actor=ctx.actor, now=ctx.now())
+    ctx.emit(
+        row,
+        f"approved build {row['build']} of {row['project']}: {row['persons']:,} persons with ID numbers under "
+        f"{row['approval']} v{row['version']} ({row['reference']}), asked by {row['requested_by']}; "
+        f"it runs when they run `tre extract build {row['project']}` again",
     )
 
 

@@ -42,19 +42,20 @@ import pyarrow as pa
 from sqlalchemy import select
 
 from tre import audit, idnumbers
-from tre.approvals import SYSTEM_LOCK, ApprovalRecord, record_from_store
+from tre.approvals import REK_REFERENCE, SYSTEM_LOCK, ApprovalRecord, record_from_store
 from tre.config import Settings
 from tre.db import Store
-from tre.enums import ApprovalKind, ExtractStatus, ReleaseKind, ReservationKind
-from tre.errors import ApprovalError, NotFound, UserError
+from tre.enums import ApprovalKind, ExtractStatus, ReleaseKind, ReservationKind, Role
+from tre.errors import ApprovalError, InvalidTransition, NotFound, PermissionDenied, UserError
 from tre.linkage import pseudonyms, releases, vault
 from tre.linkage.reservations import active_reservations
 from tre.linkage.rules import id_shape_sql
 from tre.linkage.store import literal, quote
 from tre.linkage.zone import CentralZone, build_gate, build_lock
-from tre.models import Extract, Project, ReleaseRecord
+from tre.models import Approval, BuildApproval, Extract, Project, ReleaseRecord
 from tre.registers import SOURCES, Column, Source
 from tre.release_anchors import anchor
+from tre.users import check_role, get_user
 from tre.workspace import get_project, lock_project, seal_folder, valid_approvals, workspace
 
 MANIFEST_FORMAT = "tre-extract/1"
@@ -289,7 +290,17 @@ def _approval_in_force(metadata: Store, project_id: str, *, actor: str, now: dt.
     return approval.id, approval.version, record_from_store(approval)
 
 
-def _start(metadata: Store, project_id: str, approval_id: str, version: int, *, actor: str, now: dt.datetime) -> int:
+def _start(
+    metadata: Store,
+    project_id: str,
+    approval_id: str,
+    version: int,
+    *,
+    actor: str,
+    now: dt.datetime,
+    custodian: int | None = None,
+) -> int:
+    """The build's Extract row (BUILDING); a custodian's build approval is used up by it."""
     with metadata.transaction() as session:
         # A build that was killed left its row BUILDING: it never became visible.
         for stale in session.execute(
@@ -306,7 +317,139 @@ def _start(metadata: Store, project_id: str, approval_id: str, version: int, *, 
         )
         session.add(extract)
         session.flush()
+        if custodian is not None:
+            approved = session.get(BuildApproval, custodian)
+            if approved.extract_id is not None:  # another build took it meanwhile
+                raise ApprovalError(
+                    f"build {custodian} of {project_id} was used by extract {approved.extract_id}: "
+                    f"run `tre extract build {project_id}` again and have a key custodian approve that build"
+                )
+            approved.extract_id = extract.id
+            audit.record(
+                session,
+                at=now,
+                actor=actor,
+                action="extract.build.start",
+                object=f"project:{project_id}",
+                details={"build": custodian, "extract": extract.id, "approved_by": approved.approved_by},
+            )
         return extract.id
+
+
+def _custodian_approval(
+    metadata: Store, record: ApprovalRecord, version: int, persons: int, *, actor: str, now: dt.datetime
+) -> int:
+    """The id of a key custodian's unused approval of exactly this build (project, approval
+    version, person count); else the build is recorded as pending (once per such build) and
+    refused with the command the custodian runs."""
+    wanted = (record.id, version, persons)
+    with metadata.transaction() as session:
+        unused = session.execute(
+            select(BuildApproval)
+            .where(BuildApproval.project_id == record.project_id, BuildApproval.extract_id.is_(None))
+            .order_by(BuildApproval.id)
+        ).scalars()
+        pending = None
+        for row in unused:
+            if (row.approval_id, row.approval_version, row.persons) != wanted:
+                continue
+            if row.approved_by is not None:
+                return row.id
+            pending = row
+        if pending is None:
+            pending = BuildApproval(
+                project_id=record.project_id,
+                approval_id=record.id,
+                approval_version=version,
+                persons=persons,
+                reference=record.reference,
+                requested_by=actor,
+                requested_at=now,
+            )
+            session.add(pending)
+            session.flush()
+            audit.record(
+                session,
+                at=now,
+                actor=actor,
+                action="extract.build.request",
+                object=f"project:{record.project_id}",
+                details={"build": pending.id, "approval": record.id, "version": version, "persons": persons},
+            )
+        number = pending.id
+    raise ApprovalError(
+        f"a key custodian must approve this build: tre extract approve {record.project_id} --build {number} "
+        f"({persons} persons with ID numbers under {record.id} v{version}, {record.reference}; § 5-2)"
+    )
+
+
+def pending_builds(metadata: Store) -> list[dict]:
+    """§ 4-5 builds that wait for a key custodian, or are approved and not yet used."""
+    with metadata.transaction() as session:
+        rows = session.execute(
+            select(BuildApproval).where(BuildApproval.extract_id.is_(None)).order_by(BuildApproval.id)
+        ).scalars()
+        return [_build_row(row) for row in rows]
+
+
+def _build_row(row: BuildApproval) -> dict:
+    return {
+        "build": row.id,
+        "project": row.project_id,
+        "approval": row.approval_id,
+        "version": row.approval_version,
+        "persons": row.persons,
+        "reference": row.reference,
+        "requested_by": row.requested_by,
+        "approved_by": row.approved_by,
+    }
+
+
+def approve_build(metadata: Store, project_id: str, build: int, *, actor: str, now: dt.datetime) -> dict:
+    """A key custodian approves build `build` of `project_id` (§ 5-2 third paragraph): only a
+    pending build, of the approval version in force, by someone other than who asked for it."""
+    with metadata.transaction() as session:
+        check_role(get_user(session, actor), [Role.CUSTODIAN], "approve a build that decrypts ID numbers")
+        row = session.get(BuildApproval, build)
+        if row is None or row.project_id != project_id:
+            raise NotFound(f"{project_id} has no build {build}: `tre extract pending` lists those waiting")
+        if row.extract_id is not None or row.approved_by is not None:
+            raise InvalidTransition(f"build {build} of {project_id} is already approved by {row.approved_by}")
+        if row.requested_by == actor:
+            raise PermissionDenied(
+                f"{actor} asked for build {build}: another key custodian must approve it (two people, § 5-2)"
+            )
+        current = [(a.id, a.version) for a in valid_approvals(session, project_id, now.date())]
+        if (row.approval_id, row.approval_version) not in current:
+            raise InvalidTransition(
+                f"build {build} of {project_id} was asked under {row.approval_id} v{row.approval_version}, which is "
+                f"no longer in force: the admin runs `tre extract build {project_id}` again"
+            )
+        if (
+            not REK_REFERENCE.fullmatch(row.reference)
+            and record_from_store(session.get(Approval, row.approval_id)).basis == "rek"
+        ):
+            raise ApprovalError(
+                f"build {build} names {row.reference!r}, not a REK reference (REK <committee> <year>/<number>): "
+                "the approval file must be fixed and synced first"
+            )
+        row.approved_by, row.approved_at = actor, now
+        audit.record(
+            session,
+            at=now,
+            actor=actor,
+            action="extract.build.approve",
+            object=f"project:{project_id}",
+            details={
+                "build": build,
+                "approval": row.approval_id,
+                "version": row.approval_version,
+                "persons": row.persons,
+                "reference": row.reference,
+                "requested_by": row.requested_by,
+            },
+        )
+        return _build_row(row)
 
 
 # The steps of a build, as `progress` names them (the CLI draws a bar over them).
@@ -330,11 +473,16 @@ def build_extract(
     if not ws.root.is_dir():
         raise UserError(f"project {project_id} has no workspace yet: run `tre project provision {project_id}` first")
     with _building(settings, project_id) as build_dir:
-        extract_id = _start(metadata, project_id, approval_id, version, actor=actor, now=now)
-        result = ExtractResult(extract_id, project_id, approval_id, version, record.kind.value, 0)
         with zone.reading(metadata) as con:
             progress("cohort")
             cohort, excluded, representativeness = _cohort(con, record, now)
+            custodian = None
+            if record.kind == ApprovalKind.DIRECT45:
+                # § 5-2 third paragraph: no ID number is decrypted without a key custodian's
+                # approval of this very build; without one, the build stops here.
+                custodian = _custodian_approval(metadata, record, version, len(cohort), actor=actor, now=now)
+            extract_id = _start(metadata, project_id, approval_id, version, actor=actor, now=now, custodian=custodian)
+            result = ExtractResult(extract_id, project_id, approval_id, version, record.kind.value, 0)
             progress("pseudonyms")
             keys = pseudonyms.assign(settings.central_dir, project_id, cohort["pid"].to_numpy())
             result.persons, result.excluded_opt_out = keys.num_rows, excluded
@@ -349,7 +497,9 @@ def build_extract(
             result.withheld_id_numbers = _withhold_id_numbers(con, "extract")
             con.execute("DETACH extract")
         if record.kind == ApprovalKind.DIRECT45:
-            _add_id_numbers(zone, metadata, extract_file, keys, actor=actor, extract_id=extract_id, record=record)
+            _add_id_numbers(
+                zone, metadata, extract_file, keys, actor=actor, extract_id=extract_id, record=record, build=custodian
+            )
         progress("parquet")
         _write_parquet(extract_file, build_dir)
         manifest = _manifest(record, result, build_dir, representativeness, now)
@@ -576,14 +726,16 @@ def _withhold_id_numbers(con, schema: str) -> dict[str, int]:
 NUMERIC_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UBIGINT", "UINTEGER", "FLOAT", "DOUBLE"}
 
 
-def _add_id_numbers(zone, metadata, extract_file: Path, keys: pa.Table, *, actor, extract_id, record) -> None:
-    """§ 4-5: the ID numbers, decrypted through the vault, one audit event per person."""
+def _add_id_numbers(zone, metadata, extract_file: Path, keys: pa.Table, *, actor, extract_id, record, build) -> None:
+    """§ 4-5: the ID numbers, decrypted through the vault under the custodian's approval of
+    this build, one audit event per person."""
     pids = keys.column("pid").to_pylist()
     numbers = vault.decrypt_for_release(
         zone,
         metadata,
         pids,
         actor=actor,
+        build=build,
         reference=f"extract-{extract_id}",
         reason=f"§ 4-5 delivery under {record.id} ({record.reference})",
     )
@@ -717,7 +869,7 @@ def _record_release(settings, metadata, record: ApprovalRecord, result: ExtractR
                 project_id=record.project_id,
                 approval_id=record.id,
                 approval_version=result.approval_version,
-                recipient=record.applicant,
+                recipient=str(record.recipient),
                 legal_basis=record.legal_basis,
                 persons=result.persons if record.kind != ApprovalKind.ANON43 else None,
                 reference=reference,
@@ -734,7 +886,7 @@ def _record_release(settings, metadata, record: ApprovalRecord, result: ExtractR
                 actor=actor,
                 action="release.record",
                 object=f"project:{record.project_id}",
-                details={"reference": reference, "recipient": record.applicant, "persons": result.persons},
+                details={"reference": reference, "recipient": str(record.recipient), "persons": result.persons},
             )
 
 

@@ -36,7 +36,7 @@ from tre.errors import IntegrityError, NotFound, PermissionDenied, UserError
 from tre.linkage import keys as vault_keys
 from tre.linkage.crypto import Crypto, blind_parts
 from tre.linkage.store import first, person_pids, resolve_pids
-from tre.users import check_role, get_user
+from tre.users import check_role, find_user, get_user
 
 if TYPE_CHECKING:
     from tre.linkage.zone import CentralZone
@@ -309,6 +309,37 @@ def _guard(metadata: Store, *, actor: str, roles: Iterable[Role], action: str, s
         raise refusal
 
 
+def _custodian_approved(metadata: Store, build: int, *, actor: str, reference: str, persons: int, at) -> None:
+    """Refuse (audited) unless a key custodian other than `actor` approved `build`, for this
+    many persons, and the extract `reference` names is the one that used the approval."""
+    from tre.models import BuildApproval
+
+    with metadata.transaction() as session:
+        row = session.get(BuildApproval, build) if build is not None else None
+        approver = find_user(session, row.approved_by) if row is not None and row.approved_by else None
+        if approver is None:
+            problem = "no key custodian approved this build"
+        elif row.approved_by == actor:
+            problem = "the build's approver is the admin who runs it"
+        elif not approver.has_role(Role.CUSTODIAN):
+            problem = f"{row.approved_by} is not a key custodian"
+        elif row.persons != persons:
+            problem = f"the custodian approved {row.persons} persons, not {persons}"
+        elif row.extract_id is None or f"extract-{row.extract_id}" != reference:
+            problem = "the approval belongs to another build"
+        else:
+            return
+        audit.record(
+            session,
+            at=at,
+            actor=actor,
+            action="vault.refused",
+            object="decrypt for release",
+            details={"reference": reference, "persons": persons, "refusal": problem},
+        )
+    raise PermissionDenied(f"no ID number is decrypted: {problem} (§ 5-2: tre extract approve)")
+
+
 def _custodian_access(metadata: Store, *, actor: str, command: str, subject: str | None, reason: str, at) -> None:
     """A custodian's look-up or reveal: refused and logged unless `actor` is a custodian, else
     logged (`vault.lookup` / `vault.reveal`, subject = the person) before anything is shown."""
@@ -369,11 +400,13 @@ def _numbers_by_person(con, crypto: Crypto, persons: list[str]) -> dict[str, lis
 
 
 def decrypt_for_release(
-    zone: CentralZone, metadata: Store, pids: Iterable[str], *, actor: str, reference: str, reason: str
+    zone: CentralZone, metadata: Store, pids: Iterable[str], *, actor: str, reference: str, reason: str, build: int
 ) -> dict[str, str | None]:
     """Each person's current ID number, for a § 4-5 delivery with ID numbers (the extracts' path).
 
-    The acting user must be an admin. One person-linked audit event per person
+    The acting user must be an admin, and `build` a key custodian's approval (§ 5-2 third
+    paragraph) given by someone else, of this many persons, used by the extract `reference`
+    names (`extract-<id>`). One person-linked audit event per person
     (`vault.decrypt`, subject = the person's canonical pid, details = the reference and reason),
     in one transaction with the decryption's authorisation. Returns {pid: number or None}.
     """
@@ -390,6 +423,7 @@ def decrypt_for_release(
             details={"reference": reference, "persons": len(pids)},
             at=now,
         )
+        _custodian_approved(metadata, build, actor=actor, reference=reference, persons=len(pids), at=now)
         canonical = resolve_pids(con, pids)
         numbers = _numbers_by_person(con, _crypto(zone, con), sorted({c for c in canonical.values() if c}))
         result: dict[str, str | None] = {}
