@@ -41,7 +41,7 @@ import pandas as pd
 import pyarrow as pa
 from sqlalchemy import select
 
-from tre import audit, idnumbers
+from tre import audit, idnumbers, retention
 from tre.approvals import SYSTEM_LOCK, ApprovalRecord, record_from_store
 from tre.config import Settings
 from tre.db import Store
@@ -55,6 +55,7 @@ from tre.linkage.zone import CentralZone, build_gate, build_lock
 from tre.models import Extract, Project, ReleaseRecord
 from tre.registers import SOURCES, Column, Source
 from tre.release_anchors import anchor
+from tre.retention import add_years
 from tre.workspace import get_project, lock_project, seal_folder, valid_approvals, workspace
 
 MANIFEST_FORMAT = "tre-extract/1"
@@ -758,7 +759,8 @@ def _finish(metadata, result: ExtractResult, manifest: dict, record: ApprovalRec
         extract.persons = result.persons
         extract.manifest = manifest
         extract.manifest_sha256 = result.manifest_sha256
-        extract.purge_after = add_years(now.date(), record.retention_years)
+        # § 4-11: counted from the project's first linkage; a rebuild never restarts the clock.
+        extract.purge_after = retention.deadline(session, result.project_id, _first(session, result, now))
         audit.record(
             session,
             at=now,
@@ -777,11 +779,10 @@ def _finish(metadata, result: ExtractResult, manifest: dict, record: ApprovalRec
         )
 
 
-def add_years(day: dt.date, years: int) -> dt.date:
-    try:
-        return day.replace(year=day.year + years)
-    except ValueError:  # 29 February
-        return day.replace(year=day.year + years, day=28)
+def _first(session, result: ExtractResult, now: dt.datetime) -> dt.datetime:
+    """The first linkage: an earlier extract's, or this build's when it is the first."""
+    earlier = retention.first_linkage(session, result.project_id)
+    return min(earlier, now) if earlier else now
 
 
 def find_extract(metadata: Store, project_id: str) -> Extract:
@@ -800,7 +801,7 @@ def find_extract(metadata: Store, project_id: str) -> Extract:
     return extract
 
 
-def _remove_extract_files(settings: Settings, project_id: str) -> None:
+def remove_extract_files(settings: Settings, project_id: str) -> None:
     """The project's extract gone, with whatever killed builds and publishes left of it: the
     build folder in the central zone, a hidden new extract, an old one not yet removed."""
     ws = workspace(settings.projects_dir, project_id)
@@ -824,7 +825,7 @@ def purge_expired(settings: Settings, metadata: Store, *, actor: str, now: dt.da
             .all()
         )
         for extract in due:
-            _remove_extract_files(settings, extract.project_id)
+            remove_extract_files(settings, extract.project_id)
             had_keys = pseudonyms.purge(settings.central_dir, extract.project_id)
             extract.status, extract.purged_at = ExtractStatus.PURGED, now
             audit.record(
