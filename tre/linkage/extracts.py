@@ -330,7 +330,8 @@ def build_extract(
     ws = workspace(settings.projects_dir, project_id)
     if not ws.root.is_dir():
         raise UserError(f"project {project_id} has no workspace yet: run `tre project provision {project_id}` first")
-    with _building(settings, project_id) as build_dir:
+    forgetting = _forgetting(settings, metadata, project_id, record, actor=actor, now=now)
+    with forgetting, _building(settings, project_id) as build_dir:
         extract_id = _start(metadata, project_id, approval_id, version, actor=actor, now=now)
         result = ExtractResult(extract_id, project_id, approval_id, version, record.kind.value, 0)
         with zone.reading(metadata) as con:
@@ -367,6 +368,33 @@ def build_extract(
         progress("publish")
         _publish(ws, build_dir, _project_gid(metadata, project_id))
     return result
+
+
+@contextmanager
+def _forgetting(settings: Settings, metadata: Store, project_id: str, record: ApprovalRecord, *, actor, now):
+    """§ 4-6 second paragraph, § 4-3: data linked only to make anonymous statistics are deleted
+    as soon as the statistics are made. Around an `anon43` build (outside its build folder,
+    which goes first with the person-level working set): when it ends, published or failed,
+    the project's key table is deleted and audited, so nothing links the statistics back to
+    persons. The release record's persons (§ 4-10, innsyn) stay."""
+    if record.kind != ApprovalKind.ANON43:
+        yield
+        return
+    outcome = "failed"
+    try:
+        yield
+        outcome = "published"
+    finally:
+        had_keys = pseudonyms.purge(settings.central_dir, project_id)
+        with metadata.transaction() as session:
+            audit.record(
+                session,
+                at=now,
+                actor=actor,
+                action="extract.forget_persons",
+                object=f"project:{project_id}",
+                details={"build": outcome, "key_table": had_keys, "working_set": "deleted"},
+            )
 
 
 @contextmanager
