@@ -71,7 +71,9 @@ def deadline(session: Session, project_id: str, first: dt.datetime | None = None
 
 
 def run(settings: Settings, metadata: Store, *, actor: str, now: dt.datetime) -> list[dict]:
-    """Warn and delete as the module docstring says; one row per project acted on."""
+    """Warn and delete as the module docstring says; one row per project warned, or whose data
+    set was deleted now (a project ended earlier is checked again, and shown only when
+    something of it had to be deleted again)."""
     with metadata.transaction() as session:
         projects = [p for (p,) in session.execute(select(Extract.project_id).distinct()).all()]
         plans = [(p, deadline(session, p)) for p in sorted(projects)]
@@ -80,7 +82,9 @@ def run(settings: Settings, metadata: Store, *, actor: str, now: dt.datetime) ->
         if end is None:
             continue
         if now.date() > end:
-            done.append(_end(settings, metadata, project_id, end, actor=actor, now=now))
+            ended = _end(settings, metadata, project_id, end, actor=actor, now=now)
+            if ended["first"] or any(ended["deleted"].values()):  # else ended on an earlier day
+                done.append(ended)
         elif (end - now.date()).days <= settings.retention_warning_days:
             warned = _warn(settings, metadata, project_id, end, actor=actor, now=now)
             if warned:

@@ -78,7 +78,12 @@ def test_at_the_end_everything_goes_but_the_release_record_and_links_are_never_f
     assert "sugar" in {r["project"] for r in released}  # § 4-10: the release record stays
 
     # Daily again: nothing left to delete, nothing audited twice, and a rebuild is refused.
-    again = linked.ok("retention", "run", "--json", as_user="ada", clock=after).json()
-    assert [(d["project"], d["first"], any(d["deleted"].values())) for d in again] == [("sugar", False, False)]
+    assert linked.ok("retention", "run", as_user="ada", clock=after).out.strip() == "no project to warn or delete"
     assert len(linked.ok("audit", "log", "--action", "retention.end", "--json", as_user="ada").json()) == 1
     assert linked("extract", "build", "sugar", as_user="ada", clock=after).code != 0
+    # Unlocked and rebuilt: the data set is still past its end, and goes at the next run.
+    linked.ok("project", "unlock", "sugar", as_user="ada", clock=after)
+    linked.ok("extract", "build", "sugar", as_user="ada", clock=after)
+    rerun = linked.ok("retention", "run", "--json", as_user="ada", clock=after).json()
+    assert [(d["project"], d["deleted"]["data"], d["deleted"]["key_table"]) for d in rerun] == [("sugar", True, True)]
+    assert not (sugar / "data").exists()
