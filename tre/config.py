@@ -196,7 +196,8 @@ class Settings:
         default=90,
         help="Days before a project's linked data set reaches its § 4-11 storage limit that `tre retention run` "
         "warns the project (an audit event and the end date in its work/README.md); at the limit the run "
-        "deletes data/, work/, unreleased requests and the key table, and locks the project.",
+        "deletes data/, work/, the members' homes for the project, unreleased requests and the key table, and "
+        "locks the project.",
     )
     hub_dir: Path = setting(
         env="TRE_HUB_DIR",

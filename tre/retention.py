@@ -8,9 +8,9 @@ clock. `run` is idempotent and does, for every project with a linked data set:
   and end date, and the end date in the project's `work/README.md` (the README the hub's
   spawner writes shows it too, at every server start);
 - at the end: the extract (`data/` and what killed builds left), everything in `work/` (copies,
-  some with ID numbers from a § 4-5 delivery), the requests not yet released (the project's
-  `requests/` and their central copies; they are withdrawn) and the project's key table are
-  deleted, the project is locked, and each step is audited (`retention.delete`, then
+  some with ID numbers from a § 4-5 delivery), the members' homes for the project, the
+  requests not yet released (the project's `requests/` and their central copies; they are
+  withdrawn) and the project's key table are deleted, the project is locked, and each step is audited (`retention.delete`, then
   `retention.end`). The release record (§ 4-10) and `released/` stay.
 
 The project's folders are written by the project: they are opened and emptied through
@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -33,7 +34,7 @@ from tre.db import Store
 from tre.enums import ExtractStatus, RequestStatus
 from tre.errors import UnsafeFile
 from tre.linkage import pseudonyms
-from tre.models import AuditEvent, Extract, OutputRequest
+from tre.models import AuditEvent, Extract, OutputRequest, ProjectMember
 from tre.project_files import Folder
 from tre.workspace import lock_project, project_approval, workspace
 
@@ -155,8 +156,9 @@ def _end(settings: Settings, metadata: Store, project_id: str, end: dt.date, *, 
         for extract in extracts:
             extract.status, extract.purged_at = ExtractStatus.PURGED, now
         steps["data"] = had_data
-        steps["work"] = _empty(ws, "work")
-        steps["requests"] = _empty(ws, "requests", keep={"queue"}) + _empty(ws, "requests/queue")
+        steps["work"] = _empty(ws.root, "work")
+        steps["requests"] = _empty(ws.root, "requests", keep={"queue"}) + _empty(ws.root, "requests/queue")
+        steps["homes"] = _remove_homes(settings, session, project_id)
         steps["central_request_copies"] = _withdraw_requests(session, settings, project_id, now)
         steps["key_table"] = pseudonyms.purge(settings.central_dir, project_id)
         for step, removed in steps.items():
@@ -183,16 +185,36 @@ def _end(settings: Settings, metadata: Store, project_id: str, end: dt.date, *, 
     return {"project": project_id, "action": "deleted", "deadline": end.isoformat(), "deleted": steps, "first": first}
 
 
-def _empty(ws, relative: str, keep: frozenset[str] | set[str] = frozenset()) -> int:
-    """Remove everything in the project folder `relative` (but the names in `keep`); links are
-    removed, never followed. Returns how many entries went."""
-    if not (ws.root / relative).is_dir():
+def _empty(trusted: Path, relative: str, keep: frozenset[str] | set[str] = frozenset()) -> int:
+    """Remove everything in the project-writable folder `relative` below the TRE's own folder
+    `trusted` (but the names in `keep`); links are removed, never followed. Returns how many
+    entries went."""
+    if not (trusted / relative).is_dir():
         return 0
-    with Folder.open(ws.root, "") as root, root.folder(relative) as folder:
+    with Folder.open(trusted, "") as root, root.folder(relative) as folder:
         gone = [e.name for e in folder.entries() if e.name not in keep or not e.is_dir]
         for name in gone:
             folder.remove_tree(name)
     return len(gone)
+
+
+def _remove_homes(settings: Settings, session: Session, project_id: str) -> int:
+    """The members' homes for this project (copies end up there too): every home in the
+    project's volume (`$TRE_HOME/volumes/<project>/homes/`, tre.volumes), and without volumes
+    each member's `$TRE_HUB_DIR/homes/<account>` (the spawner's names: the member's OS account
+    for the project, else `<user>-<project>`). Homes of other projects stay."""
+    removed = _empty(settings.home / "volumes" / project_id, "homes")
+    homes = settings.hub_dir / "homes"
+    if not homes.is_dir():
+        return removed
+    members = session.execute(select(ProjectMember).where(ProjectMember.project_id == project_id)).scalars()
+    names = {n for m in members for n in (m.os_account, f"{m.user.name}-{project_id}") if n}
+    with Folder.open(homes, "") as folder:
+        for name in sorted(names):
+            if folder.entry(name) is not None:
+                folder.remove_tree(name)
+                removed += 1
+    return removed
 
 
 def _withdraw_requests(session: Session, settings: Settings, project_id: str, now: dt.datetime) -> int:

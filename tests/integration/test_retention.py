@@ -56,13 +56,19 @@ def test_at_the_end_everything_goes_but_the_release_record_and_links_are_never_f
     (sugar / "work" / "copies" / "with_fnr.csv").write_text("fnr\n")
     (sugar / "work" / "escape").symlink_to(outside / "folder")
     (sugar / "work" / "copies" / "file_link").symlink_to(outside / "victim.txt")
+    homes = Path(linked.environ["TRE_HOME"]) / "hub" / "homes"
+    for home in ("rita-sugar", "rita-heart"):  # a member's home for this project, and for another
+        (homes / home).mkdir(parents=True)
+        (homes / home / "copy.csv").write_text("pseudonym\n")
+    (homes / "rita-sugar" / "escape").symlink_to(outside / "folder")
     (sugar / "requests" / "queue" / "table-1").mkdir(parents=True, exist_ok=True)
     (sugar / "requests" / "queue" / "table-1" / "evidence.parquet").write_bytes(b"rows")
     assert (central / "keys" / "sugar.duckdb").exists()
 
     after = clock(dt.datetime(2028, 11, 27, 3, tzinfo=dt.UTC))
     out = linked.ok("retention", "run", as_user="ada", clock=after).out.strip()
-    assert out.startswith(f"sugar: retention ended {END}, deleted data, work, requests, key_table")
+    assert out.startswith(f"sugar: retention ended {END}, deleted data, work, requests, homes, key_table")
+    assert not (homes / "rita-sugar").exists() and (homes / "rita-heart" / "copy.csv").exists()
     assert not (sugar / "data").exists() and list((sugar / "work").iterdir()) == []
     assert list((sugar / "requests" / "queue").iterdir()) == []
     assert not (central / "keys" / "sugar.duckdb").exists()
@@ -72,7 +78,7 @@ def test_at_the_end_everything_goes_but_the_release_record_and_links_are_never_f
     status = {s["project"]: s for s in linked.ok("project", "status", "--json", as_user="ada", clock=after).json()}
     assert status["sugar"]["status"] == "locked"
     steps = linked.ok("audit", "log", "--action", "retention.delete", "--json", as_user="ada").json()
-    assert {e["details"]["step"] for e in steps} == {"data", "work", "requests", "key_table"}
+    assert {e["details"]["step"] for e in steps} == {"data", "work", "requests", "homes", "key_table"}
     assert len(linked.ok("audit", "log", "--action", "retention.end", "--json", as_user="ada").json()) == 1
     released = linked.ok("releases", "list", "--json", as_user="kari").json()
     assert "sugar" in {r["project"] for r in released}  # § 4-10: the release record stays
