@@ -199,6 +199,14 @@ class Settings:
         "the machine's disk stays free. A size such as 500M or 20G; 0: no volume (work/ on the projects "
         "folder's disk, unbounded). Raising it grows the volumes; lowering it does not shrink them.",
     )
+    retention_warning_days: int = setting(
+        env="TRE_RETENTION_WARNING_DAYS",
+        default=90,
+        help="Days before a project's linked data set reaches its § 4-11 storage limit that `tre retention run` "
+        "warns the project (an audit event and the end date in its work/README.md); at the limit the run "
+        "deletes data/, work/, the members' homes for the project, unreleased requests and the key table, and "
+        "locks the project.",
+    )
     hub_dir: Path = setting(
         env="TRE_HUB_DIR",
         default=_under_home("hub"),

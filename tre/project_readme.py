@@ -15,6 +15,7 @@ import json
 from sqlalchemy.orm import Session
 
 from tre.models import Approval, Project
+from tre.retention import deadline
 from tre.workspace import Workspace, approval_threshold, project_approval
 
 README = "README.md"
@@ -190,8 +191,14 @@ def build_project_readme(
             lines.append(f"- **Dates**: {PRECISION.get(precision, precision)}")
         if manifest.get("cohort_size") is not None:
             lines.append(f"- **Cohort**: {manifest['cohort_size']:,} persons".replace(",", " "))
+        lines.append(f"- **Built** {str(manifest.get('built_at', ''))[:10]} (extract {manifest.get('extract')})")
+        end = deadline(session, project_id)
+        if end is not None:
+            lines.append(
+                f"- **Deleted after {end.isoformat()}** (§ 4-11 storage limit, counted from the first linkage): "
+                "then data/, work/ and requests not yet released are deleted and the project is locked"
+            )
         lines += [
-            f"- **Built** {str(manifest.get('built_at', ''))[:10]} (extract {manifest.get('extract')})",
             "",
             "Open it with `con = tre.connect()` (DuckDB, read-only: `con.sql('SELECT ...').df()`), or read a table's "
             "Parquet file with pandas: `pd.read_parquet('../data/persons.parquet')`. Double-click a Parquet file in "

@@ -447,6 +447,35 @@ def test_the_anonymous_delivery_holds_only_protected_statistics(built):
     assert built.results["bergen"]["persons"] == 2  # the baby is aged 0 (not -1) at the period's start
 
 
+def test_the_anonymous_delivery_forgets_its_persons_once_the_statistics_are_made(built):
+    """§ 4-6 second paragraph, § 4-3: after the build no key table and no person-level working
+    set of the project is left (a § 20 project keeps its key table), and the audit says so."""
+    central = Path(built.environ["TRE_HOME"]) / "central"
+    assert not (central / "keys" / "bergen.duckdb").exists() and not (central / "building" / "bergen").exists()
+    assert (central / "keys" / "heart.duckdb").exists()
+    data = Path(built.environ["TRE_PROJECTS_DIR"]) / "bergen" / "data"
+    con = duckdb.connect(str(data / "extract.duckdb"), read_only=True)
+    columns = {c for (c,) in con.sql("SELECT column_name FROM duckdb_columns()").fetchall()}
+    con.close()
+    assert not columns & {"pid", "pseudonym", "fnr"}
+    log = built.ok("audit", "log", "--action", "extract.forget_persons", "--json", as_user="ada").json()
+    assert {e["object"] for e in log} == {"project:bergen"} and log[0]["details"]["key_table"] is True
+
+
+def test_a_failed_anonymous_build_forgets_its_persons_too(built, monkeypatch):
+    from tre.linkage import extracts
+
+    def dies(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(extracts, "_write_parquet", dies)  # before anything is released
+    assert built("extract", "build", "bergen", as_user="ada", clock=clock()).code != 0
+    central = Path(built.environ["TRE_HOME"]) / "central"
+    assert not (central / "keys" / "bergen.duckdb").exists() and not (central / "building" / "bergen").exists()
+    log = built.ok("audit", "log", "--action", "extract.forget_persons", "--json", as_user="ada").json()
+    assert max(log, key=lambda e: e["seq"])["details"]["build"] == "failed"
+
+
 def test_no_id_number_and_no_pid_anywhere_in_the_projects(built):
     """Every file under projects/, DuckDB and Parquet contents included: no FNR but the
     § 4-5 delivery's, and never a central person key."""

@@ -190,6 +190,33 @@ def test_the_record_holds_no_value_of_a_hidden_cell(world):
     assert leaked == 0 and reasons == 0
 
 
+def test_the_person_level_working_set_is_gone_once_the_statistics_are_made(world, monkeypatch):
+    """§ 4-6 second paragraph: the build's person-level tables are dropped before anything is
+    published, with an audit event, and no spill file of theirs is left in the central zone;
+    a table the computation forgot is dropped all the same (and counted)."""
+    from tre.stats import build
+
+    def events(action):
+        return sorted(
+            world.ok("audit", "log", "--action", action, "--json", as_user="ada").json(), key=lambda e: e["seq"]
+        )
+
+    log = events("stats.forget_persons")
+    assert log and log[0]["details"] == {"years": [2024], "tables_left_by_compute": 0}
+    assert log[0]["seq"] < events("stats.publish")[0]["seq"]
+    assert not [p for p in (world.settings.central_dir / "tmp").rglob("*") if p.is_file()]
+    computed = build.build_year
+
+    def forgets_a_table(con, indicators, year):
+        data = computed(con, indicators, year)
+        con.execute("CREATE TEMP TABLE __forgotten AS SELECT pid FROM registers.dsf")
+        return data
+
+    monkeypatch.setattr(build, "build_year", forgets_a_table)
+    world.ok("stats", "build", as_user="ada", clock=lambda: NOW)
+    assert events("stats.forget_persons")[-1]["details"]["tables_left_by_compute"] == 1
+
+
 def test_a_year_without_a_population_register_is_refused_in_one_line(world):
     result = world("stats", "build", "--year", "2019", as_user="ada")
     assert result.code == 1 and "no population register for 2019" in result.err and "\n" not in result.err.strip()

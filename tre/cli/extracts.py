@@ -122,6 +122,31 @@ def extract_purge(ctx, args):
     )
 
 
+group("retention", "§ 4-11 storage limits: warn ahead, delete at the end (run daily by a timer)")
+
+
+@command(
+    "retention run",
+    help="warn projects whose linked data set nears its storage limit and, past it, delete data/, work/, "
+    "members' homes, unreleased requests and the key table, keep the release record and lock the project (§ 4-11); "
+    "idempotent: run it daily (a systemd timer or cron line: docs/extracts.md)",
+    roles=[Role.ADMIN],
+)
+def retention_run(ctx, args):
+    from tre import retention
+
+    done = retention.run(ctx.settings, ctx.store, actor=ctx.actor, now=ctx.now())
+    lines = [
+        f"{d['project']}: retention ends {d['deadline']}, warned"
+        if d["action"] == "warned"
+        else f"{d['project']}: retention ended {d['deadline']}, deleted "
+        + (", ".join(k for k, v in d["deleted"].items() if v) or "nothing left")
+        + ", locked"
+        for d in done
+    ]
+    ctx.emit(done, "\n".join(lines) or "no project to warn or delete")
+
+
 @command(
     "innsyn",
     help="a data subject's access report: registered data, reservations, identity accesses, releases",

@@ -25,9 +25,19 @@ def hub_start(ctx, args):
         raise UserError(f"JupyterHub exited with status {code}: see its output above")
 
 
+def _retention(ctx, now) -> list[str]:
+    """The daily § 4-11 run, as the enforcer service: what it warned or deleted, one line each."""
+    from tre import retention
+    from tre.hub_config.enforcer import SERVICE_NAME
+
+    done = retention.run(ctx.settings, ctx.store, actor=SERVICE_NAME, now=now)
+    return [f"retention: {d['project']} {d['action']} (limit {d['deadline']})" for d in done if d.get("first", True)]
+
+
 @command(
     "hub enforce",
-    help="stop running servers whose approval expired or whose project is locked (the hub runs this as a service)",
+    help="stop running servers whose approval expired or whose project is locked (the hub runs this as a service; "
+    "repeating, it also runs `tre retention run` once a day)",
     args=[arg("--every", type=float, default=0, help="repeat every N seconds (0: check once and exit)")],
     roles=None,
 )
@@ -50,6 +60,7 @@ def hub_enforce(ctx, args):
             every=args.every,
             isolation=isolation,
             log=lambda m: print(m, file=sys.stderr, flush=True),
+            daily=lambda now: _retention(ctx, now),
         )
     stopped = enforcer.enforce_once(
         ctx.store, client, today=ctx.now().astimezone().date(), now=ctx.now(), isolation=isolation

@@ -159,10 +159,18 @@ def stop_project_servers(
     return stop_servers(store, client, [(s, reason) for s in servers], actor=actor, now=now)
 
 
-def run_forever(store: Store, client: HubClient, *, every: float, isolation: bool, log) -> None:
-    """The service loop; errors of one round are logged and the next round tries again."""
+def run_forever(store: Store, client: HubClient, *, every: float, isolation: bool, log, daily=None) -> None:
+    """The service loop; errors of one round are logged and the next round tries again.
+    `daily(now)` (the § 4-11 retention run) is called in the first round of each day, before
+    the servers are checked: a project it locks has its servers stopped in the same round."""
+    last_day = None
     while True:
         try:
+            now = dt.datetime.now(dt.UTC)
+            if daily is not None and now.date() != last_day:
+                for line in daily(now):
+                    log(line)
+                last_day = now.date()
             stopped = enforce_once(
                 store, client, today=dt.date.today(), now=dt.datetime.now(dt.UTC), isolation=isolation
             )

@@ -41,7 +41,7 @@ import pandas as pd
 import pyarrow as pa
 from sqlalchemy import select
 
-from tre import audit, idnumbers
+from tre import audit, idnumbers, retention
 from tre.approvals import REK_REFERENCE, SYSTEM_LOCK, ApprovalRecord, record_from_store
 from tre.config import Settings
 from tre.db import Store
@@ -55,6 +55,7 @@ from tre.linkage.zone import CentralZone, build_gate, build_lock
 from tre.models import Approval, BuildApproval, Extract, Project, ReleaseRecord
 from tre.registers import SOURCES, Column, Source
 from tre.release_anchors import anchor
+from tre.retention import add_years
 from tre.users import check_role, get_user
 from tre.workspace import get_project, lock_project, seal_folder, valid_approvals, workspace
 
@@ -472,7 +473,8 @@ def build_extract(
     ws = workspace(settings.projects_dir, project_id)
     if not ws.root.is_dir():
         raise UserError(f"project {project_id} has no workspace yet: run `tre project provision {project_id}` first")
-    with _building(settings, project_id) as build_dir:
+    forgetting = _forgetting(settings, metadata, project_id, record, actor=actor, now=now)
+    with forgetting, _building(settings, project_id) as build_dir:
         with zone.reading(metadata) as con:
             progress("cohort")
             cohort, excluded, representativeness = _cohort(con, record, now)
@@ -516,6 +518,33 @@ def build_extract(
         progress("publish")
         _publish(ws, build_dir, _project_gid(metadata, project_id))
     return result
+
+
+@contextmanager
+def _forgetting(settings: Settings, metadata: Store, project_id: str, record: ApprovalRecord, *, actor, now):
+    """§ 4-6 second paragraph, § 4-3: data linked only to make anonymous statistics are deleted
+    as soon as the statistics are made. Around an `anon43` build (outside its build folder,
+    which goes first with the person-level working set): when it ends, published or failed,
+    the project's key table is deleted and audited, so nothing links the statistics back to
+    persons. The release record's persons (§ 4-10, innsyn) stay."""
+    if record.kind != ApprovalKind.ANON43:
+        yield
+        return
+    outcome = "failed"
+    try:
+        yield
+        outcome = "published"
+    finally:
+        had_keys = pseudonyms.purge(settings.central_dir, project_id)
+        with metadata.transaction() as session:
+            audit.record(
+                session,
+                at=now,
+                actor=actor,
+                action="extract.forget_persons",
+                object=f"project:{project_id}",
+                details={"build": outcome, "key_table": had_keys, "working_set": "deleted"},
+            )
 
 
 @contextmanager
@@ -924,7 +953,8 @@ def _finish(metadata, result: ExtractResult, manifest: dict, record: ApprovalRec
         extract.persons = result.persons
         extract.manifest = manifest
         extract.manifest_sha256 = result.manifest_sha256
-        extract.purge_after = add_years(now.date(), record.retention_years)
+        # § 4-11: counted from the project's first linkage; a rebuild never restarts the clock.
+        extract.purge_after = retention.deadline(session, result.project_id, _first(session, result, now))
         audit.record(
             session,
             at=now,
@@ -943,11 +973,10 @@ def _finish(metadata, result: ExtractResult, manifest: dict, record: ApprovalRec
         )
 
 
-def add_years(day: dt.date, years: int) -> dt.date:
-    try:
-        return day.replace(year=day.year + years)
-    except ValueError:  # 29 February
-        return day.replace(year=day.year + years, day=28)
+def _first(session, result: ExtractResult, now: dt.datetime) -> dt.datetime:
+    """The first linkage: an earlier extract's, or this build's when it is the first."""
+    earlier = retention.first_linkage(session, result.project_id)
+    return min(earlier, now) if earlier else now
 
 
 def find_extract(metadata: Store, project_id: str) -> Extract:
@@ -966,7 +995,7 @@ def find_extract(metadata: Store, project_id: str) -> Extract:
     return extract
 
 
-def _remove_extract_files(settings: Settings, project_id: str) -> None:
+def remove_extract_files(settings: Settings, project_id: str) -> None:
     """The project's extract gone, with whatever killed builds and publishes left of it: the
     build folder in the central zone, a hidden new extract, an old one not yet removed."""
     ws = workspace(settings.projects_dir, project_id)
@@ -990,7 +1019,7 @@ def purge_expired(settings: Settings, metadata: Store, *, actor: str, now: dt.da
             .all()
         )
         for extract in due:
-            _remove_extract_files(settings, extract.project_id)
+            remove_extract_files(settings, extract.project_id)
             had_keys = pseudonyms.purge(settings.central_dir, extract.project_id)
             extract.status, extract.purged_at = ExtractStatus.PURGED, now
             audit.record(

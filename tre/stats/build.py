@@ -100,6 +100,18 @@ def build_statistics(
             for year in wanted:
                 progress(f"computing {len(catalogue.indicators)} indicators for {year}")
                 computed.append(build_year(con, list(catalogue.indicators), year))
+            dropped = _drop_person_tables(con)
+        # § 4-6 second paragraph: the person-level working set is gone (its tables dropped, the
+        # in-memory connection and its spill files closed) before anything is published.
+        with metadata.transaction() as session:
+            audit.record(
+                session,
+                at=clock(),
+                actor=actor,
+                action="stats.forget_persons",
+                object="stats",
+                details={"years": wanted, "tables_left_by_compute": dropped},
+            )
         computing = time.perf_counter() - started
         with open_record(stats_dir, write=True) as record:
             run = record.next_run()
@@ -161,6 +173,15 @@ def build_statistics(
             },
         )
     return result
+
+
+def _drop_person_tables(con) -> int:
+    """Drop every temporary table of the computation (rows about persons) still there; returns
+    how many were (compute drops its own: anything counted here is a leak it failed to mend)."""
+    names = [r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE temporary").fetchall()]
+    for name in names:
+        con.execute(f'DROP TABLE IF EXISTS temp."{name}"')
+    return len(names)
 
 
 def _table_summary(p, compared: bool) -> dict:
