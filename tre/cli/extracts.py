@@ -9,6 +9,7 @@ from tre.cli.central import FNR, read_fnr
 from tre.cli.framework import arg, command, group, iso_date, lazy, table
 from tre.cli.progress import progress
 from tre.enums import Role
+from tre.errors import Problems
 
 extracts, innsyn = lazy("tre.linkage.extracts"), lazy("tre.linkage.innsyn")
 releases = lazy("tre.linkage.releases")
@@ -139,12 +140,21 @@ def retention_run(ctx, args):
     lines = [
         f"{d['project']}: retention ends {d['deadline']}, warned"
         if d["action"] == "warned"
+        else f"{d['project']}: retention ended {d['deadline']}, could not finish"
+        if d["action"] == "failed"
         else f"{d['project']}: retention ended {d['deadline']}, deleted "
         + (", ".join(k for k, v in d["deleted"].items() if v) or "nothing left")
         + ", locked"
         for d in done
     ]
     ctx.emit(done, "\n".join(lines) or "no project to warn or delete")
+    problems = retention.incomplete(done)
+    if problems:
+        raise Problems(
+            "retention incomplete (audited as retention.incomplete; every other step and project was done; "
+            "remove what stayed, e.g. `chattr -i`, and run it again)",
+            problems,
+        )
 
 
 @command(
