@@ -10,10 +10,12 @@ clock. `run` is idempotent and does, for every project with a linked data set:
 - at the end: the project is locked and its running servers stopped first (through the
   running hub; without one the lock refuses every start), its key table purged, then the
   extract (`data/` and what killed builds left), everything in `work/` (copies, some with ID
-  numbers from a § 4-5 delivery), the members' homes for the project and the requests not yet
-  released (the project's `requests/` and their central copies; they are withdrawn) are
-  deleted, and each step is audited (`retention.delete`, then
-  `retention.end`). The release record (§ 4-10) and `released/` stay.
+  numbers from a § 4-5 delivery), the members' homes for the project, the project's
+  `requests/` (requests not yet released are withdrawn) and every central copy of its
+  requests but the released `leaving/` files the § 4-10 record needs (evidence and the
+  kernel's reports go, of released requests too) are deleted, and each step is audited
+  (`retention.delete`, naming the central copies that went, then `retention.end`). The
+  release record (§ 4-10) and `released/` stay.
 
 Nothing a project wrote stops this: what resists deletion (an immutable file, a folder moved
 while it is removed, a writer) is named in a `retention.incomplete` event, everything else goes,
@@ -40,6 +42,7 @@ from tre.enums import ExtractStatus, RequestStatus
 from tre.errors import UnsafeFile
 from tre.linkage import pseudonyms
 from tre.models import AuditEvent, Extract, OutputRequest, ProjectMember
+from tre.output_check.intake import LEAVING
 from tre.project_files import Folder, shown
 from tre.workspace import lock_project, project_approval, workspace
 
@@ -214,7 +217,8 @@ def _end(settings: Settings, metadata: Store, project_id: str, end: dt.date, *, 
         steps["work"] = _empty(ws.root, "work", left)
         steps["requests"] = _empty(ws.root, "requests", left, keep={"queue"}) + _empty(ws.root, "requests/queue", left)
         steps["homes"] = _remove_homes(settings, session, project_id, left)
-        steps["central_request_copies"] = _withdraw_requests(session, settings, project_id, now, left)
+        copies = _central_copies(session, settings, project_id, now, left)
+        steps["central_request_copies"] = len(copies)
         for step, removed in steps.items():
             if removed:
                 audit.record(
@@ -223,7 +227,12 @@ def _end(settings: Settings, metadata: Store, project_id: str, end: dt.date, *, 
                     actor=actor,
                     action="retention.delete",
                     object=f"project:{project_id}",
-                    details={"step": step, "removed": removed, "deadline": end.isoformat()},
+                    details={
+                        "step": step,
+                        "removed": removed,
+                        "deadline": end.isoformat(),
+                        **({"copies": copies[:MAX_SHOWN]} if step == "central_request_copies" else {}),
+                    },
                 )
         first = not _already(session, "retention.end", project_id, end)
         if first:
@@ -314,13 +323,38 @@ def _remove_homes(settings: Settings, session: Session, project_id: str, left: l
     return removed
 
 
-def _withdraw_requests(session: Session, settings: Settings, project_id: str, now: dt.datetime, left: list[str]) -> int:
-    """Requests not yet released are withdrawn and their central copies deleted."""
-    withdrawn = 0
-    for request in session.execute(
-        select(OutputRequest).where(OutputRequest.project_id == project_id, OutputRequest.status.not_in(SETTLED))
-    ).scalars():
-        request.status, request.decided_at = RequestStatus.WITHDRAWN, now
-        _remove(settings.outputs_dir / project_id, [request.label], left, f"outputs/{project_id}")
-        withdrawn += 1
-    return withdrawn
+def _central_copies(
+    session: Session, settings: Settings, project_id: str, now: dt.datetime, left: list[str]
+) -> list[str]:
+    """Requests not yet released are withdrawn; then every central copy of the project's
+    requests goes but what the § 4-10 release record needs, the `leaving/` files of released
+    requests: the received copies (evidence with the project's pseudonyms, the kernel's
+    reports), settled requests' included, and everything of requests that never released.
+    Returns what went (`<label>/<output>/<entry>`, or `<label>` for a whole request)."""
+    requests = session.execute(select(OutputRequest).where(OutputRequest.project_id == project_id)).scalars().all()
+    for request in requests:
+        if request.status not in SETTLED:
+            request.status, request.decided_at = RequestStatus.WITHDRAWN, now
+    released = {r.label for r in requests if r.status == RequestStatus.RELEASED}
+    store = settings.outputs_dir / project_id
+    if not store.is_dir():
+        return []
+    gone: list[str] = []
+    with Folder.open(store, f"outputs/{project_id}") as folder:
+        for request in folder.entries():
+            if request.name not in released or not request.is_dir:
+                left += folder.remove_all(request.name)
+                gone.append(shown(request.name))
+                continue
+            with folder.folder(request.name) as outputs:
+                for output in outputs.entries():
+                    if not output.is_dir:
+                        left += outputs.remove_all(output.name)
+                        gone.append(f"{shown(request.name)}/{shown(output.name)}")
+                        continue
+                    with outputs.folder(output.name) as files:
+                        for entry in files.entries():
+                            if entry.name != LEAVING or not entry.is_dir:
+                                left += files.remove_all(entry.name)
+                                gone.append(f"{shown(request.name)}/{shown(output.name)}/{shown(entry.name)}")
+    return gone

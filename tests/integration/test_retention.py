@@ -133,3 +133,55 @@ def test_files_that_resist_never_stop_retention(linked):
         subprocess.run(["chattr", "-i", str(stuck)], check=True)
     assert linked("retention", "run", as_user="ada", clock=after).code == 0
     assert list((sugar / "work").iterdir()) == []
+
+
+def test_at_the_end_only_the_released_files_of_central_copies_stay(tmp_path):
+    """Every central copy of the project's requests goes but the released `leaving/` files the
+    § 4-10 record needs: evidence and the kernel's reports, of released requests too."""
+    from conftest import CLI
+    from review_world import PROJECT, build_world
+    from sqlalchemy import select
+
+    from tre.enums import ExtractStatus
+    from tre.models import Approval, Extract
+
+    w = build_world(tmp_path)
+    cli = CLI(w.env)
+    context = ["--population", "adults", "--shows", "persons", "--relation", "the first output"]
+    labels = []
+    for name in ("kept", "dropped"):
+        w.queue_table(name)
+        label = cli.ok("request", "new", PROJECT, "--json", as_user="rita").json()["request"]
+        cli.ok("request", "add", label, name, *context, as_user="rita")
+        labels.append(label)
+    cli.ok("request", "submit", labels[0], as_user="rita")
+    for officer in ("olav", "oda"):
+        cli.ok("review", "vote", labels[0], "kept", "approve", "--comment", "safe", as_user=officer)
+        cli.ok("review", "submit", labels[0], as_user=officer)
+    cli.ok("release", labels[0], as_user="olav")
+    central = w.settings.outputs_dir / PROJECT
+    assert list(central.rglob("evidence.*")) and (central / labels[1]).is_dir()
+    with w.store.transaction() as s:
+        approval = s.execute(select(Approval).where(Approval.project_id == PROJECT)).scalars().first()
+        s.add(
+            Extract(
+                project_id=PROJECT,
+                approval_id=approval.id,
+                approval_version=1,
+                status=ExtractStatus.READY,
+                built_at=dt.datetime(2014, 1, 1, tzinfo=dt.UTC),
+                built_by="ada",
+            )
+        )
+    done = cli.ok("retention", "run", "--json", as_user="ada").json()
+    assert done[0]["deleted"]["central_request_copies"] == 2
+    assert sorted(str(p.relative_to(central)) for p in central.rglob("*") if p.is_file()) == sorted(
+        str(p.relative_to(central)) for p in (central / labels[0] / "kept" / "leaving").rglob("*") if p.is_file()
+    )
+    assert (central / labels[0] / "kept" / "leaving").is_dir() and not (central / labels[1]).exists()
+    (event,) = [
+        e
+        for e in cli.ok("audit", "log", "--action", "retention.delete", "--json", as_user="ada").json()
+        if e["details"]["step"] == "central_request_copies"
+    ]
+    assert sorted(event["details"]["copies"]) == sorted([labels[1], f"{labels[0]}/kept/received"])

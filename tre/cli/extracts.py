@@ -129,7 +129,7 @@ group("retention", "§ 4-11 storage limits: warn ahead, delete at the end (run d
 @command(
     "retention run",
     help="warn projects whose linked data set nears its storage limit and, past it, delete data/, work/, "
-    "members' homes, unreleased requests and the key table, keep the release record and lock the project (§ 4-11); "
+    "members' homes, unreleased requests, central copies of requests (but released files) and the key table, keep the release record and lock the project (§ 4-11); "
     "idempotent: run it daily (a systemd timer or cron line: docs/extracts.md)",
     roles=[Role.ADMIN],
 )
