@@ -829,6 +829,56 @@ def test_a_section_45_build_decrypts_nothing_until_a_key_custodian_approves_it(b
     assert again.code == 8 and decryptions() == before + 4
 
 
+def test_a_custodian_approval_decrypts_once_only_its_persons_and_expires(built):
+    """The approval names the digest of the cohort's pids the custodian was shown: the decryption
+    recomputes it and refuses other persons (of the same count too); it is spent by the one
+    decryption; one left unused past TRE_BUILD_APPROVAL_DAYS (7) is refused and asked again."""
+    from tre.config import load_settings
+    from tre.db import Store
+    from tre.errors import PermissionDenied
+    from tre.linkage import vault
+    from tre.linkage.zone import CentralZone
+
+    def decryptions():
+        return len(built.ok("audit", "log", "--action", "vault.decrypt", "--json", as_user="ada").json())
+
+    asked = built("extract", "build", "heart", as_user="ada", clock=clock())
+    number = int(re.search(r"--build (\d+)", asked.err).group(1))
+    (waiting,) = [b for b in built.ok("extract", "pending", "--json", as_user="kari").json() if b["build"] == number]
+    assert len(waiting["persons_digest"]) == 64 and waiting["persons_digest"][:16] in asked.err
+    built.ok("extract", "approve", "heart", "--build", str(number), as_user="kari", clock=clock())
+    built.ok("extract", "build", "heart", as_user="ada", clock=clock())
+    ready = [e for e in built.ok("extract", "list", "--json", as_user="ada").json() if e["project"] == "heart"]
+    extract = max(e["id"] for e in ready if e["status"] == "ready")
+    settings = load_settings(built.environ)
+    zone, store = CentralZone(settings, environ=built.environ, clock=clock()), Store(settings.db_url)
+    with zone.reading(store, vault=True) as con:
+        everyone = [str(r[0]) for r in con.execute("SELECT DISTINCT pid FROM vault.identities ORDER BY pid").fetchall()]
+    before = decryptions()
+    for pids in (everyone[:4], everyone[-4:]):  # replayed: the spent approval, others of the same count
+        with pytest.raises(PermissionDenied, match="no ID number is decrypted"):
+            vault.decrypt_for_release(
+                zone,
+                store,
+                pids,
+                actor="ada",
+                reference=f"extract-{extract}",
+                reason="replayed approval, other persons",
+                build=number,
+            )
+    assert decryptions() == before
+
+    late = clock(NOW + dt.timedelta(days=8))
+    asked = built("extract", "build", "heart", as_user="ada", clock=clock())
+    old = re.search(r"--build (\d+)", asked.err).group(1)
+    expired = built("extract", "approve", "heart", "--build", old, as_user="kari", clock=late)
+    assert expired.code == 9 and "more than 7 days ago" in expired.err
+    built.ok("extract", "approve", "heart", "--build", old, as_user="kari", clock=clock())
+    again = built("extract", "build", "heart", as_user="ada", clock=late)  # approved, but unused for 8 days
+    assert again.code == 8 and f"--build {old} " not in again.err and decryptions() == before
+    built.ok("extract", "build", "heart", as_user="ada", clock=clock())  # within its days: it is spent
+
+
 def test_a_custodian_approval_holds_only_for_the_approval_version_it_saw(built):
     """An approval given for one version of the approval does not carry over to an edited one."""
     asked = built("extract", "build", "heart", as_user="ada", clock=clock())

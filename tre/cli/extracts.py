@@ -46,7 +46,7 @@ def extract_build(ctx, args):
 
 @command(
     "extract pending",
-    help="§ 4-5 builds waiting for a key custodian (project, approval version, persons, REK reference)",
+    help="§ 4-5 builds waiting for a key custodian (project, approval version, persons and their digest, REK reference)",
     roles=[Role.ADMIN, Role.CUSTODIAN],
 )
 def extract_pending(ctx, args):
@@ -54,10 +54,10 @@ def extract_pending(ctx, args):
     ctx.emit(
         rows,
         table(
-            ["build", "project", "approval", "persons", "reference", "asked by", "approved by"],
+            ["build", "project", "approval", "persons", "persons digest", "reference", "asked by", "approved by"],
             (
-                [r["build"], r["project"], f"{r['approval']} v{r['version']}", r["persons"], r["reference"]]
-                + [r["requested_by"], r["approved_by"] or "-"]
+                [r["build"], r["project"], f"{r['approval']} v{r['version']}", r["persons"]]
+                + [(r["persons_digest"] or "-")[:16], r["reference"], r["requested_by"], r["approved_by"] or "-"]
                 for r in rows
             ),
         ),
@@ -74,12 +74,14 @@ def extract_pending(ctx, args):
     roles=[Role.CUSTODIAN],
 )
 def extract_approve(ctx, args):
-    row = extracts.approve_build(ctx.store, args.project, args.build, actor=ctx.actor, now=ctx.now())
+    days = ctx.settings.build_approval_days
+    row = extracts.approve_build(ctx.store, args.project, args.build, actor=ctx.actor, now=ctx.now(), valid_days=days)
     ctx.emit(
         row,
-        f"approved build {row['build']} of {row['project']}: {row['persons']:,} persons with ID numbers under "
-        f"{row['approval']} v{row['version']} ({row['reference']}), asked by {row['requested_by']}; "
-        f"it runs when they run `tre extract build {row['project']}` again",
+        f"approved build {row['build']} of {row['project']}: {row['persons']:,} persons (digest "
+        f"{row['persons_digest'][:16]}) with ID numbers under {row['approval']} v{row['version']} "
+        f"({row['reference']}), asked by {row['requested_by']}; it decrypts once, for exactly these persons, when "
+        f"they run `tre extract build {row['project']}` again within {days} days",
     )
 
 
