@@ -688,8 +688,16 @@ def test_a_release_record_deleted_altered_renumbered_or_inserted_is_found(built)
 
     forged = {**sugar, "id": 900, "persons_batch": None, "persons_digest": None, "reference": "extract-900"}
     _tampered(built, (restore[0], forged))
-    _refused(built, "release record 900 has no anchor in the audit chain: inserted")
+    _refused(built, "release record 900 has no anchor in the audit chain")
     _tampered(built, ("DELETE FROM release_records WHERE id = 900", {}))
+    # Below the first anchored id is not "from before anchoring": the first anchoring recorded
+    # that set (release.legacy: none here), and a record outside it is inserted.
+    for low in (0, -1):
+        _tampered(built, (restore[0], {**forged, "id": low, "reference": f"extract-{low}"}))
+        _refused(built, f"release record {low} has no anchor in the audit chain and is not one of the records")
+        _tampered(built, ("DELETE FROM release_records WHERE id = :id", {"id": low}))
+    (legacy,) = built.ok("audit", "log", "--action", "release.legacy", "--json", as_user="ada").json()
+    assert (legacy["details"]["records"], legacy["details"]["highest"]) == (0, None)
 
     con = duckdb.connect(str(home / "central" / "releases.duckdb"))
     pid = con.execute("SELECT min(pid) FROM release_persons WHERE batch = $1", [sugar["persons_batch"]]).fetchone()[0]
