@@ -199,6 +199,14 @@ class Settings:
         "the machine's disk stays free. A size such as 500M or 20G; 0: no volume (work/ on the projects "
         "folder's disk, unbounded). Raising it grows the volumes; lowering it does not shrink them.",
     )
+    build_approval_days: int = setting(
+        env="TRE_BUILD_APPROVAL_DAYS",
+        default=7,
+        help="Days a key custodian's approval of a § 4-5 build (one that decrypts ID numbers) stays valid unused: "
+        "a build asked or approved longer ago is refused and asked again (`tre extract build`), so an old "
+        "approval cannot be spent on a cohort the custodian no longer has in mind. The approval names the "
+        "cohort's persons digest and is spent by the one decryption it allows.",
+    )
     retention_warning_days: int = setting(
         env="TRE_RETENTION_WARNING_DAYS",
         default=90,

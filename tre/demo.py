@@ -228,7 +228,14 @@ def _build(demo: Demo, zone: CentralZone, project: str):
         if not waiting or "key custodian must approve" not in str(refused):
             raise
     build = waiting[-1]
-    extracts.approve_build(demo.store, project, build["build"], actor=CUSTODIAN, now=demo.now())
+    extracts.approve_build(
+        demo.store,
+        project,
+        build["build"],
+        actor=CUSTODIAN,
+        now=demo.now(),
+        valid_days=demo.settings.build_approval_days,
+    )
     demo.say(
         f"build {build['build']} of {project}: {build['persons']:,} persons with ID numbers under "
         f"{build['reference']}, approved by the key custodian {CUSTODIAN}"

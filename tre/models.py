@@ -338,8 +338,10 @@ class Extract(Base):
 class BuildApproval(Base):
     """§ 5-2 third paragraph: a key custodian's approval of one § 4-5 build (ID numbers are
     decrypted). The admin's build asks for it (`requested_by`) with the project, approval
-    version and person count it computed; a custodian other than the asker approves it; the
-    build that uses it names itself (`extract_id`), and only one build can."""
+    version, person count and persons digest it computed; a custodian other than the asker
+    approves it; the build that uses it names itself (`extract_id`), and only one build can; the
+    decryption spends it (`decrypted_at`), once; unused, it expires after
+    `build_approval_days`."""
 
     __tablename__ = "build_approvals"
 
@@ -354,6 +356,10 @@ class BuildApproval(Base):
     approved_by: Mapped[str | None] = mapped_column(String(64))
     approved_at: Mapped[dt.datetime | None]
     extract_id: Mapped[int | None] = mapped_column(ForeignKey("extracts.id"), unique=True)
+    # SHA-256 of the sorted cohort pids the custodian was shown (tre.linkage.releases.persons_digest):
+    # the decryption recomputes it from the pids it is asked for. None: asked before it was kept.
+    persons_digest: Mapped[str | None] = mapped_column(String(64))
+    decrypted_at: Mapped[dt.datetime | None]  # spent: the one decryption it allows happened
 
 
 class ReleaseRecord(Base):

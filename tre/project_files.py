@@ -23,7 +23,6 @@ import errno
 import hashlib
 import os
 import re
-import shutil
 import stat
 import unicodedata
 from collections.abc import Iterator
@@ -242,14 +241,28 @@ class Folder:
         return folder
 
     def remove_tree(self, name: str) -> None:
-        """Remove `name` and everything below it; a link is removed, never followed."""
-        entry = self.entry(name)
-        if entry is None:
-            return
-        if entry.is_dir:
-            shutil.rmtree(name, dir_fd=self.fd)  # fd-based, safe against links swapped in meanwhile
-        else:
-            os.unlink(name, dir_fd=self.fd)
+        """Remove `name` and everything below it; a link is removed, never followed. Raises
+        UnsafeFile naming what could not be removed (everything else is gone)."""
+        left = self.remove_all(name)
+        if left:
+            raise UnsafeFile(
+                left[0], "could not be removed" + (f" (and {len(left) - 1} more)" if len(left) > 1 else "")
+            )
+
+    def remove_all(self, name: str) -> list[str]:
+        """Remove `name` and everything below it, as far as it goes: never raises for what a
+        project put there. Returns what stayed (names as `shown`), each with why.
+
+        The walk is iterative (a tree any number of folders deep), holds at most three open
+        descriptors, opens each folder with O_NOFOLLOW | O_DIRECTORY and checks by fstat that
+        it is the folder it listed; a folder swapped for a link meanwhile is removed as a link,
+        a folder moved away while it is walked is left (and named), never followed."""
+        _parts(name)
+        if "/" in name:
+            raise UnsafeFile(self._name(name), "not a name in this folder")
+        left: list[str] = []
+        _remove_below(self.fd, self.where, [name], left)
+        return left
 
     def rename(self, name: str, new_name: str, into: Folder | None = None) -> None:
         """Rename an entry (the link itself, if it is one) within this folder or into `into`."""
@@ -383,6 +396,138 @@ def _open_dir(parent: int, name: str, where: str) -> int:
             st = os.stat(name, dir_fd=parent, follow_symlinks=False)
             raise UnsafeFile(where, f"is {_kind(st.st_mode)}, not a folder") from None
         raise
+
+
+# --- removing what a project wrote -------------------------------------------------------------
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_PASSES = 3  # a folder a writer keeps filling is listed again at most this often, then left
+
+
+def _why(error: OSError) -> str:
+    return os.strerror(error.errno) if error.errno else error.__class__.__name__
+
+
+def _unlink(folder: int, name: str, where: str, left: list[str]) -> bool:
+    try:
+        os.unlink(name, dir_fd=folder)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        left.append(f"{where} ({_why(e)})")
+        return False
+    return True
+
+
+def _rmdir(folder: int, name: str, where: str, left: list[str]) -> bool:
+    try:
+        os.rmdir(name, dir_fd=folder)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        if e.errno != errno.ENOTEMPTY or not any(x.startswith(where + "/") for x in left):
+            left.append(f"{where} ({_why(e)})")  # not already explained by what stayed inside
+        return False
+    return True
+
+
+def _listing(fd: int) -> list[str] | None:
+    try:
+        return sorted(os.listdir(fd), reverse=True)  # popped from the end: in name order
+    except OSError:
+        return None
+
+
+def _remove_below(top: int, top_where: str, names: list[str], left: list[str]) -> None:
+    """Remove `names` in the open folder `top` and everything below them, depth first, without
+    recursion: one level at a time, going down by name (O_NOFOLLOW, fstat-checked) and back up
+    by `..`, checked against the folder it came from. A walk that loses its way (a folder moved
+    away while walked) stops there; what resisted is in `left`."""
+    fd = os.dup(top)
+    # One frame per level below `top`: its name in the parent, the parent's (dev, ino), the
+    # names still to remove there, the names that resisted there, the passes made.
+    levels: list[tuple[str, tuple[int, int]]] = []
+    wheres = [top_where]
+    pending: list[list[str]] = [sorted(names, reverse=True)]
+    resisted: list[set[str]] = [set()]
+    passes = [_PASSES]  # the names asked for, not what else is in `top`
+    try:
+        while True:
+            if pending[-1]:
+                name = pending[-1].pop()
+                if name in resisted[-1]:
+                    continue
+                where = f"{wheres[-1]}/{shown(name)}" if wheres[-1] else shown(name)
+                try:
+                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                except OSError as e:
+                    left.append(f"{where} ({_why(e)})")
+                    resisted[-1].add(name)
+                    continue
+                if not stat.S_ISDIR(st.st_mode):
+                    if not _unlink(fd, name, where, left):
+                        resisted[-1].add(name)
+                    continue
+                try:
+                    sub = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                except FileNotFoundError:
+                    continue
+                except OSError as e:
+                    if e.errno in (errno.ELOOP, errno.ENOTDIR):  # swapped for a link: that goes
+                        if not _unlink(fd, name, where, left):
+                            resisted[-1].add(name)
+                    else:
+                        left.append(f"{where} ({_why(e)})")
+                        resisted[-1].add(name)
+                    continue
+                inner, here = os.fstat(sub), os.fstat(fd)
+                if (inner.st_dev, inner.st_ino) != (st.st_dev, st.st_ino):
+                    os.close(sub)  # swapped for another folder meanwhile: left, named
+                    left.append(f"{where} (changed while it was removed)")
+                    resisted[-1].add(name)
+                    continue
+                listed = _listing(sub)
+                if listed is None:
+                    os.close(sub)
+                    left.append(f"{where} (cannot be listed)")
+                    resisted[-1].add(name)
+                    continue
+                levels.append((name, (here.st_dev, here.st_ino)))
+                wheres.append(where)
+                pending.append(listed)
+                resisted.append(set())
+                passes.append(1)
+                os.close(fd)
+                fd = sub
+                continue
+            if passes[-1] < _PASSES:  # anything written meanwhile goes too
+                again = [n for n in (_listing(fd) or []) if n not in resisted[-1]]
+                if again:
+                    pending[-1], passes[-1] = again, passes[-1] + 1
+                    continue
+            if not levels:
+                return
+            name, parent_id = levels.pop()
+            where = wheres.pop()
+            pending.pop(), passes.pop()
+            inside = resisted.pop()
+            try:
+                up = os.open("..", _DIR_FLAGS, dir_fd=fd)
+            except OSError as e:
+                left.append(f"{where} ({_why(e)})")
+                return
+            seen = os.fstat(up)
+            os.close(fd)
+            fd = up
+            if (seen.st_dev, seen.st_ino) != parent_id:
+                left.append(f"{where} (moved while it was removed)")
+                return
+            if inside or not _rmdir(fd, name, where, left):
+                resisted[-1].add(name)
+    finally:
+        os.close(fd)
 
 
 def _read_exactly(fd: int, size: int, where: str) -> bytes:

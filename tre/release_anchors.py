@@ -13,11 +13,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 
+from sqlalchemy import select
+
 from tre import audit
 from tre.enums import ReleaseKind
-from tre.models import ReleaseRecord
+from tre.models import AuditEvent, ReleaseRecord
 
 ANCHOR = "release.anchor"  # the audit action that anchors one release record
+LEGACY = "release.legacy"  # the records written before the first anchoring, recorded at it
 
 
 def record_fields(row: ReleaseRecord) -> dict:
@@ -44,9 +47,31 @@ def record_digest(row: ReleaseRecord) -> str:
     return hashlib.sha256(audit.canonical_json(record_fields(row)).encode("utf-8")).hexdigest()
 
 
+def legacy_digest(records) -> str:
+    """SHA-256 over the sorted (id, record digest) pairs of the records written before anchoring."""
+    lines = sorted(f"{i} {digest}\n" for i, digest in records)
+    return hashlib.sha256("".join(lines).encode("ascii")).hexdigest()
+
+
 def anchor(session, row: ReleaseRecord, *, actor: str, at: dt.datetime) -> None:
-    """Append the record's anchor to the audit chain, in the transaction that writes the record."""
+    """Append the record's anchor to the audit chain, in the transaction that writes the record.
+    The first anchoring records first which records were there before it (`release.legacy`:
+    how many, the highest id, the digest of them all): only those count as legacy later."""
     session.flush()  # the row's id
+    if session.execute(select(AuditEvent.seq).where(AuditEvent.action.in_([ANCHOR, LEGACY])).limit(1)).first() is None:
+        before = list(session.execute(select(ReleaseRecord).where(ReleaseRecord.id != row.id)).scalars())
+        audit.record(
+            session,
+            at=at,
+            actor=actor,
+            action=LEGACY,
+            object="releases",
+            details={
+                "records": len(before),
+                "highest": max((r.id for r in before), default=None),
+                "digest": legacy_digest((r.id, record_digest(r)) for r in before),
+            },
+        )
     audit.record(
         session,
         at=at,

@@ -688,8 +688,16 @@ def test_a_release_record_deleted_altered_renumbered_or_inserted_is_found(built)
 
     forged = {**sugar, "id": 900, "persons_batch": None, "persons_digest": None, "reference": "extract-900"}
     _tampered(built, (restore[0], forged))
-    _refused(built, "release record 900 has no anchor in the audit chain: inserted")
+    _refused(built, "release record 900 has no anchor in the audit chain")
     _tampered(built, ("DELETE FROM release_records WHERE id = 900", {}))
+    # Below the first anchored id is not "from before anchoring": the first anchoring recorded
+    # that set (release.legacy: none here), and a record outside it is inserted.
+    for low in (0, -1):
+        _tampered(built, (restore[0], {**forged, "id": low, "reference": f"extract-{low}"}))
+        _refused(built, f"release record {low} has no anchor in the audit chain and is not one of the records")
+        _tampered(built, ("DELETE FROM release_records WHERE id = :id", {"id": low}))
+    (legacy,) = built.ok("audit", "log", "--action", "release.legacy", "--json", as_user="ada").json()
+    assert (legacy["details"]["records"], legacy["details"]["highest"]) == (0, None)
 
     con = duckdb.connect(str(home / "central" / "releases.duckdb"))
     pid = con.execute("SELECT min(pid) FROM release_persons WHERE batch = $1", [sugar["persons_batch"]]).fetchone()[0]
@@ -827,6 +835,56 @@ def test_a_section_45_build_decrypts_nothing_until_a_key_custodian_approves_it(b
     assert decryptions() == before + 4
     again = built("extract", "build", "heart", as_user="ada", clock=clock())  # the approval is used up
     assert again.code == 8 and decryptions() == before + 4
+
+
+def test_a_custodian_approval_decrypts_once_only_its_persons_and_expires(built):
+    """The approval names the digest of the cohort's pids the custodian was shown: the decryption
+    recomputes it and refuses other persons (of the same count too); it is spent by the one
+    decryption; one left unused past TRE_BUILD_APPROVAL_DAYS (7) is refused and asked again."""
+    from tre.config import load_settings
+    from tre.db import Store
+    from tre.errors import PermissionDenied
+    from tre.linkage import vault
+    from tre.linkage.zone import CentralZone
+
+    def decryptions():
+        return len(built.ok("audit", "log", "--action", "vault.decrypt", "--json", as_user="ada").json())
+
+    asked = built("extract", "build", "heart", as_user="ada", clock=clock())
+    number = int(re.search(r"--build (\d+)", asked.err).group(1))
+    (waiting,) = [b for b in built.ok("extract", "pending", "--json", as_user="kari").json() if b["build"] == number]
+    assert len(waiting["persons_digest"]) == 64 and waiting["persons_digest"][:16] in asked.err
+    built.ok("extract", "approve", "heart", "--build", str(number), as_user="kari", clock=clock())
+    built.ok("extract", "build", "heart", as_user="ada", clock=clock())
+    ready = [e for e in built.ok("extract", "list", "--json", as_user="ada").json() if e["project"] == "heart"]
+    extract = max(e["id"] for e in ready if e["status"] == "ready")
+    settings = load_settings(built.environ)
+    zone, store = CentralZone(settings, environ=built.environ, clock=clock()), Store(settings.db_url)
+    with zone.reading(store, vault=True) as con:
+        everyone = [str(r[0]) for r in con.execute("SELECT DISTINCT pid FROM vault.identities ORDER BY pid").fetchall()]
+    before = decryptions()
+    for pids in (everyone[:4], everyone[-4:]):  # replayed: the spent approval, others of the same count
+        with pytest.raises(PermissionDenied, match="no ID number is decrypted"):
+            vault.decrypt_for_release(
+                zone,
+                store,
+                pids,
+                actor="ada",
+                reference=f"extract-{extract}",
+                reason="replayed approval, other persons",
+                build=number,
+            )
+    assert decryptions() == before
+
+    late = clock(NOW + dt.timedelta(days=8))
+    asked = built("extract", "build", "heart", as_user="ada", clock=clock())
+    old = re.search(r"--build (\d+)", asked.err).group(1)
+    expired = built("extract", "approve", "heart", "--build", old, as_user="kari", clock=late)
+    assert expired.code == 9 and "more than 7 days ago" in expired.err
+    built.ok("extract", "approve", "heart", "--build", old, as_user="kari", clock=clock())
+    again = built("extract", "build", "heart", as_user="ada", clock=late)  # approved, but unused for 8 days
+    assert again.code == 8 and f"--build {old} " not in again.err and decryptions() == before
+    built.ok("extract", "build", "heart", as_user="ada", clock=clock())  # within its days: it is spent
 
 
 def test_a_custodian_approval_holds_only_for_the_approval_version_it_saw(built):

@@ -159,3 +159,50 @@ def test_names_are_shown_safely():
     assert shown("a\u202eb\nc") == "a\\u202eb\\nc"
     assert shown("t12345678901") == "t<11 digits>"
     assert check_name("by_kommune-2.v1") == "by_kommune-2.v1"
+
+
+def test_a_tree_of_any_depth_is_removed_with_few_open_descriptors(tmp_path):
+    """Iterative, not recursive: 3000 nested folders go, with the descriptor limit at 64."""
+    import resource
+
+    deep = tmp_path / "work" / "deep"
+    deep.mkdir(parents=True)
+    fd = os.open(deep, os.O_RDONLY)
+    for _ in range(3000):
+        os.mkdir("d", dir_fd=fd)
+        inner = os.open("d", os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = inner
+    os.close(os.open("copy.csv", os.O_WRONLY | os.O_CREAT, dir_fd=fd))
+    os.close(fd)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with Folder.open(tmp_path / "work", "work") as work:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+        try:
+            work.remove_tree("deep")
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert list((tmp_path / "work").iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chattr +i needs root")
+def test_what_resists_removal_is_named_and_everything_else_goes(tmp_path):
+    import subprocess
+
+    work = tmp_path / "work"
+    (work / "a" / "b").mkdir(parents=True)
+    (work / "a" / "b" / "stuck\n1234567890123.csv").write_text("x")
+    (work / "a" / "b" / "other.csv").write_text("x")
+    (work / "a" / "c").mkdir()
+    (work / "a" / "c" / "copy.csv").write_text("x")
+    stuck = work / "a" / "b" / "stuck\n1234567890123.csv"
+    subprocess.run(["chattr", "+i", str(stuck)], check=True)
+    try:
+        with Folder.open(work, "work") as folder:
+            left = folder.remove_all("a")
+            with pytest.raises(UnsafeFile, match="could not be removed"):
+                folder.remove_tree("a")
+        assert left == ["work/a/b/stuck\\n<13 digits>.csv (Operation not permitted)"]
+        assert sorted(p.name for p in work.rglob("*")) == ["a", "b", stuck.name]
+    finally:
+        subprocess.run(["chattr", "-i", str(stuck)], check=True)

@@ -1,4 +1,5 @@
-"""The hub's enforcer service runs the § 4-11 retention run once a day, before its round."""
+"""The hub's enforcer service runs the § 4-11 retention run once a day, after its round's check;
+a failing retention run never keeps the servers from being checked."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 from tre.hub_config import enforcer
 
 
-def test_the_enforcer_runs_retention_once_a_day_before_checking_servers(monkeypatch):
+def test_the_enforcer_runs_retention_once_a_day_after_checking_servers(monkeypatch):
     calls, rounds = [], []
     monkeypatch.setattr(enforcer, "enforce_once", lambda *a, **k: rounds.append("enforce") or [])
 
@@ -25,5 +26,28 @@ def test_the_enforcer_runs_retention_once_a_day_before_checking_servers(monkeypa
     logged = []
     with pytest.raises(KeyboardInterrupt):
         enforcer.run_forever(None, None, every=1, isolation=False, log=logged.append, daily=daily)
-    assert rounds == ["retention", "enforce", "enforce", "enforce"] and len(calls) == 1
+    assert rounds == ["enforce", "retention", "enforce", "enforce"] and len(calls) == 1
     assert logged == ["retention: sugar deleted (limit 2028-11-26)"]
+
+
+def test_a_failing_retention_run_never_stops_enforcement(monkeypatch):
+    rounds = []
+    monkeypatch.setattr(enforcer, "enforce_once", lambda *a, **k: rounds.append("enforce") or [])
+
+    def sleep(_):
+        if rounds.count("enforce") == 4:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(enforcer.time, "sleep", sleep)
+
+    def daily(now):
+        rounds.append("retention")
+        raise RecursionError("maximum recursion depth exceeded")
+
+    logged = []
+    with pytest.raises(KeyboardInterrupt):
+        enforcer.run_forever(None, None, every=1, isolation=False, log=logged.append, daily=daily)
+    assert rounds == ["enforce", "retention", "enforce", "enforce", "enforce"]  # retried tomorrow, not every round
+    assert logged == [
+        "daily retention run failed (tried again tomorrow): RecursionError: maximum recursion depth exceeded"
+    ]

@@ -9,6 +9,7 @@ from tre.cli.central import FNR, read_fnr
 from tre.cli.framework import arg, command, group, iso_date, lazy, table
 from tre.cli.progress import progress
 from tre.enums import Role
+from tre.errors import Problems
 
 extracts, innsyn = lazy("tre.linkage.extracts"), lazy("tre.linkage.innsyn")
 releases = lazy("tre.linkage.releases")
@@ -45,7 +46,7 @@ def extract_build(ctx, args):
 
 @command(
     "extract pending",
-    help="§ 4-5 builds waiting for a key custodian (project, approval version, persons, REK reference)",
+    help="§ 4-5 builds waiting for a key custodian (project, approval version, persons and their digest, REK reference)",
     roles=[Role.ADMIN, Role.CUSTODIAN],
 )
 def extract_pending(ctx, args):
@@ -53,10 +54,10 @@ def extract_pending(ctx, args):
     ctx.emit(
         rows,
         table(
-            ["build", "project", "approval", "persons", "reference", "asked by", "approved by"],
+            ["build", "project", "approval", "persons", "persons digest", "reference", "asked by", "approved by"],
             (
-                [r["build"], r["project"], f"{r['approval']} v{r['version']}", r["persons"], r["reference"]]
-                + [r["requested_by"], r["approved_by"] or "-"]
+                [r["build"], r["project"], f"{r['approval']} v{r['version']}", r["persons"]]
+                + [(r["persons_digest"] or "-")[:16], r["reference"], r["requested_by"], r["approved_by"] or "-"]
                 for r in rows
             ),
         ),
@@ -73,12 +74,14 @@ def extract_pending(ctx, args):
     roles=[Role.CUSTODIAN],
 )
 def extract_approve(ctx, args):
-    row = extracts.approve_build(ctx.store, args.project, args.build, actor=ctx.actor, now=ctx.now())
+    days = ctx.settings.build_approval_days
+    row = extracts.approve_build(ctx.store, args.project, args.build, actor=ctx.actor, now=ctx.now(), valid_days=days)
     ctx.emit(
         row,
-        f"approved build {row['build']} of {row['project']}: {row['persons']:,} persons with ID numbers under "
-        f"{row['approval']} v{row['version']} ({row['reference']}), asked by {row['requested_by']}; "
-        f"it runs when they run `tre extract build {row['project']}` again",
+        f"approved build {row['build']} of {row['project']}: {row['persons']:,} persons (digest "
+        f"{row['persons_digest'][:16]}) with ID numbers under {row['approval']} v{row['version']} "
+        f"({row['reference']}), asked by {row['requested_by']}; it decrypts once, for exactly these persons, when "
+        f"they run `tre extract build {row['project']}` again within {days} days",
     )
 
 
@@ -128,7 +131,7 @@ group("retention", "§ 4-11 storage limits: warn ahead, delete at the end (run d
 @command(
     "retention run",
     help="warn projects whose linked data set nears its storage limit and, past it, delete data/, work/, "
-    "members' homes, unreleased requests and the key table, keep the release record and lock the project (§ 4-11); "
+    "members' homes, unreleased requests, central copies of requests (but released files) and the key table, keep the release record and lock the project (§ 4-11); "
     "idempotent: run it daily (a systemd timer or cron line: docs/extracts.md)",
     roles=[Role.ADMIN],
 )
@@ -139,12 +142,21 @@ def retention_run(ctx, args):
     lines = [
         f"{d['project']}: retention ends {d['deadline']}, warned"
         if d["action"] == "warned"
+        else f"{d['project']}: retention ended {d['deadline']}, could not finish"
+        if d["action"] == "failed"
         else f"{d['project']}: retention ended {d['deadline']}, deleted "
         + (", ".join(k for k, v in d["deleted"].items() if v) or "nothing left")
         + ", locked"
         for d in done
     ]
     ctx.emit(done, "\n".join(lines) or "no project to warn or delete")
+    problems = retention.incomplete(done)
+    if problems:
+        raise Problems(
+            "retention incomplete (audited as retention.incomplete; every other step and project was done; "
+            "remove what stayed, e.g. `chattr -i`, and run it again)",
+            problems,
+        )
 
 
 @command(

@@ -31,7 +31,8 @@ def _retention(ctx, now) -> list[str]:
     from tre.hub_config.enforcer import SERVICE_NAME
 
     done = retention.run(ctx.settings, ctx.store, actor=SERVICE_NAME, now=now)
-    return [f"retention: {d['project']} {d['action']} (limit {d['deadline']})" for d in done if d.get("first", True)]
+    lines = [f"retention: {d['project']} {d['action']} (limit {d['deadline']})" for d in done if d.get("first", True)]
+    return lines + [f"retention incomplete: {line}" for line in retention.incomplete(done)]
 
 
 @command(

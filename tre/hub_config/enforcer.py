@@ -160,17 +160,14 @@ def stop_project_servers(
 
 
 def run_forever(store: Store, client: HubClient, *, every: float, isolation: bool, log, daily=None) -> None:
-    """The service loop; errors of one round are logged and the next round tries again.
-    `daily(now)` (the § 4-11 retention run) is called in the first round of each day, before
-    the servers are checked: a project it locks has its servers stopped in the same round."""
+    """The service loop: every round checks the running servers; `daily(now)` (the § 4-11
+    retention run) is called once a day after that round's check. Each has its own errors: a
+    failing round is logged and the next round checks again; a failing daily job is logged and
+    runs again the next day, never keeping the servers from being checked. (Retention stops the
+    servers of a project it locks itself, through the hub.)"""
     last_day = None
     while True:
         try:
-            now = dt.datetime.now(dt.UTC)
-            if daily is not None and now.date() != last_day:
-                for line in daily(now):
-                    log(line)
-                last_day = now.date()
             stopped = enforce_once(
                 store, client, today=dt.date.today(), now=dt.datetime.now(dt.UTC), isolation=isolation
             )
@@ -178,4 +175,12 @@ def run_forever(store: Store, client: HubClient, *, every: float, isolation: boo
                 log(f"stopped {server.user}/{server.project}: no longer authorised")
         except Exception as e:  # noqa: BLE001 - a service must outlive one bad round
             log(f"enforcement round failed: {e.__class__.__name__}: {e}")
+        now = dt.datetime.now(dt.UTC)
+        if daily is not None and now.date() != last_day:
+            last_day = now.date()  # once a day, whether it finishes or not
+            try:
+                for line in daily(now):
+                    log(line)
+            except Exception as e:  # noqa: BLE001 - tried again tomorrow; enforcement goes on
+                log(f"daily retention run failed (tried again tomorrow): {e.__class__.__name__}: {e}")
         time.sleep(every)

@@ -337,13 +337,27 @@ def _start(
         return extract.id
 
 
+def build_approval_expired(row: BuildApproval, now: dt.datetime, valid_days: int) -> bool:
+    """Whether a custodian's build approval (or the request for one) is older than it may be
+    unused: counted from the approval, or from the request while it waits."""
+    return (row.approved_at or row.requested_at) + dt.timedelta(days=valid_days) < now
+
+
 def _custodian_approval(
-    metadata: Store, record: ApprovalRecord, version: int, persons: int, *, actor: str, now: dt.datetime
+    metadata: Store,
+    record: ApprovalRecord,
+    version: int,
+    persons: int,
+    digest: str,
+    *,
+    actor: str,
+    now: dt.datetime,
+    valid_days: int,
 ) -> int:
-    """The id of a key custodian's unused approval of exactly this build (project, approval
-    version, person count); else the build is recorded as pending (once per such build) and
-    refused with the command the custodian runs."""
-    wanted = (record.id, version, persons)
+    """The id of a key custodian's unused, unexpired approval of exactly this build (project,
+    approval version, person count, persons digest); else the build is recorded as pending
+    (once per such build) and refused with the command the custodian runs."""
+    wanted = (record.id, version, persons, digest)
     with metadata.transaction() as session:
         unused = session.execute(
             select(BuildApproval)
@@ -352,7 +366,9 @@ def _custodian_approval(
         ).scalars()
         pending = None
         for row in unused:
-            if (row.approval_id, row.approval_version, row.persons) != wanted:
+            if (row.approval_id, row.approval_version, row.persons, row.persons_digest) != wanted:
+                continue
+            if build_approval_expired(row, now, valid_days):
                 continue
             if row.approved_by is not None:
                 return row.id
@@ -363,6 +379,7 @@ def _custodian_approval(
                 approval_id=record.id,
                 approval_version=version,
                 persons=persons,
+                persons_digest=digest,
                 reference=record.reference,
                 requested_by=actor,
                 requested_at=now,
@@ -375,12 +392,19 @@ def _custodian_approval(
                 actor=actor,
                 action="extract.build.request",
                 object=f"project:{record.project_id}",
-                details={"build": pending.id, "approval": record.id, "version": version, "persons": persons},
+                details={
+                    "build": pending.id,
+                    "approval": record.id,
+                    "version": version,
+                    "persons": persons,
+                    "persons_digest": digest,
+                },
             )
         number = pending.id
     raise ApprovalError(
         f"a key custodian must approve this build: tre extract approve {record.project_id} --build {number} "
-        f"({persons} persons with ID numbers under {record.id} v{version}, {record.reference}; § 5-2)"
+        f"({persons} persons with ID numbers under {record.id} v{version}, {record.reference}, persons digest "
+        f"{digest[:16]}; within {valid_days} days; § 5-2)"
     )
 
 
@@ -400,13 +424,17 @@ def _build_row(row: BuildApproval) -> dict:
         "approval": row.approval_id,
         "version": row.approval_version,
         "persons": row.persons,
+        "persons_digest": row.persons_digest,
         "reference": row.reference,
         "requested_by": row.requested_by,
+        "requested_at": row.requested_at.isoformat(),
         "approved_by": row.approved_by,
     }
 
 
-def approve_build(metadata: Store, project_id: str, build: int, *, actor: str, now: dt.datetime) -> dict:
+def approve_build(
+    metadata: Store, project_id: str, build: int, *, actor: str, now: dt.datetime, valid_days: int
+) -> dict:
     """A key custodian approves build `build` of `project_id` (§ 5-2 third paragraph): only a
     pending build, of the approval version in force, by someone other than who asked for it."""
     with metadata.transaction() as session:
@@ -419,6 +447,11 @@ def approve_build(metadata: Store, project_id: str, build: int, *, actor: str, n
         if row.requested_by == actor:
             raise PermissionDenied(
                 f"{actor} asked for build {build}: another key custodian must approve it (two people, § 5-2)"
+            )
+        if row.persons_digest is None or build_approval_expired(row, now, valid_days):
+            raise InvalidTransition(
+                f"build {build} of {project_id} was asked more than {valid_days} days ago (TRE_BUILD_APPROVAL_DAYS) "
+                f"or before builds named their persons: the admin runs `tre extract build {project_id}` again"
             )
         current = [(a.id, a.version) for a in valid_approvals(session, project_id, now.date())]
         if (row.approval_id, row.approval_version) not in current:
@@ -446,6 +479,7 @@ def approve_build(metadata: Store, project_id: str, build: int, *, actor: str, n
                 "approval": row.approval_id,
                 "version": row.approval_version,
                 "persons": row.persons,
+                "persons_digest": row.persons_digest,
                 "reference": row.reference,
                 "requested_by": row.requested_by,
             },
@@ -482,7 +516,17 @@ def build_extract(
             if record.kind == ApprovalKind.DIRECT45:
                 # § 5-2 third paragraph: no ID number is decrypted without a key custodian's
                 # approval of this very build; without one, the build stops here.
-                custodian = _custodian_approval(metadata, record, version, len(cohort), actor=actor, now=now)
+                digest = releases.persons_digest([str(p) for p in cohort["pid"].tolist()])
+                custodian = _custodian_approval(
+                    metadata,
+                    record,
+                    version,
+                    len(cohort),
+                    digest,
+                    actor=actor,
+                    now=now,
+                    valid_days=settings.build_approval_days,
+                )
             extract_id = _start(metadata, project_id, approval_id, version, actor=actor, now=now, custodian=custodian)
             result = ExtractResult(extract_id, project_id, approval_id, version, record.kind.value, 0)
             progress("pseudonyms")

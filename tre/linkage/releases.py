@@ -24,8 +24,10 @@ deleted (an anchor without its row), altered or renumbered (a row that no longer
 anchor), inserted (a row without an anchor), or whose persons were changed (a batch that no
 longer hashes to the record's digest); `tre audit verify` runs it with the chain. Recovery
 never deletes a batch that an anchor names, so deleting a record's row does not make its
-persons an "orphan" to be cleaned away. Records written before anchoring existed (ids below
-the first anchored one) are counted as *legacy*: the chain cannot vouch for them.
+persons an "orphan" to be cleaned away. Records written before anchoring existed are counted as
+*legacy*: the chain cannot vouch for them, but the first anchoring recorded which they were
+(`release.legacy`: how many, the highest id, the digest of their ids and record digests), so
+an unanchored record outside that set (a forged id 0 or -1 too) is found as inserted.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from tre import audit
 from tre.config import Settings
 from tre.db import Store
 from tre.models import AuditEvent, ReleaseRecord
-from tre.release_anchors import ANCHOR, record_digest, record_fields
+from tre.release_anchors import ANCHOR, LEGACY, legacy_digest, record_digest, record_fields
 
 RELEASES_FILE = "releases.duckdb"
 LOCK_FILE = "releases.lock"
@@ -263,6 +265,10 @@ def verify(settings: Settings, metadata: Store) -> Verification:
     and audit sequence numbers, never persons."""
     with metadata.transaction() as session:
         anchors = _anchors(session)
+        found = session.execute(
+            select(AuditEvent.seq, AuditEvent.details).where(AuditEvent.action == LEGACY).order_by(AuditEvent.seq)
+        ).first()
+        legacy_event = (found[0], json.loads(found[1])) if found else None
         rows = {r.id: record_digest(r) for r in session.execute(select(ReleaseRecord)).scalars()}
     problems: list[str] = []
     by_record: dict[int, int] = {}
@@ -281,15 +287,33 @@ def verify(settings: Settings, metadata: Store) -> Verification:
             problems.append(
                 f"release record {record_id} differs from what audit event {seq} anchored: altered or renumbered"
             )
-    first = min(by_record, default=None)
+    unanchored = sorted(rows.keys() - by_record.keys())
     legacy = 0
-    for record_id in sorted(rows.keys() - by_record.keys()):
-        if first is None or record_id < first:
-            legacy += 1
-        else:
-            problems.append(f"release record {record_id} has no anchor in the audit chain: inserted")
+    if not anchors and legacy_event is None:
+        legacy = len(unanchored)  # nothing anchored yet: the chain vouches for none
+    elif legacy_event is not None and unanchored and _legacy_matches(legacy_event[1], unanchored, rows):
+        legacy = len(unanchored)
+    elif unanchored:
+        seq = f"audit event {legacy_event[0]}" if legacy_event else "no audit event"
+        highest = legacy_event[1].get("highest") if legacy_event else None
+        for record_id in unanchored:
+            how = "inserted" if highest is None or record_id > highest else "inserted, or a legacy record changed"
+            problems.append(
+                f"release record {record_id} has no anchor in the audit chain and is not one of the records "
+                f"from before anchoring ({seq} recorded them): {how}"
+            )
     problems += check_records(settings, metadata)
     return Verification(len(rows), len(by_record.keys() & rows.keys()), legacy, problems, by_record)
+
+
+def _legacy_matches(recorded: dict, unanchored: list[int], rows: dict[int, str]) -> bool:
+    """Whether the unanchored records are exactly those the first anchoring recorded."""
+    digest = legacy_digest((i, rows[i]) for i in unanchored)
+    return (len(unanchored), max(unanchored), digest) == (
+        recorded.get("records"),
+        recorded.get("highest"),
+        recorded.get("digest"),
+    )
 
 
 # --- inspection (an authority's, § 4-10) -------------------------------------------------------

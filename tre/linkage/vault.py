@@ -309,11 +309,18 @@ def _guard(metadata: Store, *, actor: str, roles: Iterable[Role], action: str, s
         raise refusal
 
 
-def _custodian_approved(metadata: Store, build: int, *, actor: str, reference: str, persons: int, at) -> None:
-    """Refuse (audited) unless a key custodian other than `actor` approved `build`, for this
-    many persons, and the extract `reference` names is the one that used the approval."""
+def _custodian_approved(
+    metadata: Store, build: int, *, actor: str, reference: str, pids: list[str], at, valid_days: int
+) -> None:
+    """Refuse (audited) unless a key custodian other than `actor` approved `build`, for exactly
+    these persons (the digest of the sorted pids the custodian was shown), within `valid_days`,
+    not spent yet, and the extract `reference` names is the one that used the approval. The
+    approval is spent here, in the transaction that allows the decryption: it decrypts once."""
+    from tre.linkage.extracts import build_approval_expired
+    from tre.linkage.releases import persons_digest
     from tre.models import BuildApproval
 
+    persons = len(pids)
     with metadata.transaction() as session:
         row = session.get(BuildApproval, build) if build is not None else None
         approver = find_user(session, row.approved_by) if row is not None and row.approved_by else None
@@ -323,11 +330,16 @@ def _custodian_approved(metadata: Store, build: int, *, actor: str, reference: s
             problem = "the build's approver is the admin who runs it"
         elif not approver.has_role(Role.CUSTODIAN):
             problem = f"{row.approved_by} is not a key custodian"
-        elif row.persons != persons:
-            problem = f"the custodian approved {row.persons} persons, not {persons}"
+        elif row.persons != persons or row.persons_digest != persons_digest(pids):
+            problem = f"the custodian approved other persons ({row.persons}), not these {persons}"
         elif row.extract_id is None or f"extract-{row.extract_id}" != reference:
             problem = "the approval belongs to another build"
+        elif row.decrypted_at is not None:
+            problem = "the approval was spent by its decryption (it decrypts once)"
+        elif build_approval_expired(row, at, valid_days):
+            problem = f"the approval is more than {valid_days} days old (TRE_BUILD_APPROVAL_DAYS)"
         else:
+            row.decrypted_at = at
             return
         audit.record(
             session,
@@ -405,8 +417,8 @@ def decrypt_for_release(
     """Each person's current ID number, for a § 4-5 delivery with ID numbers (the extracts' path).
 
     The acting user must be an admin, and `build` a key custodian's approval (§ 5-2 third
-    paragraph) given by someone else, of this many persons, used by the extract `reference`
-    names (`extract-<id>`). One person-linked audit event per person
+    paragraph) given by someone else, of exactly these persons (their digest), unspent and
+    unexpired, used by the extract `reference` names (`extract-<id>`); it is spent by this call. One person-linked audit event per person
     (`vault.decrypt`, subject = the person's canonical pid, details = the reference and reason),
     in one transaction with the decryption's authorisation. Returns {pid: number or None}.
     """
@@ -423,7 +435,15 @@ def decrypt_for_release(
             details={"reference": reference, "persons": len(pids)},
             at=now,
         )
-        _custodian_approved(metadata, build, actor=actor, reference=reference, persons=len(pids), at=now)
+        _custodian_approved(
+            metadata,
+            build,
+            actor=actor,
+            reference=reference,
+            pids=[str(p) for p in pids],
+            at=now,
+            valid_days=zone.settings.build_approval_days,
+        )
         canonical = resolve_pids(con, pids)
         numbers = _numbers_by_person(con, _crypto(zone, con), sorted({c for c in canonical.values() if c}))
         result: dict[str, str | None] = {}
