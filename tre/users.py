@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, selectinload
 from tre import audit
 from tre.enums import Role
 from tre.errors import NotFound, PermissionDenied, UserError, did_you_mean
-from tre.models import MunicipalityAccess, User, UserRole
+from tre.models import AuditEvent, MunicipalityAccess, User, UserRole
 
 # Lowercase login names that are also valid POSIX account-name parts (the hub derives OS
 # accounts from them).
@@ -55,6 +55,8 @@ def add_user(session: Session, name: str, role: Role, *, actor: str, now: dt.dat
     """
     check_name(name)
     user = find_user(session, name)
+    if role in SEPARATE_ROLES and not (user is not None and user.has_role(role)):
+        check_separation(session, name, role, user, actor=actor)
     created = user is None
     if created:
         user = User(name=name, active=True, created_at=now)
@@ -72,6 +74,45 @@ def add_user(session: Session, name: str, role: Role, *, actor: str, now: dt.dat
         details={"role": role.value},
     )
     return user, True
+
+
+# § 5-2: the key custodians decrypt ID numbers and approve § 4-5 builds that an admin asks for,
+# so the admin may not appoint the people who check them, nor be one of them.
+SEPARATE_ROLES = (Role.ADMIN, Role.CUSTODIAN)
+
+
+def check_separation(session: Session, name: str, role: Role, user: User | None, *, actor: str) -> None:
+    """Refuse a grant that would let one person both ask for and approve a decryption: admin and
+    key custodian on one person, a custodian appointing themselves, and (once the installation
+    has had a key custodian) a custodian appointed by anyone but an active custodian."""
+    other = Role.CUSTODIAN if role == Role.ADMIN else Role.ADMIN
+    if user is not None and user.has_role(other):
+        raise PermissionDenied(
+            f"{name!r} holds the {other} role: admin and key custodian are separate people (§ 5-2); use another user"
+        )
+    if role != Role.CUSTODIAN:
+        return
+    if name == actor:
+        raise PermissionDenied("no one appoints themselves key custodian: another key custodian appoints you")
+    if not custodian_ever_appointed(session):
+        return  # the installation's first key custodian, appointed by its admin (audited)
+    granter = find_user(session, actor)
+    if granter is None or not granter.active or not granter.has_role(Role.CUSTODIAN):
+        raise PermissionDenied(
+            "the key-custodian role is granted by a key custodian (§ 5-2: the admin may not appoint who checks them): "
+            "ask an active key custodian to run `tre user add NAME --role custodian`"
+        )
+
+
+def custodian_ever_appointed(session: Session) -> bool:
+    """Whether this installation has ever had a key custodian (revoking them all does not make
+    the next appointment the first again)."""
+    if session.execute(select(func.count()).select_from(UserRole).where(UserRole.role == Role.CUSTODIAN)).scalar_one():
+        return True
+    grants = session.execute(
+        select(AuditEvent.details).where(AuditEvent.action.in_(("user.add", "user.grant")))
+    ).scalars()
+    return any('"role":"custodian"' in d.replace(" ", "") for d in grants)
 
 
 def revoke_role(session: Session, name: str, role: Role, *, actor: str, now: dt.datetime) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tre.cli.framework import arg, command, group, lazy, table
 from tre.enums import Role
-from tre.errors import UserError
+from tre.errors import PermissionDenied, UserError
 
 identity = lazy("tre.identity")
 
@@ -15,7 +15,10 @@ ROLE_ARG = arg("--role", required=True, choices=[r.value for r in Role], help="t
 
 @command(
     "user add",
-    help="add a user with a role, or grant an existing user another role",
+    help=(
+        "add a user with a role, or grant an existing user another role (admins; the key-custodian role is granted "
+        "by a key custodian, except the installation's first, and never to an admin)"
+    ),
     args=[
         arg("name", help="login name (lowercase letters, digits, - and _)"),
         ROLE_ARG,
@@ -27,13 +30,18 @@ ROLE_ARG = arg("--role", required=True, choices=[r.value for r in Role], help="t
             help="with --role municipality: a municipality number the user acts for (repeat for more)",
         ),
     ],
-    roles=[Role.ADMIN],
+    roles=[Role.ADMIN, Role.CUSTODIAN],
     bootstrap=True,
 )
 def user_add(ctx, args):
-    from tre.users import add_user, bind_municipalities, municipalities_of
+    from tre.users import add_user, bind_municipalities, find_user, municipalities_of
 
     role = Role(args.role)
+    if role != Role.CUSTODIAN and not ctx.bootstrapping:
+        with ctx.store.transaction() as session:
+            acting = find_user(session, ctx.actor)
+            if acting is None or not acting.has_role(Role.ADMIN):
+                raise PermissionDenied(f"user add refused: only an admin grants the {role} role")
     if ctx.bootstrapping and role != Role.ADMIN:
         raise UserError("the store has no users yet: the first user must be an admin (`--role admin`)")
     if args.municipality and role != Role.MUNICIPALITY:
