@@ -17,6 +17,8 @@ from output_check_factories import as_connected, make_extract, pseudonyms, recor
 from tre.output_check import load_parameters
 from tre.output_check.central import build_central_report
 from tre.output_check.intervals import build_attacker_intervals
+from tre.output_check.outputs import build_table_output, evidence_files, read_evidence
+from tre.output_check.reports import sha256_file
 from tre.output_check.suppression import build_secondary_mask
 from tre.output_check.tables import extend_sum
 from tre.safe import SafeError, Session
@@ -283,6 +285,72 @@ def test_a_report_that_says_pass_is_not_read(session, project):
     assert central.status == "protected" and central.details["central"]["kernel_status"] == "protected"
     (directory / "evidence.parquet").unlink()
     assert build_central_report(directory, meta, load_parameters(), frozenset(), []).status == "fail"
+
+
+def _central(session, name, people):
+    directory = session.queue / name
+    meta = json.loads((directory / "meta.json").read_text())
+    return build_central_report(directory, meta, load_parameters(), frozenset(people), [])
+
+
+def _one_patients_contacts(people) -> pd.DataFrame:
+    """Six contacts of one patient in R96/F, and 200 other persons."""
+    return as_connected(
+        pd.DataFrame(
+            {
+                "pseudonym": [people[0]] * 6 + people[1:201],
+                "diagnosis": ["R96"] * 16 + ["T90"] * 95 + ["K86"] * 95,
+                "sex": ["F"] * 6 + ["M"] * 10 + ["F", "M"] * 95,
+            }
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    "units",
+    [
+        lambda c: pd.Series(range(len(c)), index=c.index).astype(str),  # record numbers
+        lambda c: c.pseudonym.str.lower(),  # the pseudonyms, respelt
+        lambda c: " " + c.pseudonym,
+        lambda c: pd.Series([f"K{i}" for i in range(len(c))], index=c.index),  # a contact id
+    ],
+    ids=["record-numbers", "lower-case", "padded", "contact-id"],
+)
+def test_units_that_are_not_the_projects_persons_go_to_review(session, project, units):
+    people = project[1]
+    contacts = _one_patients_contacts(people)
+    session.crosstab(contacts.diagnosis, contacts.sex, unit=units(contacts), name="units")
+    central = _central(session, "units", people)
+    assert central.status == "review"
+    assert any("units are not the project's persons" in f.message for f in central.findings)
+    assert not any(p in f.message for f in central.findings for p in people)  # never names a unit
+    session.crosstab(contacts.diagnosis, contacts.sex, name="honest")
+    assert _central(session, "honest", people).status == "protected"
+
+
+@pytest.mark.parametrize("forged", ["no-unit-column", "empty-units", "spec-says-no-units"])
+def test_evidence_without_units_goes_to_review_whatever_its_spec_says(session, project, forged):
+    people = project[1]
+    contacts = _one_patients_contacts(people)
+    session.crosstab(contacts.diagnosis, contacts.sex, name="nounit")
+    directory = session.queue / "nounit"
+    records, spec = read_evidence(
+        (directory / "evidence.parquet").read_bytes(), (directory / "evidence.json").read_bytes()
+    )
+    if forged == "no-unit-column":
+        records = records.drop(columns="__unit")
+    elif forged == "empty-units":
+        records["__unit"] = None
+    spec.update(unit=forged == "empty-units", units_unknown=None)
+    spec.pop("format")
+    made = build_table_output(records, spec, load_parameters(), pseudonyms=frozenset(people))
+    for name, data in {**made.files, **evidence_files(records, spec)}.items():
+        (directory / name).write_bytes(data)  # a kernel that rewrites everything, consistently
+    meta = json.loads((directory / "meta.json").read_text())
+    meta["files"] = [{**e, "sha256": sha256_file(directory / e["name"])} for e in meta["files"]]
+    central = build_central_report(directory, meta, load_parameters(), frozenset(people), [])
+    assert made.report.status in ("pass", "protected") and central.status == "review"  # the forgery alone passes
+    assert any(f.check == "UnitCheck" and f.status == "review" for f in central.findings)
 
 
 # --- 8. person-level tables behind labels -----------------------------------------------------------

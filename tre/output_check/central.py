@@ -33,6 +33,7 @@ from tre.output_check.outputs import (
     EVIDENCE_SPEC,
     REGRESSION_CALLS,
     TABLE_CALLS,
+    UNIT,
     EvidenceError,
     Made,
     build_hist_output,
@@ -74,6 +75,7 @@ def build_central_report(
     if call in MADE_BY_SAFE:
         try:
             made = _rebuild(directory, call, params, pseudonyms, ledger, released, now)
+            findings += made.extra["central_findings"]
         except EvidenceError as e:
             findings.append(
                 Finding(
@@ -164,16 +166,55 @@ def _rebuild(directory, call, params, pseudonyms, ledger, released, now) -> Made
         raise EvidenceError(f"the evidence is of a {spec.get('call')!r}, the output of a {call!r}")
     try:
         if call in TABLE_CALLS:
-            return build_table_output(
+            made = build_table_output(
                 records, spec, params, ledger=ledger, released=released, pseudonyms=pseudonyms, now=now
             )
-        if call == "hist":
-            return build_hist_output(records, spec, params, pseudonyms=pseudonyms, now=now)
-        return build_regression_output(records, spec, params, pseudonyms=pseudonyms, now=now)
+        elif call == "hist":
+            made = build_hist_output(records, spec, params, pseudonyms=pseudonyms, now=now)
+        else:
+            made = build_regression_output(records, spec, params, pseudonyms=pseudonyms, now=now)
     except EvidenceError:
         raise
     except (UserError, KeyError, ValueError, TypeError) as e:
         raise EvidenceError(f"the evidence does not fit its output ({e.__class__.__name__})") from None
+    unit_findings = _unit_findings(records, spec, pseudonyms)
+    made.extra["units_verified"] = not unit_findings
+    made.extra["central_findings"] = unit_findings
+    return made
+
+
+def _unit_findings(records, spec: dict, pseudonyms: frozenset[str]) -> list[Finding]:
+    """Whether units are required and what they are is decided here, not by the spec: when the
+    project's extract has persons, every record's unit must be one of its pseudonyms, exactly
+    as the extract spells it. Anything else (no unit column, empty units, made-up ids, other
+    spellings, record or contact numbers) is a person's to confirm. The messages never name a
+    unit."""
+    if not pseudonyms:
+        return []
+    if not spec.get("unit") or UNIT not in records.columns:
+        return [
+            Finding(
+                Check.UNIT_COUNT,
+                Status.REVIEW,
+                "the evidence gives no unit for its records, and the project's extract has persons: "
+                "an officer must confirm that no group is a few persons",
+            )
+        ]
+    units = records[UNIT].to_numpy(dtype=object)
+    missing = sum(1 for u in units if not isinstance(u, str))
+    strangers = len({u for u in units if isinstance(u, str)} - pseudonyms)
+    if not missing and not strangers:
+        return []
+    problems = ([f"{missing} record(s) without a unit"] if missing else []) + (
+        [f"{strangers} unit(s) that are not pseudonyms of the project's extract"] if strangers else []
+    )
+    return [
+        Finding(
+            Check.UNIT_COUNT,
+            Status.REVIEW,
+            f"units are not the project's persons ({'; '.join(problems)}): an officer must confirm",
+        )
+    ]
 
 
 def _read_regular(path: Path) -> bytes:
