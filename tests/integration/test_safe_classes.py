@@ -391,6 +391,10 @@ def test_declared_structural_zeros_are_not_class_disclosure(session, project):
     assert declared.attrs["tre_status"] == "pass" and not declared.isna().any().any()
     with pytest.raises(SafeError, match="not empty by definition"):
         session.crosstab(frame.sex, frame.pregnant, structural_zeros=[{"sex": "F", "pregnant": "yes"}])
+    central = _central(session, "declared", project[1])  # the declaration is a claim an officer confirms
+    assert central.status == "review"
+    assert any("structural zeros" in f.message and "sex=M, pregnant=yes" in f.message for f in central.findings)
+    assert _central(session, "plain", project[1]).status == "protected"
 
 
 def test_the_grand_total_is_the_last_resort():

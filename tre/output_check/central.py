@@ -179,7 +179,7 @@ def _rebuild(directory, call, params, pseudonyms, ledger, released, now) -> Made
         raise EvidenceError(f"the evidence does not fit its output ({e.__class__.__name__})") from None
     unit_findings = _unit_findings(records, spec, pseudonyms)
     made.extra["units_verified"] = not unit_findings
-    made.extra["central_findings"] = unit_findings
+    made.extra["central_findings"] = unit_findings + _structural_zero_findings(spec)
     return made
 
 
@@ -213,6 +213,26 @@ def _unit_findings(records, spec: dict, pseudonyms: frozenset[str]) -> list[Find
             Check.UNIT_COUNT,
             Status.REVIEW,
             f"units are not the project's persons ({'; '.join(problems)}): an officer must confirm",
+        )
+    ]
+
+
+def _structural_zero_findings(spec: dict) -> list[Finding]:
+    """Cells the kernel declared empty by definition are a claim: an officer confirms them."""
+    zeros = spec.get("structural_zeros") or []
+    if not zeros:
+        return []
+    shown_cells = "; ".join(
+        ", ".join(f"{str(k)[:40]}={str(v)[:40]}" for k, v in z.items()) if isinstance(z, dict) else "?"
+        for z in zeros[:20]
+    )
+    more = f" and {len(zeros) - 20} more" if len(zeros) > 20 else ""
+    return [
+        Finding(
+            Check.CLASS_DISCLOSURE,
+            Status.REVIEW,
+            f"cells declared empty by definition (structural zeros), not protected: {shown_cells}{more}; "
+            "an officer must confirm that they cannot occur",
         )
     ]
 
