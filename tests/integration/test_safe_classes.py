@@ -6,6 +6,7 @@ audited together (2) are in tests/unit/test_output_check_ledger.py, custom stati
 tests/unit/test_output_check_statistics.py."""
 
 import dataclasses
+import datetime as dt
 import io
 import json
 
@@ -16,6 +17,7 @@ from output_check_factories import as_connected, make_extract, pseudonyms, recor
 
 from tre.output_check import load_parameters
 from tre.output_check.central import build_central_report
+from tre.output_check.intake import WorkspaceOutputs
 from tre.output_check.intervals import build_attacker_intervals
 from tre.output_check.outputs import build_table_output, evidence_files, read_evidence
 from tre.output_check.reports import sha256_file
@@ -351,6 +353,29 @@ def test_evidence_without_units_goes_to_review_whatever_its_spec_says(session, p
     central = build_central_report(directory, meta, load_parameters(), frozenset(people), [])
     assert made.report.status in ("pass", "protected") and central.status == "review"  # the forgery alone passes
     assert any(f.check == "UnitCheck" and f.status == "review" for f in central.findings)
+
+
+def _intake(project):
+    root = project[0].parent
+    return WorkspaceOutputs(
+        root, root / "outputs", file_limit=50 << 20, evidence_limit=500 << 20, ledger_dir=root / "ledger"
+    )
+
+
+def test_outputs_of_open_requests_are_audited_against_each_other(session, project):
+    people = project[1]
+    rng = np.random.default_rng(5)
+    cohort = _persons(people, kommune=rng.choice(["0301", "1103", "4601"], 600), sex=rng.choice(["F", "M"], 600))
+    session.crosstab(cohort.kommune, cohort.sex, margins=True, name="everyone")
+    session.crosstab(cohort.sex, cohort.kommune, name="turned")  # the same persons: no difference
+    session.crosstab(cohort.kommune[1:], cohort.sex[1:], margins=True, name="one-less")  # the same minus one person
+    outputs, now = _intake(project), dt.datetime(2026, 12, 3, tzinfo=dt.UTC)
+    first = outputs.take_in("p1", "everyone", "REQ-1", None, now)
+    assert outputs.take_in("p1", "turned", "REQ-2", None, now).check_status == "pass"
+    second = outputs.take_in("p1", "one-less", "REQ-1", None, now)
+    assert first.check_status == "pass" and second.check_status == "fail"
+    found = [f for f in second.report["findings"] if f["check"] == "DifferencingCheck" and f["status"] == "fail"]
+    assert found and "REQ-1/everyone" in found[0]["message"]
 
 
 # --- 8. person-level tables behind labels -----------------------------------------------------------

@@ -49,6 +49,7 @@ from tre.output_check.rounding import rounding_interval
 KERNEL_FILES = frozenset({"meta.json", "report.json", "report.html"})  # written by the kernel, never trusted
 TEXT_SUFFIXES = (".csv", ".txt", ".json", ".md", ".html", ".svg", ".tex")
 MADE_BY_SAFE = TABLE_CALLS + REGRESSION_CALLS + ("hist",)
+NOT_REBUILT = "is not what the central check publishes"
 
 
 def build_central_report(
@@ -256,7 +257,7 @@ def _compare(directory: Path, files: list[str], made: Made) -> list[Finding]:
                 Finding(
                     Check.UNCHECKED_CONTENT,
                     Status.FAIL,
-                    f"{name} is not what the central check publishes from the output's own data with the "
+                    f"{name} {NOT_REBUILT} from the output's own data with the "
                     "project's parameters (was the kernel's check weakened?): make the output again",
                 )
             )
@@ -294,6 +295,7 @@ def build_ledger_entry(
     release: str,
     *,
     released: Sequence[PublishedTable] = (),
+    pseudonyms: frozenset[str] = frozenset(),
 ) -> LedgerTable | None:
     """What a released output adds to the ledger: its table's cells with the units behind them
     and what was published of each (the central rebuild's, which the release has checked are
@@ -301,7 +303,7 @@ def build_ledger_entry(
     call = str(meta.get("call") or "")
     if call not in TABLE_CALLS + ("hist",):
         return None
-    made = _rebuild(Path(directory), call, params, frozenset(), ledger, released, None)
+    made = _rebuild(Path(directory), call, params, pseudonyms, ledger, released, None)
     value_name = str((meta.get("arguments") or {}).get("values") or "")
     return ledger_entry_of(made, params, name, release, value_name)
 
