@@ -378,6 +378,24 @@ def test_outputs_of_open_requests_are_audited_against_each_other(session, projec
     assert found and "REQ-1/everyone" in found[0]["message"]
 
 
+def test_a_release_without_verified_units_is_in_the_ledger_without_members(session, project):
+    people = project[1]
+    rng = np.random.default_rng(5)
+    cohort = _persons(people, kommune=rng.choice(["0301", "1103", "4601"], 600), cost=rng.uniform(100, 5000, 600))
+    made_up = pd.Series([f"Q{i}" for i in range(600)], index=cohort.index)
+    session.pivot_table(cohort, values="cost", index="kommune", aggfunc="sum", name="costs", unit=made_up)
+    outputs, now = _intake(project), dt.datetime(2026, 12, 3, tzinfo=dt.UTC)
+    first = outputs.take_in("p1", "costs", "REQ-1", None, now)
+    assert first.check_status == "review"  # an officer approves it: it is released
+    outputs.record_release("p1", outputs.ledger_entries("p1", "REQ-1", first, None))
+    (entry,) = outputs.ledger("p1")
+    assert len(entry.member_units) == 0 and not entry.audited  # no invented persons
+    session.pivot_table(cohort[1:], values="cost", index="kommune", aggfunc="sum", name="one-less")
+    second = outputs.take_in("p1", "one-less", "REQ-2", None, now)
+    assert second.check_status == "review"
+    assert any("released without verified units" in f["message"] for f in second.report["findings"])
+
+
 # --- 8. person-level tables behind labels -----------------------------------------------------------
 
 

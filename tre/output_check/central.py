@@ -26,7 +26,7 @@ from tre.output_check.assessments import combine_status
 from tre.output_check.checks import Finding
 from tre.output_check.differencing import PublishedTable
 from tre.output_check.kinds import Check, OutputKind, Status
-from tre.output_check.ledger import LedgerTable, build_ledger_table, with_published
+from tre.output_check.ledger import LedgerTable, build_ledger_table, unaudited, with_published
 from tre.output_check.notebooks import _text_findings, build_file_report
 from tre.output_check.outputs import (
     EVIDENCE_RECORDS,
@@ -305,6 +305,8 @@ def build_ledger_entry(
         return None
     made = _rebuild(Path(directory), call, params, pseudonyms, ledger, released, None)
     value_name = str((meta.get("arguments") or {}).get("values") or "")
+    if not made.extra["units_verified"] and made.extra.get("table") is not None:
+        return unaudited(made.extra["table"], name, release=release, value_name=value_name)
     return ledger_entry_of(made, params, name, release, value_name)
 
 

@@ -298,7 +298,7 @@ class WorkspaceOutputs:
     def unledgered(self, project_id: str, ledger: list[LedgerTable]) -> list[PublishedTable]:
         """Released count tables the ledger does not hold (released before it), compared value by value."""
         released, _ = read_released_tables(self.project_dir(project_id) / "released")
-        known = {t.name for t in ledger}
+        known = {t.name for t in ledger if t.audited}  # released without verified units: by value
         return [t for t in released if t.name not in known]
 
     def _earlier(
