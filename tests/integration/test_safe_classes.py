@@ -376,6 +376,9 @@ def test_outputs_of_open_requests_are_audited_against_each_other(session, projec
     assert first.check_status == "pass" and second.check_status == "fail"
     found = [f for f in second.report["findings"] if f["check"] == "DifferencingCheck" and f["status"] == "fail"]
     assert found and "REQ-1/everyone" in found[0]["message"]
+    # at release, the same audit in the same order: nothing new (the refusal stands on its own)
+    assert outputs.new_differences("p1", "REQ-1", first, None) == []
+    assert outputs.new_differences("p1", "REQ-1", second, None) == []
 
 
 def test_a_release_without_verified_units_is_in_the_ledger_without_members(session, project):

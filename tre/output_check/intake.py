@@ -147,6 +147,27 @@ def recheck_copy(
     return build_central_report(directory, meta, params, pseudonyms, ledger, released=released, now=now)
 
 
+def recheck_against_open(directory, meta, params, released, pseudonyms, now, ledger, opened) -> Report:
+    """`recheck_copy` against the ledger and the entries of open outputs before this one
+    (`opened`); the kernel protects against released tables only, so when only the open ones
+    make the rebuild differ, the output fails with that reason."""
+    report = recheck_copy(directory, meta, params, released, pseudonyms=pseudonyms, now=now, ledger=ledger + opened)
+    if not (opened and _remade(report)):
+        return report
+    if _remade(recheck_copy(directory, meta, params, released, pseudonyms=pseudonyms, now=now, ledger=ledger)):
+        return report
+    report.findings = [f for f in report.findings if NOT_REBUILT not in f.message] + [
+        Finding(
+            Check.DIFFERENCING,
+            Status.FAIL,
+            "differences with output(s) of this project's requests not yet released "
+            f"({', '.join(e.name for e in opened)}): it cannot leave as made; take it out and make it again "
+            "once those are released (it is then protected against them) or taken out",
+        )
+    ]
+    return report
+
+
 def _remade(report: Report) -> bool:
     """Whether the central rebuild publishes other files than the output's."""
     return any(NOT_REBUILT in f.message for f in report.findings)
@@ -303,14 +324,14 @@ class WorkspaceOutputs:
 
     def _earlier(
         self, project_id: str, label: str, name: str | None = None, threshold: int | None = None
-    ) -> tuple[list[LedgerTable], list[PublishedTable]]:
+    ) -> tuple[list[LedgerTable], list[LedgerTable], list[PublishedTable]]:
         """What output `name` of request `label` is audited against: the ledger and the
-        unledgered releases (without request `label`'s own outputs), and the other outputs of
-        open requests added before it, as if released one by one in the order they were added
-        (`name` None: every open output but the request's own)."""
+        unledgered releases (without request `label`'s own outputs), and the entries of the
+        other outputs of open requests added before it, as if released one by one in the order
+        they were added (`name` None: every open output but the request's own)."""
         ledger = [t for t in self.ledger(project_id) if not t.name.startswith(f"{label}/")]
         released = [t for t in self.unledgered(project_id, ledger) if not t.name.startswith(f"{label}/")]
-        return ledger + self._open_entries(project_id, ledger, released, label, name, threshold), released
+        return ledger, self._open_entries(project_id, ledger, released, label, name, threshold), released
 
     def _open_outputs(self, project_id: str, ledger: list[LedgerTable]) -> list[tuple[str, str, Path]]:
         """(label, name, received copy) of every output in a request that is not released (not
@@ -398,22 +419,7 @@ class WorkspaceOutputs:
         released = self.unledgered(project_id, ledger)
         # the outputs of open requests (this one's too) count as released before this one
         opened = self._open_entries(project_id, ledger, released, label, name, threshold)
-        recheck = recheck_copy(copy, meta, params, released, pseudonyms=pseudonyms, now=now, ledger=ledger + opened)
-        if (
-            opened
-            and _remade(recheck)
-            and not _remade(recheck_copy(copy, meta, params, released, pseudonyms=pseudonyms, now=now, ledger=ledger))
-        ):
-            # The kernel protects against what was released only; the open outputs need more.
-            recheck.findings = [f for f in recheck.findings if NOT_REBUILT not in f.message] + [
-                Finding(
-                    Check.DIFFERENCING,
-                    Status.FAIL,
-                    "differences with output(s) of this project's requests not yet released "
-                    f"({', '.join(e.name for e in opened)}): it cannot leave as made; take it out and make it again "
-                    "once those are released (it is then protected against them) or taken out",
-                )
-            ]
+        recheck = recheck_against_open(copy, meta, params, released, pseudonyms, now, ledger, opened)
         outgoing = {r["name"]: (copy / r["name"]).read_bytes() for r in received if not is_central_only(r["name"])}
         leaving = build_leaving_files(
             outgoing, call=str(meta.get("call", "")), arguments=meta.get("arguments") or {}, name=name, label=label
@@ -495,16 +501,15 @@ class WorkspaceOutputs:
         released tables its stored central check did not have): differencing, and any new
         failure."""
         directory = self.received_dir(project_id, label, output.name)
-        ledger, released = self._earlier(project_id, label, output.name, threshold)
-        if not released and not ledger:
+        ledger, opened, released = self._earlier(project_id, label, output.name, threshold)
+        if not released and not ledger and not opened:
             return []
         try:
             meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             meta = {**output.meta, "files": list(output.contents)}
-        report = recheck_copy(
-            directory, meta, self.parameters(threshold), released, pseudonyms=frozenset(), now=None, ledger=ledger
-        )
+        params = self.parameters(threshold)
+        report = recheck_against_open(directory, meta, params, released, frozenset(), None, ledger, opened)
         stored = output.report.get("recheck", output.report)
         known = {f["message"] for f in stored.get("findings", [])}
         new = [f for f in report.findings if f.message not in known]
@@ -515,7 +520,8 @@ class WorkspaceOutputs:
         """The ledger tables a released output adds (its published cells with their units), made
         from its central copy; none for an output without evidence (not a table)."""
         directory = self.received_dir(project_id, label, output.name)
-        ledger, released = self._earlier(project_id, label, output.name, threshold)
+        ledger, opened, released = self._earlier(project_id, label, output.name, threshold)
+        ledger = ledger + opened
         name = f"{label}/{output.name}"
         try:
             entry = build_ledger_entry(
