@@ -149,23 +149,28 @@ def recheck_copy(
 
 def recheck_against_open(directory, meta, params, released, pseudonyms, now, ledger, opened) -> Report:
     """`recheck_copy` against the ledger and the entries of open outputs before this one
-    (`opened`); the kernel protects against released tables only, so when only the open ones
-    make the rebuild differ, the output fails with that reason."""
+    (`opened`). The kernel protects against released tables only: when only the open ones make
+    the rebuild differ, the verdict is the one against the ledger (it describes the files as
+    made) plus a review finding naming them: an officer decides, or the output is made again
+    once they are released."""
     report = recheck_copy(directory, meta, params, released, pseudonyms=pseudonyms, now=now, ledger=ledger + opened)
     if not (opened and _remade(report)):
         return report
-    if _remade(recheck_copy(directory, meta, params, released, pseudonyms=pseudonyms, now=now, ledger=ledger)):
+    alone = recheck_copy(directory, meta, params, released, pseudonyms=pseudonyms, now=now, ledger=ledger)
+    if _remade(alone):
         return report
-    report.findings = [f for f in report.findings if NOT_REBUILT not in f.message] + [
+    alone.findings.append(
         Finding(
             Check.DIFFERENCING,
-            Status.FAIL,
+            Status.REVIEW,
             "differences with output(s) of this project's requests not yet released "
-            f"({', '.join(e.name for e in opened)}): it cannot leave as made; take it out and make it again "
-            "once those are released (it is then protected against them) or taken out",
+            f"({', '.join(e.name for e in opened)}), which the kernel could not see: an officer must check that "
+            "together they single out no one, or take it out and make it again once those are released (it is "
+            "then protected against them)",
         )
-    ]
-    return report
+    )
+    alone.status = combine_status([alone.status, Status.REVIEW])
+    return alone
 
 
 def _remade(report: Report) -> bool:
@@ -520,8 +525,8 @@ class WorkspaceOutputs:
         """The ledger tables a released output adds (its published cells with their units), made
         from its central copy; none for an output without evidence (not a table)."""
         directory = self.received_dir(project_id, label, output.name)
-        ledger, opened, released = self._earlier(project_id, label, output.name, threshold)
-        ledger = ledger + opened
+        # the ledger it was made against (the kernel sees released tables only): the entry is what it publishes
+        ledger, _, released = self._earlier(project_id, label, output.name, threshold)
         name = f"{label}/{output.name}"
         try:
             entry = build_ledger_entry(
