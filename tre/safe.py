@@ -117,7 +117,7 @@ class Session:
         """The project's released count tables the ledger does not hold (compared value by
         value), and the released files not compared (with why)."""
         tables, skipped = read_released_tables(self.project_dir / "released")
-        known = {t.name for t in (self.ledger() if ledger is None else ledger)}
+        known = {t.name for t in (self.ledger() if ledger is None else ledger) if t.audited}
         return [t for t in tables if t.name not in known], skipped
 
     # --- tables -------------------------------------------------------------------------

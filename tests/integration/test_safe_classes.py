@@ -6,6 +6,7 @@ audited together (2) are in tests/unit/test_output_check_ledger.py, custom stati
 tests/unit/test_output_check_statistics.py."""
 
 import dataclasses
+import datetime as dt
 import io
 import json
 
@@ -16,7 +17,10 @@ from output_check_factories import as_connected, make_extract, pseudonyms, recor
 
 from tre.output_check import load_parameters
 from tre.output_check.central import build_central_report
+from tre.output_check.intake import WorkspaceOutputs
 from tre.output_check.intervals import build_attacker_intervals
+from tre.output_check.outputs import build_table_output, evidence_files, read_evidence
+from tre.output_check.reports import sha256_file
 from tre.output_check.suppression import build_secondary_mask
 from tre.output_check.tables import extend_sum
 from tre.safe import SafeError, Session
@@ -285,6 +289,116 @@ def test_a_report_that_says_pass_is_not_read(session, project):
     assert build_central_report(directory, meta, load_parameters(), frozenset(), []).status == "fail"
 
 
+def _central(session, name, people):
+    directory = session.queue / name
+    meta = json.loads((directory / "meta.json").read_text())
+    return build_central_report(directory, meta, load_parameters(), frozenset(people), [])
+
+
+def _one_patients_contacts(people) -> pd.DataFrame:
+    """Six contacts of one patient in R96/F, and 200 other persons."""
+    return as_connected(
+        pd.DataFrame(
+            {
+                "pseudonym": [people[0]] * 6 + people[1:201],
+                "diagnosis": ["R96"] * 16 + ["T90"] * 95 + ["K86"] * 95,
+                "sex": ["F"] * 6 + ["M"] * 10 + ["F", "M"] * 95,
+            }
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    "units",
+    [
+        lambda c: pd.Series(range(len(c)), index=c.index).astype(str),  # record numbers
+        lambda c: c.pseudonym.str.lower(),  # the pseudonyms, respelt
+        lambda c: " " + c.pseudonym,
+        lambda c: pd.Series([f"K{i}" for i in range(len(c))], index=c.index),  # a contact id
+    ],
+    ids=["record-numbers", "lower-case", "padded", "contact-id"],
+)
+def test_units_that_are_not_the_projects_persons_go_to_review(session, project, units):
+    people = project[1]
+    contacts = _one_patients_contacts(people)
+    session.crosstab(contacts.diagnosis, contacts.sex, unit=units(contacts), name="units")
+    central = _central(session, "units", people)
+    assert central.status == "review"
+    assert any("units are not the project's persons" in f.message for f in central.findings)
+    assert not any(p in f.message for f in central.findings for p in people)  # never names a unit
+    session.crosstab(contacts.diagnosis, contacts.sex, name="honest")
+    assert _central(session, "honest", people).status == "protected"
+
+
+@pytest.mark.parametrize("forged", ["no-unit-column", "empty-units", "spec-says-no-units"])
+def test_evidence_without_units_goes_to_review_whatever_its_spec_says(session, project, forged):
+    people = project[1]
+    contacts = _one_patients_contacts(people)
+    session.crosstab(contacts.diagnosis, contacts.sex, name="nounit")
+    directory = session.queue / "nounit"
+    records, spec = read_evidence(
+        (directory / "evidence.parquet").read_bytes(), (directory / "evidence.json").read_bytes()
+    )
+    if forged == "no-unit-column":
+        records = records.drop(columns="__unit")
+    elif forged == "empty-units":
+        records["__unit"] = None
+    spec.update(unit=forged == "empty-units", units_unknown=None)
+    spec.pop("format")
+    made = build_table_output(records, spec, load_parameters(), pseudonyms=frozenset(people))
+    for name, data in {**made.files, **evidence_files(records, spec)}.items():
+        (directory / name).write_bytes(data)  # a kernel that rewrites everything, consistently
+    meta = json.loads((directory / "meta.json").read_text())
+    meta["files"] = [{**e, "sha256": sha256_file(directory / e["name"])} for e in meta["files"]]
+    central = build_central_report(directory, meta, load_parameters(), frozenset(people), [])
+    assert made.report.status in ("pass", "protected") and central.status == "review"  # the forgery alone passes
+    assert any(f.check == "UnitCheck" and f.status == "review" for f in central.findings)
+
+
+def _intake(project):
+    root = project[0].parent
+    return WorkspaceOutputs(
+        root, root / "outputs", file_limit=50 << 20, evidence_limit=500 << 20, ledger_dir=root / "ledger"
+    )
+
+
+def test_outputs_of_open_requests_are_audited_against_each_other(session, project):
+    people = project[1]
+    rng = np.random.default_rng(5)
+    cohort = _persons(people, kommune=rng.choice(["0301", "1103", "4601"], 600), sex=rng.choice(["F", "M"], 600))
+    session.crosstab(cohort.kommune, cohort.sex, margins=True, name="everyone")
+    session.crosstab(cohort.sex, cohort.kommune, name="turned")  # the same persons: no difference
+    session.crosstab(cohort.kommune[1:], cohort.sex[1:], margins=True, name="one-less")  # the same minus one person
+    outputs, now = _intake(project), dt.datetime(2026, 12, 3, tzinfo=dt.UTC)
+    first = outputs.take_in("p1", "everyone", "REQ-1", None, now)
+    assert outputs.take_in("p1", "turned", "REQ-2", None, now).check_status == "pass"
+    second = outputs.take_in("p1", "one-less", "REQ-1", None, now)
+    assert first.check_status == "pass" and second.check_status == "review"
+    found = [f for f in second.report["findings"] if f["check"] == "DifferencingCheck" and f["status"] == "review"]
+    assert found and "REQ-1/everyone" in found[0]["message"]
+    # at release, the same audit in the same order: nothing new (the refusal stands on its own)
+    assert outputs.new_differences("p1", "REQ-1", first, None) == []
+    assert outputs.new_differences("p1", "REQ-1", second, None) == []
+
+
+def test_a_release_without_verified_units_is_in_the_ledger_without_members(session, project):
+    people = project[1]
+    rng = np.random.default_rng(5)
+    cohort = _persons(people, kommune=rng.choice(["0301", "1103", "4601"], 600), cost=rng.uniform(100, 5000, 600))
+    made_up = pd.Series([f"Q{i}" for i in range(600)], index=cohort.index)
+    session.pivot_table(cohort, values="cost", index="kommune", aggfunc="sum", name="costs", unit=made_up)
+    outputs, now = _intake(project), dt.datetime(2026, 12, 3, tzinfo=dt.UTC)
+    first = outputs.take_in("p1", "costs", "REQ-1", None, now)
+    assert first.check_status == "review"  # an officer approves it: it is released
+    outputs.record_release("p1", outputs.ledger_entries("p1", "REQ-1", first, None))
+    (entry,) = outputs.ledger("p1")
+    assert len(entry.member_units) == 0 and not entry.audited  # no invented persons
+    session.pivot_table(cohort[1:], values="cost", index="kommune", aggfunc="sum", name="one-less")
+    second = outputs.take_in("p1", "one-less", "REQ-2", None, now)
+    assert second.check_status == "review"
+    assert any("released without verified units" in f["message"] for f in second.report["findings"])
+
+
 # --- 8. person-level tables behind labels -----------------------------------------------------------
 
 
@@ -323,6 +437,10 @@ def test_declared_structural_zeros_are_not_class_disclosure(session, project):
     assert declared.attrs["tre_status"] == "pass" and not declared.isna().any().any()
     with pytest.raises(SafeError, match="not empty by definition"):
         session.crosstab(frame.sex, frame.pregnant, structural_zeros=[{"sex": "F", "pregnant": "yes"}])
+    central = _central(session, "declared", project[1])  # the declaration is a claim an officer confirms
+    assert central.status == "review"
+    assert any("structural zeros" in f.message and "sex=M, pregnant=yes" in f.message for f in central.findings)
+    assert _central(session, "plain", project[1]).status == "protected"
 
 
 def test_the_grand_total_is_the_last_resort():

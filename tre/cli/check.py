@@ -149,7 +149,7 @@ def check_output(ctx, args):
     if path.is_dir():
         ledger = read_ledger(project_ledger_dir(ctx.settings.ledger_dir, args.project))
         released, skipped = read_released_tables(project_dir / "released")
-        released = [t for t in released if t.name not in {e.name for e in ledger}]
+        released = [t for t in released if t.name not in {e.name for e in ledger if e.audited}]
         with tempfile.TemporaryDirectory(prefix="tre-check-") as copy:
             # A queued output is the project's to write: read it as intake does (no links,
             # no FIFOs, sizes from fstat), then check the copy as intake does: recomputed centrally.

@@ -68,6 +68,23 @@ AUTO_AUDIT_LIMIT = 200  # hidden cells up to which every report carries the LP a
 DIFFERENCING_ROUNDS = 6  # rounds of "find what earlier releases give away, suppress it"
 
 
+def _unaudited_findings(table, ledger: Sequence[LedgerTable]) -> list[Finding]:
+    """Earlier releases without verified units that share a dimension with `table`: it cannot be
+    audited against them, so a person must."""
+    names = [t.name for t in ledger if not t.audited and set(t.dimensions) & set(table.dimensions)]
+    if not names:
+        return []
+    return [
+        Finding(
+            Check.DIFFERENCING,
+            Status.REVIEW,
+            f"released without verified units, over a dimension of this output ({', '.join(names[:10])}"
+            f"{' and more' if len(names) > 10 else ''}): it cannot be audited against them, an officer must check "
+            "that the two together single out no one",
+        )
+    ]
+
+
 def build_table_report(
     table: Table,
     params: Parameters,
@@ -98,7 +115,8 @@ def build_table_report(
         raise TableError(f"rounding ({method}) applies to count tables, not to a table of {table.statistic} values")
     kind = kind or _kind_of(table)
     label_findings, label_mask = build_label_findings(table, pseudonyms)
-    findings = [*label_findings, *build_table_findings(table, params)]
+    findings = [*label_findings, *build_table_findings(table, params), *_unaudited_findings(table, ledger)]
+    ledger = [t for t in ledger if t.audited]
 
     original, plan = table, {}
     if method == "merge":

@@ -26,13 +26,14 @@ from tre.output_check.assessments import combine_status
 from tre.output_check.checks import Finding
 from tre.output_check.differencing import PublishedTable
 from tre.output_check.kinds import Check, OutputKind, Status
-from tre.output_check.ledger import LedgerTable, build_ledger_table, with_published
+from tre.output_check.ledger import LedgerTable, build_ledger_table, unaudited, with_published
 from tre.output_check.notebooks import _text_findings, build_file_report
 from tre.output_check.outputs import (
     EVIDENCE_RECORDS,
     EVIDENCE_SPEC,
     REGRESSION_CALLS,
     TABLE_CALLS,
+    UNIT,
     EvidenceError,
     Made,
     build_hist_output,
@@ -48,6 +49,7 @@ from tre.output_check.rounding import rounding_interval
 KERNEL_FILES = frozenset({"meta.json", "report.json", "report.html"})  # written by the kernel, never trusted
 TEXT_SUFFIXES = (".csv", ".txt", ".json", ".md", ".html", ".svg", ".tex")
 MADE_BY_SAFE = TABLE_CALLS + REGRESSION_CALLS + ("hist",)
+NOT_REBUILT = "is not what the central check publishes"
 
 
 def build_central_report(
@@ -74,6 +76,7 @@ def build_central_report(
     if call in MADE_BY_SAFE:
         try:
             made = _rebuild(directory, call, params, pseudonyms, ledger, released, now)
+            findings += made.extra["central_findings"]
         except EvidenceError as e:
             findings.append(
                 Finding(
@@ -164,16 +167,75 @@ def _rebuild(directory, call, params, pseudonyms, ledger, released, now) -> Made
         raise EvidenceError(f"the evidence is of a {spec.get('call')!r}, the output of a {call!r}")
     try:
         if call in TABLE_CALLS:
-            return build_table_output(
+            made = build_table_output(
                 records, spec, params, ledger=ledger, released=released, pseudonyms=pseudonyms, now=now
             )
-        if call == "hist":
-            return build_hist_output(records, spec, params, pseudonyms=pseudonyms, now=now)
-        return build_regression_output(records, spec, params, pseudonyms=pseudonyms, now=now)
+        elif call == "hist":
+            made = build_hist_output(records, spec, params, pseudonyms=pseudonyms, now=now)
+        else:
+            made = build_regression_output(records, spec, params, pseudonyms=pseudonyms, now=now)
     except EvidenceError:
         raise
     except (UserError, KeyError, ValueError, TypeError) as e:
         raise EvidenceError(f"the evidence does not fit its output ({e.__class__.__name__})") from None
+    unit_findings = _unit_findings(records, spec, pseudonyms)
+    made.extra["units_verified"] = not unit_findings
+    made.extra["central_findings"] = unit_findings + _structural_zero_findings(spec)
+    return made
+
+
+def _unit_findings(records, spec: dict, pseudonyms: frozenset[str]) -> list[Finding]:
+    """Whether units are required and what they are is decided here, not by the spec: when the
+    project's extract has persons, every record's unit must be one of its pseudonyms, exactly
+    as the extract spells it. Anything else (no unit column, empty units, made-up ids, other
+    spellings, record or contact numbers) is a person's to confirm. The messages never name a
+    unit."""
+    if not pseudonyms:
+        return []
+    if not spec.get("unit") or UNIT not in records.columns:
+        return [
+            Finding(
+                Check.UNIT_COUNT,
+                Status.REVIEW,
+                "the evidence gives no unit for its records, and the project's extract has persons: "
+                "an officer must confirm that no group is a few persons",
+            )
+        ]
+    units = records[UNIT].to_numpy(dtype=object)
+    missing = sum(1 for u in units if not isinstance(u, str))
+    strangers = len({u for u in units if isinstance(u, str)} - pseudonyms)
+    if not missing and not strangers:
+        return []
+    problems = ([f"{missing} record(s) without a unit"] if missing else []) + (
+        [f"{strangers} unit(s) that are not pseudonyms of the project's extract"] if strangers else []
+    )
+    return [
+        Finding(
+            Check.UNIT_COUNT,
+            Status.REVIEW,
+            f"units are not the project's persons ({'; '.join(problems)}): an officer must confirm",
+        )
+    ]
+
+
+def _structural_zero_findings(spec: dict) -> list[Finding]:
+    """Cells the kernel declared empty by definition are a claim: an officer confirms them."""
+    zeros = spec.get("structural_zeros") or []
+    if not zeros:
+        return []
+    shown_cells = "; ".join(
+        ", ".join(f"{str(k)[:40]}={str(v)[:40]}" for k, v in z.items()) if isinstance(z, dict) else "?"
+        for z in zeros[:20]
+    )
+    more = f" and {len(zeros) - 20} more" if len(zeros) > 20 else ""
+    return [
+        Finding(
+            Check.CLASS_DISCLOSURE,
+            Status.REVIEW,
+            f"cells declared empty by definition (structural zeros), not protected: {shown_cells}{more}; "
+            "an officer must confirm that they cannot occur",
+        )
+    ]
 
 
 def _read_regular(path: Path) -> bytes:
@@ -195,7 +257,7 @@ def _compare(directory: Path, files: list[str], made: Made) -> list[Finding]:
                 Finding(
                     Check.UNCHECKED_CONTENT,
                     Status.FAIL,
-                    f"{name} is not what the central check publishes from the output's own data with the "
+                    f"{name} {NOT_REBUILT} from the output's own data with the "
                     "project's parameters (was the kernel's check weakened?): make the output again",
                 )
             )
@@ -233,6 +295,7 @@ def build_ledger_entry(
     release: str,
     *,
     released: Sequence[PublishedTable] = (),
+    pseudonyms: frozenset[str] = frozenset(),
 ) -> LedgerTable | None:
     """What a released output adds to the ledger: its table's cells with the units behind them
     and what was published of each (the central rebuild's, which the release has checked are
@@ -240,8 +303,10 @@ def build_ledger_entry(
     call = str(meta.get("call") or "")
     if call not in TABLE_CALLS + ("hist",):
         return None
-    made = _rebuild(Path(directory), call, params, frozenset(), ledger, released, None)
+    made = _rebuild(Path(directory), call, params, pseudonyms, ledger, released, None)
     value_name = str((meta.get("arguments") or {}).get("values") or "")
+    if not made.extra["units_verified"] and made.extra.get("table") is not None:
+        return unaudited(made.extra["table"], name, release=release, value_name=value_name)
     return ledger_entry_of(made, params, name, release, value_name)
 
 

@@ -40,7 +40,7 @@ from pathlib import Path
 from tre.config import Settings, ensure_private_dir
 from tre.errors import UnsafeFile, UserError
 from tre.output_check.assessments import combine_status
-from tre.output_check.central import build_central_report, build_ledger_entry
+from tre.output_check.central import NOT_REBUILT, build_central_report, build_ledger_entry
 from tre.output_check.checks import Finding
 from tre.output_check.differencing import PublishedTable
 from tre.output_check.egress import MAX_FILES, LeavingFile, build_leaving_files, is_central_only
@@ -145,6 +145,37 @@ def recheck_copy(
 
     The one place intake decides an output's check."""
     return build_central_report(directory, meta, params, pseudonyms, ledger, released=released, now=now)
+
+
+def recheck_against_open(directory, meta, params, released, pseudonyms, now, ledger, opened) -> Report:
+    """`recheck_copy` against the ledger and the entries of open outputs before this one
+    (`opened`). The kernel protects against released tables only: when only the open ones make
+    the rebuild differ, the verdict is the one against the ledger (it describes the files as
+    made) plus a review finding naming them: an officer decides, or the output is made again
+    once they are released."""
+    report = recheck_copy(directory, meta, params, released, pseudonyms=pseudonyms, now=now, ledger=ledger + opened)
+    if not (opened and _remade(report)):
+        return report
+    alone = recheck_copy(directory, meta, params, released, pseudonyms=pseudonyms, now=now, ledger=ledger)
+    if _remade(alone):
+        return report
+    alone.findings.append(
+        Finding(
+            Check.DIFFERENCING,
+            Status.REVIEW,
+            "differences with output(s) of this project's requests not yet released "
+            f"({', '.join(e.name for e in opened)}), which the kernel could not see: an officer must check that "
+            "together they single out no one, or take it out and make it again once those are released (it is "
+            "then protected against them)",
+        )
+    )
+    alone.status = combine_status([alone.status, Status.REVIEW])
+    return alone
+
+
+def _remade(report: Report) -> bool:
+    """Whether the central rebuild publishes other files than the output's."""
+    return any(NOT_REBUILT in f.message for f in report.findings)
 
 
 def check_unchanged(directory: Path, meta: dict) -> None:
@@ -293,14 +324,56 @@ class WorkspaceOutputs:
     def unledgered(self, project_id: str, ledger: list[LedgerTable]) -> list[PublishedTable]:
         """Released count tables the ledger does not hold (released before it), compared value by value."""
         released, _ = read_released_tables(self.project_dir(project_id) / "released")
-        known = {t.name for t in ledger}
+        known = {t.name for t in ledger if t.audited}  # released without verified units: by value
         return [t for t in released if t.name not in known]
 
-    def _earlier(self, project_id: str, label: str) -> tuple[list[LedgerTable], list[PublishedTable]]:
-        """The ledger and the unledgered releases, without request `label`'s own outputs."""
+    def _earlier(
+        self, project_id: str, label: str, name: str | None = None, threshold: int | None = None
+    ) -> tuple[list[LedgerTable], list[LedgerTable], list[PublishedTable]]:
+        """What output `name` of request `label` is audited against: the ledger and the
+        unledgered releases (without request `label`'s own outputs), and the entries of the
+        other outputs of open requests added before it, as if released one by one in the order
+        they were added (`name` None: every open output but the request's own)."""
         ledger = [t for t in self.ledger(project_id) if not t.name.startswith(f"{label}/")]
         released = [t for t in self.unledgered(project_id, ledger) if not t.name.startswith(f"{label}/")]
-        return ledger, released
+        return ledger, self._open_entries(project_id, ledger, released, label, name, threshold), released
+
+    def _open_outputs(self, project_id: str, ledger: list[LedgerTable]) -> list[tuple[str, str, Path]]:
+        """(label, name, received copy) of every output in a request that is not released (not
+        in the ledger), in the order they were added (their `leaving/`, written last)."""
+        known = {t.name for t in ledger}
+        found = []
+        for received in (self.outputs_dir / project_id).glob(f"REQ-*/*/{RECEIVED}"):
+            central = received.parent
+            label, name = central.parent.name, central.name
+            leaving = central / LEAVING
+            if f"{label}/{name}" in known or not leaving.is_dir():
+                continue
+            found.append((leaving.stat().st_mtime_ns, label, name, received))
+        return [(label, name, received) for _, label, name, received in sorted(found)]
+
+    def _open_entries(self, project_id, ledger, released, label, name, threshold) -> list[LedgerTable]:
+        """The ledger entries the open outputs before output `name` of `label` would add if
+        released one by one (each made against the ledger and the ones before it)."""
+        entries: list[LedgerTable] = []
+        params = self.parameters(threshold)
+        pseudonyms = self.pseudonyms(project_id)
+        for other_label, other, received in self._open_outputs(project_id, ledger):
+            if (other_label, other) == (label, name):
+                break
+            if name is None and other_label == label:
+                continue
+            try:
+                meta = json.loads((received / "meta.json").read_text(encoding="utf-8"))
+                entry = build_ledger_entry(
+                    received, meta, params, ledger + entries, f"{other_label}/{other}", other_label,
+                    released=released, pseudonyms=pseudonyms,
+                )  # fmt: skip
+            except (OSError, ValueError, EvidenceError):
+                continue  # no evidence to rebuild: its own check failed or went to review
+            if entry is not None:
+                entries.append(entry)
+        return entries
 
     # --- into a request -------------------------------------------------------------------
 
@@ -349,7 +422,9 @@ class WorkspaceOutputs:
         pseudonyms = read_pseudonyms(extract_path(self.projects_dir, project_id))  # no extract: refused
         ledger = self.ledger(project_id)
         released = self.unledgered(project_id, ledger)
-        recheck = recheck_copy(copy, meta, params, released, pseudonyms=pseudonyms, now=now, ledger=ledger)
+        # the outputs of open requests (this one's too) count as released before this one
+        opened = self._open_entries(project_id, ledger, released, label, name, threshold)
+        recheck = recheck_against_open(copy, meta, params, released, pseudonyms, now, ledger, opened)
         outgoing = {r["name"]: (copy / r["name"]).read_bytes() for r in received if not is_central_only(r["name"])}
         leaving = build_leaving_files(
             outgoing, call=str(meta.get("call", "")), arguments=meta.get("arguments") or {}, name=name, label=label
@@ -431,16 +506,15 @@ class WorkspaceOutputs:
         released tables its stored central check did not have): differencing, and any new
         failure."""
         directory = self.received_dir(project_id, label, output.name)
-        ledger, released = self._earlier(project_id, label)
-        if not released and not ledger:
+        ledger, opened, released = self._earlier(project_id, label, output.name, threshold)
+        if not released and not ledger and not opened:
             return []
         try:
             meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             meta = {**output.meta, "files": list(output.contents)}
-        report = recheck_copy(
-            directory, meta, self.parameters(threshold), released, pseudonyms=frozenset(), now=None, ledger=ledger
-        )
+        params = self.parameters(threshold)
+        report = recheck_against_open(directory, meta, params, released, frozenset(), None, ledger, opened)
         stored = output.report.get("recheck", output.report)
         known = {f["message"] for f in stored.get("findings", [])}
         new = [f for f in report.findings if f.message not in known]
@@ -451,12 +525,14 @@ class WorkspaceOutputs:
         """The ledger tables a released output adds (its published cells with their units), made
         from its central copy; none for an output without evidence (not a table)."""
         directory = self.received_dir(project_id, label, output.name)
-        ledger, released = self._earlier(project_id, label)
+        # the ledger it was made against (the kernel sees released tables only): the entry is what it publishes
+        ledger, _, released = self._earlier(project_id, label, output.name, threshold)
         name = f"{label}/{output.name}"
         try:
             entry = build_ledger_entry(
-                directory, output.meta, self.parameters(threshold), ledger, name, label, released=released
-            )
+                directory, output.meta, self.parameters(threshold), ledger, name, label, released=released,
+                pseudonyms=self.pseudonyms(project_id),
+            )  # fmt: skip
         except EvidenceError:
             return []
         return [] if entry is None else [entry]

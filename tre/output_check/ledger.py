@@ -92,6 +92,7 @@ class LedgerTable:
     member_weights: np.ndarray
     value_name: str = ""
     release: str = ""
+    audited: bool = True  # False: released without verified units; no members, no values (see `unaudited`)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -1056,6 +1057,28 @@ def _unique_findings(findings: list[LedgerFinding]) -> list[LedgerFinding]:
 
 
 # --- building ledger tables -----------------------------------------------------------------
+
+
+def unaudited(table, name: str, *, release: str = "", value_name: str = "") -> LedgerTable:
+    """The ledger record of a table released without verified units (an officer approved it):
+    its name and dimensions only, no invented members. Later tables sharing a dimension with it
+    cannot be audited against it and go to review (`build_table_report`); a count table of it
+    is still compared value by value from `released/`."""
+    return LedgerTable(
+        name=name,
+        dimensions=tuple(table.dimensions),
+        categories=tuple(tuple(c) for c in table.categories),
+        statistic=table.statistic,
+        lower=np.full(table.shape, np.nan),
+        upper=np.full(table.shape, np.nan),
+        sensitive=np.zeros(table.shape, dtype=bool),
+        member_units=np.array([], dtype=object),
+        member_cells=np.array([], dtype=np.int64),
+        member_weights=np.array([], dtype=float),
+        value_name=value_name,
+        release=release,
+        audited=False,
+    )
 
 
 def build_ledger_table(table, name: str, *, release: str = "", value_name: str = "") -> LedgerTable | None:

@@ -76,6 +76,7 @@ def ledger_files(table: LedgerTable) -> dict[str, bytes]:
         "lower": _floats(table.lower),
         "upper": _floats(table.upper),
         "sensitive": [bool(v) for v in np.asarray(table.sensitive).ravel()],
+        "audited": table.audited,
     }
     buffer = io.BytesIO()
     members.to_parquet(buffer, index=False)
@@ -151,6 +152,7 @@ def _read_table(spec_path: Path) -> LedgerTable:
             member_weights=members["weight"].to_numpy(dtype=float),
             value_name=str(spec.get("value_name") or ""),
             release=str(spec.get("release") or ""),
+            audited=spec.get("audited", True) is not False,
         )
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise LedgerError(
