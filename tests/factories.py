@@ -125,6 +125,7 @@ def make_request_file(
     context: bool = True,
     body: bytes = b"",
     outputs_dir: Path | None = None,
+    call: str = "crosstab",
 ) -> RequestFile:
     """One output of a request, as intake records it; its file is written into the central
     output store (received and leaving copies) when `outputs_dir` is given."""
@@ -158,7 +159,7 @@ def make_request_file(
         if context
         else {},
         contents=contents,
-        meta={"name": name, "kind": "frequency", "call": "crosstab"},
+        meta={"name": name, "kind": "frequency", "call": call},
         added_at=utc_now(),
     )
     session.add(row)
@@ -179,6 +180,7 @@ def make_request(
     context: bool = True,
     title: str = "",
     outputs_dir: Path | None = None,
+    call: str = "crosstab",
 ) -> OutputRequest:
     """A request of `project` by `author` in `status`, with the reviews that state implies.
 
@@ -186,6 +188,8 @@ def make_request(
     decided states have two submitted reviews whose votes make that decision (REVIEWED: a
     conflict). `decisions` overrides the two reviewers' votes. RELEASED has a Release row.
     With `outputs_dir`, the outputs' files are written where intake would have copied them.
+    `call` is the tre.safe call the outputs' meta names (they have no evidence: a table's
+    central recheck against other open outputs cannot rebuild them, a custom output's can).
     """
     now = utc_now()
     request = OutputRequest(
@@ -194,7 +198,9 @@ def make_request(
     session.add(request)
     session.flush()
     rows = [
-        make_request_file(session, request, n, check_status=check_status, context=context, outputs_dir=outputs_dir)
+        make_request_file(
+            session, request, n, check_status=check_status, context=context, outputs_dir=outputs_dir, call=call
+        )
         for n in files
     ]
     if status != RequestStatus.PENDING:
